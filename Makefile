@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Everything else is installed here.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-fast demo bench layers lint clean
+
+$(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	$(PY) -m sandbox.demo --out demo-output
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+layers: $(STAMP)
+	$(PY) layers/build.py
+
+lint: $(STAMP)
+	$(VENV)/bin/cfn-lint template.yaml
+
+clean:
+	rm -rf $(VENV) demo-output layers/build .cache build *.egg-info

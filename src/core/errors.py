@@ -1,0 +1,43 @@
+"""Errors meant for users: each message names the field, file or service at fault."""
+from __future__ import annotations
+
+
+class ColocationError(Exception):
+    """Base for every error the service reports to a caller (never a stack trace)."""
+
+    status = 500  # HTTP status an API adapter should map this to
+
+
+class InputError(ColocationError):
+    """Bad request or bad input file; ``field`` names what was wrong."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(ColocationError):
+    status = 404
+
+
+class UpstreamError(ColocationError):
+    """A NASA service (CMR, EDL, TEA, DAAC, S3) failed after retries; ``service`` names it."""
+
+    status = 502
+
+    def __init__(self, message: str, service: str):
+        super().__init__(f"{service}: {message}")
+        self.service = service
+
+
+class AuthError(UpstreamError):
+    """Earthdata Login or /s3credentials refused us (bad/expired token, unapproved app)."""
+
+
+class DisallowedHostError(ColocationError):
+    """A link pointed at a host outside the allowlist (SSRF guard)."""
+
+    status = 502
+

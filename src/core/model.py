@@ -1,0 +1,136 @@
+"""Plain data passed between the readers, the colocation kernel and the writers.
+
+Arrays only: no xarray, no files, no AWS. Times are ``datetime64[ns]`` in UTC (NaT = unknown).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
+
+
+class BBox(NamedTuple):
+    """West, south, east, north in degrees. ``west > east`` crosses the antimeridian."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+    @property
+    def crosses_antimeridian(self) -> bool:
+        return self.west > self.east
+
+    def contains(self, lon: np.ndarray, lat: np.ndarray, margin_deg: float = 0.0) -> np.ndarray:
+        lon = ((np.asarray(lon, dtype=np.float64) + 180.0) % 360.0) - 180.0
+        lat = np.asarray(lat, dtype=np.float64)
+        in_lat = (lat >= self.south - margin_deg) & (lat <= self.north + margin_deg)
+        w, e = self.west - margin_deg, self.east + margin_deg
+        if self.crosses_antimeridian or e - w >= 360.0:
+            in_lon = (lon >= w) | (lon <= e) if e - w < 360.0 else np.ones_like(in_lat)
+        else:
+            in_lon = (lon >= w) & (lon <= e)
+            # margins may push an edge past +/-180
+            if w < -180.0:
+                in_lon |= lon >= w + 360.0
+            if e > 180.0:
+                in_lon |= lon <= e - 360.0
+        return in_lat & in_lon
+
+    def __str__(self) -> str:  # CMR's bounding_box form
+        return ",".join(f"{v:g}" for v in self)
+
+
+@dataclass
+class BeamSegments:
+    """One ATL07 beam's sea-ice segments (already cut to the region of interest)."""
+
+    granule: str  # file name of the ATL07 granule
+    beam: str  # gt1l ... gt3r
+    strength: str  # "strong" | "weak" | "unknown" (from orbit_info/sc_orient)
+    time: np.ndarray  # datetime64[ns] UTC
+    lat: np.ndarray  # float64 degrees_north
+    lon: np.ndarray  # float64 degrees_east
+    height_segment_id: np.ndarray  # int64, -1 where absent
+    height: np.ndarray  # float32 metres, NaN = fill
+    quality: np.ndarray  # int16, -1 = fill/absent
+    quality_source: str  # name of the ATL07 variable ``quality`` came from
+    segment_type: np.ndarray  # int16, -1 = fill/absent
+
+    def __len__(self) -> int:
+        return int(self.lat.shape[0])
+
+
+@dataclass
+class Atl07Granule:
+    name: str
+    beams: list[BeamSegments]
+    sc_orient: int | None
+    attrs: dict = field(default_factory=dict)  # selected global/ancillary metadata (str values)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SstSwath:
+    """A window of one GHRSST L2P granule; 2-D arrays share one shape."""
+
+    granule: str  # granule name (file name without directory)
+    lat: np.ndarray  # float32/64, NaN = invalid location
+    lon: np.ndarray
+    sst: np.ndarray  # float32 kelvin, NaN = fill
+    time: np.ndarray  # datetime64[ns] per pixel (time + sst_dtime), NaT = fill
+    quality_level: np.ndarray | None  # int8 0..5, None when the product has none
+    l2p_flags: np.ndarray | None  # int16
+    rows: slice = field(default_factory=lambda: slice(None))  # window position in the full swath
+    cols: slice = field(default_factory=lambda: slice(None))
+    attrs: dict = field(default_factory=dict)  # normalised global attributes
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.lat.shape)  # type: ignore[return-value]
+
+
+QL_FILL = np.int8(-1)
+FLAGS_FILL = np.int16(-1)
+
+
+@dataclass
+class Matches:
+    """Per-segment result of colocation; index -1 / NaN where no valid pixel matched."""
+
+    sst: np.ndarray  # float32 K
+    distance_m: np.ndarray  # float32
+    dt_s: np.ndarray  # float64, pixel time minus segment time
+    quality_level: np.ndarray  # int8, QL_FILL where none
+    l2p_flags: np.ndarray  # int16, FLAGS_FILL where none
+    granule_index: np.ndarray  # int32 index into the list of SST granule names, -1 = none
+
+    @classmethod
+    def empty(cls, n: int) -> "Matches":
+        return cls(
+            sst=np.full(n, np.nan, np.float32),
+            distance_m=np.full(n, np.nan, np.float32),
+            dt_s=np.full(n, np.nan, np.float64),
+            quality_level=np.full(n, QL_FILL, np.int8),
+            l2p_flags=np.full(n, FLAGS_FILL, np.int16),
+            granule_index=np.full(n, -1, np.int32),
+        )
+
+    @property
+    def matched(self) -> np.ndarray:
+        return self.granule_index >= 0
+
+    def __len__(self) -> int:
+        return int(self.sst.shape[0])
+
+
+@dataclass
+class Track:
+    """A beam and its matches: one ``trajectory`` in the output product."""
+
+    segments: BeamSegments
+    matches: Matches

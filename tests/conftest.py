@@ -1,0 +1,16 @@
+"""Shared fixtures. Area-specific fixtures live in the test modules or in tests/<area>_fixtures.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO / "tests" / "data" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """Real NASA files copied from ../shared/realdata (ATL07 subsets, L2P subsets, CMR JSON, notes)."""
+    assert REALDATA.is_dir(), f"missing test data at {REALDATA}"
+    return REALDATA
