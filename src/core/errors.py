@@ -41,3 +41,9 @@ class DisallowedHostError(ColocationError):
 
     status = 502
 
+
+
+class InsufficientSpaceError(ColocationError):
+    """Not enough free space in the download directory (checked before writing)."""
+
+    status = 507

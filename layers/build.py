@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Build the Lambda layers for the target runtime and check every function's unzipped size.
+
+    python layers/build.py [--arch arm64|x86_64] [--python 3.12] [--skip-install]
+
+Layers (installed with pip for the *Lambda* platform, binary wheels only):
+  science  requirements/lambda.txt  — everything the handlers import at run time
+  plot     requirements/plot.txt    — matplotlib for the quicklook PNG, minus what science already has
+
+Output: layers/build/<layer>/python/... (what SAM zips as ContentUri) and layers/build/sizes.json.
+Exit status 1 if any function (its code + its layers) exceeds Lambda's 250 MB unzipped limit;
+a warning above 200 MB (the project's target).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "layers" / "build"
+MB = 1 << 20  # Lambda's "250 MB" is 262,144,000 bytes = 250 MiB; all figures here are MiB
+LIMIT_MB = 250.0  # function + all its layers, unzipped
+WARN_MB = 200.0
+
+LAMBDA_REQ = ROOT / "requirements" / "lambda.txt"
+# Built in this order; each later layer drops distributions an earlier one already ships
+# (layers merge into /opt/python, and the limit counts every byte of every layer).
+LAYERS = {
+    "base": None,  # the BASE_PACKAGES lines of lambda.txt (same pins)
+    "science": LAMBDA_REQ,
+    "plot": ROOT / "requirements" / "plot.txt",
+}
+# The small functions (API, plan, summarize) need only pydantic + Powertools; boto3 comes from the
+# Lambda runtime for them. Only the colocate function carries the science and plot stacks.
+BASE_PACKAGES = ("aws-lambda-powertools", "pydantic")
+# Which layers each function in template.yaml attaches (tests/test_template.py checks the template).
+FUNCTIONS = {
+    "ColocateFunction": ("base", "science", "plot"),
+    "ApiFunction": ("base",),
+    "PlanFunction": ("base",),
+    "SummarizeFunction": ("base",),
+}
+# fontTools (19 MB) is a matplotlib dependency used only by the PDF/PS/SVG/usetex backends;
+# the Agg PNG path never imports it (tests/test_layers.py proves this in a fresh interpreter).
+# shapely (8 MiB) is a pyresample dependency used only by its boundary/polygon helpers, never
+# by kd_tree/geometry resampling (also proven in tests/test_layers.py).
+EXCLUDE_DISTS = {"fonttools", "shapely"}
+# In the Lambda python runtime already (boto3 1.3x); the small functions use that copy.
+RUNTIME_DISTS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+# The science layer must ship its own botocore (aiobotocore pins an exact botocore range; the
+# runtime's bundled copy lags). It shadows the runtime's copy, so keep every service the code or
+# Powertools may call; the other ~400 service models (27 MB) go.
+BOTOCORE_SERVICES = (
+    "s3", "secretsmanager", "stepfunctions", "sts", "sso", "sso-oidc", "ssm", "lambda",
+    "cloudwatch", "logs", "xray", "appconfigdata", "dynamodb",
+)
+# Every function ships the same CodeUri (src/): core + handlers.
+CODE_DIRS = ("src/core", "src/handlers")
+
+# Lambda python3.12/3.13 run on Amazon Linux 2023 (glibc 2.34): any manylinux tag up to 2_34 works.
+# Newer numpy/h5py aarch64 wheels are manylinux_2_28 only, so list them all.
+MANYLINUX = ("manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux2014")
+
+# Not needed at run time. Only whole directories/suffixes nobody imports; never *.so or *.py
+# of a package itself (numpy.testing is imported by numpy at import time, so it stays).
+STRIP_DIRS = {"__pycache__", "tests", "test", "benchmarks", "doc", "docs", "examples"}
+KEEP_DIRS = {"numpy/testing", "numpy/_core/tests"}  # paths some libraries import
+STRIP_SUFFIXES = {".pyc", ".pyo", ".pyi", ".c", ".cpp", ".pyx", ".pxd", ".h", ".md"}
+
+
+def _platform_args(arch: str) -> list[str]:
+    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[arch]
+    args: list[str] = []
+    for tag in MANYLINUX:
+        args += ["--platform", f"{tag}_{machine}"]
+    return args
+
+
+def pip_install(requirements: Path, target: Path, arch: str, python: str) -> None:
+    # -c lambda.txt: the plot layer resolves against the same pins (dateutil, numpy, packaging)
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        *_platform_args(arch), "--python-version", python, "--implementation", "cp",
+        "--only-binary=:all:", "--target", str(target), "--upgrade", "-r", str(requirements),
+        "-c", str(constraints()),
+    ]
+    subprocess.run(cmd, check=True)
+
+
+def constraints() -> Path:
+    """lambda.txt without extras (pip refuses extras in a constraints file)."""
+    path = BUILD / "constraints.txt"
+    lines = []
+    for line in LAMBDA_REQ.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, rest = line.partition("==")
+            lines.append(f"{name.split('[')[0]}=={rest}")
+    lines.append("python-dateutil<3")  # botocore's bound; else matplotlib pulls 4.x (+ tzdata)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def base_requirements() -> Path:
+    lines = [
+        line for line in LAMBDA_REQ.read_text().splitlines()
+        if line.split("[")[0].split("=")[0].strip().lower() in BASE_PACKAGES
+    ]
+    path = BUILD / "base-requirements.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def trim_botocore(site: Path) -> int:
+    data = site / "botocore" / "data"
+    if not data.is_dir():
+        return 0
+    removed = 0
+    for entry in data.iterdir():
+        if entry.is_dir() and entry.name not in BOTOCORE_SERVICES:
+            removed += dir_size(entry)
+            shutil.rmtree(entry)
+    return removed
+
+
+def strip(tree: Path) -> int:
+    """Delete files Lambda never imports; returns bytes removed."""
+    removed = 0
+    for path in sorted(tree.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        rel = path.relative_to(tree).as_posix()
+        if any(rel == k or rel.startswith(k + "/") for k in KEEP_DIRS):
+            continue
+        if path.is_dir() and path.name in STRIP_DIRS and not path.is_symlink():
+            # tests dirs inside packages only (a *module* named test would be a file)
+            removed += dir_size(path)
+            shutil.rmtree(path)
+        elif path.is_file() and path.suffix in STRIP_SUFFIXES and ".dist-info" not in rel:
+            removed += path.stat().st_size
+            path.unlink()
+    return removed
+
+
+def _top_level_names(site: Path) -> set[str]:
+    names: set[str] = set()
+    for dist in site.glob("*.dist-info"):
+        names.add(dist.name.split("-")[0].lower().replace("_", "-"))
+    return names
+
+
+def drop_duplicates(site: Path, earlier: list[Path], exclude: set[str] = frozenset()) -> list[str]:
+    """Remove from ``site`` every distribution an earlier layer ships, or excluded (via RECORD)."""
+    have = set(exclude)
+    for other in earlier:
+        have |= _top_level_names(other)
+    dropped = []
+    for dist in list(site.glob("*.dist-info")):
+        name = dist.name.split("-")[0].lower().replace("_", "-")
+        if name not in have:
+            continue
+        record = dist / "RECORD"
+        for line in record.read_text().splitlines() if record.exists() else []:
+            rel = line.split(",")[0]
+            target = (site / rel).resolve()
+            if target.is_file() and site.resolve() in target.parents:
+                target.unlink()
+        shutil.rmtree(dist, ignore_errors=True)
+        dropped.append(name)
+    # remove package directories left empty
+    for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return sorted(dropped)
+
+
+def dir_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def code_size() -> int:
+    total = 0
+    for d in CODE_DIRS:
+        for p in (ROOT / d).rglob("*"):
+            if p.is_file() and "__pycache__" not in p.parts:
+                total += p.stat().st_size
+    return total
+
+
+def measure() -> dict:
+    layers = {name: dir_size(BUILD / name) for name in LAYERS if (BUILD / name).exists()}
+    code = code_size()
+    functions = {}
+    for fn, used in FUNCTIONS.items():
+        total = code + sum(layers.get(name, 0) for name in used)
+        functions[fn] = {
+            "layers": list(used),
+            "unzipped_mb": round(total / MB, 2),
+            "status": "fail" if total / MB > LIMIT_MB else "warn" if total / MB > WARN_MB else "ok",
+        }
+    return {
+        "code_mb": round(code / MB, 3),
+        "layers_mb": {k: round(v / MB, 2) for k, v in layers.items()},
+        "functions": functions,
+        "limit_mb": LIMIT_MB,
+        "warn_mb": WARN_MB,
+    }
+
+
+def build(arch: str, python: str) -> dict:
+    info: dict = {"arch": arch, "python": python, "stripped_mb": {}, "build_s": {}}
+    done: list[Path] = []
+    for name, req in LAYERS.items():
+        t0 = time.monotonic()
+        site = BUILD / name / "python"
+        shutil.rmtree(BUILD / name, ignore_errors=True)
+        site.mkdir(parents=True)
+        pip_install(req or base_requirements(), site, arch, python)
+        exclude = EXCLUDE_DISTS | (RUNTIME_DISTS if name == "base" else set())
+        info.setdefault("dropped", {})[name] = drop_duplicates(site, done, exclude)
+        shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts: unusable in a layer
+        info["stripped_mb"][name] = round((strip(site) + trim_botocore(site)) / MB, 2)
+        done.append(site)
+        info["build_s"][name] = round(time.monotonic() - t0, 1)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="arm64", choices=("arm64", "x86_64"))
+    ap.add_argument("--python", default="3.12")
+    ap.add_argument("--skip-install", action="store_true", help="only measure an existing build")
+    args = ap.parse_args(argv)
+
+    BUILD.mkdir(parents=True, exist_ok=True)
+    sizes_path = BUILD / "sizes.json"
+    info = {}
+    if args.skip_install:
+        if sizes_path.exists():
+            info = {k: v for k, v in json.loads(sizes_path.read_text()).items()
+                    if k in ("arch", "python", "stripped_mb", "build_s", "dropped")}
+    else:
+        info = build(args.arch, args.python)
+    report = {**info, **measure()}
+    sizes_path.write_text(json.dumps(report, indent=2) + "\n")
+
+    worst = 0
+    for fn, row in report["functions"].items():
+        print(f"{fn:20s} {row['unzipped_mb']:8.1f} MB  {row['status']}  ({'+'.join(row['layers'])})")
+        if row["status"] == "warn":
+            print(f"WARNING: {fn} is above {WARN_MB:.0f} MB unzipped", file=sys.stderr)
+        if row["status"] == "fail":
+            print(f"ERROR: {fn} exceeds Lambda's {LIMIT_MB:.0f} MB unzipped limit", file=sys.stderr)
+            worst = 1
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""Loopback Earthdata emulator: EDL, the DAACs' TEA hosts, an on-prem DAAC host and S3 presigned URLs.
+
+Each service is its own Flask app on its own ``127.0.0.1`` port, so the redirects between them
+cross hosts exactly as they do in production (``requests`` strips ``Authorization`` on a port
+change too). Behaviour follows tests/data/realdata/s3credentials_and_EDL_flow.md:
+
+* EDL (``edl``): ``/oauth/authorize`` (Basic or bearer, else 401 challenge) → 302 back to the
+  client's ``redirect_uri`` with ``code`` and ``state``; the token API
+  (``/api/users/find_or_create_token``, ``/api/users/tokens``, ``/api/users/token``); ``/profile``.
+* TEA (``nsidc``, ``podaac``): ``/s3credentials`` (camelCase keys, ``expiration`` like
+  ``2021-01-27 00:50:09+00:00``) and ``/<bucket>/<key>`` → 307 to a presigned URL on ``s3``.
+  Without a bearer token or session cookie: 302 to EDL, ``/redirect?code=`` sets the cookie.
+* On-prem (``onprem``, n5eil01u style): no cookie → 302 to EDL ``/oauth/authorize`` with
+  ``state`` → ``/OPS/redirect?code=`` → cookie → 302 to the file → 200 with ``Content-Length``.
+* Presigned S3 (``s3``): serves the bytes (``Range`` → 206); like real S3 it answers 400 to a
+  request that carries an ``Authorization`` header as well as a presigned query.
+
+Every request is recorded (``state.requests``) with its headers so tests can prove where a
+token went; every app honours the shared :class:`sandbox.faults.Faults` rule set.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, Response, abort, jsonify, redirect, request
+from werkzeug.serving import make_server
+
+from sandbox.faults import Faults
+
+DAAC_BUCKETS = {
+    "nsidc": ("nsidc-cumulus-prod-protected",),
+    "podaac": ("podaac-ops-cumulus-protected",),
+}
+ONPREM_CLIENT_ID = "_JLuwMHxb2xX6NwYTb4dRA"  # NSIDC_DATAPOOL_OPS, as in the recorded flow
+_CHUNK = 256 * 1024
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+@dataclass
+class RecordedRequest:
+    app: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+
+
+@dataclass
+class EarthdataState:
+    """Users, tokens, OAuth codes, sessions, issued credentials and the request log."""
+
+    users: dict[str, str] = field(default_factory=dict)  # username -> password
+    tokens: dict[str, str] = field(default_factory=dict)  # token -> username
+    credentials_ttl_s: float = 3600.0  # lifetime of issued /s3credentials (short for tests)
+    presign_ttl_s: int = 3600
+    base_urls: dict[str, str] = field(default_factory=dict)  # app name -> http://127.0.0.1:port
+    files: dict[tuple[str, str], Path] = field(default_factory=dict)  # (bucket, key) -> file
+    onprem_files: dict[str, Path] = field(default_factory=dict)  # on-prem URL path -> file
+    requests: list[RecordedRequest] = field(default_factory=list)
+    issued_credentials: list[dict] = field(default_factory=list)  # {"daac", "accessKeyId", ...}
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._codes: dict[str, tuple[str, str]] = {}  # code -> (username, client_id)
+        self._sessions: dict[str, str] = {}  # cookie value -> username
+        self._signing_key = secrets.token_bytes(32)
+        self._serial = itertools.count(1)
+        self.clients: dict[str, str] = {}  # client_id -> redirect_uri
+
+    # --- users and tokens ------------------------------------------------------------------
+    def add_user(self, username: str, password: str) -> str:
+        """Register a user; returns a fresh bearer token for them."""
+        with self._lock:
+            self.users[username] = password
+        return self.new_token(username)
+
+    def new_token(self, username: str) -> str:
+        token = "EDL-" + secrets.token_urlsafe(32)
+        with self._lock:
+            self.tokens[token] = username
+        return token
+
+    def revoke_token(self, token: str) -> None:
+        with self._lock:
+            self.tokens.pop(token, None)
+
+    def tokens_of(self, username: str) -> list[str]:
+        with self._lock:
+            return [t for t, u in self.tokens.items() if u == username]
+
+    def check_password(self, username: str, password: str) -> bool:
+        with self._lock:
+            known = self.users.get(username)
+        return known is not None and hmac.compare_digest(known, password)
+
+    def new_code(self, username: str, client_id: str) -> str:
+        code = secrets.token_urlsafe(16)
+        with self._lock:
+            self._codes[code] = (username, client_id)
+        return code
+
+    def redeem_code(self, code: str, client_id: str) -> str | None:
+        with self._lock:
+            entry = self._codes.pop(code, None)
+        return entry[0] if entry and entry[1] == client_id else None
+
+    def new_session(self, username: str) -> str:
+        value = secrets.token_urlsafe(24)
+        with self._lock:
+            self._sessions[value] = username
+        return value
+
+    def session_user(self, value: str | None) -> str | None:
+        with self._lock:
+            return self._sessions.get(value or "")
+
+    # --- S3 ----------------------------------------------------------------------------------
+    def issue_credentials(self, daac: str) -> dict:
+        expires = datetime.fromtimestamp(time.time() + self.credentials_ttl_s, tz=timezone.utc)
+        creds = {
+            # distinct per DAAC and per issue, so tests can tell which set was used
+            "accessKeyId": f"ASIA{daac.upper()}{next(self._serial):06d}",
+            "secretAccessKey": secrets.token_urlsafe(30),
+            "sessionToken": secrets.token_urlsafe(120),
+            "expiration": expires.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+        }
+        with self._lock:
+            self.issued_credentials.append({"daac": daac, **creds})
+        return creds
+
+    def presign(self, bucket: str, key: str) -> str:
+        expires = int(time.time()) + self.presign_ttl_s
+        query = {
+            "A-userid": "sandbox",
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": "ASIASANDBOX/us-west-2/s3/aws4_request",
+            "X-Amz-Expires": str(self.presign_ttl_s),
+            "X-Amz-Date": str(expires),
+            "X-Amz-Signature": self._sign(bucket, key, expires),
+        }
+        return f"{self.base_urls['s3']}/{bucket}/{key}?{urlencode(query)}"
+
+    def _sign(self, bucket: str, key: str, expires: int) -> str:
+        msg = f"{bucket}/{key}:{expires}".encode()
+        return hmac.new(self._signing_key, msg, hashlib.sha256).hexdigest()
+
+    def verify_presigned(self, bucket: str, key: str, args) -> bool:
+        try:
+            expires = int(args.get("X-Amz-Date", ""))
+        except ValueError:
+            return False
+        good = hmac.compare_digest(self._sign(bucket, key, expires), args.get("X-Amz-Signature", ""))
+        return good and expires >= time.time()
+
+    def requests_to(self, app: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.app == app]
+
+    def record(self, app: str) -> None:
+        entry = RecordedRequest(
+            app, request.method, request.path, request.query_string.decode(), dict(request.headers)
+        )
+        with self._lock:
+            self.requests.append(entry)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _new_app(name: str, state: EarthdataState) -> Flask:
+    app = Flask(f"sandbox-{name}")
+    app.before_request(lambda: state.record(name))  # recorder first, so faulted calls show too
+    state.faults.install(app, name)
+    return app
+
+
+def _bearer() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+
+def _basic_user(state: EarthdataState) -> str | None:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return None
+    if state.check_password(auth.username or "", auth.password or ""):
+        return auth.username
+    abort(Response("Invalid user credentials", 401, {"WWW-Authenticate": 'Basic realm="Earthdata Login"'}))
+
+
+def serve_file(path: Path, *, attachment: bool = False) -> Response:
+    """Stream a file with Content-Length; a single ``Range`` gives 206 + Content-Range."""
+    size = path.stat().st_size
+    start, end, status = 0, size, 200
+    headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    rng = request.range
+    if rng is not None:
+        bounds = rng.range_for_length(size)
+        if bounds is None:
+            return Response(b"", 416, {"Content-Range": f"bytes */{size}"})
+        start, end = bounds
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if attachment:
+        headers["Content-Disposition"] = f"attachment; filename={path.name}"
+
+    def body():
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = fh.read(min(_CHUNK, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    return Response(body(), status, headers, direct_passthrough=True)
+
+
+def _s3_error(status: int, code: str, message: str) -> Response:
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
+    return Response(xml, status, {"Content-Type": "application/xml"})
+
+
+def _state_param(url: str) -> str:
+    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def _decode_state(value: str) -> str:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+
+
+# --- EDL ---------------------------------------------------------------------------------------
+def create_edl_app(state: EarthdataState) -> Flask:
+    app = _new_app("edl", state)
+
+    def _user() -> str | None:
+        token = _bearer()
+        if token is not None:
+            user = state.tokens.get(token)
+            if user is None:
+                abort(Response('{"error": "invalid_token"}', 401, {"Content-Type": "application/json"}))
+            return user
+        return _basic_user(state) or state.session_user(request.cookies.get("urs_session"))
+
+    def _challenge() -> Response:
+        return Response(
+            "Authentication required", 401, {"WWW-Authenticate": 'Basic realm="Earthdata Login"'}
+        )
+
+    @app.get("/oauth/authorize")
+    def authorize():
+        client_id = request.args.get("client_id", "")
+        redirect_uri = request.args.get("redirect_uri", "")
+        if state.clients.get(client_id) != redirect_uri or request.args.get("response_type") != "code":
+            return Response("invalid_client or redirect_uri", 400)
+        user = _user()
+        if user is None:
+            return _challenge()
+        code = state.new_code(user, client_id)
+        query = {"code": code}
+        if "state" in request.args:
+            query["state"] = request.args["state"]
+        resp = redirect(f"{redirect_uri}?{urlencode(query)}", 302)
+        resp.set_cookie("urs_session", state.new_session(user), httponly=True)
+        return resp
+
+    @app.post("/api/users/find_or_create_token")
+    def find_or_create_token():
+        user = _basic_user(state)
+        if user is None:
+            return _challenge()
+        existing = state.tokens_of(user)
+        token = existing[0] if existing else state.new_token(user)
+        return jsonify(_token_json(token))
+
+    @app.post("/api/users/token")
+    def create_token():
+        user = _basic_user(state)
+        if user is None:
+            return _challenge()
+        return jsonify(_token_json(state.new_token(user)))
+
+    @app.get("/api/users/tokens")
+    def list_tokens():
+        user = _basic_user(state)
+        if user is None:
+            return _challenge()
+        return jsonify([_token_json(t) for t in state.tokens_of(user)])
+
+    @app.get("/profile")
+    def profile():
+        user = _user()
+        if user is None:
+            return redirect("/home", 302)
+        return jsonify({"uid": user, "first_name": "Sandbox", "last_name": "User"})
+
+    @app.get("/home")
+    def home():
+        return Response("<html><body>Earthdata Login home</body></html>", 200, {"Content-Type": "text/html"})
+
+    return app
+
+
+def _token_json(token: str) -> dict:
+    expires = datetime.fromtimestamp(time.time() + 60 * 86400, tz=timezone.utc)
+    return {"access_token": token, "token_type": "Bearer", "expiration_date": expires.strftime("%m/%d/%Y")}
+
+
+# --- EDL-protected data hosts ----------------------------------------------------------------
+def _protected(app: Flask, name: str, state: EarthdataState, redirect_path: str):
+    """Register the OAuth client for ``app`` and return ``current_user() -> str | Response``."""
+    client_id = ONPREM_CLIENT_ID if name == "onprem" else f"sandbox-{name}-tea"
+    cookie = f"{name}_session"
+
+    def redirect_uri() -> str:
+        return f"{state.base_urls[name]}{redirect_path}"
+
+    def current_user():
+        state.clients[client_id] = redirect_uri()
+        token = _bearer()
+        if token is not None:
+            user = state.tokens.get(token)
+            if user is None:
+                return Response("Invalid or expired token", 401, {"WWW-Authenticate": "Bearer"})
+            return user
+        user = state.session_user(request.cookies.get(cookie))
+        if user is not None:
+            return user
+        original = f"{state.base_urls[name]}{request.full_path.rstrip('?')}"
+        query = urlencode(
+            {
+                "client_id": client_id,
+                "response_type": "code",
+                "redirect_uri": redirect_uri(),
+                "state": _state_param(original),
+            }
+        )
+        return redirect(f"{state.base_urls['edl']}/oauth/authorize?{query}", 302)
+
+    @app.get(redirect_path)
+    def oauth_redirect():
+        user = state.redeem_code(request.args.get("code", ""), client_id)
+        if user is None:
+            return Response("invalid or expired code", 401)
+        target = _decode_state(request.args.get("state", "")) or f"{state.base_urls[name]}/"
+        resp = redirect(target, 302)
+        resp.set_cookie(cookie, state.new_session(user), httponly=True)
+        return resp
+
+    return current_user
+
+
+def create_tea_app(state: EarthdataState, daac: str) -> Flask:
+    """A DAAC's Thin Egress App (``nsidc`` = data.nsidc.earthdatacloud, ``podaac`` = archive.podaac)."""
+    app = _new_app(daac, state)
+    current_user = _protected(app, daac, state, "/redirect")
+
+    @app.get("/s3credentials")
+    def s3credentials():
+        user = current_user()
+        if not isinstance(user, str):
+            return user
+        return jsonify(state.issue_credentials(daac))
+
+    @app.get("/s3credentialsREADME")
+    def readme():
+        return Response("Temporary S3 credentials for in-region (us-west-2) access.", 200)
+
+    @app.get("/<bucket>/<path:key>")
+    def data(bucket: str, key: str):
+        user = current_user()
+        if not isinstance(user, str):
+            return user
+        if bucket not in DAAC_BUCKETS.get(daac, ()) or (bucket, key) not in state.files:
+            return Response("Not Found", 404)
+        return redirect(state.presign(bucket, key), 307)
+
+    return app
+
+
+def create_onprem_app(state: EarthdataState) -> Flask:
+    """An on-premises DAAC data server (n5eil01u.ecs.nsidc.org style, OAuth + session cookie)."""
+    app = _new_app("onprem", state)
+    current_user = _protected(app, "onprem", state, "/OPS/redirect")
+
+    @app.get("/<path:path>")
+    def data(path: str):
+        user = current_user()
+        if not isinstance(user, str):
+            return user
+        file = state.onprem_files.get("/" + path)
+        if file is None:
+            return Response("Not Found", 404)
+        resp = serve_file(file, attachment=True)
+        resp.headers["Server"] = "Apache"
+        return resp
+
+    return app
+
+
+def create_s3_presign_app(state: EarthdataState) -> Flask:
+    """Serves presigned GETs like in-region S3 (the TEA 307 target)."""
+    app = _new_app("s3", state)
+
+    @app.get("/<bucket>/<path:key>")
+    def get_object(bucket: str, key: str):
+        if "Authorization" in request.headers and "X-Amz-Signature" in request.args:
+            return _s3_error(
+                400,
+                "InvalidArgument",
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                "Signature query string parameter or the Authorization header should be specified",
+            )
+        if not state.verify_presigned(bucket, key, request.args):
+            return _s3_error(403, "AccessDenied", "Request has expired or signature does not match")
+        file = state.files.get((bucket, key))
+        if file is None:
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        return serve_file(file)
+
+    return app
+
+
+# --- servers -------------------------------------------------------------------------------------
+class ServerThread:
+    """A threaded WSGI server on 127.0.0.1 with a dynamic port."""
+
+    def __init__(self, app, name: str):
+        self.name = name
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox-{name}", daemon=True)
+
+    def start(self) -> "ServerThread":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

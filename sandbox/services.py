@@ -1,0 +1,269 @@
+"""The offline sandbox: moto's server plus the Earthdata emulator, seeded with a scene.
+
+    with Sandbox(scene, workdir=tmp) as sb:
+        session = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
+        ...
+        subprocess.run([...], env={**os.environ, **sb.env()})
+
+``scene`` is anything with ``.granules`` whose items have ``bucket``, ``key``, ``path``,
+``daac`` ("nsidc" | "podaac"), ``file_name``, ``short_name``, ``version``, ``start``
+(sandbox/scene.py's ``Scene``, or a stand-in in tests).
+
+``python -m sandbox.services [--cache DIR]`` builds the seed scene, starts everything in the
+foreground and prints the environment for a shell (``eval``-able ``export`` lines).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+import boto3
+from botocore.config import Config
+from flask import Flask, jsonify
+
+from core.config import Settings
+from sandbox.emulator import (
+    DAAC_BUCKETS,
+    EarthdataState,
+    ServerThread,
+    create_edl_app,
+    create_onprem_app,
+    create_s3_presign_app,
+    create_tea_app,
+)
+from sandbox.faults import Faults
+
+log = logging.getLogger(__name__)
+
+OUTPUT_BUCKET = "coloc-sandbox-output"
+EDL_SECRET_NAME = "coloc/sandbox/edl-token"
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+REGION = "us-west-2"
+
+
+def onprem_path(granule) -> str:
+    """The n5eil01u-style path of a granule: /DP9/ATLAS/<short>.<ver>/<YYYY.MM.DD>/<file>."""
+    day = granule.start.strftime("%Y.%m.%d")
+    return f"/DP9/ATLAS/{granule.short_name}.{str(granule.version).zfill(3)}/{day}/{granule.file_name}"
+
+
+class Sandbox:
+    """Context manager running every fake service on 127.0.0.1 with dynamic ports."""
+
+    def __init__(
+        self,
+        scene,
+        *,
+        workdir: str | os.PathLike,
+        credentials_ttl_s: float = 3600.0,
+        edl_username: str = "sandbox-user",
+        edl_password: str = "sandbox-password-not-secret",
+    ):
+        self.scene = scene
+        self.workdir = Path(workdir)
+        self.edl_username = edl_username
+        self.edl_password = edl_password
+        self.faults = Faults()
+        self.state = EarthdataState(credentials_ttl_s=credentials_ttl_s, faults=self.faults)
+        self.edl_token = ""
+        self.servers: dict[str, ServerThread] = {}
+        self._moto = None
+        self.moto_url = ""
+        self.settings: Settings | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "Sandbox":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+
+        self.edl_token = self.state.add_user(self.edl_username, self.edl_password)
+        for g in self.scene.granules:
+            self.state.files[(g.bucket, g.key)] = Path(g.path)
+            if g.daac == "nsidc":
+                self.state.onprem_files[onprem_path(g)] = Path(g.path)
+
+        apps: dict[str, Flask] = {
+            "edl": create_edl_app(self.state),
+            "nsidc": create_tea_app(self.state, "nsidc"),
+            "podaac": create_tea_app(self.state, "podaac"),
+            "onprem": create_onprem_app(self.state),
+            "s3": create_s3_presign_app(self.state),
+        }
+        for name, app in apps.items():
+            self.servers[name] = ServerThread(app, name)
+            self.state.base_urls[name] = self.servers[name].url
+        # CMR needs the other URLs for its links, so it is created last.
+        self.servers["cmr"] = ServerThread(self._cmr_app(), "cmr")
+        self.state.base_urls["cmr"] = self.servers["cmr"].url
+        for server in self.servers.values():
+            server.start()
+
+        self._seed_aws()
+        self.settings = self._settings()
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            try:
+                server.stop()
+            except Exception:  # pragma: no cover - best effort on teardown
+                log.exception("stopping %s", server.name)
+        self.servers.clear()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    # --- wiring ------------------------------------------------------------------------------
+    def url(self, name: str) -> str:
+        return self.state.base_urls[name]
+
+    def links(self, granule) -> dict:
+        tea = self.url(granule.daac)
+        return {
+            "https": f"{tea}/{granule.bucket}/{granule.key}",
+            "s3": f"s3://{granule.bucket}/{granule.key}",
+            "s3credentials": f"{tea}/s3credentials",
+        }
+
+    def onprem_url(self, granule) -> str:
+        return self.url("onprem") + onprem_path(granule)
+
+    def _cmr_app(self) -> Flask:
+        try:
+            from sandbox.cmr_app import create_cmr_app
+        except ImportError:
+            app = _fallback_cmr_app(self.scene, self.links)
+        else:
+            app = create_cmr_app(self.scene, self.links)
+        self.faults.install(app, "cmr")
+        return app
+
+    def boto3_client(self, service: str):
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.moto_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 2}),
+        )
+
+    def _seed_aws(self) -> None:
+        s3 = self.boto3_client("s3")
+        buckets = {b for names in DAAC_BUCKETS.values() for b in names} | {OUTPUT_BUCKET}
+        buckets |= {g.bucket for g in self.scene.granules}
+        for bucket in sorted(buckets):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        for g in self.scene.granules:
+            s3.upload_file(str(g.path), g.bucket, g.key)
+        self.boto3_client("secretsmanager").create_secret(Name=EDL_SECRET_NAME, SecretString=self.edl_token)
+
+    def _settings(self) -> Settings:
+        host = lambda name: self.servers[name].host  # noqa: E731
+        return dataclasses.replace(
+            Settings(),
+            cmr_url=self.url("cmr"),
+            edl_url=self.url("edl"),
+            earthdata_hosts=tuple(host(n) for n in ("edl", "cmr", "nsidc", "podaac", "onprem")),
+            extra_allowed_hosts=(host("s3"), self.moto_url.split("://", 1)[1]),
+            s3credentials_endpoints={
+                "NSIDC_CPRD": f"{self.url('nsidc')}/s3credentials",
+                "NSIDC_ECS": f"{self.url('nsidc')}/s3credentials",
+                "POCLOUD": f"{self.url('podaac')}/s3credentials",
+            },
+            s3_endpoint_url=self.moto_url,
+            output_bucket=OUTPUT_BUCKET,
+            download_dir=str(self.workdir / "downloads"),
+            edl_secret_name=EDL_SECRET_NAME,
+            http_backoff_s=0.05,
+        )
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that should use this sandbox (incl. the EDL token)."""
+        assert self.settings is not None, "sandbox not started"
+        env = dict(self.settings.to_env())
+        env.update(FAKE_AWS)
+        env.update(
+            {
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_ENDPOINT_URL": self.moto_url,  # S3, Secrets Manager, Step Functions
+                "AWS_ENDPOINT_URL_S3": self.moto_url,
+                "EARTHDATA_TOKEN": self.edl_token,
+            }
+        )
+        return env
+
+
+def _fallback_cmr_app(scene, links: Callable) -> Flask:
+    """Minimal CMR stand-in (UMM-G JSON, one page) until sandbox/cmr_app.py exists."""
+    app = Flask("sandbox-cmr-fallback")
+
+    @app.get("/search/granules.umm_json")
+    def granules():
+        items = []
+        for g in scene.granules:
+            ln = links(g)
+            items.append(
+                {
+                    "meta": {"concept-id": g.concept_id, "provider-id": g.provider},
+                    "umm": {
+                        "GranuleUR": g.title,
+                        "RelatedUrls": [
+                            {"URL": ln["https"], "Type": "GET DATA"},
+                            {"URL": ln["s3"], "Type": "GET DATA VIA DIRECT ACCESS"},
+                            {"URL": ln["s3credentials"], "Type": "VIEW RELATED INFORMATION"},
+                        ],
+                    },
+                }
+            )
+        return jsonify({"hits": len(items), "took": 1, "items": items})
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the offline sandbox in the foreground.")
+    parser.add_argument("--cache", default=".sandbox-cache", help="scene cache directory")
+    parser.add_argument("--workdir", default=".sandbox-work")
+    args = parser.parse_args(argv)
+    from sandbox.scene import build_scene
+
+    scene = build_scene(Path(args.cache))
+    with Sandbox(scene, workdir=args.workdir) as sb:
+        for key, value in sorted(sb.env().items()):
+            print(f"export {key}={shlex.quote(value)}")
+        sys.stdout.flush()
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        print("# sandbox running; Ctrl-C to stop", file=sys.stderr)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

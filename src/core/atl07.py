@@ -1,0 +1,276 @@
+"""Read ICESat-2 ATL07 sea-ice segments (all six beams) into :class:`core.model.Atl07Granule`.
+
+Subsetted or older granules lack beams and variables: anything missing is skipped with a
+warning (logged and kept in ``granule.warnings``), never a crash. With a bbox only the index
+runs of each beam that fall inside it (plus a margin) are read, so memory follows the region.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, BinaryIO
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+from .model import BEAMS, Atl07Granule, BBox, BeamSegments
+
+log = logging.getLogger(__name__)
+
+GPS_EPOCH = np.datetime64("1980-01-06T00:00:00", "ns")
+# GPS-UTC offset (leap seconds) and the UTC instant from which it applies. None since 2017.
+_LEAPS_UTC = (
+    ("1999-01-01", 13),
+    ("2006-01-01", 14),
+    ("2009-01-01", 15),
+    ("2012-07-01", 16),
+    ("2015-07-01", 17),
+    ("2017-01-01", 18),
+)
+# the same thresholds expressed in GPS seconds (the GPS clock is ahead by the new offset)
+_LEAP_GPS_S = np.array(
+    [(np.datetime64(d, "s") - GPS_EPOCH.astype("datetime64[s]")).astype(np.int64) + n for d, n in _LEAPS_UTC],
+    dtype=np.float64,
+)
+_LEAP_N = np.array([n for _, n in _LEAPS_UTC], dtype=np.int64)
+DEFAULT_SDP_EPOCH_GPS_S = 1198800018.0  # 2018-01-01T00:00:00Z in GPS seconds
+
+# ATL07 quality variables in order of preference (v001 lacks height_segment_quality)
+QUALITY_CANDIDATES = ("heights/height_segment_quality", "heights/height_segment_fit_quality_flag")
+_MERGE_GAP = 2000  # read index runs separated by fewer segments than this as one slice
+
+
+def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
+    """GPS seconds since 1980-01-06 → datetime64[ns] UTC (leap seconds removed); NaN → NaT."""
+    gps = np.asarray(gps_seconds, dtype=np.float64)
+    idx = np.searchsorted(_LEAP_GPS_S, gps, side="right") - 1
+    leap = np.where(idx >= 0, _LEAP_N[np.clip(idx, 0, None)], 0)
+    ok = np.isfinite(gps)
+    ns = np.zeros(gps.shape, dtype=np.int64)
+    ns[ok] = np.round((gps[ok] - leap[ok]) * 1e9).astype(np.int64)
+    out = GPS_EPOCH + ns.astype("timedelta64[ns]")
+    out[~ok] = np.datetime64("NaT")
+    return out
+
+
+def atlas_delta_time_to_utc(delta_time: np.ndarray, sdp_epoch_gps_s: float = DEFAULT_SDP_EPOCH_GPS_S) -> np.ndarray:
+    """ATLAS ``delta_time`` (GPS seconds since the SDP epoch) → datetime64[ns] UTC."""
+    dt = np.asarray(delta_time, dtype=np.float64)
+    # split the epoch and delta so float64 keeps sub-microsecond precision
+    gps_whole = np.floor(sdp_epoch_gps_s)
+    base = gps_to_utc(np.full(dt.shape, gps_whole) + np.floor(dt))
+    frac_ns = np.round((dt - np.floor(dt) + (sdp_epoch_gps_s - gps_whole)) * 1e9)
+    ok = np.isfinite(dt)
+    out = base.copy()
+    out[ok] = base[ok] + frac_ns[ok].astype(np.int64).astype("timedelta64[ns]")
+    out[~ok] = np.datetime64("NaT")
+    return out
+
+
+def _fill_value(ds: h5py.Dataset) -> Any:
+    fv = ds.attrs.get("_FillValue")
+    if fv is None:
+        return None
+    return np.asarray(fv).ravel()[0] if np.size(fv) else None
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source))
+    for attr in ("path", "name"):
+        value = getattr(source, attr, None)
+        if isinstance(value, str) and value:
+            return os.path.basename(value)
+    return "ATL07"
+
+
+def _attr_str(value: Any) -> str:
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode("utf-8", "replace").strip()
+    if isinstance(value, np.ndarray):
+        return " ".join(_attr_str(v) for v in value.ravel().tolist())
+    return str(value).strip()
+
+
+def _runs(mask: np.ndarray) -> list[slice]:
+    """Index slices covering the True runs of ``mask``; nearby runs merged to limit reads."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > _MERGE_GAP)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    stops = np.r_[idx[breaks], idx[-1]] + 1
+    return [slice(int(a), int(b)) for a, b in zip(starts, stops)]
+
+
+def _read(ds: h5py.Dataset, runs: list[slice] | None) -> np.ndarray:
+    if runs is None:
+        return ds[()]
+    if not runs:
+        return ds[0:0]
+    return np.concatenate([ds[r] for r in runs])
+
+
+def _as_float(arr: np.ndarray, fill: Any, dtype=np.float64) -> np.ndarray:
+    out = np.asarray(arr, dtype=dtype)
+    if fill is not None:
+        out = np.where(np.asarray(arr) == np.asarray(fill, dtype=arr.dtype), np.nan, out)
+    return out
+
+
+def _as_int(arr: np.ndarray, fill: Any, dtype) -> np.ndarray:
+    out = np.asarray(arr).astype(dtype)
+    if fill is not None:
+        out[np.asarray(arr) == np.asarray(fill, dtype=arr.dtype)] = -1
+    return out
+
+
+def beam_strength(beam: str, sc_orient: int | None) -> str:
+    """0 = backward: left beams strong; 1 = forward: right beams strong; else unknown."""
+    if sc_orient == 0:
+        return "strong" if beam.endswith("l") else "weak"
+    if sc_orient == 1:
+        return "strong" if beam.endswith("r") else "weak"
+    return "unknown"
+
+
+def read_atl07(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    bbox: BBox | None = None,
+    margin_deg: float = 0.1,
+) -> Atl07Granule:
+    """Read every beam's sea-ice segments, optionally restricted to ``bbox`` (+ ``margin_deg``)."""
+    name = _source_name(source)
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+        raise InputError(f"ATL07 file not found: {os.fspath(source)}", field="atl07")
+    try:
+        h5 = h5py.File(source, "r")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{name} is not an HDF5 file (ATL07 expected): {exc}", field="atl07") from None
+    with h5:
+        return _read_granule(h5, name, bbox, margin_deg)
+
+
+def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float) -> Atl07Granule:
+    short = _attr_str(h5.attrs["short_name"]) if "short_name" in h5.attrs else ""
+    has_segments = any(f"{b}/sea_ice_segments" in h5 for b in BEAMS)
+    if short and short != "ATL07" or not short and not has_segments:
+        what = f"short_name {short!r}" if short else "no gt*/sea_ice_segments groups"
+        raise InputError(f"{name} is not an ATL07 granule ({what})", field="atl07")
+
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        log.warning("%s: %s", name, msg)
+        warnings.append(msg)
+
+    epoch = DEFAULT_SDP_EPOCH_GPS_S
+    if "ancillary_data/atlas_sdp_gps_epoch" in h5:
+        epoch = float(np.asarray(h5["ancillary_data/atlas_sdp_gps_epoch"][()]).ravel()[0])
+    else:
+        warn("ancillary_data/atlas_sdp_gps_epoch missing: assuming 2018-01-01 (1198800018 GPS s)")
+
+    sc_orient: int | None = None
+    if "orbit_info/sc_orient" in h5:
+        values = np.unique(np.asarray(h5["orbit_info/sc_orient"][()]).ravel())
+        if values.size == 1 and int(values[0]) in (0, 1):
+            sc_orient = int(values[0])
+        elif values.size > 1:
+            warn(f"orbit_info/sc_orient changes within the granule ({values.tolist()}): beam strength unknown")
+        else:
+            warn(f"orbit_info/sc_orient = {values.tolist()} (transition): beam strength unknown")
+    else:
+        warn("orbit_info/sc_orient missing: beam strength unknown")
+
+    attrs = {k: _attr_str(h5.attrs[k]) for k in (
+        "short_name", "title", "identifier_product_doi", "identifier_product_format_version",
+        "time_coverage_start", "time_coverage_end", "date_created",
+    ) if k in h5.attrs}
+    for key in ("release", "version", "granule_start_utc", "granule_end_utc"):
+        if f"ancillary_data/{key}" in h5:
+            attrs[key] = _attr_str(h5[f"ancillary_data/{key}"][()])
+
+    beams: list[BeamSegments] = []
+    for beam in BEAMS:
+        path = f"{beam}/sea_ice_segments"
+        if path not in h5:
+            warn(f"{beam}: no sea_ice_segments group, beam skipped")
+            continue
+        grp = h5[path]
+        missing = [v for v in ("latitude", "longitude", "delta_time") if v not in grp]
+        if missing:
+            warn(f"{beam}: {', '.join(missing)} missing, beam skipped")
+            continue
+        beam_segments = _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, warn)
+        if beam_segments is not None:
+            beams.append(beam_segments)
+    return Atl07Granule(name=name, beams=beams, sc_orient=sc_orient, attrs=attrs, warnings=warnings)
+
+
+def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, warn) -> BeamSegments | None:
+    lat_ds, lon_ds = grp["latitude"], grp["longitude"]
+    lat = _as_float(lat_ds[()], _fill_value(lat_ds))
+    lon = _as_float(lon_ds[()], _fill_value(lon_ds))
+    n = lat.shape[0]
+    if lon.shape[0] != n or grp["delta_time"].shape[0] != n:
+        warn(f"{beam}: latitude/longitude/delta_time lengths differ, beam skipped")
+        return None
+    valid_loc = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0)
+    runs: list[slice] | None = None
+    keep = valid_loc
+    if bbox is not None:
+        keep = valid_loc & bbox.contains(np.nan_to_num(lon), np.nan_to_num(lat), margin_deg)
+        runs = _runs(keep)
+        lat = np.concatenate([lat[r] for r in runs]) if runs else lat[:0]
+        lon = np.concatenate([lon[r] for r in runs]) if runs else lon[:0]
+        keep = np.concatenate([keep[r] for r in runs]) if runs else keep[:0]
+    m = lat.shape[0]
+
+    dt_ds = grp["delta_time"]
+    delta_time = _as_float(_read(dt_ds, runs), _fill_value(dt_ds))
+    time = atlas_delta_time_to_utc(delta_time, epoch)
+
+    def optional(var: str, convert, default):
+        if var in grp and grp[var].shape and grp[var].shape[0] == n:
+            ds = grp[var]
+            return convert(_read(ds, runs), _fill_value(ds))
+        warn(f"{beam}: {var} missing, filled")
+        return default
+
+    seg_id = optional("height_segment_id", lambda a, f: _as_int(a, f, np.int64), np.full(m, -1, np.int64))
+    height = optional("heights/height_segment_height", lambda a, f: _as_float(a, f, np.float32),
+                      np.full(m, np.nan, np.float32))
+    seg_type = optional("heights/height_segment_type", lambda a, f: _as_int(a, f, np.int16),
+                        np.full(m, -1, np.int16))
+    quality_source = ""
+    quality = np.full(m, -1, np.int16)
+    for var in QUALITY_CANDIDATES:
+        if var in grp and grp[var].shape and grp[var].shape[0] == n:
+            quality = _as_int(_read(grp[var], runs), _fill_value(grp[var]), np.int16)
+            quality_source = var
+            break
+    if not quality_source:
+        warn(f"{beam}: no quality variable ({', '.join(QUALITY_CANDIDATES)}), quality filled")
+    elif quality_source != QUALITY_CANDIDATES[0]:
+        warn(f"{beam}: {QUALITY_CANDIDATES[0]} missing, quality from {quality_source}")
+
+    good = keep & ~np.isnat(time)
+    dropped = int(np.count_nonzero(~valid_loc)) if runs is None else 0
+    dropped += int(np.count_nonzero(keep & np.isnat(time)))
+    if dropped:
+        log.info("%s %s: %d segments without valid location/time dropped", name, beam, dropped)
+    return BeamSegments(
+        granule=name,
+        beam=beam,
+        strength=beam_strength(beam, sc_orient),
+        time=time[good],
+        lat=lat[good],
+        lon=lon[good],
+        height_segment_id=seg_id[good],
+        height=height[good],
+        quality=quality[good],
+        quality_source=quality_source,
+        segment_type=seg_type[good],
+    )

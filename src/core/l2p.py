@@ -1,0 +1,329 @@
+"""Read a window of a GHRSST L2P swath granule (local path or binary file object, e.g. s3fs).
+
+Real PO.DAAC granules store attributes as one-element (byte) arrays, which breaks xarray's CF
+decoding; the file is therefore opened undecoded, every attribute is normalised to a plain
+scalar/str, and CF decoding (fill, scale/offset, times) runs on the normalised variables.
+
+Only ``lat``/``lon`` are read whole. The other variables (SST, sst_dtime, quality_level,
+l2p_flags, never chlorophyll, wind...) are read for the smallest row/column window holding
+every pixel that can lie within ``radius_m`` of a query point, so bytes fetched over S3 and
+memory follow the region, not the granule.
+
+Products without ``quality_level`` (e.g. the MODIS subsets in tests/data/realdata/l2p) are
+accepted: ``SstSwath.quality_level`` is None, a warning says so, and the colocation kernel then
+cannot apply ``min_quality_level`` (it filters on SST/location/time validity only and reports
+quality level -1 for such matches).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterable
+
+import numpy as np
+import xarray as xr
+from pykdtree.kdtree import KDTree
+
+from .errors import InputError
+from .model import FLAGS_FILL, QL_FILL, SstSwath
+from .colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+
+log = logging.getLogger(__name__)
+
+LAT_NAMES = ("lat", "latitude", "Latitude")
+LON_NAMES = ("lon", "longitude", "Longitude")
+SST_NAMES = ("sea_surface_temperature", "sst", "sea_surface_skin_temperature", "SST")
+SST_STANDARD_NAMES = (
+    "sea_surface_skin_temperature",
+    "sea_surface_subskin_temperature",
+    "sea_surface_temperature",
+    "sea_surface_foundation_temperature",
+)
+DTIME_NAMES = ("sst_dtime", "dtime", "sst_dt")
+QUALITY_NAMES = ("quality_level", "sst_quality_level")
+FLAGS_NAMES = ("l2p_flags", "flags")
+_TIME_UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+                "ms": 1e-3, "milliseconds": 1e-3, "millisecond": 1e-3,
+                "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
+_ROW_BLOCK = 256  # rows converted to xyz at a time while finding the window
+
+
+def normalise_attr(value: Any) -> Any:
+    """One-element arrays → scalars, bytes → str (recursively for string arrays)."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.size == 1:
+            return normalise_attr(value.reshape(()).item() if value.dtype.kind not in "SUO" else value.ravel()[0])
+        if value.dtype.kind in "SO":
+            return [normalise_attr(v) for v in value.ravel().tolist()]
+        return value
+    if isinstance(value, np.generic):
+        return value.item() if value.dtype.kind in "SUO" else value
+    return value
+
+
+def normalise_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """Return ``ds`` with every variable and global attribute normalised (see normalise_attr)."""
+    ds = ds.copy(deep=False)
+    ds.attrs = {k: normalise_attr(v) for k, v in ds.attrs.items()}
+    for name in ds.variables:
+        ds[name].attrs = {k: normalise_attr(v) for k, v in ds[name].attrs.items()}
+    return ds
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source))
+    for attr in ("path", "name", "full_name"):
+        value = getattr(source, attr, None)
+        if isinstance(value, str) and value:
+            return os.path.basename(value)
+    return "L2P"
+
+
+def _find(ds: xr.Dataset, names: Iterable[str]) -> str | None:
+    for n in names:
+        if n in ds.variables:
+            return n
+    return None
+
+
+@dataclass
+class L2PGranule:
+    """An open L2P file: lat/lon in memory, everything else still lazy."""
+
+    name: str
+    ds: xr.Dataset  # undecoded, attributes normalised
+    lat: np.ndarray  # float64 (rows, cols), NaN = invalid location
+    lon: np.ndarray
+    dims: tuple[str, str]
+    sst_var: str
+    dtime_var: str | None
+    quality_var: str | None
+    flags_var: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.lat.shape)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.ds.close()
+
+    def __enter__(self) -> "L2PGranule":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def window(self, rows: slice, cols: slice) -> SstSwath:
+        """Read and decode SST, per-pixel time, quality level and flags for one window."""
+        d0, d1 = self.dims
+        names = [v for v in (self.sst_var, self.dtime_var, self.quality_var, self.flags_var) if v]
+        time_name = _find(self.ds, ("time",))
+        sub = self.ds[names].isel({d0: rows, d1: cols})
+        extra = {d: 0 for d in sub.dims if d not in self.dims}
+        sub = sub.isel(extra)
+        # decode only what we read; sst_dtime stays a float number of (scaled) units
+        dec = xr.decode_cf(sub, decode_times=False, decode_timedelta=False)
+        sst = np.asarray(dec[self.sst_var].values, dtype=np.float32)
+        lo, hi = _valid_range(self.ds[self.sst_var].attrs)
+        with np.errstate(invalid="ignore"):
+            sst[(sst < lo) | (sst > hi)] = np.nan  # CF: outside valid_min/valid_max is missing
+        units = str(self.ds[self.sst_var].attrs.get("units", "kelvin")).strip().lower()
+        if units in ("celsius", "degc", "deg_c", "degrees_celsius", "c"):
+            sst = sst + np.float32(273.15)
+        sst[~np.isfinite(sst)] = np.nan
+
+        time = self._pixel_time(dec, time_name, sst.shape)
+        quality = None
+        if self.quality_var:
+            quality = _to_int(dec[self.quality_var].values, np.int8, QL_FILL)
+        flags = None
+        if self.flags_var:
+            flags = _to_int(dec[self.flags_var].values, np.int16, FLAGS_FILL)
+        return SstSwath(
+            granule=self.name,
+            lat=self.lat[rows, cols],
+            lon=self.lon[rows, cols],
+            sst=sst,
+            time=time,
+            quality_level=quality,
+            l2p_flags=flags,
+            rows=rows,
+            cols=cols,
+            attrs=dict(self.ds.attrs),
+            warnings=list(self.warnings),
+        )
+
+    def _pixel_time(self, dec: xr.Dataset, time_name: str | None, shape) -> np.ndarray:
+        ref = np.datetime64("NaT", "ns")
+        if time_name is not None:
+            tds = xr.decode_cf(self.ds[[time_name]].reset_coords(), decode_times=True)
+            values = np.asarray(tds[time_name].values).ravel()
+            if values.size and np.issubdtype(values.dtype, np.datetime64):
+                ref = values[0].astype("datetime64[ns]")
+        if np.isnat(ref):
+            self.warnings.append("no decodable reference time: pixel times unknown")
+            return np.full(shape, np.datetime64("NaT", "ns"))
+        if self.dtime_var is None:
+            return np.full(shape, ref)
+        dtime = np.asarray(dec[self.dtime_var].values, dtype=np.float64)
+        unit = str(self.ds[self.dtime_var].attrs.get("units", "seconds")).strip().lower()
+        factor = _TIME_UNIT_S.get(unit, 1.0)
+        ns = np.where(np.isfinite(dtime), np.round(dtime * factor * 1e9), 0).astype(np.int64)
+        out = ref + ns.astype("timedelta64[ns]")
+        out[~np.isfinite(dtime)] = np.datetime64("NaT")
+        return out
+
+
+def _valid_range(attrs: dict) -> tuple[float, float]:
+    """valid_min/valid_max (or valid_range) in physical units after scale/offset."""
+    scale = float(attrs.get("scale_factor", 1.0))
+    offset = float(attrs.get("add_offset", 0.0))
+    vmin, vmax = attrs.get("valid_min"), attrs.get("valid_max")
+    if "valid_range" in attrs and np.size(attrs["valid_range"]) == 2:
+        vmin, vmax = np.asarray(attrs["valid_range"]).ravel().tolist()
+    lo = -np.inf if vmin is None else float(vmin) * scale + offset
+    hi = np.inf if vmax is None else float(vmax) * scale + offset
+    if scale < 0:
+        lo, hi = hi, lo
+    # float32 storage of the scaled value: allow half a quantum of slack
+    slack = abs(scale) * 0.5
+    return lo - slack, hi + slack
+
+
+def _to_int(values: np.ndarray, dtype, fill) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        out = np.where(bad, 0, values).astype(np.int64).astype(dtype)
+        out[bad] = fill
+        return out
+    return values.astype(np.int64).astype(dtype)
+
+
+def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None) -> L2PGranule:
+    """Open an L2P granule and read its lat/lon; raise InputError if it is not one."""
+    name = name or _source_name(source)
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+        raise InputError(f"L2P file not found: {os.fspath(source)}", field="sst")
+    try:
+        raw = xr.open_dataset(source, engine="h5netcdf", decode_cf=False, mask_and_scale=False,
+                              decode_times=False, cache=False)
+    except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
+        raise InputError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}", field="sst") from None
+    try:
+        return _granule(normalise_attrs(raw), name)
+    except Exception:
+        raw.close()
+        raise
+
+
+def _granule(ds: xr.Dataset, name: str) -> L2PGranule:
+    lat_name, lon_name = _find(ds, LAT_NAMES), _find(ds, LON_NAMES)
+    sst_name = _find(ds, SST_NAMES)
+    if sst_name is None:
+        sst_name = next((v for v in ds.data_vars if ds[v].attrs.get("standard_name") in SST_STANDARD_NAMES), None)
+    if lat_name is None or lon_name is None or sst_name is None:
+        missing = [w for w, v in (("lat", lat_name), ("lon", lon_name), ("sea_surface_temperature", sst_name)) if v is None]
+        raise InputError(f"{name} is not a GHRSST L2P granule (no {', '.join(missing)} variable)", field="sst")
+    if ds[lat_name].ndim != 2 or ds[lat_name].dims != ds[lon_name].dims:
+        raise InputError(f"{name} is not an L2P swath: lat/lon are not 2-D on the same grid", field="sst")
+    dims = tuple(ds[lat_name].dims)
+    if not set(dims) <= set(ds[sst_name].dims):
+        raise InputError(f"{name}: {sst_name} does not share the lat/lon grid {dims}", field="sst")
+
+    warnings: list[str] = []
+
+    def pick(names, what: str) -> str | None:
+        var = _find(ds, names)
+        if var is not None and not set(dims) <= set(ds[var].dims):
+            var = None
+        if var is None:
+            warnings.append(what)
+            log.warning("%s: %s", name, what)
+        return var
+
+    dtime = pick(DTIME_NAMES, "no sst_dtime: every pixel gets the granule reference time")
+    quality = pick(QUALITY_NAMES, "no quality_level variable: min_quality_level cannot be applied "
+                                  "(pixels filtered on SST, location and time only; matches report quality_level -1)")
+    flags = pick(FLAGS_NAMES, "no l2p_flags variable")
+
+    geo = xr.decode_cf(ds[[lat_name, lon_name]].reset_coords(), decode_times=False)
+    lat = np.asarray(geo[lat_name].values, dtype=np.float64)
+    lon = np.asarray(geo[lon_name].values, dtype=np.float64)
+    bad = ~(np.isfinite(lat) & np.isfinite(lon)) | (np.abs(lat) > 90.0) | (np.abs(lon) > 360.0)
+    lat[bad] = np.nan
+    lon[bad] = np.nan
+    return L2PGranule(name=name, ds=ds, lat=lat, lon=lon, dims=dims, sst_var=sst_name, dtime_var=dtime,
+                      quality_var=quality, flags_var=flags, warnings=warnings)
+
+
+def find_window(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    query_lat: np.ndarray,
+    query_lon: np.ndarray,
+    radius_m: float,
+    *,
+    margin_pixels: int = 2,
+) -> tuple[slice, slice] | None:
+    """Smallest row/col window holding every valid pixel within ``radius_m`` of a query point
+    (widened by ``margin_pixels``), or None when no pixel is that close."""
+    qlat = np.asarray(query_lat, dtype=np.float64).ravel()
+    qlon = np.asarray(query_lon, dtype=np.float64).ravel()
+    ok = np.isfinite(qlat) & np.isfinite(qlon)
+    if not ok.any() or lat.size == 0:
+        return None
+    # thin the (dense) query points to one per cube of side `cell`; widen the search by the
+    # cube's half-diagonal so no pixel within radius of any original point is missed
+    cell = max(float(radius_m), 2000.0)
+    keys = np.unique(np.floor(lonlat_to_xyz(qlon[ok], qlat[ok]) / cell).astype(np.int64), axis=0)
+    centres = (keys + 0.5) * cell
+    reach = chord_from_arc(radius_m) + cell * np.sqrt(3.0) / 2.0
+    tree = KDTree(centres)
+    n_rows, n_cols = lat.shape
+    row_hit = np.zeros(n_rows, dtype=bool)
+    col_hit = np.zeros(n_cols, dtype=bool)
+    for r0 in range(0, n_rows, _ROW_BLOCK):
+        blat, blon = lat[r0:r0 + _ROW_BLOCK], lon[r0:r0 + _ROW_BLOCK]
+        valid = np.isfinite(blat) & np.isfinite(blon)
+        if not valid.any():
+            continue
+        dist, _ = tree.query(lonlat_to_xyz(blon[valid], blat[valid]), k=1, distance_upper_bound=reach)
+        near = np.zeros(blat.shape, dtype=bool)
+        near[valid] = np.isfinite(dist)
+        row_hit[r0:r0 + blat.shape[0]] |= near.any(axis=1)
+        col_hit |= near.any(axis=0)
+    if not row_hit.any():
+        return None
+    rows, cols = np.flatnonzero(row_hit), np.flatnonzero(col_hit)
+    return (
+        slice(max(int(rows[0]) - margin_pixels, 0), min(int(rows[-1]) + 1 + margin_pixels, n_rows)),
+        slice(max(int(cols[0]) - margin_pixels, 0), min(int(cols[-1]) + 1 + margin_pixels, n_cols)),
+    )
+
+
+def read_l2p(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    radius_m: float,
+    name: str | None = None,
+    margin_pixels: int = 2,
+) -> SstSwath | None:
+    """The window of an L2P granule that can reach the query points; None when none can."""
+    with open_l2p(source, name=name) as granule:
+        win = find_window(granule.lat, granule.lon, lat, lon, radius_m, margin_pixels=margin_pixels)
+        if win is None:
+            log.info("%s: no pixel within %g m of the %d query points", granule.name, radius_m, np.size(lat))
+            return None
+        return granule.window(*win)
+
+
+__all__ = ["L2PGranule", "open_l2p", "read_l2p", "find_window", "normalise_attrs", "normalise_attr",
+           "EARTH_RADIUS_M"]

@@ -1,0 +1,373 @@
+"""One request → dates (``plan``); one date → colocated products in the output bucket (``run_task``).
+
+``run_task`` is the unit of work of every entry point. For its date it searches CMR for ATL07
+and L2P granules, streams each ATL07 granule to ``download_dir`` (or reads it in place), reads
+only the window of each overlapping L2P granule in place from S3, keeps the best match per
+segment across granules, and writes one netCDF + PNG per ATL07 granule and the date's manifest
+(last, conditionally: see core.results). A finished date is returned from the bucket, not redone.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import requests
+
+from core.atl07 import read_atl07
+from core.cmr import CmrClient, Granule
+from core.colocate import best_of, colocate
+from core.config import Settings
+from core.credentials import CredentialsCache
+from core.download import downloaded
+from core.errors import ColocationError, InputError, UpstreamError
+from core.l2p import read_l2p
+from core.model import Atl07Granule, Matches, SstSwath, Track
+from core.product import build_dataset, write_netcdf
+from core.request import ColocationRequest, DateTask
+from core.results import OutputStore
+from core.s3access import open_granule, open_s3_filesystem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The clients a task needs, built once per process and handed in (tests: sandbox-backed)."""
+
+    settings: Settings
+    http: requests.Session  # an EarthdataSession: token, host allowlist, retries
+    credentials: CredentialsCache
+    output: OutputStore
+    clock: Callable[[], float] = time.time
+    _filesystems: dict = field(default_factory=dict, repr=False)
+
+    def s3_filesystem(self, endpoint: str):
+        """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves)."""
+        if endpoint not in self._filesystems:
+            provider = self.credentials.provider(endpoint)
+            self._filesystems[endpoint] = open_s3_filesystem(provider, self.settings)
+        return self._filesystems[endpoint]
+
+
+def build_services(settings: Settings, *, token_provider=None, s3_client=None) -> Services:
+    """Production wiring: EDL token from the environment / netrc / Secrets Manager."""
+    import boto3
+
+    from core.earthdata import EarthdataSession, token_provider_from_env
+
+    http = EarthdataSession(settings, token_provider or token_provider_from_env(settings))
+    if s3_client is None:
+        s3_client = boto3.client(
+            "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url or None
+        )
+    return Services(
+        settings=settings,
+        http=http,
+        credentials=CredentialsCache(http, refresh_margin_s=settings.credentials_refresh_margin_s),
+        output=OutputStore(s3_client, settings.output_bucket, settings.output_prefix),
+    )
+
+
+def plan(request: ColocationRequest) -> list[DateTask]:
+    """One task per UTC date the (resolved) request touches."""
+    if not request.is_resolved:
+        raise ValueError("plan() needs a resolved request (ColocationRequest.resolve(settings))")
+    return [DateTask(request, day) for day in request.dates()]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+class _Timer:
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = self.clock()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + self.clock() - t0, 3)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _np_utc(t: datetime) -> np.datetime64:
+    return np.datetime64(t.astimezone(timezone.utc).replace(tzinfo=None), "ns")
+
+
+def _stem(name: str) -> str:
+    for ext in (".h5", ".nc", ".he5"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _use_direct_access(granule: Granule, settings: Settings) -> bool:
+    mode = settings.atl07_access
+    if mode not in ("download", "direct", "auto"):
+        raise InputError(f"atl07_access must be download, direct or auto, not {mode!r}", "atl07_access")
+    can_direct = bool(granule.s3_url and granule.s3credentials_url)
+    if mode == "direct" and not can_direct:
+        raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
+    # auto: HTTPS streaming is the default path (works from any region); in-place when forced
+    return mode == "direct"
+
+
+@dataclass
+class _Segments:
+    """All beams of one ATL07 granule, concatenated for one colocation call per L2P granule."""
+
+    granule: Atl07Granule
+    lat: np.ndarray
+    lon: np.ndarray
+    time: np.ndarray
+    offsets: np.ndarray  # beam i is [offsets[i], offsets[i+1])
+
+    @classmethod
+    def of(cls, granule: Atl07Granule, lo: datetime, hi: datetime) -> "_Segments":
+        # keep only segments inside the task's time window so dates never overlap
+        t_lo, t_hi = _np_utc(lo), _np_utc(hi)
+        for beam in granule.beams:
+            keep = (beam.time >= t_lo) & (beam.time <= t_hi)
+            if not keep.all():
+                for name in ("time", "lat", "lon", "height_segment_id", "height", "quality", "segment_type"):
+                    setattr(beam, name, getattr(beam, name)[keep])
+        granule.beams = [b for b in granule.beams if len(b)]
+        sizes = [len(b) for b in granule.beams]
+        cat = (lambda name, dtype: np.concatenate([getattr(b, name) for b in granule.beams]).astype(dtype)
+               if granule.beams else np.empty(0, dtype))
+        return cls(granule, cat("lat", np.float64), cat("lon", np.float64), cat("time", "datetime64[ns]"),
+                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+
+    def __len__(self) -> int:
+        return int(self.lat.shape[0])
+
+    def tracks(self, matches: Matches) -> list[Track]:
+        out = []
+        for i, beam in enumerate(self.granule.beams):
+            part = slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+            out.append(Track(beam, Matches(**{k: v[part] for k, v in vars(matches).items()})))
+        return out
+
+
+# --- the task ----------------------------------------------------------------------------------
+
+
+def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
+    """Colocate one date of a request; returns the JSON-safe manifest of the published result."""
+    req, settings, store = task.request, services.settings, services.output
+    if not req.is_resolved:
+        raise ValueError("run_task() needs a resolved request")
+    request_id, date = task.request_id, task.date.isoformat()
+    existing = store.get_manifest(request_id, date)
+    if existing is not None:
+        log.info("date %s of %s already done: returning the stored result", date, request_id)
+        return {**existing, "cached": True}
+
+    run_id = run_id or uuid.uuid4().hex[:12]
+    clock = services.clock
+    timer = _Timer(clock)
+    started = clock()
+    lo, hi = req.window(task.date)
+    bbox = req.bounding_box
+    max_dt = timedelta(seconds=float(req.max_dt_s))
+    cmr = CmrClient(services.http, settings)
+
+    with timer("search"):
+        atl07_granules = cmr.search(req.atl07_collection, bbox, lo, hi)
+        sst_all = cmr.search(req.sst_collection, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)
+    placeholders = [g for g in sst_all if g.is_placeholder]
+    sst_granules = [g for g in sst_all if not g.is_placeholder]
+    if placeholders:
+        log.info("skipping %d placeholder L2P granules: %s", len(placeholders),
+                 ", ".join(g.title for g in placeholders))
+
+    params = {
+        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi),
+        "radius_m": float(req.radius_m), "max_dt_s": float(req.max_dt_s),
+        "min_quality_level": int(req.min_quality_level),
+        "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
+    }
+    uploaded: list[str] = []
+    products: list[dict] = []
+    sst_report: dict[str, dict] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="coloc-", dir=settings.download_dir) as workdir:
+            for granule in atl07_granules:
+                product = _colocate_granule(granule, sst_granules, req, bbox, lo, hi, max_dt, services,
+                                            timer, sst_report, Path(workdir))
+                if product is None:
+                    products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
+                    continue
+                for kind, path in product.pop("files").items():
+                    key = store.output_key(request_id, date, run_id, path.name)
+                    with timer("upload"):
+                        store.upload(path, key, "application/x-netcdf" if kind == "netcdf" else "image/png")
+                    uploaded.append(key)
+                    product.setdefault("outputs", {})[kind] = key
+                products.append(product)
+
+        manifest = {
+            "request_id": request_id,
+            "date": date,
+            "run_id": run_id,
+            "status": "complete",
+            "request": req.canonical(),
+            "parameters": params,
+            "inputs": {
+                "atl07": [g.title for g in atl07_granules],
+                "sst": [g.title for g in sst_granules],
+                "sst_placeholders_skipped": [g.title for g in placeholders],
+            },
+            "products": products,
+            "counts": {
+                "atl07_granules": len(atl07_granules),
+                "sst_granules": len(sst_granules),
+                "sst_placeholders_skipped": len(placeholders),
+                "segments": sum(p["segments"] for p in products),
+                "matched": sum(p["matched"] for p in products),
+            },
+            "bytes": {
+                "atl07_downloaded": sum(p.get("atl07_bytes", 0) for p in products),
+                "sst_fetched": sum(r["bytes_fetched"] for r in sst_report.values()),
+                "sst_per_granule": sst_report,
+            },
+            "outputs": [k for k in uploaded],
+            "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
+            "created": _iso(datetime.now(timezone.utc)),
+        }
+        with timer("publish"):
+            published = store.publish_manifest(request_id, date, manifest)
+        if not published:
+            # another run of this date finished first: keep its result, drop ours
+            store.delete_keys(uploaded)
+            return {**(store.get_manifest(request_id, date) or manifest), "cached": True}
+        return manifest
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.delete_keys(uploaded)
+        raise
+
+
+def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: ColocationRequest, bbox, lo, hi,
+                      max_dt: timedelta, services: Services, timer: _Timer, sst_report: dict,
+                      workdir: Path) -> dict | None:
+    settings = services.settings
+    atl07_bytes = 0
+    with timer("atl07_read"):
+        if _use_direct_access(granule, settings):
+            fs = services.s3_filesystem(granule.s3credentials_url)
+            with open_granule(fs, granule.s3_url, settings) as fh:
+                atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+                atl07_bytes = fh.bytes_fetched
+        else:
+            if not granule.https_url:
+                raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
+            with downloaded(services.http, granule.https_url, workdir, expected_size=granule.size_bytes or None,
+                            file_name=granule.producer_granule_id or None) as path:
+                atl07_bytes = path.stat().st_size
+                atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+    segments = _Segments.of(atl07, lo, hi)
+    if not len(segments):
+        log.info("%s: no segments in the bbox and time window", granule.title)
+        return None
+
+    t_min, t_max = segments.time.min(), segments.time.max()
+    window = np.timedelta64(int(max_dt.total_seconds() * 1e9), "ns")
+    candidates = [g for g in sst_granules
+                  if _np_utc(g.start) - window <= t_max and _np_utc(g.end) + window >= t_min]
+    matches = Matches.empty(len(segments))
+    names: list[str] = []
+    swaths: list[SstSwath] = []
+    for sst in candidates:
+        swath = _read_sst_window(sst, segments, req, services, timer, sst_report)
+        if swath is None:
+            continue
+        with timer("colocate"):
+            found = colocate(segments.lat, segments.lon, segments.time, swath, radius_m=float(req.radius_m),
+                             max_dt_s=float(req.max_dt_s), min_quality_level=int(req.min_quality_level),
+                             granule_index=len(names))
+            matches = best_of(matches, found)
+        names.append(sst.title)
+        swaths.append(swath)
+
+    tracks = segments.tracks(matches)
+    stem = _stem(atl07.name)
+    with timer("write"):
+        ds = build_dataset(
+            tracks, names,
+            {"bbox": list(req.bbox), "radius_m": float(req.radius_m), "max_dt_s": float(req.max_dt_s),
+             "min_quality_level": int(req.min_quality_level), "atl07_collection": req.atl07_collection,
+             "sst_collection": req.sst_collection, "start": _iso(lo), "end": _iso(hi)},
+            atl07_attrs=atl07.attrs, request_id=req.request_id(),
+        )
+        nc = write_netcdf(ds, workdir / f"{stem}_sst.nc")
+        files = {"netcdf": nc}
+        png = _render(ds, workdir / f"{stem}_sst.png", swaths)
+        if png is not None:
+            files["png"] = png
+    return {
+        "atl07_granule": granule.title,
+        "segments": len(segments),
+        "matched": int(matches.matched.sum()),
+        "beams": [b.beam for b in atl07.beams],
+        "sst_granules_matched": sorted({names[i] for i in np.unique(matches.granule_index) if i >= 0}),
+        "sst_granules_considered": [g.title for g in candidates],
+        "atl07_access": "direct" if _use_direct_access(granule, settings) else "download",
+        "atl07_bytes": int(atl07_bytes),
+        "warnings": list(atl07.warnings),
+        "files": files,
+    }
+
+
+def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, services: Services,
+                     timer: _Timer, sst_report: dict) -> SstSwath | None:
+    settings = services.settings
+    if not sst.s3_url:
+        raise UpstreamError(f"{sst.title} has no s3:// link", service="cmr")
+    endpoint = sst.s3credentials_url
+    if not endpoint:
+        raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
+    fs = services.s3_filesystem(endpoint)
+    with timer("sst_read"):
+        with open_granule(fs, sst.s3_url, settings) as fh:
+            try:
+                swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
+                                 name=sst.title)
+            except ColocationError:
+                raise
+            except Exception as exc:  # h5py/h5netcdf on a truncated or corrupt object
+                raise UpstreamError(f"cannot read {sst.title}: {type(exc).__name__}: {exc}", service="S3") from None
+            report = sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
+            report["bytes_fetched"] += int(fh.bytes_fetched)
+            report["requests"] += int(fh.fetch_requests)
+            report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
+            report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
+                                                            swath.cols.start, swath.cols.stop]
+    return swath
+
+
+def _render(ds, path: Path, swaths: list[SstSwath]) -> Path | None:
+    try:
+        from core.quicklook import render_quicklook  # matplotlib: heavy, own layer
+    except ImportError as exc:
+        log.warning("no quicklook: %s", exc)
+        return None
+    return render_quicklook(ds, path, swaths=swaths)
+
+
+__all__ = ["Services", "build_services", "plan", "run_task"]

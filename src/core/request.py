@@ -1,0 +1,331 @@
+"""The colocation request shared by every entry point (direct event, API body, Step Functions item).
+
+Optional science parameters stay ``None`` when the caller leaves them out; :meth:`resolve` fills
+them from :class:`core.config.Settings`, and the resolved request is what gets planned, hashed
+into the request id and passed to the per-date tasks (so a settings change between the plan and
+the tasks cannot mix parameters within one run).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import Annotated
+
+from core.config import Settings
+from core.errors import InputError
+from core.model import BBox
+
+# CMR concept id (C1940473819-POCLOUD) or a short name with a version (MODIS_A-JPL-L2P-v2019.0,
+# ATL07.006). Whether the collection exists is only known to CMR; this catches typos and junk.
+CONCEPT_ID = re.compile(r"^C\d{1,12}-[A-Z0-9_]{1,40}$")
+SHORTNAME_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,79}\.v?\d{1,4}(\.\d{1,4})?$")
+DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_RADIUS_M = 50_000.0
+MAX_DT_S = 7 * 86_400.0
+MAX_TEXT = 64  # longest collection / time string accepted (keeps error paths cheap)
+HARD_MAX_DATES = Settings().max_dates  # model-level cap; resolve() applies the configured one
+
+_CORNERS = ("west", "south", "east", "north")
+
+
+def _field_error(field: str, message: str) -> PydanticCustomError:
+    # cross-field errors have an empty loc; the field travels in ctx so callers can name it
+    return PydanticCustomError("field_error", "{field}: {detail}", {"field": field, "detail": message})
+
+
+def _parse_time(value: Any, field: str, *, end: bool) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        t = value
+    elif isinstance(value, dt.date):
+        t = dt.datetime.combine(value, dt.time())
+        if end:
+            t += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    elif isinstance(value, str) and len(value) <= MAX_TEXT:
+        text = value.strip()
+        try:
+            if DATE_ONLY.match(text):
+                # a bare end date means the whole of that day
+                return _parse_time(dt.date.fromisoformat(text), field, end=end)
+            t = dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{field} must be an ISO-8601 date or time, e.g. 2019-06-22T00:00:00Z")
+    else:
+        raise ValueError(f"{field} must be an ISO-8601 date or time string")
+    if t.tzinfo is None:
+        return t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc)
+
+
+def _parse_date(value: Any) -> Any:
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if not isinstance(value, str) or not DATE_ONLY.match(value.strip()):
+        raise ValueError("date must be a string YYYY-MM-DD (use start/end for times)")
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("date is not a valid calendar date")
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite")
+    return value
+
+
+Collection = Annotated[Optional[str], Field(default=None, max_length=100)]
+
+
+class ColocationRequest(BaseModel):
+    """What to colocate: where (bbox), when (one date or a start/end range) and how."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    bbox: tuple[float, float, float, float] = Field(
+        description="[west, south, east, north] in degrees; west > east crosses the antimeridian"
+    )
+    date: Optional[dt.date] = Field(default=None, description="one UTC day, YYYY-MM-DD")
+    start: Optional[dt.datetime] = Field(default=None, description="ISO-8601 start (UTC if no zone)")
+    end: Optional[dt.datetime] = Field(default=None, description="ISO-8601 end, >= start")
+    atl07_collection: Collection = None
+    sst_collection: Collection = None
+    radius_m: Optional[StrictFloat] = Field(default=None, gt=0, le=MAX_RADIUS_M, allow_inf_nan=False)
+    max_dt_s: Optional[StrictFloat] = Field(default=None, ge=0, le=MAX_DT_S, allow_inf_nan=False)
+    min_quality_level: Optional[StrictInt] = Field(default=None, ge=0, le=5)
+
+    # --- field checks ------------------------------------------------------------------------
+    @field_validator("bbox", mode="before")
+    @classmethod
+    def _check_bbox(cls, value: Any) -> tuple[float, float, float, float]:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ValueError("bbox must be a list of 4 numbers [west, south, east, north]")
+        if len(value) != 4:
+            raise ValueError(f"bbox must have exactly 4 numbers [west, south, east, north], got {len(value)}")
+        w, s, e, n = (_positive_number(f"bbox {c}", v) for c, v in zip(_CORNERS, value))
+        for name, v in (("west", w), ("east", e)):
+            if not -180.0 <= v <= 180.0:
+                raise ValueError(f"bbox {name} must be within [-180, 180] degrees")
+        for name, v in (("south", s), ("north", n)):
+            if not -90.0 <= v <= 90.0:
+                raise ValueError(f"bbox {name} must be within [-90, 90] degrees")
+        if not s < n:
+            raise ValueError("bbox south must be less than north")
+        if w == e:
+            raise ValueError("bbox west and east must differ (west > east crosses the antimeridian)")
+        # -0.0 and 0.0 must hash alike
+        return (w + 0.0, s + 0.0, e + 0.0, n + 0.0)
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _check_date(cls, value: Any) -> Any:
+        return _parse_date(value)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _check_start(cls, value: Any) -> Any:
+        return None if value is None else _parse_time(value, "start", end=False)
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _check_end(cls, value: Any) -> Any:
+        return None if value is None else _parse_time(value, "end", end=True)
+
+    @field_validator("atl07_collection", "sst_collection")
+    @classmethod
+    def _check_collection(cls, value: Optional[str], info) -> Optional[str]:
+        if value is None:
+            return value
+        if CONCEPT_ID.match(value) or SHORTNAME_VERSION.match(value):
+            return value
+        raise ValueError(
+            f"{info.field_name} must be a CMR concept id (e.g. C1940473819-POCLOUD) "
+            "or SHORTNAME.VERSION (e.g. MODIS_A-JPL-L2P-v2019.0)"
+        )
+
+    @model_validator(mode="after")
+    def _check_when(self) -> "ColocationRequest":
+        if self.date is not None:
+            if self.start is not None or self.end is not None:
+                raise _field_error("date", "give either date or start and end, not both")
+        elif self.start is None and self.end is None:
+            raise _field_error("date", "give a date (YYYY-MM-DD) or a start and end")
+        elif self.start is None:
+            raise _field_error("start", "start is required with end")
+        elif self.end is None:
+            raise _field_error("end", "end is required with start")
+        elif self.end < self.start:
+            raise _field_error("end", "end must not be before start")
+        n = len(self._date_span())
+        if n > HARD_MAX_DATES:
+            raise _field_error("end", f"the range covers {n} days; at most {HARD_MAX_DATES} are allowed")
+        return self
+
+    # --- derived values ----------------------------------------------------------------------
+    def _date_span(self) -> list[dt.date]:
+        if self.date is not None:
+            return [self.date]
+        first = self.start.date()
+        last = self.end.date()
+        # an end exactly at midnight (after start) does not reach into that day
+        if self.end > self.start and self.end.time() == dt.time(0):
+            last -= dt.timedelta(days=1)
+        if (last - first).days > HARD_MAX_DATES:  # cheap guard before building a list
+            return [first] * (HARD_MAX_DATES + 1)
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+    def dates(self) -> list[dt.date]:
+        """Every UTC date the request touches, in order."""
+        return self._date_span()
+
+    def window(self, day: dt.date | None = None) -> tuple[dt.datetime, dt.datetime]:
+        """The UTC time window [start, end] of the request, clipped to ``day`` when given."""
+        if self.date is not None:
+            lo = dt.datetime.combine(self.date, dt.time(), dt.timezone.utc)
+            hi = lo + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+        else:
+            lo, hi = self.start, self.end
+        if day is not None:
+            d0 = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+            lo, hi = max(lo, d0), min(hi, d0 + dt.timedelta(days=1) - dt.timedelta(microseconds=1))
+        return lo, hi
+
+    @property
+    def bounding_box(self) -> BBox:
+        return BBox(*self.bbox)
+
+    def resolve(self, settings: Settings) -> "ColocationRequest":
+        """A copy with every optional parameter filled from ``settings``; checks ``max_dates``."""
+        n = len(self.dates())
+        if n > settings.max_dates:
+            raise InputError(f"end: the range covers {n} days; at most {settings.max_dates} are allowed", "end")
+        return self.model_copy(
+            update={
+                "atl07_collection": self.atl07_collection or settings.atl07_collection,
+                "sst_collection": self.sst_collection or settings.sst_collection,
+                "radius_m": float(self.radius_m if self.radius_m is not None else settings.radius_m),
+                "max_dt_s": float(self.max_dt_s if self.max_dt_s is not None else settings.max_dt_s),
+                "min_quality_level": int(
+                    self.min_quality_level if self.min_quality_level is not None
+                    else settings.min_quality_level
+                ),
+            }
+        )
+
+    @property
+    def is_resolved(self) -> bool:
+        return None not in (self.atl07_collection, self.sst_collection, self.radius_m,
+                            self.max_dt_s, self.min_quality_level)
+
+    def canonical(self) -> dict:
+        """JSON-safe, normalised form (what request_id hashes and what travels between steps)."""
+        out = self.model_dump(mode="json", exclude_none=True)
+        out["bbox"] = [float(v) for v in self.bbox]
+        if self.start is not None:
+            out["start"] = self.start.isoformat().replace("+00:00", "Z")
+            out["end"] = self.end.isoformat().replace("+00:00", "Z")
+        return out
+
+    def request_id(self) -> str:
+        """Deterministic short id of the *resolved* request: same parameters → same output keys.
+
+        Call it on ``resolve(settings)``'s result so defaults are part of the identity.
+        """
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return "r" + hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class DateTask:
+    """One UTC date of a (resolved) request: the unit of work of the colocate function."""
+
+    request: ColocationRequest
+    date: dt.date
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id()
+
+    def to_item(self) -> dict:
+        """The Step Functions Map item (small: parameters only)."""
+        return {"request": self.request.canonical(), "date": self.date.isoformat()}
+
+    @classmethod
+    def from_item(cls, item: Any) -> "DateTask":
+        """Parse a Map item; raises :class:`pydantic.ValidationError` or :class:`InputError`."""
+        return TaskItem.model_validate(item).to_task()
+
+
+class TaskItem(BaseModel):
+    """Step Functions Map item: ``{"request": {...}, "date": "YYYY-MM-DD"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    request: ColocationRequest
+    date: dt.date
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _check_date(cls, value: Any) -> Any:
+        return _parse_date(value)
+
+    def to_task(self) -> DateTask:
+        if self.date not in self.request.dates():
+            raise InputError("date: not one of the request's dates", "date")
+        return DateTask(self.request, self.date)
+
+
+def parse_request(data: Any, settings: Settings | None = None) -> ColocationRequest:
+    """Validate a raw request (dict) and resolve its defaults; raises ValidationError/InputError."""
+    req = ColocationRequest.model_validate(data)
+    return req.resolve(settings or Settings())
+
+
+def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[dict[str, str]]:
+    """``[{"field": "bbox", "message": "..."}]`` for a caller: no stack trace, no echo of the input."""
+    if isinstance(exc, InputError):
+        return [{"field": exc.field or "request", "message": _short(str(exc))}]
+    out: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=True):
+        loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
+        # drop Powertools/pydantic wrapper segments ("body", union tags like "function-after[...]")
+        loc = [p for p in loc if p not in ("body",) and "[" not in p]
+        ctx = err.get("ctx") or {}
+        field = ".".join(loc) if loc else str(ctx.get("field") or "request")
+        message = err.get("msg", "invalid value")
+        if err.get("type") == "field_error":
+            message = str(ctx.get("detail", message))
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        elif err.get("type") == "extra_forbidden":
+            message = "unknown field (not allowed)"
+        elif err.get("type") in ("model_type", "dict_type", "model_attributes_type"):
+            message = "the request must be a JSON object"
+        entry = {"field": field, "message": _short(message)}
+        if entry not in out:
+            out.append(entry)
+        if len(out) >= limit:
+            break
+    return out or [{"field": "request", "message": "invalid request"}]
+
+
+def _short(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -1,0 +1,129 @@
+"""Where results live in the output bucket, and how they become visible.
+
+Layout (deterministic, derived from the request)::
+
+    <prefix>/<request_id>/<date>/manifest.json           written last: a date is done iff this exists
+    <prefix>/<request_id>/<date>/<run_id>/<granule>.nc   outputs of the run that won the manifest
+    <prefix>/<request_id>/<date>/<run_id>/<granule>.png
+    <prefix>/<request_id>/run-manifest.json              summary of a Step Functions run
+    <prefix>/_plans/<request_id>.json                    date plan for the distributed map
+
+Outputs of a run are staged under its own ``run_id`` and published by one conditional put of
+the manifest (``If-None-Match: *``), so two concurrent runs of one date leave exactly one
+complete result and the loser removes its own files. A run that dies before the manifest
+leaves only unreferenced objects under its run_id (see the bucket's lifecycle rule).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+RUN_MANIFEST = "run-manifest.json"
+
+
+def _is_code(err: ClientError, *codes: str) -> bool:
+    error = err.response.get("Error", {})
+    status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return error.get("Code") in codes or status in codes
+
+
+@dataclass
+class OutputStore:
+    """The output bucket, through a boto3 S3 client handed in by the caller."""
+
+    s3: Any
+    bucket: str
+    prefix: str = "colocations"
+
+    # --- keys ----------------------------------------------------------------------------
+    def date_prefix(self, request_id: str, date: str) -> str:
+        return f"{self.prefix}/{request_id}/{date}"
+
+    def manifest_key(self, request_id: str, date: str) -> str:
+        return f"{self.date_prefix(request_id, date)}/{MANIFEST}"
+
+    def output_key(self, request_id: str, date: str, run_id: str, name: str) -> str:
+        return f"{self.date_prefix(request_id, date)}/{run_id}/{name}"
+
+    def run_manifest_key(self, request_id: str) -> str:
+        return f"{self.prefix}/{request_id}/{RUN_MANIFEST}"
+
+    def plan_key(self, request_id: str) -> str:
+        return f"{self.prefix}/_plans/{request_id}.json"
+
+    # --- reading -------------------------------------------------------------------------
+    def get_json(self, key: str) -> dict | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if _is_code(err, "NoSuchKey", "404"):
+                return None
+            raise
+        return json.loads(body)
+
+    def get_manifest(self, request_id: str, date: str) -> dict | None:
+        return self.get_json(self.manifest_key(request_id, date))
+
+    def list_manifests(self, request_id: str) -> list[dict]:
+        """Manifests of every finished date of a request, in date order."""
+        out = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{request_id}/"):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith(f"/{MANIFEST}"):
+                    manifest = self.get_json(obj["Key"])
+                    if manifest is not None:
+                        out.append(manifest)
+        return sorted(out, key=lambda m: m.get("date", ""))
+
+    def presign(self, key: str, expires_s: int) -> str:
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+        )
+
+    # --- writing -------------------------------------------------------------------------
+    def put_json(self, key: str, document: dict) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=json.dumps(document, indent=2, sort_keys=True).encode(),
+            ContentType="application/json",
+        )
+
+    def upload(self, path: Path, key: str, content_type: str) -> int:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as fh:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=fh, ContentType=content_type)
+        return size
+
+    def publish_manifest(self, request_id: str, date: str, manifest: dict) -> bool:
+        """Write the date's manifest unless one exists. False: another run published first."""
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.manifest_key(request_id, date),
+                Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as err:
+            if _is_code(err, "PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise
+        return True
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            if chunk:
+                self.s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )

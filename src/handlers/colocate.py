@@ -1,0 +1,113 @@
+"""Direct invocation and the Step Functions per-date task.
+
+Direct: ``{"bbox": [W,S,E,N], "date": "YYYY-MM-DD"}`` (or ``start``/``end``, optional
+parameters) → one manifest per date, at most ``settings.max_direct_dates`` dates.
+Step Functions: ``{"request": {...}, "date": "YYYY-MM-DD"}`` → that date's manifest; failures
+raise typed exceptions (class name = Lambda errorType) for the Map's Retry/Catch.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
+
+from core.errors import ColocationError, InputError
+from core.request import DateTask, error_fields, parse_request
+from handlers.common import (
+    DateTaskFailed,
+    InvalidTaskError,
+    error_body,
+    logger,
+    metrics,
+    settings,
+    tracer,
+)
+
+_services = None
+
+
+def _get_services():
+    # built once per container: HTTP session, credentials cache and S3 clients are reused
+    global _services
+    if _services is None:
+        from core import pipeline  # heavy imports stay off the validation path
+
+        _services = pipeline.build_services(settings())
+    return _services
+
+
+def is_task_item(event: Any) -> bool:
+    return isinstance(event, dict) and "request" in event and "date" in event
+
+
+def direct_tasks(event: Any) -> list[DateTask]:
+    """Validate a direct event into its date tasks (raises ValidationError / InputError)."""
+    cfg = settings()
+    request = parse_request(event, cfg)
+    dates = request.dates()
+    if len(dates) > cfg.max_direct_dates:
+        raise InputError(
+            f"end: the range covers {len(dates)} days; direct invocation handles at most "
+            f"{cfg.max_direct_dates} — start the state machine (POST /colocations) for longer ranges",
+            "end",
+        )
+    return [DateTask(request, d) for d in dates]
+
+
+@tracer.capture_method
+def run_one(task: DateTask) -> dict:
+    from core import pipeline
+
+    t0 = time.monotonic()
+    manifest = pipeline.run_task(task, _get_services())
+    metrics.add_metric(name="TaskSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - t0)
+    for name, value in (manifest.get("counts") or {}).items():
+        if isinstance(value, (int, float)):
+            metrics.add_metric(name=f"{name}", unit=MetricUnit.Count, value=value)
+    for name, value in (manifest.get("bytes") or {}).items():
+        if isinstance(value, (int, float)):
+            metrics.add_metric(name=f"{name}_bytes", unit=MetricUnit.Bytes, value=value)
+    return manifest
+
+
+def _handle_direct(event: Any) -> dict:
+    try:
+        tasks = direct_tasks(event)
+    except (ValidationError, InputError) as exc:
+        logger.info("invalid direct event", extra={"fields": error_fields(exc)})
+        return error_body(exc)
+    logger.set_correlation_id(tasks[0].request_id)
+    results = []
+    for task in tasks:
+        try:
+            results.append(run_one(task))
+        except ColocationError as exc:
+            logger.warning("date failed", extra={"date": task.date.isoformat(), "error": type(exc).__name__})
+            results.append({"request_id": task.request_id, "date": task.date.isoformat(),
+                            "status": "failed", **error_body(exc)})
+    return {"request_id": tasks[0].request_id, "dates": results}
+
+
+def _handle_task(event: dict) -> dict:
+    try:
+        task = DateTask.from_item(event)
+    except (ValidationError, InputError) as exc:
+        # a bad item is a bug in the plan step: fail this item, never retry it
+        raise InvalidTaskError(str(error_fields(exc))[:500]) from None
+    logger.set_correlation_id(task.request_id)
+    logger.append_keys(date=task.date.isoformat())
+    manifest = run_one(task)  # ColocationError subclasses propagate by name (UpstreamError, ...)
+    if manifest.get("status") == "failed":
+        raise DateTaskFailed(f"{task.date.isoformat()}: {manifest.get('error', 'failed')}"[:500])
+    return manifest
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: Any, context: Any) -> dict:
+    if is_task_item(event):
+        return _handle_task(event)
+    return _handle_direct(event)

@@ -1,0 +1,96 @@
+"""Sandbox fixtures (imported by tests/conftest.py).
+
+``sandbox``       session-scoped Sandbox over the real seed scene (sandbox/scene.py), built
+                  once into a cache directory.
+``mini_sandbox``  session-scoped Sandbox over a tiny stand-in scene (two random files), for
+                  the access-layer tests; ``faults`` are cleared after every test by
+                  ``clean_faults``.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from sandbox.services import Sandbox
+
+MINI_ATL07 = "ATL07-01_20190622055317_12980301_006_02.h5"
+MINI_L2P = "20190622100001-JPL-L2P_GHRSST-SSTskin-MODIS_A-D-v02.0-fv01.0.nc"
+
+
+def make_mini_scene(root: Path, *, atl07_size: int = 3 * 1024 * 1024 + 123, l2p_size: int = 8 * 1024 * 1024 + 7):
+    """Two deterministic random files standing in for an ATL07 and an L2P granule."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20190622)
+    start = datetime(2019, 6, 22, 5, 53, 17, tzinfo=timezone.utc)
+    granules = []
+    for name, size, daac, bucket, short, version, provider in (
+        (MINI_ATL07, atl07_size, "nsidc", "nsidc-cumulus-prod-protected", "ATL07", "006", "NSIDC_CPRD"),
+        (MINI_L2P, l2p_size, "podaac", "podaac-ops-cumulus-protected", "MODIS_A-JPL-L2P-v2019.0", "2019.0", "POCLOUD"),
+    ):
+        path = root / name
+        if not path.exists() or path.stat().st_size != size:
+            path.write_bytes(rng.bytes(size))
+        key = f"{short}/{name}" if daac == "podaac" else f"ATLAS/{short}/{version}/2019/06/22/{name}"
+        granules.append(
+            SimpleNamespace(
+                concept_id=f"G-{name[:12]}-{provider}",
+                collection_concept_id=f"C-{short}-{provider}",
+                short_name=short,
+                version=version,
+                provider=provider,
+                title=name.rsplit(".", 1)[0],
+                file_name=name,
+                path=path,
+                size_bytes=size,
+                start=start,
+                end=start,
+                polygon=None,
+                bucket=bucket,
+                key=key,
+                daac=daac,
+                placeholder=False,
+            )
+        )
+    return SimpleNamespace(granules=granules)
+
+
+@pytest.fixture(scope="session")
+def mini_scene(tmp_path_factory):
+    return make_mini_scene(tmp_path_factory.mktemp("mini-scene"))
+
+
+@pytest.fixture(scope="session")
+def mini_sandbox(mini_scene, tmp_path_factory):
+    with Sandbox(mini_scene, workdir=tmp_path_factory.mktemp("mini-sandbox")) as sb:
+        yield sb
+
+
+@pytest.fixture
+def clean_faults(mini_sandbox):
+    """Faults, request log and credential lifetime reset around a test."""
+    mini_sandbox.faults.clear()
+    mini_sandbox.state.requests.clear()
+    ttl = mini_sandbox.state.credentials_ttl_s
+    yield mini_sandbox.faults
+    mini_sandbox.faults.clear()
+    mini_sandbox.state.credentials_ttl_s = ttl
+
+
+@pytest.fixture(scope="session")
+def sandbox_scene(tmp_path_factory):
+    from sandbox.scene import build_scene
+
+    cache = Path(os.environ.get("COLOC_SCENE_CACHE", "")) if os.environ.get("COLOC_SCENE_CACHE") else None
+    return build_scene(cache or Path(__file__).resolve().parents[1] / ".sandbox-cache")
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_scene, tmp_path_factory):
+    """The sandbox over the seed-case scene (session-scoped)."""
+    with Sandbox(sandbox_scene, workdir=tmp_path_factory.mktemp("sandbox")) as sb:
+        yield sb

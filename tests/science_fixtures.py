@@ -1,0 +1,273 @@
+"""Small synthetic ATL07 / GHRSST L2P files and an independent brute-force colocation oracle.
+
+The files are written the way the real products are laid out (h5py / h5netcdf), including the
+awkward parts: PO.DAAC-style one-element byte-array attributes, -999 lat/lon fill, scaled
+sst_dtime, _FillValue as scalar or one-element array.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import h5netcdf
+import h5py
+import numpy as np
+
+R_EARTH = 6371008.8  # same sphere as the kernel (the oracle is otherwise independent)
+L2P_EPOCH = np.datetime64("1981-01-01T00:00:00", "ns")
+ATLAS_EPOCH_UTC = np.datetime64("2018-01-01T00:00:00", "ns")  # delta_time 0, GPS 1198800018 s
+
+
+# --------------------------------------------------------------------------- geometry
+def rotate_to(lat0: float, lon0: float, north_m: np.ndarray, east_m: np.ndarray):
+    """Points given in metres around (0, 0) moved rigidly to (lat0, lon0) on the sphere.
+
+    Works at the poles and across the antimeridian (longitudes come back in [-180, 180])."""
+    lat = np.degrees(np.asarray(north_m, dtype=np.float64) / R_EARTH)
+    lon = np.degrees(np.asarray(east_m, dtype=np.float64) / R_EARTH)
+    la, lo = np.radians(lat), np.radians(lon)
+    x, y, z = np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)
+    # rotate about y by lat0 (towards north), then about z by lon0
+    p = np.radians(lat0)
+    x, z = x * np.cos(p) - z * np.sin(p), x * np.sin(p) + z * np.cos(p)
+    q = np.radians(lon0)
+    x, y = x * np.cos(q) - y * np.sin(q), x * np.sin(q) + y * np.cos(q)
+    return np.degrees(np.arcsin(np.clip(z, -1, 1))), np.degrees(np.arctan2(y, x))
+
+
+def swath_geometry(lat0, lon0, rows=40, cols=30, spacing_m=1000.0, jitter_m=150.0, rng=None):
+    rng = rng or np.random.default_rng(0)
+    r, c = np.meshgrid(np.arange(rows) - rows / 2, np.arange(cols) - cols / 2, indexing="ij")
+    north = r * spacing_m + rng.normal(0, jitter_m, r.shape)
+    east = c * spacing_m + rng.normal(0, jitter_m, c.shape)
+    return rotate_to(lat0, lon0, north, east)
+
+
+def track_geometry(lat0, lon0, n=200, length_m=40000.0, angle_deg=30.0, rng=None):
+    rng = rng or np.random.default_rng(1)
+    s = np.linspace(-length_m / 2, length_m / 2, n) + rng.normal(0, 20, n)
+    a = np.radians(angle_deg)
+    return rotate_to(lat0, lon0, s * np.cos(a), s * np.sin(a))
+
+
+# --------------------------------------------------------------------------- oracle
+def haversine(lat1, lon1, lat2, lon2):
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi, dlmb = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
+    h = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * R_EARTH * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+
+
+def oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql):
+    """Brute force: for each segment, every pixel's haversine distance; nearest valid wins.
+
+    Returns (flat pixel index or -1, distance m, dt s) per segment."""
+    lat, lon = swath.lat.ravel(), swath.lon.ravel()
+    sst, t = swath.sst.ravel(), swath.time.ravel()
+    ok = np.isfinite(lat) & np.isfinite(lon) & np.isfinite(sst) & ~np.isnat(t)
+    if swath.quality_level is not None:
+        ok &= swath.quality_level.ravel() >= min_ql
+    cand = np.flatnonzero(ok)
+    n = len(seg_lat)
+    idx = np.full(n, -1)
+    dist = np.full(n, np.nan)
+    dts = np.full(n, np.nan)
+    for i in range(n):
+        if not (np.isfinite(seg_lat[i]) and np.isfinite(seg_lon[i])) or np.isnat(seg_time[i]):
+            continue
+        d = haversine(seg_lat[i], seg_lon[i], lat[cand], lon[cand])
+        dt = (t[cand] - seg_time[i]) / np.timedelta64(1, "s")
+        good = (d <= radius_m) & (np.abs(dt) <= max_dt_s)
+        if good.any():
+            j = np.flatnonzero(good)[np.argmin(d[good])]
+            idx[i], dist[i], dts[i] = cand[j], d[j], dt[j]
+    return idx, dist, dts
+
+
+# --------------------------------------------------------------------------- L2P files
+def _battr(text: str) -> np.ndarray:
+    return np.array([text.encode()])  # PO.DAAC style: one-element byte array
+
+
+def write_l2p(
+    path: Path,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    sst_k: np.ndarray,
+    dtime_s: np.ndarray,
+    *,
+    ref_time: str = "2019-06-22T10:00:01",
+    quality: np.ndarray | None = None,
+    flags: np.ndarray | None = None,
+    dtime_scale: float | None = None,
+    byte_attrs: bool = True,
+    extra_vars: bool = True,
+    chunks: tuple[int, int] | None = None,
+    lat_name: str = "lat",
+    lon_name: str = "lon",
+    dims: tuple[str, str] = ("nj", "ni"),
+    with_time_dim: bool = True,
+    title: str = "Synthetic L2P SST",
+) -> Path:
+    """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999."""
+    A = _battr if byte_attrs else (lambda s: s)
+    F = (lambda v, dt: np.array([v], dtype=dt))  # numeric attributes as one-element arrays
+    rows, cols = lat.shape
+    ref = np.datetime64(ref_time, "ns")
+    tsec = int((ref - L2P_EPOCH) / np.timedelta64(1, "s"))
+    kw = dict(compression="gzip", chunks=chunks) if chunks else {}
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"time": 1, dims[0]: rows, dims[1]: cols}
+        f.attrs["title"] = A(title)
+        f.attrs["Conventions"] = A("CF-1.7, ACDD-1.3")
+        f.attrs["processing_level"] = A("L2P")
+        f.attrs["file_quality_level"] = F(3, np.int32)
+        t = f.create_variable("time", ("time",), np.int32)
+        t[:] = [tsec]
+        t.attrs["units"] = A("seconds since 1981-01-01 00:00:00")
+        t.attrs["standard_name"] = A("time")
+        for name, values, std in ((lat_name, lat, "latitude"), (lon_name, lon, "longitude")):
+            v = f.create_variable(name, dims, np.float32, fillvalue=np.float32(-999.0), **kw)
+            v[:] = np.where(np.isfinite(values), values, -999.0).astype(np.float32)
+            v.attrs["units"] = A("degrees_north" if std == "latitude" else "degrees_east")
+            v.attrs["standard_name"] = A(std)
+        grid = (("time",) if with_time_dim else ()) + dims
+        sl = (None,) if with_time_dim else ()
+        gchunks = ((1,) + chunks if with_time_dim else chunks) if chunks else None
+        gkw = dict(compression="gzip", chunks=gchunks) if chunks else {}
+
+        v = f.create_variable("sea_surface_temperature", grid, np.int16, fillvalue=np.int16(-32767), **gkw)
+        raw = np.where(np.isfinite(sst_k), np.round((sst_k - 273.15) / 0.005), -32767).astype(np.int16)
+        v[:] = raw[sl] if with_time_dim else raw
+        v.attrs["units"] = A("kelvin")
+        v.attrs["scale_factor"] = F(0.005, np.float32)
+        v.attrs["add_offset"] = F(273.15, np.float32)
+        v.attrs["valid_min"] = F(-1000, np.int16)
+        v.attrs["valid_max"] = F(10000, np.int16)
+        v.attrs["standard_name"] = A("sea_surface_skin_temperature")
+        v.attrs["coordinates"] = A(f"{lon_name} {lat_name}")
+
+        v = f.create_variable("sst_dtime", grid, np.int16, fillvalue=np.int16(-32768), **gkw)
+        scale = dtime_scale or 1.0
+        raw = np.where(np.isfinite(dtime_s), np.round(dtime_s / scale), -32768).astype(np.int16)
+        v[:] = raw[sl] if with_time_dim else raw
+        v.attrs["units"] = A("seconds")
+        if dtime_scale:
+            v.attrs["scale_factor"] = F(dtime_scale, np.float32)
+            v.attrs["add_offset"] = F(0.0, np.float32)
+
+        if quality is not None:
+            v = f.create_variable("quality_level", grid, np.int8, fillvalue=np.int8(-128), **gkw)
+            v[:] = quality.astype(np.int8)[sl] if with_time_dim else quality.astype(np.int8)
+            v.attrs["valid_min"] = F(0, np.int8)
+            v.attrs["valid_max"] = F(5, np.int8)
+            v.attrs["flag_values"] = np.arange(6, dtype=np.int8)
+        if flags is not None:
+            v = f.create_variable("l2p_flags", grid, np.int16, **gkw)
+            v[:] = flags.astype(np.int16)[sl] if with_time_dim else flags.astype(np.int16)
+            v.attrs["flag_meanings"] = A("microwave land ice lake river")
+        if extra_vars:
+            rng = np.random.default_rng(5)
+            for name in ("chlorophyll_a", "wind_speed_f"):  # incompressible noise: costly to read
+                v = f.create_variable(name, grid, np.float32, **gkw)
+                noise = rng.random((rows, cols)).astype(np.float32)
+                v[:] = noise[sl] if with_time_dim else noise
+                v.attrs["comment"] = A("non L2P core field")
+    return path
+
+
+def synthetic_swath_file(tmp_path: Path, lat0, lon0, *, rows=40, cols=30, seed=0, name="synthetic_L2P.nc",
+                         ref_time="2019-06-22T10:00:01", **kw):
+    """A jittered 1-km swath around (lat0, lon0) with some fill, random quality and dtime."""
+    rng = np.random.default_rng(seed)
+    lat, lon = swath_geometry(lat0, lon0, rows, cols, rng=rng)
+    sst = 271.0 + rng.random((rows, cols)) * 10
+    sst[rng.random((rows, cols)) < 0.15] = np.nan
+    dtime = np.repeat(np.arange(rows)[:, None] * 7.0, cols, axis=1)  # scan lines ~7 s apart
+    quality = rng.integers(0, 6, (rows, cols))
+    flags = rng.integers(0, 32, (rows, cols))
+    lat[0, 0] = lon[0, 0] = np.nan  # lat/lon fill
+    path = write_l2p(tmp_path / name, lat, lon, sst, dtime, quality=quality, flags=flags, ref_time=ref_time, **kw)
+    return path, dict(lat=lat, lon=lon, sst=sst, dtime=dtime, quality=quality, flags=flags)
+
+
+# --------------------------------------------------------------------------- ATL07 files
+def delta_time_for(utc: str) -> float:
+    """ATLAS delta_time for a UTC instant (after 2017: GPS = UTC + 18 s, epoch 2018-01-01 GPS)."""
+    return float((np.datetime64(utc, "ns") - ATLAS_EPOCH_UTC) / np.timedelta64(1, "ns")) / 1e9
+
+
+def write_atl07(
+    path: Path | io.BytesIO,
+    beams: dict[str, dict[str, np.ndarray]],
+    *,
+    sc_orient: int | None = 0,
+    epoch: float | None = 1198800018.0,
+    short_name: str | None = "ATL07",
+    fill_as_array: bool = True,
+    chunks: int | None = None,
+    skip_vars: tuple[str, ...] = (),
+):
+    """beams: {beam: {lat, lon, delta_time, height, quality, type, id}}; NaN height → fill."""
+    with h5py.File(path, "w") as h:
+        if short_name:
+            h.attrs["short_name"] = np.bytes_(short_name)
+        if epoch is not None:
+            d = h.create_dataset("ancillary_data/atlas_sdp_gps_epoch", data=np.array([epoch]))
+            d.attrs["units"] = np.bytes_("seconds since 1980-01-06T00:00:00.000000Z")
+        if sc_orient is not None:
+            h.create_dataset("orbit_info/sc_orient", data=np.array([sc_orient], dtype=np.int8))
+        for beam, v in beams.items():
+            g = h.create_group(f"{beam}/sea_ice_segments")
+            g.create_group("stats")
+            n = len(v["lat"])
+            kw = dict(chunks=(min(chunks, n),)) if chunks and n else {}
+
+            def put(name, data, fill=None):
+                if name in skip_vars:
+                    return
+                d = g.create_dataset(name, data=data, **kw)
+                if fill is not None:
+                    d.attrs["_FillValue"] = np.array([fill], dtype=data.dtype) if fill_as_array else data.dtype.type(fill)
+
+            put("latitude", np.asarray(v["lat"], np.float64))
+            put("longitude", np.asarray(v["lon"], np.float64))
+            put("delta_time", np.asarray(v["delta_time"], np.float64))
+            put("height_segment_id", np.asarray(v.get("id", np.arange(n) + 1), np.int32))
+            h_ = np.asarray(v.get("height", np.zeros(n)), np.float32)
+            fill = np.finfo(np.float32).max
+            put("heights/height_segment_height", np.where(np.isfinite(h_), h_, fill).astype(np.float32), fill)
+            put("heights/height_segment_quality", np.asarray(v.get("quality", np.ones(n)), np.int8))
+            put("heights/height_segment_fit_quality_flag", np.asarray(v.get("fit_quality", np.full(n, 2)), np.int8), -1)
+            put("heights/height_segment_type", np.asarray(v.get("type", np.ones(n)), np.int8))
+    return path
+
+
+class CountingReader(io.RawIOBase):
+    """A read-only binary file that counts the bytes handed out (stands in for an s3fs file)."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb")
+        self.bytes_read = 0
+        self.name = str(path)
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        return self._f.seek(offset, whence)
+
+    def tell(self):
+        return self._f.tell()
+
+    def readinto(self, b):
+        n = self._f.readinto(b)
+        self.bytes_read += n or 0
+        return n
+
+    def close(self):
+        self._f.close()
+        super().close()

@@ -1,0 +1,224 @@
+"""Colocation kernel against an independent brute-force haversine oracle."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.colocate import best_of, colocate, colocate_swaths
+from core.l2p import open_l2p, read_l2p
+from core.model import FLAGS_FILL, QL_FILL, Matches, SstSwath
+from tests.science_fixtures import haversine, oracle, rotate_to, swath_geometry, track_geometry
+
+T0 = np.datetime64("2019-06-22T10:00:00", "ns")
+
+
+def make_swath(lat0, lon0, rows=40, cols=30, seed=0, with_quality=True, fill_frac=0.2, dt_spread_s=600):
+    rng = np.random.default_rng(seed)
+    lat, lon = swath_geometry(lat0, lon0, rows, cols, rng=rng)
+    sst = (271 + 10 * rng.random((rows, cols))).astype(np.float32)
+    sst[rng.random((rows, cols)) < fill_frac] = np.nan
+    time = T0 + (rng.random((rows, cols)) * dt_spread_s * 1e9).astype("timedelta64[ns]")
+    time[rng.random((rows, cols)) < 0.03] = np.datetime64("NaT")
+    lat[rng.random((rows, cols)) < 0.03] = np.nan
+    ql = rng.integers(0, 6, (rows, cols)).astype(np.int8) if with_quality else None
+    flags = rng.integers(0, 32, (rows, cols)).astype(np.int16)
+    return SstSwath(granule=f"g{seed}", lat=lat, lon=lon, sst=sst, time=time, quality_level=ql, l2p_flags=flags)
+
+
+def make_track(lat0, lon0, n=300, seed=1, angle=30.0, length_m=40000.0):
+    rng = np.random.default_rng(seed)
+    lat, lon = track_geometry(lat0, lon0, n=n, length_m=length_m, angle_deg=angle, rng=rng)
+    time = T0 + (rng.random(n) * 600e9).astype("timedelta64[ns]")
+    return lat, lon, time
+
+
+def assert_agrees(seg_lat, seg_lon, seg_time, swath, m: Matches, radius, max_dt, min_ql):
+    idx, dist, dt = oracle(seg_lat, seg_lon, seg_time, swath, radius, max_dt, min_ql)
+    np.testing.assert_array_equal(m.matched, idx >= 0)
+    hit = idx >= 0
+    assert np.all(np.abs(m.distance_m[hit] - dist[hit]) <= 1.0)
+    assert np.all(np.abs(m.dt_s[hit] - dt[hit]) <= 1.0)
+    # same pixel (or an exactly equidistant one): identify the kernel's pixel by its values
+    np.testing.assert_array_equal(m.sst[hit], swath.sst.ravel()[idx[hit]])
+    if swath.quality_level is not None:
+        np.testing.assert_array_equal(m.quality_level[hit], swath.quality_level.ravel()[idx[hit]])
+        assert np.all(m.quality_level[hit] >= min_ql)
+    np.testing.assert_array_equal(m.l2p_flags[hit], swath.l2p_flags.ravel()[idx[hit]])
+    assert np.all(np.abs(m.dt_s[hit]) <= max_dt)
+    assert np.all(m.distance_m[hit] <= radius + 1e-3)
+    assert np.all(np.isnan(m.sst[~hit])) and np.all(m.granule_index[~hit] == -1)
+    return hit.sum()
+
+
+CENTRES = [
+    pytest.param(82.3, -60.0, id="arctic-seed"),
+    pytest.param(70.0, 180.0, id="antimeridian"),
+    pytest.param(-66.0, -179.9, id="antimeridian-south"),
+    pytest.param(89.9, 45.0, id="near-north-pole"),
+    pytest.param(-89.95, 0.0, id="near-south-pole"),
+    pytest.param(0.0, 10.0, id="equator"),
+]
+
+
+@pytest.mark.parametrize("lat0,lon0", CENTRES)
+@pytest.mark.parametrize("radius,max_dt,min_ql", [(1000.0, 10800.0, 4), (1500.0, 120.0, 2), (600.0, 30.0, 0)])
+def test_matches_oracle(lat0, lon0, radius, max_dt, min_ql):
+    swath = make_swath(lat0, lon0, seed=int(abs(lat0 * 10 + lon0)))
+    lat, lon, t = make_track(lat0, lon0)
+    m = colocate(lat, lon, t, swath, radius_m=radius, max_dt_s=max_dt, min_quality_level=min_ql, granule_index=3)
+    n = assert_agrees(lat, lon, t, swath, m, radius, max_dt, min_ql)
+    assert n > 0, "the fixture must produce matches"
+    assert np.all(m.granule_index[m.matched] == 3)
+
+
+def test_track_crosses_antimeridian_and_matches_both_sides():
+    swath = make_swath(75.0, 180.0, rows=20, cols=60, fill_frac=0.0)
+    lat, lon, t = make_track(75.0, 180.0, angle=90.0)  # due east across 180°
+    assert (lon > 0).any() and (lon < 0).any()
+    m = colocate(lat, lon, t, swath, radius_m=1000, max_dt_s=3600, min_quality_level=0)
+    assert_agrees(lat, lon, t, swath, m, 1000, 3600, 0)
+    assert m.matched[lon > 0].any() and m.matched[lon < 0].any()
+
+
+def test_track_over_the_pole():
+    swath = make_swath(90.0, 0.0, rows=50, cols=50, fill_frac=0.0, seed=4)
+    lat, lon, t = make_track(90.0, 0.0, n=400, angle=10.0)
+    assert lat.max() > 89.99
+    m = colocate(lat, lon, t, swath, radius_m=1000, max_dt_s=3600, min_quality_level=0)
+    assert_agrees(lat, lon, t, swath, m, 1000, 3600, 0)
+    assert m.matched.mean() > 0.9
+
+
+def test_invalid_and_low_quality_nearest_pixels_never_win():
+    # one segment; three pixels due north at 100 m (fill SST), 200 m (quality 2), 700 m (valid)
+    plat, plon = rotate_to(80.0, -60.0, np.array([100.0, 200.0, 700.0, 900.0]), np.zeros(4))
+    sw = SstSwath(granule="g", lat=plat[None, :], lon=plon[None, :],
+                  sst=np.array([[np.nan, 275.0, 276.0, 277.0]], np.float32),
+                  time=np.full((1, 4), T0), quality_level=np.array([[5, 2, 4, 5]], np.int8),
+                  l2p_flags=np.zeros((1, 4), np.int16))
+    m = colocate([80.0], [-60.0], [T0], sw, radius_m=1000, max_dt_s=60, min_quality_level=4)
+    assert m.sst[0] == np.float32(276.0) and m.quality_level[0] == 4
+    assert abs(m.distance_m[0] - 700.0) < 0.5
+    # pyresample's resample_nearest (the tutorial's call) returns the fill of the nearest pixel
+    from pyresample import geometry, kd_tree
+    src = geometry.SwathDefinition(lons=plon[None, :], lats=plat[None, :])
+    dst = geometry.SwathDefinition(lons=np.array([-60.0]), lats=np.array([80.0]))
+    tut = kd_tree.resample_nearest(src, sw.sst, dst, radius_of_influence=1000, fill_value=None)
+    assert np.ma.is_masked(tut[0]) or not np.isfinite(tut[0])
+
+
+def test_dt_bound_widens_search_past_many_near_pixels():
+    # 40 near pixels just outside Δt, one farther pixel inside it: needs k > 1 and widening
+    rng = np.random.default_rng(7)
+    north = np.r_[rng.uniform(10, 300, 40), 800.0]
+    plat, plon = rotate_to(-70.0, 120.0, north, rng.uniform(-50, 50, 41))
+    time = np.full(41, T0 + np.timedelta64(601, "s"))
+    time[-1] = T0 - np.timedelta64(599, "s")
+    sw = SstSwath(granule="g", lat=plat[None, :], lon=plon[None, :], sst=np.full((1, 41), 280.0, np.float32),
+                  time=time[None, :], quality_level=np.full((1, 41), 5, np.int8), l2p_flags=np.zeros((1, 41), np.int16))
+    m = colocate([-70.0], [120.0], [T0], sw, radius_m=1000, max_dt_s=600, min_quality_level=4)
+    assert m.matched[0] and m.dt_s[0] == pytest.approx(-599.0)
+    m2 = colocate([-70.0], [120.0], [T0], sw, radius_m=1000, max_dt_s=598, min_quality_level=4)
+    assert not m2.matched[0]
+
+
+def test_no_overlap_gives_zero_matches_not_an_error():
+    swath = make_swath(82.0, -60.0)
+    lat, lon, t = make_track(-40.0, 100.0)
+    m = colocate(lat, lon, t, swath, radius_m=1000, max_dt_s=10800, min_quality_level=4)
+    assert len(m) == len(lat) and not m.matched.any()
+    assert np.all(m.quality_level == QL_FILL) and np.all(m.l2p_flags == FLAGS_FILL)
+    empty = colocate([], [], np.array([], "datetime64[ns]"), swath, radius_m=1000, max_dt_s=1, min_quality_level=4)
+    assert len(empty) == 0
+
+
+def test_time_outside_window_gives_zero_matches():
+    swath = make_swath(82.0, -60.0)
+    lat, lon, t = make_track(82.0, -60.0)
+    m = colocate(lat, lon, t + np.timedelta64(5, "h"), swath, radius_m=1000, max_dt_s=10800, min_quality_level=0)
+    assert not m.matched.any()
+
+
+def test_swath_without_quality_level_filters_on_validity_only():
+    swath = make_swath(82.0, -60.0, with_quality=False, seed=11)
+    lat, lon, t = make_track(82.0, -60.0)
+    m = colocate(lat, lon, t, swath, radius_m=1000, max_dt_s=10800, min_quality_level=4)
+    assert assert_agrees(lat, lon, t, swath, m, 1000, 10800, 4) > 0
+    assert np.all(m.quality_level[m.matched] == QL_FILL)
+
+
+def test_best_of_nearest_wins_then_smaller_dt():
+    a, b = Matches.empty(4), Matches.empty(4)
+    a.distance_m[:] = [100, 200, 300, np.nan]
+    b.distance_m[:] = [150, 150, 300, 50]
+    a.dt_s[:] = [10, 10, 100, np.nan]
+    b.dt_s[:] = [1, 1, -50, 5]
+    a.sst[:] = 1
+    b.sst[:] = 2
+    a.granule_index[:] = [0, 0, 0, -1]
+    b.granule_index[:] = [1, 1, 1, 1]
+    m = best_of(a, b)
+    np.testing.assert_array_equal(m.granule_index, [0, 1, 1, 1])
+    np.testing.assert_array_equal(m.sst, [1, 2, 2, 2])
+    assert best_of(b, a).granule_index.tolist() == [0, 1, 1, 1]
+    none = best_of(Matches.empty(4), Matches.empty(4))
+    assert not none.matched.any()
+
+
+def test_several_granules_match_the_merged_oracle():
+    lat, lon, t = make_track(82.3, -60.0, n=300)
+    s1 = make_swath(82.3, -60.0, seed=21)
+    s2 = make_swath(82.31, -60.02, seed=22)
+    m = colocate_swaths(lat, lon, t, [s1, None, s2], radius_m=1000, max_dt_s=10800, min_quality_level=3)
+    i1, d1, _ = oracle(lat, lon, t, s1, 1000, 10800, 3)
+    i2, d2, _ = oracle(lat, lon, t, s2, 1000, 10800, 3)
+    d1 = np.where(i1 >= 0, d1, np.inf)
+    d2 = np.where(i2 >= 0, d2, np.inf)
+    expect = np.where(np.isinf(np.minimum(d1, d2)), -1, np.where(d2 < d1, 2, 0))
+    np.testing.assert_array_equal(m.granule_index, expect)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lat0=st.floats(-89.99, 89.99),
+    lon0=st.floats(-180.0, 180.0),
+    seed=st.integers(0, 10_000),
+    radius=st.floats(300.0, 3000.0),
+    max_dt=st.floats(1.0, 900.0),
+    min_ql=st.integers(0, 5),
+)
+def test_property_agrees_with_oracle(lat0, lon0, seed, radius, max_dt, min_ql):
+    swath = make_swath(lat0, lon0, rows=12, cols=10, seed=seed)
+    lat, lon, t = make_track(lat0, lon0, n=40, seed=seed + 1, angle=seed % 180, length_m=15000)
+    m = colocate(lat, lon, t, swath, radius_m=radius, max_dt_s=max_dt, min_quality_level=min_ql)
+    assert_agrees(lat, lon, t, swath, m, radius, max_dt, min_ql)
+
+
+@pytest.mark.parametrize("name", ["SS_MODIS_A-JPL-L2P-v2014.0_cut.nc", "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"])
+def test_real_subset_agrees_with_oracle(realdata, name):
+    path = realdata / "l2p" / name
+    with open_l2p(path) as g:
+        full = g.window(slice(None), slice(None))
+    rng = np.random.default_rng(3)
+    valid = np.flatnonzero(np.isfinite(full.sst.ravel()))
+    pick = rng.choice(valid, 150, replace=False)
+    # segments scattered up to ~1.5 km from real pixels, times around the pixels' times
+    north, east = rng.normal(0, 700, 150), rng.normal(0, 700, 150)
+    lat = full.lat.ravel()[pick] + np.degrees(north / 6371008.8)
+    lon = full.lon.ravel()[pick] + np.degrees(east / 6371008.8) / np.cos(np.radians(full.lat.ravel()[pick]))
+    t = full.time.ravel()[pick] + (rng.normal(0, 90, 150) * 1e9).astype("timedelta64[ns]")
+    swath = read_l2p(path, lat=lat, lon=lon, radius_m=1000)
+    assert swath is not None and swath.shape[0] * swath.shape[1] < full.lat.size
+    m = colocate(lat, lon, t, swath, radius_m=1000, max_dt_s=120, min_quality_level=4)
+    # the oracle runs over the whole granule, the kernel over the window: same answers
+    idx, dist, dt = oracle(lat, lon, t, full, 1000, 120, 4)
+    np.testing.assert_array_equal(m.matched, idx >= 0)
+    hit = idx >= 0
+    assert hit.sum() > 50
+    assert np.all(np.abs(m.distance_m[hit] - dist[hit]) <= 1.0)
+    assert np.all(np.abs(m.dt_s[hit] - dt[hit]) <= 1.0)
+    np.testing.assert_array_equal(m.sst[hit], full.sst.ravel()[idx[hit]])
+    assert np.all(np.abs(haversine(lat[hit], lon[hit], full.lat.ravel()[idx[hit]], full.lon.ravel()[idx[hit]])
+                         - m.distance_m[hit]) <= 1.0)

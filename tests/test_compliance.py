@@ -1,0 +1,88 @@
+"""The written product passes the IOOS compliance checker (CF-1.8, ACDD-1.3), offline.
+
+Any high-priority failure fails the test, with the checker's messages in the assertion.
+"""
+from __future__ import annotations
+
+import socket
+import warnings
+from datetime import datetime, timezone
+
+import pytest
+
+from core.product import STANDARD_NAME_VOCABULARY, build_dataset, write_netcdf
+from tests.product_fixtures import PARAMS, antimeridian_scene, seed_scene, unmatched_scene
+
+compliance_checker = pytest.importorskip("compliance_checker")
+from compliance_checker.base import BaseCheck  # noqa: E402
+from compliance_checker.cf.util import StandardNameTable  # noqa: E402
+from compliance_checker.runner import CheckSuite  # noqa: E402
+
+CHECKS = ["cf:1.8", "acdd:1.3"]
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network, no cached tables: a download attempt raises instead of silently succeeding."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("CF_STANDARD_NAME_TABLE", raising=False)
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("/"):
+            raise AssertionError(f"network access attempted: {address}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError(f"DNS lookup attempted: {a[0]}")))
+
+
+@pytest.fixture(scope="module")
+def suite():
+    cs = CheckSuite()
+    cs.load_all_available_checkers()
+    return cs
+
+
+def _failures(cs, path):
+    ds = cs.load_dataset(str(path))
+    results = cs.run_all(ds, CHECKS, skip_checks=[])
+    assert set(results) == {"cf:1.8", "acdd:1.3"}, results.keys()
+    failures, errors = [], []
+    for name, (groups, errs) in results.items():
+        errors += [f"{name}: {k}: {v}" for k, v in errs.items()]
+        for r in groups:
+            bad = r.value is False or (isinstance(r.value, tuple) and r.value[0] < r.value[1])
+            if bad and r.weight >= BaseCheck.HIGH:
+                failures.append(f"{name} [{r.name}] {r.msgs}")
+    return failures, errors
+
+
+def test_product_declares_the_bundled_standard_name_table():
+    # a different version would make the checker try to download that table
+    assert STANDARD_NAME_VOCABULARY.endswith(f"v{StandardNameTable()._version}")
+
+
+@pytest.mark.parametrize("scene", ["seed", "antimeridian", "no_matches", "no_tracks"])
+def test_no_high_priority_failures(scene, suite, offline, tmp_path, capsys):
+    if scene == "seed":
+        tracks, swaths = seed_scene(n=800)
+    elif scene == "antimeridian":
+        tracks, swaths = antimeridian_scene(n=800)
+    elif scene == "no_matches":
+        tracks, swaths = unmatched_scene(n=500)
+    else:
+        tracks, swaths = [], []
+    ds = build_dataset(tracks, [s.granule for s in swaths], PARAMS, request_id="cc-test", now=NOW)
+    path = write_netcdf(ds, tmp_path / f"{scene}.nc")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        failures, errors = _failures(suite, path)
+    assert not errors, "\n".join(errors)
+    assert not failures, "high-priority compliance failures:\n" + "\n".join(failures)
+    fetch = [str(w.message) for w in caught if "standard name table" in str(w.message).lower()]
+    assert not fetch, fetch
+    assert "downloaded standard name table" not in capsys.readouterr().err.lower()

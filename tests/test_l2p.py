@@ -1,0 +1,159 @@
+"""GHRSST L2P reader: real MODIS subsets, PO.DAAC-style byte-array attributes, windows, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.colocate import haversine_m
+from core.errors import InputError
+from core.l2p import find_window, normalise_attr, open_l2p, read_l2p
+from tests.science_fixtures import CountingReader, synthetic_swath_file, write_atl07, write_l2p
+
+REAL = ["SS_MODIS_A-JPL-L2P-v2014.0_cut.nc", "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"]
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_modis_subset_reads_without_quality_level(realdata, name):
+    path = realdata / "l2p" / name
+    with open_l2p(path) as g:
+        assert g.quality_var is None and g.dtime_var == "sst_dtime"
+        assert any("quality_level" in w for w in g.warnings)
+        sw = g.window(slice(None), slice(None))
+    assert sw.quality_level is None and sw.granule == name
+    assert sw.attrs["title"] == "MODIS Aqua L2P SST"
+    assert not (sw.lat == -999).any() and not (sw.lon == -999).any()
+    assert np.isnan(sw.lat).any()  # the -999 fill became invalid, not a location
+    ok = np.isfinite(sw.sst)
+    assert ok.sum() > 1000
+    assert 268.0 <= np.nanmin(sw.sst) and np.nanmax(sw.sst) <= 323.2  # valid range in kelvin
+    # per-pixel time = time + sst_dtime, independently from h5py raw values
+    import h5py
+    with h5py.File(path) as h:
+        ref = np.datetime64("1981-01-01T00:00:00", "ns") + np.timedelta64(int(h["time"][0]), "s")
+        raw = h["sst_dtime"][0]
+        raw_sst = h["sea_surface_temperature"][0]
+    expect = ref + raw.astype(np.int64).astype("timedelta64[s]")
+    good = raw != -32768
+    np.testing.assert_array_equal(sw.time[good], expect[good])
+    assert np.isnat(sw.time[~good]).all()
+    assert str(ref) == "2019-08-05T06:55:01.000000000"
+    sst_expect = raw_sst * np.float32(0.005) + np.float32(273.15)
+    np.testing.assert_allclose(sw.sst[ok], sst_expect[ok], atol=1e-3)
+
+
+def test_cut_and_uncut_subsets_agree(realdata):
+    with open_l2p(realdata / "l2p" / REAL[0]) as cut, open_l2p(realdata / "l2p" / REAL[1]) as uncut:
+        a = cut.window(slice(None), slice(None))
+        b = uncut.window(slice(None), slice(None))
+    # the cut file is a column subset of the uncut one: find the offset from the coordinates
+    col = next(c for c in range(b.shape[1] - a.shape[1] + 1)
+               if np.array_equal(a.lat, b.lat[:, c:c + a.shape[1]], equal_nan=True))
+    np.testing.assert_array_equal(a.sst, b.sst[:, col:col + a.shape[1]])
+
+
+def test_byte_array_attributes_are_normalised(tmp_path):
+    path, truth = synthetic_swath_file(tmp_path, 82.3, -60.0, dtime_scale=0.25)
+    # stored the PO.DAAC way (older h5netcdf/xarray handed these through and broke decoding)
+    import h5py
+    with h5py.File(path) as h:
+        assert h["time"].attrs["units"].shape == (1,) and h["time"].attrs["units"].dtype.kind == "S"
+        assert h["sea_surface_temperature"].attrs["scale_factor"].shape == (1,)
+    with open_l2p(path) as g:
+        assert g.ds.attrs["title"] == "Synthetic L2P SST"
+        assert g.ds["time"].attrs["units"] == "seconds since 1981-01-01 00:00:00"
+        assert g.ds.attrs["file_quality_level"] == 3
+        sw = g.window(slice(None), slice(None))
+    assert sw.attrs["Conventions"] == "CF-1.7, ACDD-1.3"
+    ok = np.isfinite(truth["sst"])
+    np.testing.assert_allclose(sw.sst[ok], truth["sst"][ok], atol=0.003)
+    assert np.isnan(sw.sst[~ok]).all()
+    ref = np.datetime64("2019-06-22T10:00:01", "ns")
+    dtime = np.round(truth["dtime"] / 0.25) * 0.25  # own scale factor honoured
+    np.testing.assert_array_equal(sw.time, ref + (dtime * 1e9).astype("timedelta64[ns]"))
+    np.testing.assert_array_equal(sw.quality_level, truth["quality"])
+    np.testing.assert_array_equal(sw.l2p_flags, truth["flags"])
+    assert np.isnan(sw.lat[0, 0]) and np.isnan(sw.lon[0, 0])
+
+
+def test_normalise_attr_shapes():
+    assert normalise_attr(np.array([b"abc"])) == "abc"
+    assert normalise_attr(np.array([0.005], np.float32)) == pytest.approx(0.005)
+    assert normalise_attr(np.bytes_(b"x")) == "x"
+    assert normalise_attr(np.array([b"a", b"b"])) == ["a", "b"]
+    np.testing.assert_array_equal(normalise_attr(np.array([1, 2, 3])), [1, 2, 3])
+
+
+def test_file_object_source_and_name(tmp_path):
+    path, truth = synthetic_swath_file(tmp_path, -65.0, 170.0)
+    with open(path, "rb") as fh:
+        sw = read_l2p(fh, lat=truth["lat"][5:7, 5], lon=truth["lon"][5:7, 5], radius_m=1000, name="given.nc")
+    assert sw is not None and sw.granule == "given.nc"
+    with open(path, "rb") as fh:
+        with open_l2p(fh) as g:
+            assert g.name == path.name
+
+
+def test_window_contains_every_pixel_within_radius(tmp_path):
+    path, truth = synthetic_swath_file(tmp_path, 70.0, 179.9, rows=60, cols=40)
+    qlat, qlon = truth["lat"][30:33, 20], truth["lon"][30:33, 20]
+    win = find_window(truth["lat"], truth["lon"], qlat, qlon, 3000.0, margin_pixels=0)
+    assert win is not None
+    rows, cols = win
+    d = np.min([haversine_m(lo, la, truth["lon"], truth["lat"]) for la, lo in zip(qlat, qlon)], axis=0)
+    within = np.argwhere(np.nan_to_num(d, nan=np.inf) <= 3000.0)
+    assert within[:, 0].min() >= rows.start and within[:, 0].max() < rows.stop
+    assert within[:, 1].min() >= cols.start and within[:, 1].max() < cols.stop
+    assert (rows.stop - rows.start) < 20 and (cols.stop - cols.start) < 20
+    assert find_window(truth["lat"], truth["lon"], [10.0], [10.0], 1000.0) is None
+
+
+def test_window_reads_a_fraction_of_the_bytes(tmp_path):
+    path, truth = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=400, cols=300, chunks=(50, 50))
+    full = CountingReader(path)
+    with open_l2p(full) as g:
+        geo_bytes = full.bytes_read  # lat/lon are read whole
+        g.window(slice(None), slice(None))
+    full_window = full.bytes_read - geo_bytes
+    part = CountingReader(path)
+    with open_l2p(part) as g:
+        geo_part = part.bytes_read
+        sw = g.window(*find_window(g.lat, g.lon, truth["lat"][200:203, 150], truth["lon"][200:203, 150], 1000))
+    assert sw.shape[0] < 20
+    assert part.bytes_read - geo_part < 0.15 * full_window, (part.bytes_read - geo_part, full_window)
+    # the noise variables (chlorophyll-like) are never read, even for the whole window
+    assert full.bytes_read < 0.75 * path.stat().st_size
+
+
+def test_no_overlap_returns_none(tmp_path):
+    path, _ = synthetic_swath_file(tmp_path, 82.3, -60.0)
+    assert read_l2p(path, lat=[-40.0], lon=[100.0], radius_m=1000) is None
+
+
+def test_other_product_layout_is_tolerated(tmp_path):
+    # VIIRS/AVHRR-like: latitude/longitude names, other dimension names, no time dimension
+    rng = np.random.default_rng(2)
+    lat = 60 + rng.random((20, 15))
+    lon = -30 + rng.random((20, 15))
+    sst = 280 + rng.random((20, 15))
+    path = write_l2p(tmp_path / "viirs_like.nc", lat, lon, sst, np.zeros((20, 15)), lat_name="latitude",
+                     lon_name="longitude", dims=("ny", "nx"), with_time_dim=False, quality=np.full((20, 15), 5),
+                     byte_attrs=False)
+    with open_l2p(path) as g:
+        sw = g.window(slice(2, 5), slice(3, 9))
+    assert sw.shape == (3, 6)
+    np.testing.assert_allclose(sw.sst, sst[2:5, 3:9], atol=0.003)
+    assert (sw.quality_level == 5).all()
+
+
+def test_not_l2p_raises_input_error(tmp_path, realdata):
+    text = tmp_path / "notes.nc"
+    text.write_text("not a netCDF file")
+    with pytest.raises(InputError, match="not a netCDF4/HDF5"):
+        open_l2p(text)
+    with pytest.raises(InputError, match="not found"):
+        open_l2p(tmp_path / "missing.nc")
+    atl = write_atl07(tmp_path / "atl07.h5", {"gt1l": {"lat": [80.0], "lon": [0.0], "delta_time": [1.0]}})
+    with pytest.raises(InputError, match="not a GHRSST L2P"):
+        open_l2p(atl)
+    with pytest.raises(InputError, match="not a GHRSST L2P"):
+        open_l2p(realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5")
