@@ -231,11 +231,15 @@ def build(arch: str, python: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BUILD, LIMIT_MB
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="arm64", choices=("arm64", "x86_64"))
     ap.add_argument("--python", default="3.12")
     ap.add_argument("--skip-install", action="store_true", help="only measure an existing build")
+    ap.add_argument("--out", type=Path, default=BUILD, help="build directory (default layers/build)")
+    ap.add_argument("--limit-mb", type=float, default=LIMIT_MB, help="fail above this (MiB)")
     args = ap.parse_args(argv)
+    BUILD, LIMIT_MB = args.out.resolve(), args.limit_mb
 
     BUILD.mkdir(parents=True, exist_ok=True)
     sizes_path = BUILD / "sizes.json"
@@ -251,11 +255,11 @@ def main(argv: list[str] | None = None) -> int:
 
     worst = 0
     for fn, row in report["functions"].items():
-        print(f"{fn:20s} {row['unzipped_mb']:8.1f} MB  {row['status']}  ({'+'.join(row['layers'])})")
+        print(f"{fn:20s} {row['unzipped_mb']:8.1f} MiB  {row['status']}  ({'+'.join(row['layers'])})")
         if row["status"] == "warn":
-            print(f"WARNING: {fn} is above {WARN_MB:.0f} MB unzipped", file=sys.stderr)
+            print(f"WARNING: {fn} is above {WARN_MB:.0f} MiB unzipped (project target)", file=sys.stderr)
         if row["status"] == "fail":
-            print(f"ERROR: {fn} exceeds Lambda's {LIMIT_MB:.0f} MB unzipped limit", file=sys.stderr)
+            print(f"ERROR: {fn} exceeds the {LIMIT_MB:.0f} MiB unzipped limit", file=sys.stderr)
             worst = 1
     return worst
 

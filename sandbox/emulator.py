@@ -324,7 +324,7 @@ def _token_json(token: str) -> dict:
 
 
 # --- EDL-protected data hosts ----------------------------------------------------------------
-def _protected(app: Flask, name: str, state: EarthdataState, redirect_path: str):
+def _protected(app: Flask, name: str, state: EarthdataState, redirect_path: str, *, accept_bearer: bool = True):
     """Register the OAuth client for ``app`` and return ``current_user() -> str | Response``."""
     client_id = ONPREM_CLIENT_ID if name == "onprem" else f"sandbox-{name}-tea"
     cookie = f"{name}_session"
@@ -334,7 +334,7 @@ def _protected(app: Flask, name: str, state: EarthdataState, redirect_path: str)
 
     def current_user():
         state.clients[client_id] = redirect_uri()
-        token = _bearer()
+        token = _bearer() if accept_bearer else None
         if token is not None:
             user = state.tokens.get(token)
             if user is None:
@@ -398,7 +398,8 @@ def create_tea_app(state: EarthdataState, daac: str) -> Flask:
 def create_onprem_app(state: EarthdataState) -> Flask:
     """An on-premises DAAC data server (n5eil01u.ecs.nsidc.org style, OAuth + session cookie)."""
     app = _new_app("onprem", state)
-    current_user = _protected(app, "onprem", state, "/OPS/redirect")
+    # A classic OAuth client: it ignores bearer tokens and needs the EDL redirect + its cookie.
+    current_user = _protected(app, "onprem", state, "/OPS/redirect", accept_bearer=False)
 
     @app.get("/<path:path>")
     def data(path: str):
@@ -448,7 +449,9 @@ class ServerThread:
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.host = f"127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox-{name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{name}", daemon=True
+        )
 
     def start(self) -> "ServerThread":
         self._thread.start()
@@ -458,3 +461,55 @@ class ServerThread:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+# --- a fault-injecting proxy in front of moto's S3 ------------------------------------------------
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+    "transfer-encoding", "upgrade", "content-length", "server", "date",
+}
+
+
+def create_s3_proxy_app(state: EarthdataState, upstream: str) -> Flask:
+    """Forwards every S3 API call to moto unchanged; fault rules (app ``"s3api"``, path prefix
+    ``/<bucket>/<key>``) can throttle (503 SlowDown), deny (403), hide (404), delay or cut
+    bodies short on the way — the S3 faults moto itself cannot produce."""
+    import requests
+
+    app = _new_app("s3api", state)
+    http = requests.Session()
+    http.trust_env = False
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+
+    @app.route("/", defaults={"path": ""}, methods=methods)
+    @app.route("/<path:path>", methods=methods)
+    def forward(path: str):
+        raw_uri = request.environ.get("RAW_URI") or request.full_path
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        body = request.get_data() if request.method in ("PUT", "POST") else None
+        upstream_resp = http.request(
+            request.method, upstream + raw_uri, headers=headers, data=body, stream=True, allow_redirects=False
+        )
+        out_headers = [(k, v) for k, v in upstream_resp.raw.headers.items() if k.lower() not in _HOP_BY_HOP]
+        length = upstream_resp.headers.get("Content-Length")
+        if length is not None:
+            out_headers.append(("Content-Length", length))
+        if request.method == "HEAD":
+            upstream_resp.close()
+            # an iterator, not b"": werkzeug would set Content-Length: 0 for a bytes body
+            return Response(iter(()), upstream_resp.status_code, out_headers, direct_passthrough=True)
+        return Response(
+            upstream_resp.raw.stream(_CHUNK, decode_content=False),
+            upstream_resp.status_code,
+            out_headers,
+            direct_passthrough=True,
+        )
+
+    return app
+
+
+def s3_error_fault(code: str) -> dict:
+    """Keyword arguments for ``Faults.add`` that make the S3 proxy answer like S3 does."""
+    status = {"SlowDown": 503, "AccessDenied": 403, "NoSuchKey": 404, "InternalError": 500}[code]
+    xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{code}</Message></Error>'
+    return {"status": status, "body": xml, "content_type": "application/xml"}

@@ -42,6 +42,7 @@ class Rule:
     drop_after: int | None = None  # send this many body bytes, then reset the connection
     html_login: bool = False
     redirect_loop: bool = False
+    ignore_range: bool = False  # answer 200 with the whole body, as servers without Range do
     times: int | None = None
     hits: int = 0
     id: int = 0
@@ -104,6 +105,8 @@ class Faults:
                 return None
             if rule.delay_s:
                 time.sleep(rule.delay_s)
+            if rule.ignore_range:
+                request.environ.pop("HTTP_RANGE", None)
             if rule.html_login:
                 return Response(LOGIN_PAGE, 200, {"Content-Type": "text/html; charset=utf-8"})
             if rule.redirect_loop:

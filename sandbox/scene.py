@@ -42,6 +42,7 @@ temporary directory); a later call with the same version reuses it.
 from __future__ import annotations
 
 import ast
+import fcntl
 import hashlib
 import json
 import logging
@@ -59,7 +60,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCENE_VERSION = "seed-2019-06-22-v1"
+SCENE_VERSION = "seed-2019-06-22-v3"
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO / "tests" / "data" / "realdata"
 ATL07_TEMPLATE = REALDATA / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
@@ -218,7 +219,7 @@ def _atl07_track(spec: _Atl07Spec, rng: np.random.Generator):
     """Per-beam along-track geometry and times for an ascending pass through the crossing point."""
     n = 2 * np.pi / ATL07_PERIOD_S
     u_c = np.arcsin(np.sin(np.radians(spec.cross_lat)) / np.sin(np.radians(ATL07_INCL)))
-    lon0, _ = _ground_track(ATL07_INCL, 0.0, np.array([u_c]), np.array([0.0]))
+    _, lon0 = _ground_track(ATL07_INCL, 0.0, np.array([u_c]), np.array([0.0]))
     lon_node = spec.cross_lon - float(lon0[0])
     beams = {}
     for beam, across in BEAM_ACROSS_M.items():
@@ -306,37 +307,50 @@ def _write_atl07(spec: _Atl07Spec, out: Path) -> tuple[dict, list[tuple[float, f
     rng = np.random.default_rng(spec.seed)
     beams = _atl07_track(spec, rng)
     with h5py.File(ATL07_TEMPLATE, "r") as src, h5py.File(out, "w", libver=("earliest", "v110")) as dst:
-        # Which template datasets run at the segment rate: dimension 0 is their beam's delta_time.
-        seg_rate: dict[str, str] = {}
-        scales: list[tuple[str, int, str]] = []
+        # The real subset lacks some beams' variables (gt2r there has empty groups): every beam
+        # gets the full layout, borrowed from a beam of the same strength where missing.
+        names: list[str] = []
+        src.visit(names.append)
+        present = set(names)
+        plan: dict[str, str] = {n: n for n in names}  # destination path -> template path
+        for beam in BEAM_ACROSS_M:
+            donor = "gt1l" if beam.endswith("l") else "gt1r"
+            for n in names:
+                if n.startswith(donor + "/"):
+                    target = beam + n[len(donor):]
+                    if target not in present:
+                        plan[target] = n
 
-        def collect(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                for d, dim in enumerate(obj.dims):
-                    for scale in dim.values():
-                        if scale.name.lstrip("/") != name:
-                            scales.append((name, d, scale.name.lstrip("/")))
-                if name.startswith("gt") and "/sea_ice_segments/" in name:
-                    beam = name.split("/")[0]
-                    if name == f"{beam}/sea_ice_segments/delta_time" or (
-                        obj.dims[0] and obj.dims[0][0].name == f"/{beam}/sea_ice_segments/delta_time"
-                    ):
-                        seg_rate[name] = beam
+        def rename(path: str, dst_name: str) -> str:
+            """A template path seen from ``dst_name``'s beam (for borrowed datasets)."""
+            src_beam, dst_beam = plan[dst_name].split("/")[0], dst_name.split("/")[0]
+            if src_beam != dst_beam and path.startswith(src_beam + "/"):
+                return dst_beam + path[len(src_beam):]
+            return path
 
-        src.visititems(collect)
         _attr_copy(src, dst, skip=("Processing Parameters",))
         values = {}
         next_id = {"gt1": 1_210_000, "gt2": 1_340_000, "gt3": 1_470_000}
         for beam, geo in beams.items():
             values[beam] = _atl07_beam_values(geo, rng, spec, next_id[beam[:3]] + (0 if beam.endswith("l") else 50_000))
 
-        def copy(name, obj):
+        scales: list[tuple[str, int, str]] = []
+        for name in sorted(plan, key=lambda n: (n.count("/"), n)):  # parents first
+            obj = src[plan[name]]
             if isinstance(obj, h5py.Group):
                 grp = dst.require_group(name)
-                _attr_copy(obj, grp)
-                return
-            if name in seg_rate:
-                beam = seg_rate[name]
+                if not grp.attrs.keys():
+                    _attr_copy(obj, grp)
+                continue
+            for d, dim in enumerate(obj.dims):
+                for scale in dim.values():
+                    if scale.name.lstrip("/") != plan[name]:
+                        scales.append((name, d, rename(scale.name.lstrip("/"), name)))
+            beam = name.split("/")[0]
+            seg_rate = name.startswith("gt") and "/sea_ice_segments/" in name and (
+                name.endswith("/sea_ice_segments/delta_time")
+                or (len(obj.dims[0]) and obj.dims[0][0].name.endswith("/sea_ice_segments/delta_time")))
+            if seg_rate:
                 m = values[beam]["delta_time"].size
                 rel = name.split("/sea_ice_segments/", 1)[1]
                 data = values[beam].get(rel)
@@ -349,7 +363,8 @@ def _write_atl07(spec: _Atl07Spec, out: Path) -> tuple[dict, list[tuple[float, f
                 data = obj[()]
                 shape = obj.shape
             ds = dst.create_dataset(
-                name, shape=shape, dtype=obj.dtype, data=data, chunks=obj.chunks, maxshape=obj.maxshape,
+                name, shape=shape, dtype=obj.dtype, data=data, chunks=obj.chunks,
+                maxshape=obj.maxshape if obj.chunks else None,  # h5py chunks anything given a maxshape
                 compression=obj.compression, compression_opts=obj.compression_opts,
                 shuffle=obj.shuffle,
                 # a 100 kB string's fill value would not fit an object header (ancillary_data/control)
@@ -357,9 +372,7 @@ def _write_atl07(spec: _Atl07Spec, out: Path) -> tuple[dict, list[tuple[float, f
             )
             _attr_copy(obj, ds)
             if "CLASS" in obj.attrs and obj.attrs["CLASS"] == b"DIMENSION_SCALE":
-                ds.make_scale(obj.attrs.get("NAME", b"").decode())
-
-        src.visititems(copy)
+                ds.make_scale(rename(obj.attrs.get("NAME", b"").decode(), name))
         for name, d, scale in scales:
             if scale in dst and name in dst:
                 dst[name].dims[d].attach_scale(dst[scale])
@@ -664,6 +677,37 @@ def build_scene(cache_dir: Path, *, force: bool = False) -> Scene:
     if root.is_dir() and (root / "scene.json").is_file() and not force:
         return _scene_from_manifest(root)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    # Several test sessions and the demo share one cache: one builds, the others wait for it.
+    with open(cache_dir / ".scene.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if root.is_dir() and (root / "scene.json").is_file() and not force:
+            return _scene_from_manifest(root)
+        return _build(cache_dir, root)
+
+
+def _atl07_job(spec: _Atl07Spec, path: Path):
+    t = _time.perf_counter()
+    result = _write_atl07(spec, path)
+    return result, round(_time.perf_counter() - t, 2)
+
+
+def _l2p_job(title: str, t_start: datetime, day_night: str, path: Path, seed: int, placeholder: bool):
+    t = _time.perf_counter()
+    if placeholder:
+        # CMR lists these at 98 bytes; the content is not a usable granule
+        path.write_bytes(hashlib.sha256(title.encode()).hexdigest().encode()[:PLACEHOLDER_BYTES]
+                         .ljust(PLACEHOLDER_BYTES, b"\n"))
+        rects = _l2p_placeholder_rectangles(t_start)
+    else:
+        lat, lon = _write_l2p(title, t_start, day_night, path, seed=seed)
+        rects = _rectangles(lat, lon)
+    return rects, round(_time.perf_counter() - t, 2)
+
+
+def _build(cache_dir: Path, root: Path) -> Scene:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     tmp = Path(tempfile.mkdtemp(prefix=".scene-", dir=cache_dir))
     t0 = _time.perf_counter()
     granules: list[SceneGranule] = []
@@ -672,50 +716,92 @@ def build_scene(cache_dir: Path, *, force: bool = False) -> Scene:
     try:
         (tmp / "nsidc").mkdir()
         (tmp / "podaac").mkdir()
-        for spec in ATL07_SPECS:
-            t = _time.perf_counter()
-            path = tmp / "nsidc" / spec.file_name
-            counts, ring, start, end = _write_atl07(spec, path)
-            timings[spec.file_name] = round(_time.perf_counter() - t, 2)
-            segments[spec.file_name] = counts
-            granules.append(SceneGranule(
-                concept_id=spec.concept_id, collection_concept_id=ATL07_COLLECTION, short_name="ATL07",
-                version="007", provider="NSIDC_CPRD", title=spec.file_name, file_name=spec.file_name,
-                path=path, size_bytes=path.stat().st_size, start=start, end=end, polygon=ring,
-                bucket=NSIDC_BUCKET, key=f"ATLAS/ATL07/007/2019/06/22/{spec.file_name}", daac="nsidc",
-                placeholder=False,
-            ))
-        for i, (title, size_mb) in enumerate(L2P_RECORDED):
-            file_name = f"{title}.nc"
-            path = tmp / "podaac" / file_name
-            t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-            day_night = "Night" if "-N-" in title else "Day"
-            placeholder = size_mb < 0.001
-            t = _time.perf_counter()
-            if placeholder:
-                # CMR lists these at 98 bytes; the content is not a usable granule
-                path.write_bytes(hashlib.sha256(title.encode()).hexdigest().encode()[:PLACEHOLDER_BYTES].ljust(PLACEHOLDER_BYTES, b"\n"))
-                rects = _l2p_placeholder_rectangles(t_start)
-            else:
-                lat, lon = _write_l2p(title, t_start, day_night, path, seed=100 + i)
-                rects = _rectangles(lat, lon)
-            timings[file_name] = round(_time.perf_counter() - t, 2)
-            granules.append(SceneGranule(
-                concept_id=f"G{L2P_CONCEPT_ID_10 + (i - 9) * 17}-POCLOUD", collection_concept_id=L2P_COLLECTION,
-                short_name="MODIS_A-JPL-L2P-v2019.0", version="2019.0", provider="POCLOUD", title=title,
-                file_name=file_name, path=path, size_bytes=path.stat().st_size, start=t_start,
-                end=t_start + timedelta(seconds=299), polygon=None, bucket=PODAAC_BUCKET,
-                key=f"MODIS_A-JPL-L2P-v2019.0/{file_name}", daac="podaac", placeholder=placeholder,
-                rectangles=rects, recorded_size_mb=size_mb, day_night=day_night,
-            ))
+        # every file has its own seed, so the result does not depend on the worker count;
+        # spawn, not fork: the caller may be running server threads
+        workers = max(1, min(2, os.cpu_count() or 1))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            atl07_jobs = [(spec, pool.submit(_atl07_job, spec, tmp / "nsidc" / spec.file_name)) for spec in ATL07_SPECS]
+            l2p_jobs = []
+            for i, (title, size_mb) in enumerate(L2P_RECORDED):
+                file_name = f"{title}.nc"
+                t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+                day_night = "Night" if "-N-" in title else "Day"
+                placeholder = size_mb < 0.001
+                job = pool.submit(_l2p_job, title, t_start, day_night, tmp / "podaac" / file_name, 100 + i, placeholder)
+                l2p_jobs.append((i, title, size_mb, file_name, t_start, day_night, placeholder, job))
+            for spec, job in atl07_jobs:
+                (counts, ring, start, end), took = job.result()
+                path = tmp / "nsidc" / spec.file_name
+                timings[spec.file_name] = took
+                segments[spec.file_name] = counts
+                granules.append(SceneGranule(
+                    concept_id=spec.concept_id, collection_concept_id=ATL07_COLLECTION, short_name="ATL07",
+                    version="007", provider="NSIDC_CPRD", title=spec.file_name, file_name=spec.file_name,
+                    path=path, size_bytes=path.stat().st_size, start=start, end=end, polygon=ring,
+                    bucket=NSIDC_BUCKET, key=f"ATLAS/ATL07/007/2019/06/22/{spec.file_name}", daac="nsidc",
+                    placeholder=False,
+                ))
+            for i, title, size_mb, file_name, t_start, day_night, placeholder, job in l2p_jobs:
+                rects, took = job.result()
+                path = tmp / "podaac" / file_name
+                timings[file_name] = took
+                granules.append(SceneGranule(
+                    concept_id=f"G{L2P_CONCEPT_ID_10 + (i - 9) * 17}-POCLOUD", collection_concept_id=L2P_COLLECTION,
+                    short_name="MODIS_A-JPL-L2P-v2019.0", version="2019.0", provider="POCLOUD", title=title,
+                    file_name=file_name, path=path, size_bytes=path.stat().st_size, start=t_start,
+                    end=t_start + timedelta(seconds=299), polygon=None, bucket=PODAAC_BUCKET,
+                    key=f"MODIS_A-JPL-L2P-v2019.0/{file_name}", daac="podaac", placeholder=placeholder,
+                    rectangles=rects, recorded_size_mb=size_mb, day_night=day_night,
+                ))
         total = round(_time.perf_counter() - t0, 2)
         (tmp / "scene.json").write_text(json.dumps(
             _manifest(granules, tmp, {"segments": segments, "timings_s": timings, "total_s": total}), indent=1))
-        if root.exists():
-            shutil.rmtree(root)
+        if root.exists():  # force=True: move the old one aside first, then drop it
+            old = Path(tempfile.mkdtemp(prefix=".scene-old-", dir=cache_dir))
+            os.replace(root, old / "scene")
+            shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("built scene %s in %.1f s", root, total)
     return _scene_from_manifest(root)
+
+
+def describe_scene(root: Path | None = None) -> Scene:
+    """The seed scene's CMR metadata without writing any file (fast; for CMR-only tests).
+
+    Footprints and times are those :func:`build_scene` produces; ``size_bytes`` is the recorded
+    CMR size for L2P granules and an estimate for ATL07 (``path`` points where the file would be).
+    """
+    root = Path(root) if root is not None else Path("/nonexistent/scene")
+    granules: list[SceneGranule] = []
+    for spec in ATL07_SPECS:
+        beams = _atl07_track(spec, np.random.default_rng(spec.seed))
+        t_all = np.concatenate([b["delta_time"] for b in beams.values()])
+        outer_l, outer_r = beams["gt1l"], beams["gt3r"]
+        idx_l = np.linspace(0, outer_l["lat"].size - 1, 24).astype(int)
+        idx_r = np.linspace(0, outer_r["lat"].size - 1, 24).astype(int)[::-1]
+        ring = [(round(float(outer_l["lon"][i]), 5), round(float(outer_l["lat"][i]), 5)) for i in idx_l]
+        ring += [(round(float(outer_r["lon"][i]), 5), round(float(outer_r["lat"][i]), 5)) for i in idx_r]
+        ring.append(ring[0])
+        granules.append(SceneGranule(
+            concept_id=spec.concept_id, collection_concept_id=ATL07_COLLECTION, short_name="ATL07", version="007",
+            provider="NSIDC_CPRD", title=spec.file_name, file_name=spec.file_name, path=root / "nsidc" / spec.file_name,
+            size_bytes=9_200_000, start=ATLAS_EPOCH + timedelta(seconds=float(t_all.min())),
+            end=ATLAS_EPOCH + timedelta(seconds=float(t_all.max())), polygon=ring, bucket=NSIDC_BUCKET,
+            key=f"ATLAS/ATL07/007/2019/06/22/{spec.file_name}", daac="nsidc", placeholder=False,
+        ))
+    for i, (title, size_mb) in enumerate(L2P_RECORDED):
+        t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        file_name = f"{title}.nc"
+        granules.append(SceneGranule(
+            concept_id=f"G{L2P_CONCEPT_ID_10 + (i - 9) * 17}-POCLOUD", collection_concept_id=L2P_COLLECTION,
+            short_name="MODIS_A-JPL-L2P-v2019.0", version="2019.0", provider="POCLOUD", title=title,
+            file_name=file_name, path=root / "podaac" / file_name, size_bytes=int(round(size_mb * 2**20)),
+            start=t_start, end=t_start + timedelta(seconds=299), polygon=None, bucket=PODAAC_BUCKET,
+            key=f"MODIS_A-JPL-L2P-v2019.0/{file_name}", daac="podaac", placeholder=size_mb < 0.001,
+            rectangles=_l2p_placeholder_rectangles(t_start), recorded_size_mb=size_mb,
+            day_night="Night" if "-N-" in title else "Day",
+        ))
+    return Scene(granules=granules, bbox=SEED_BBOX, date=SEED_DATE, root=root)

@@ -37,6 +37,7 @@ from sandbox.emulator import (
     create_edl_app,
     create_onprem_app,
     create_s3_presign_app,
+    create_s3_proxy_app,
     create_tea_app,
 )
 from sandbox.faults import Faults
@@ -66,6 +67,7 @@ class Sandbox:
         credentials_ttl_s: float = 3600.0,
         edl_username: str = "sandbox-user",
         edl_password: str = "sandbox-password-not-secret",
+        s3_faults: bool = False,
     ):
         self.scene = scene
         self.workdir = Path(workdir)
@@ -78,6 +80,8 @@ class Sandbox:
         self._moto = None
         self.moto_url = ""
         self.settings: Settings | None = None
+        # route settings.s3_endpoint_url through a proxy that applies fault rules (app "s3api")
+        self.s3_faults = s3_faults
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -113,6 +117,8 @@ class Sandbox:
             "onprem": create_onprem_app(self.state),
             "s3": create_s3_presign_app(self.state),
         }
+        if self.s3_faults:
+            apps["s3api"] = create_s3_proxy_app(self.state, self.moto_url)
         for name, app in apps.items():
             self.servers[name] = ServerThread(app, name)
             self.state.base_urls[name] = self.servers[name].url
@@ -137,6 +143,11 @@ class Sandbox:
             self._moto = None
 
     # --- wiring ------------------------------------------------------------------------------
+    @property
+    def s3_url(self) -> str:
+        """The S3 endpoint clients use: moto, or the fault proxy in front of it."""
+        return self.url("s3api") if self.s3_faults else self.moto_url
+
     def url(self, name: str) -> str:
         return self.state.base_urls[name]
 
@@ -156,9 +167,11 @@ class Sandbox:
             from sandbox.cmr_app import create_cmr_app
         except ImportError:
             app = _fallback_cmr_app(self.scene, self.links)
+            self.faults.install(app, "cmr")
         else:
-            app = create_cmr_app(self.scene, self.links)
-        self.faults.install(app, "cmr")
+            app = create_cmr_app(self.scene, self.links, faults=self.faults)
+        # record CMR requests too, ahead of the fault hook so faulted calls show up
+        app.before_request_funcs.setdefault(None, []).insert(0, lambda: self.state.record("cmr"))
         return app
 
     def boto3_client(self, service: str):
@@ -175,11 +188,19 @@ class Sandbox:
         s3 = self.boto3_client("s3")
         buckets = {b for names in DAAC_BUCKETS.values() for b in names} | {OUTPUT_BUCKET}
         buckets |= {g.bucket for g in self.scene.granules}
+        # moto's backends are process-global: a second Sandbox in one process finds them seeded.
         for bucket in sorted(buckets):
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+            try:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
         for g in self.scene.granules:
             s3.upload_file(str(g.path), g.bucket, g.key)
-        self.boto3_client("secretsmanager").create_secret(Name=EDL_SECRET_NAME, SecretString=self.edl_token)
+        sm = self.boto3_client("secretsmanager")
+        try:
+            sm.create_secret(Name=EDL_SECRET_NAME, SecretString=self.edl_token)
+        except sm.exceptions.ResourceExistsException:
+            sm.put_secret_value(SecretId=EDL_SECRET_NAME, SecretString=self.edl_token)
 
     def _settings(self) -> Settings:
         host = lambda name: self.servers[name].host  # noqa: E731
@@ -188,13 +209,13 @@ class Sandbox:
             cmr_url=self.url("cmr"),
             edl_url=self.url("edl"),
             earthdata_hosts=tuple(host(n) for n in ("edl", "cmr", "nsidc", "podaac", "onprem")),
-            extra_allowed_hosts=(host("s3"), self.moto_url.split("://", 1)[1]),
+            extra_allowed_hosts=(host("s3"), self.s3_url.split("://", 1)[1]),
             s3credentials_endpoints={
                 "NSIDC_CPRD": f"{self.url('nsidc')}/s3credentials",
                 "NSIDC_ECS": f"{self.url('nsidc')}/s3credentials",
                 "POCLOUD": f"{self.url('podaac')}/s3credentials",
             },
-            s3_endpoint_url=self.moto_url,
+            s3_endpoint_url=self.s3_url,
             output_bucket=OUTPUT_BUCKET,
             download_dir=str(self.workdir / "downloads"),
             edl_secret_name=EDL_SECRET_NAME,
@@ -211,7 +232,7 @@ class Sandbox:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "AWS_ENDPOINT_URL": self.moto_url,  # S3, Secrets Manager, Step Functions
-                "AWS_ENDPOINT_URL_S3": self.moto_url,
+                "AWS_ENDPOINT_URL_S3": self.s3_url,
                 "EARTHDATA_TOKEN": self.edl_token,
             }
         )

@@ -100,7 +100,9 @@ def nearest_matches(seg: BeamSegments, swaths: list[SstSwath], *, radius_m=1000.
     m = Matches.empty(len(seg))
     best = np.full(len(seg), np.inf)
     for gi, sw in enumerate(swaths):
-        ok = np.isfinite(sw.sst) & np.isfinite(sw.lat) & (sw.quality_level >= min_quality_level)
+        ok = np.isfinite(sw.sst) & np.isfinite(sw.lat) & np.isfinite(sw.lon) & ~np.isnat(sw.time)
+        if sw.quality_level is not None:
+            ok &= sw.quality_level >= min_quality_level
         if not ok.any():
             continue
         tree = KDTree(_xyz(sw.lat[ok].astype(np.float64), sw.lon[ok].astype(np.float64)))
@@ -112,8 +114,12 @@ def nearest_matches(seg: BeamSegments, swaths: list[SstSwath], *, radius_m=1000.
         m.sst[take] = sw.sst[ok][idx][take]
         m.distance_m[take] = d[take]
         m.dt_s[take] = dt[take]
-        m.quality_level[take] = sw.quality_level[ok][idx][take]
-        m.l2p_flags[take] = sw.l2p_flags[ok][idx][take]
+        if sw.quality_level is not None:
+            m.quality_level[take] = sw.quality_level[ok][idx][take]
+        else:  # a later, nearer granule without quality levels replaces an earlier match
+            m.quality_level[take] = -1
+        if sw.l2p_flags is not None:
+            m.l2p_flags[take] = sw.l2p_flags[ok][idx][take]
         m.granule_index[take] = gi
     return m
 

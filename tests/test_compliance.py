@@ -18,6 +18,10 @@ from compliance_checker.base import BaseCheck  # noqa: E402
 from compliance_checker.cf.util import StandardNameTable  # noqa: E402
 from compliance_checker.runner import CheckSuite  # noqa: E402
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The ioos_sos checker is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Passing the dataset to every single check is deprecated:DeprecationWarning"),
+]
 CHECKS = ["cf:1.8", "acdd:1.3"]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -86,3 +90,20 @@ def test_no_high_priority_failures(scene, suite, offline, tmp_path, capsys):
     fetch = [str(w.message) for w in caught if "standard name table" in str(w.message).lower()]
     assert not fetch, fetch
     assert "downloaded standard name table" not in capsys.readouterr().err.lower()
+
+
+def test_real_atl07_granules(realdata, suite, offline, tmp_path):
+    """Both real ATL07 files (one with a beam holding only stats) through the reader, unmatched."""
+    atl07 = pytest.importorskip("core.atl07")
+    from core.model import Matches, Track
+
+    tracks, attrs = [], {}
+    for f in sorted((realdata / "atl07").glob("*.h5")):
+        g = atl07.read_atl07(f)
+        attrs = g.attrs
+        tracks += [Track(b, Matches.empty(len(b))) for b in g.beams]
+    assert len({t.segments.granule for t in tracks}) == 2 and len(tracks) >= 6
+    ds = build_dataset(tracks, [], PARAMS, atl07_attrs=attrs, now=NOW)
+    path = write_netcdf(ds, tmp_path / "real.nc")
+    failures, errors = _failures(suite, path)
+    assert not errors and not failures, "\n".join(errors + failures)

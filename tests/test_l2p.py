@@ -157,3 +157,96 @@ def test_not_l2p_raises_input_error(tmp_path, realdata):
         open_l2p(atl)
     with pytest.raises(InputError, match="not a GHRSST L2P"):
         open_l2p(realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5")
+
+
+def test_normalise_attrs_on_variables_coordinates_and_globals():
+    import xarray as xr
+
+    from core.l2p import normalise_attrs
+
+    ds = xr.Dataset(
+        {"sst": (("time", "nj"), np.zeros((1, 2), np.int16), {"units": np.array([b"kelvin"]),
+                                                              "scale_factor": np.array([0.005])})},
+        coords={"time": ("time", [1], {"units": np.array([b"seconds since 1981-01-01 00:00:00"])})},
+        attrs={"title": np.array([b"MODIS"]), "file_quality_level": np.array([3])},
+    )
+    out = normalise_attrs(ds)
+    assert out["sst"].attrs == {"units": "kelvin", "scale_factor": 0.005}
+    assert out["time"].attrs["units"] == "seconds since 1981-01-01 00:00:00"
+    assert out.attrs == {"title": "MODIS", "file_quality_level": 3}
+    assert isinstance(ds.attrs["title"], np.ndarray)  # the input is left alone
+    assert xr.decode_cf(out)["time"].values[0] == np.datetime64("1981-01-01T00:00:01")
+
+
+def _write_like_real_granule(path, zarr_json, rows, cols, rng):
+    """A small file with the exact variables, dtypes and attributes of the full PO.DAAC granule
+    (from its kerchunk description), every attribute stored as a one-element array."""
+    import json
+
+    import h5netcdf
+
+    from tests.science_fixtures import swath_geometry
+
+    meta = json.loads(zarr_json.read_text())
+    raw = {}
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"time": 1, "nj": rows, "ni": cols}
+        for key, arr in meta.items():
+            if not key.endswith("/.zarray"):
+                continue
+            name = key.split("/")[0]
+            attrs = meta[f"{name}/.zattrs"]
+            dims = tuple(attrs["_ARRAY_DIMENSIONS"])
+            dtype = np.dtype(arr["dtype"])
+            shape = tuple({"time": 1, "nj": rows, "ni": cols}[d] for d in dims)
+            fill = attrs.get("_FillValue")
+            v = f.create_variable(name, dims, dtype, fillvalue=None if fill is None else dtype.type(fill))
+            if name in ("lat", "lon"):
+                lat, lon = swath_geometry(-45.0, 10.0, rows, cols, rng=rng)
+                data = (lat if name == "lat" else lon).astype(dtype)
+                data[:2, :3] = fill
+            elif name == "time":
+                data = np.array([1252627201], dtype)  # 2020-09-11T00:00:01
+            else:
+                lo, hi = attrs.get("valid_min", 0), attrs.get("valid_max", 100)
+                data = rng.integers(lo, hi + 1, shape).astype(dtype)
+                if fill is not None:
+                    data[rng.random(shape) < 0.1] = fill
+            v[:] = data
+            raw[name] = data
+            for a, value in attrs.items():
+                if a in ("_ARRAY_DIMENSIONS", "_FillValue"):
+                    continue
+                if isinstance(value, str):
+                    v.attrs[a] = np.array([value.encode()])
+                elif isinstance(value, list):
+                    v.attrs[a] = np.array(value, dtype=dtype)
+                else:
+                    v.attrs[a] = np.array([value], dtype=np.float32 if isinstance(value, float) else dtype)
+        for a, value in meta[".zattrs"].items():
+            f.attrs[a] = np.array([value.encode()]) if isinstance(value, str) else np.array([value])
+    return raw
+
+
+def test_layout_of_the_full_podaac_granule(tmp_path, realdata):
+    rng = np.random.default_rng(9)
+    zarr_json = realdata / "l2p" / "20200911000001-JPL-L2P_GHRSST-SSTskin-MODIS_A-N-v02.0-fv01.0.zarr.json"
+    path = tmp_path / "20200911000001-JPL-L2P_GHRSST-SSTskin-MODIS_A-N-v02.0-fv01.0.nc"
+    raw = _write_like_real_granule(path, zarr_json, 40, 30, rng)
+    with open_l2p(path) as g:
+        assert (g.sst_var, g.dtime_var, g.quality_var, g.flags_var) == (
+            "sea_surface_temperature", "sst_dtime", "quality_level", "l2p_flags")
+        assert g.warnings == []
+        sw = g.window(slice(None), slice(None))
+    assert sw.attrs["title"] == "MODIS Aqua L2P SST" and sw.attrs["file_quality_level"] == 3
+    assert np.isnan(sw.lat[:2, :3]).all() and np.isfinite(sw.lat[2:]).all()
+    r = raw["sea_surface_temperature"][0]
+    ok = r != -32767
+    np.testing.assert_allclose(sw.sst[ok], r[ok] * 0.005 + 273.15, atol=2e-3)
+    assert np.isnan(sw.sst[~ok]).all()
+    q = raw["quality_level"][0]
+    np.testing.assert_array_equal(sw.quality_level, np.where(q == -128, -1, q))
+    np.testing.assert_array_equal(sw.l2p_flags, raw["l2p_flags"][0])
+    d = raw["sst_dtime"][0]
+    ref = np.datetime64("2020-09-11T00:00:01", "ns")
+    np.testing.assert_array_equal(sw.time[d != -32768], ref + d[d != -32768].astype("timedelta64[s]"))

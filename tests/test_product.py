@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import netCDF4
 import numpy as np
@@ -168,10 +167,12 @@ def test_zero_matches_is_a_valid_product(tmp_path):
         assert np.isnan(back["sst"].values).all()
 
 
-def test_zero_tracks_is_a_valid_product(tmp_path):
-    ds = build_dataset([], [], {"bbox": [-62.8, 81.7, -56.4, 83.0]}, now=NOW)
+@pytest.mark.parametrize("bbox", [[-62.8, 81.7, -56.4, 83.0], "-62.8,81.7,-56.4,83"])
+def test_zero_tracks_is_a_valid_product(tmp_path, bbox):
+    ds = build_dataset([], [], {"bbox": bbox}, now=NOW)
     assert ds.sizes["obs"] == 0 and ds.sizes["trajectory"] == 0
     assert ds.attrs["geospatial_lat_min"] == 81.7  # coverage falls back to the request box
+    assert ds.attrs["geospatial_lon_min"] == -62.8 and ds.attrs["colocation_bbox"] == "-62.8,81.7,-56.4,83"
     p = write_netcdf(ds, tmp_path / "empty.nc")
     with xr.open_dataset(p) as back:
         assert back.sizes["obs"] == 0 and back["time"].dtype == np.dtype("datetime64[ns]")

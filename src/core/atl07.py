@@ -175,12 +175,12 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
     sc_orient: int | None = None
     if "orbit_info/sc_orient" in h5:
         values = np.unique(np.asarray(h5["orbit_info/sc_orient"][()]).ravel())
-        if values.size == 1 and int(values[0]) in (0, 1):
+        if values.size == 1:
             sc_orient = int(values[0])
-        elif values.size > 1:
+            if sc_orient not in (0, 1):
+                warn(f"orbit_info/sc_orient = {sc_orient} (transition): beam strength unknown")
+        else:  # a yaw flip inside the granule: strength differs before and after it
             warn(f"orbit_info/sc_orient changes within the granule ({values.tolist()}): beam strength unknown")
-        else:
-            warn(f"orbit_info/sc_orient = {values.tolist()} (transition): beam strength unknown")
     else:
         warn("orbit_info/sc_orient missing: beam strength unknown")
 

@@ -21,6 +21,7 @@ from .model import FLAGS_FILL, QL_FILL, Matches, SstSwath
 
 EARTH_RADIUS_M = 6371008.8  # IUGG mean radius; distances are great-circle on this sphere
 _K_GROWTH = 8
+_BATCH = 1 << 18  # segments per k-d tree query batch
 
 
 def lonlat_to_xyz(lon: np.ndarray, lat: np.ndarray, radius: float = EARTH_RADIUS_M) -> np.ndarray:
@@ -76,7 +77,7 @@ def colocate(
     max_dt_ns = int(round(max_dt_s * 1e9))
 
     valid = valid_pixel_mask(swath, min_quality_level)
-    pix_ns_all = swath.time.astype("datetime64[ns]").view(np.int64)
+    pix_ns_all = swath.time.astype("datetime64[ns]", copy=False).view(np.int64)
     # pixels outside the segments' time span (± max_dt) can never match
     valid &= (pix_ns_all >= seg_ns[seg_ok].min() - max_dt_ns) & (pix_ns_all <= seg_ns[seg_ok].max() + max_dt_ns)
     pix = np.flatnonzero(valid.ravel())
@@ -89,26 +90,12 @@ def colocate(
     bound = float(chord_from_arc(radius_m)) * (1.0 + 1e-9) + 1e-3
 
     seg_idx = np.flatnonzero(seg_ok)
-    seg_xyz = lonlat_to_xyz(seg_lon[seg_idx], seg_lat[seg_idx])
     best = np.full(seg_idx.size, -1, dtype=np.int64)  # index into pix
-    pending = np.arange(seg_idx.size)
-    k = 1
-    while pending.size:
-        k = min(k, pix.size)
-        dist, idx = tree.query(seg_xyz[pending], k=k, distance_upper_bound=bound)
-        dist = dist.reshape(pending.size, k)
-        idx = idx.reshape(pending.size, k).astype(np.int64)
-        found = np.isfinite(dist)
-        safe = np.where(found, idx, 0)
-        dt_ok = np.abs(p_ns[safe] - seg_ns[seg_idx[pending]][:, None]) <= max_dt_ns
-        passing = found & dt_ok
-        has = passing.any(axis=1)
-        first = np.argmax(passing, axis=1)
-        best[pending[has]] = safe[has, first[has]]
-        # all k candidates inside the radius but none inside Δt: there may be more further out
-        more = ~has & found[:, -1] & (k < pix.size)
-        pending = pending[more]
-        k *= _K_GROWTH
+    # segments in batches: memory for coordinates and candidates stays bounded
+    for b0 in range(0, seg_idx.size, _BATCH):
+        batch = np.arange(b0, min(b0 + _BATCH, seg_idx.size))
+        best[batch] = _nearest_in_time(tree, pix.size, p_ns, seg_lon[seg_idx[batch]], seg_lat[seg_idx[batch]],
+                                       seg_ns[seg_idx[batch]], bound, max_dt_ns)
 
     hit = best >= 0
     seg_hit = seg_idx[hit]
@@ -130,6 +117,30 @@ def colocate(
         out.l2p_flags[seg_hit] = FLAGS_FILL
     out.granule_index[seg_hit] = granule_index
     return out
+
+
+def _nearest_in_time(tree, n_pix, p_ns, lon, lat, t_ns, bound, max_dt_ns) -> np.ndarray:
+    """Index of the nearest pixel within ``bound`` (chord) and ``max_dt_ns``, -1 if none."""
+    xyz = lonlat_to_xyz(lon, lat)
+    best = np.full(lon.size, -1, dtype=np.int64)
+    pending = np.arange(lon.size)
+    k = 1
+    while pending.size:
+        k = min(k, n_pix)
+        dist, idx = tree.query(xyz[pending], k=k, distance_upper_bound=bound)
+        dist = dist.reshape(pending.size, k)
+        idx = idx.reshape(pending.size, k).astype(np.int64)
+        found = np.isfinite(dist)
+        safe = np.where(found, idx, 0)
+        passing = found & (np.abs(p_ns[safe] - t_ns[pending][:, None]) <= max_dt_ns)
+        has = passing.any(axis=1)
+        first = np.argmax(passing, axis=1)
+        best[pending[has]] = safe[has, first[has]]
+        # all k candidates inside the radius but none inside Δt: there may be more further out
+        more = ~has & found[:, -1] & (k < n_pix)
+        pending = pending[more]
+        k *= _K_GROWTH
+    return best
 
 
 def best_of(a: Matches, b: Matches) -> Matches:

@@ -3,8 +3,9 @@
 * free space is checked against ``Content-Length`` (or ``expected_size``) before writing;
 * bytes go to a unique hidden ``.part`` name and are renamed only once the size is verified,
   so a file under its final name is always complete;
-* a broken connection resumes with ``Range`` (at most ``max_resumes`` times); a 206 must
-  carry the matching ``Content-Range``, a server that ignores ``Range`` (200) means restart;
+* a broken connection resumes with ``Range`` (at most ``max_resumes`` times) from the last
+  whole chunk written (urllib3 discards the chunk being read when the connection breaks);
+  a 206 must carry the matching ``Content-Range``, a 200 (``Range`` ignored) means restart;
 * partial files are never reused across runs: a killed earlier run's ``.part`` files for the
   same name are deleted at the start (we cannot prove they came from the same URL and
   version), and a new download always starts at byte 0.
@@ -35,6 +36,8 @@ _BROKEN = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
 )
+# Byte offsets and Content-Length must refer to the stored bytes, not a gzip transfer encoding.
+_IDENTITY = {"Accept-Encoding": "identity"}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -94,7 +97,7 @@ def stream_download(
     final = dest_dir / name
     _remove_stale_parts(dest_dir, name)
 
-    resp = session.get(url, stream=True)
+    resp = session.get(url, stream=True, headers=_IDENTITY)
     _check_status(resp, url)
     total = _content_length(resp)
     if total is not None and expected_size is not None and total != expected_size:
@@ -157,7 +160,7 @@ def stream_download(
 def _resume(session: requests.Session, url: str, out, written: int, total: int | None):
     """Re-request from byte ``written``; returns (response, bytes already kept)."""
     try:
-        resp = session.get(url, stream=True, headers={"Range": f"bytes={written}-"})
+        resp = session.get(url, stream=True, headers={**_IDENTITY, "Range": f"bytes={written}-"})
     except _BROKEN:
         # the next loop turn reads nothing and counts another resume
         return _EmptyResponse(), written

@@ -265,11 +265,12 @@ class EarthdataSession(requests.Session):
             raise DisallowedHostError(f"refusing to contact {redact_url(url)}: host is not on the allowlist")
 
     def _apply_token(self, prepared: requests.PreparedRequest) -> None:
-        if self.is_earthdata_host(prepared.url) and self.token_provider is not None:
-            if "Authorization" not in prepared.headers:
-                prepared.headers["Authorization"] = f"Bearer {self.token_provider.token()}"
-        else:
+        if not self.is_earthdata_host(prepared.url):
+            # EDL/DAAC session cookies are credentials too (and loopback hosts share cookie scope)
             prepared.headers.pop("Authorization", None)
+            prepared.headers.pop("Cookie", None)
+        elif self.token_provider is not None and "Authorization" not in prepared.headers:
+            prepared.headers["Authorization"] = f"Bearer {self.token_provider.token()}"
 
     # requests calls rebuild_auth for every redirect hop, before sending it.
     def rebuild_auth(self, prepared_request, response):

@@ -27,7 +27,7 @@ from pykdtree.kdtree import KDTree
 
 from .errors import InputError
 from .model import FLAGS_FILL, QL_FILL, SstSwath
-from .colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+from .colocate import chord_from_arc, lonlat_to_xyz
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ FLAGS_NAMES = ("l2p_flags", "flags")
 _TIME_UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
                 "ms": 1e-3, "milliseconds": 1e-3, "millisecond": 1e-3,
                 "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
+_KEY_OFFSET = 1 << 20  # cube indices (|xyz| / cell < 2**20) packed in 21 bits each
+_KEY_MASK = (1 << 21) - 1
 _ROW_BLOCK = 256  # rows converted to xyz at a time while finding the window
 
 
@@ -281,8 +283,10 @@ def find_window(
     # thin the (dense) query points to one per cube of side `cell`; widen the search by the
     # cube's half-diagonal so no pixel within radius of any original point is missed
     cell = max(float(radius_m), 2000.0)
-    keys = np.unique(np.floor(lonlat_to_xyz(qlon[ok], qlat[ok]) / cell).astype(np.int64), axis=0)
-    centres = (keys + 0.5) * cell
+    ijk = np.floor(lonlat_to_xyz(qlon[ok], qlat[ok]) / cell).astype(np.int64) + _KEY_OFFSET
+    packed = np.unique((ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2])  # 1-D unique is fast
+    ijk = np.column_stack(((packed >> 42) & _KEY_MASK, (packed >> 21) & _KEY_MASK, packed & _KEY_MASK))
+    centres = (ijk - _KEY_OFFSET + 0.5) * cell
     reach = chord_from_arc(radius_m) + cell * np.sqrt(3.0) / 2.0
     tree = KDTree(centres)
     n_rows, n_cols = lat.shape
@@ -325,5 +329,4 @@ def read_l2p(
         return granule.window(*win)
 
 
-__all__ = ["L2PGranule", "open_l2p", "read_l2p", "find_window", "normalise_attrs", "normalise_attr",
-           "EARTH_RADIUS_M"]
+__all__ = ["L2PGranule", "open_l2p", "read_l2p", "find_window", "normalise_attrs", "normalise_attr"]

@@ -205,6 +205,7 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
     uploaded: list[str] = []
     products: list[dict] = []
     sst_report: dict[str, dict] = {}
+    Path(settings.download_dir).mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="coloc-", dir=settings.download_dir) as workdir:
             for granule in atl07_granules:

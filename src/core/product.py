@@ -9,9 +9,16 @@ Layout (CF §9.3.3 contiguous ragged array, ``featureType = "trajectory"``):
   by trajectory: ``time`` ``lat`` ``lon`` (coordinates), the ATL07 segment fields and the
   ``sst*`` match fields (fill where unmatched).
 * dimension ``sst_source`` — one per L2P granule: ``sst_source_name`` (string).
-  ``sst_granule(obs)`` is a 0-based int32 index into it (-1 = no match). An index, rather than
-  a string per observation, keeps the file small and every reader (netCDF4, xarray, the IOOS
-  checker) handles a plain integer variable; the names are written once.
+  ``sst_granule(obs)`` is a 0-based int32 index into it, -1 = no match (declared as a CF flag
+  enumeration ``flag_values = -1 0 1 …``, ``flag_meanings = no_match <granule names>``, and no
+  _FillValue, so xarray keeps it an integer). An index rather than a string per observation
+  keeps the file small, and every reader (netCDF4, xarray, the IOOS checker) handles it.
+
+Fill values: float variables NaN; ``height_segment_quality``/``_type`` -1, ``sst_quality_level``
+-1, ``sst_l2p_flags`` -1, ``height_segment_id`` -1 (xarray decodes these to float with NaN).
+``time`` is float64 "microseconds since 2018-01-01" (exact to the microsecond; CF-1.8 has no
+int64). ``sst_dt``/``sst_distance`` are auxiliary coordinates of ``sst`` (where/when it was
+sampled relative to the segment); ``height_segment_id`` of ``height_segment_height``.
 
 Written with h5netcdf (what the Lambda layer ships); netCDF4 and xarray read it unchanged.
 """
@@ -30,6 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from core.config import MODIS_L2P_COLLECTION
 from core.model import FLAGS_FILL, QL_FILL, Track
 
 log = logging.getLogger(__name__)
@@ -168,7 +176,7 @@ def _flat_attrs(prefix: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         name = re.sub(r"[^A-Za-z0-9_]", "_", f"{prefix}{key}")
-        if _SECRET_KEY.search(str(key)):
+        if _SECRET_KEY.search(str(key)) or (isinstance(value, (str, bytes)) and "SET_BY_META" in str(value)):
             continue
         if isinstance(value, Mapping):
             out.update(_flat_attrs(name + "_", value))
@@ -372,7 +380,13 @@ def _global_attrs(ds, tracks, sources, params, atl07_attrs, history, request_id,
     atl07_doi = str(atl07_attrs.get("identifier_product_doi") or params.get("atl07_doi") or ATL07_DOI_DEFAULT)
     if atl07_doi.lower().startswith("doi:"):
         atl07_doi = "https://doi.org/" + atl07_doi[4:]
-    sst_doi = str(params.get("sst_doi") or SST_DOI_DEFAULT)
+    sst_collection = params.get("sst_collection")
+    if params.get("sst_doi"):
+        sst_ref = str(params["sst_doi"])
+    elif sst_collection in (None, MODIS_L2P_COLLECTION):
+        sst_ref = f"MODIS_A-JPL-L2P-v2019.0 {SST_DOI_DEFAULT}"
+    else:
+        sst_ref = f"collection {sst_collection}"
 
     ident = request_id or hashlib.sha256(
         json.dumps([granules, sources, {k: str(v) for k, v in sorted(params.items())
@@ -414,7 +428,7 @@ def _global_attrs(ds, tracks, sources, params, atl07_attrs, history, request_id,
         "publisher_institution": PRODUCT_NAME,
         "license": ("Derived from NASA ICESat-2 ATL07 and GHRSST L2P data, free and open; "
                     "cite the source data sets listed in references."),
-        "references": f"ATL07: {atl07_doi}; GHRSST L2P: {sst_doi}",
+        "references": f"ATL07: {atl07_doi}; GHRSST L2P: {sst_ref}",
         "comment": "Unmatched segments carry fill values in the sst* variables; sst_granule indexes "
                    "sst_source_name. Times are UTC (ATL07 GPS time minus leap seconds).",
         "acknowledgement": "ICESat-2 ATL07 data from NASA NSIDC DAAC; GHRSST L2P data from NASA PO.DAAC.",
@@ -464,13 +478,25 @@ def _global_attrs(ds, tracks, sources, params, atl07_attrs, history, request_id,
             time_coverage_start=_iso(t0), time_coverage_end=_iso(t1),
             time_coverage_duration=_iso_duration((t1 - t0) / np.timedelta64(1, "s")),
         )
-    elif params.get("bbox") is not None and len(params["bbox"]) == 4:
-        w, s, e, nth = (float(v) for v in params["bbox"])
+    elif (box := _bbox(params.get("bbox"))) is not None:
+        w, s, e, nth = box
         attrs.update(geospatial_lat_min=s, geospatial_lat_max=nth, geospatial_lon_min=w, geospatial_lon_max=e)
     attrs.update(geospatial_lat_units="degrees_north", geospatial_lon_units="degrees_east")
     if "geospatial_lat_min" in attrs:
         attrs["geospatial_bounds_crs"] = "EPSG:4326"
     return attrs
+
+
+def _bbox(value) -> tuple[float, ...] | None:
+    """W,S,E,N from a sequence or a "w,s,e,n" string; None if absent or malformed."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        box = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        return None
+    return box if len(box) == 4 else None
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:

@@ -30,13 +30,13 @@ from typing_extensions import Annotated
 
 from core.config import Settings
 from core.errors import InputError
-from core.model import BBox
 
 # CMR concept id (C1940473819-POCLOUD) or a short name with a version (MODIS_A-JPL-L2P-v2019.0,
 # ATL07.006). Whether the collection exists is only known to CMR; this catches typos and junk.
 CONCEPT_ID = re.compile(r"^C\d{1,12}-[A-Z0-9_]{1,40}$")
 SHORTNAME_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,79}\.v?\d{1,4}(\.\d{1,4})?$")
-DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+YEARS = (1980, 2100)  # sane bounds (ICESat-2 flies since 2018); also keeps date arithmetic in range
 MAX_RADIUS_M = 50_000.0
 MAX_DT_S = 7 * 86_400.0
 MAX_TEXT = 64  # longest collection / time string accepted (keeps error paths cheap)
@@ -68,6 +68,8 @@ def _parse_time(value: Any, field: str, *, end: bool) -> dt.datetime:
             raise ValueError(f"{field} must be an ISO-8601 date or time, e.g. 2019-06-22T00:00:00Z")
     else:
         raise ValueError(f"{field} must be an ISO-8601 date or time string")
+    if not YEARS[0] <= t.year <= YEARS[1]:
+        raise ValueError(f"{field} must be between {YEARS[0]} and {YEARS[1]}")
     if t.tzinfo is None:
         return t.replace(tzinfo=dt.timezone.utc)
     return t.astimezone(dt.timezone.utc)
@@ -79,9 +81,12 @@ def _parse_date(value: Any) -> Any:
     if not isinstance(value, str) or not DATE_ONLY.match(value.strip()):
         raise ValueError("date must be a string YYYY-MM-DD (use start/end for times)")
     try:
-        return dt.date.fromisoformat(value.strip())
+        day = dt.date.fromisoformat(value.strip())
     except ValueError:
         raise ValueError("date is not a valid calendar date")
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise ValueError(f"date must be between {YEARS[0]} and {YEARS[1]}")
+    return day
 
 
 def _positive_number(name: str, value: Any) -> float:
@@ -210,7 +215,10 @@ class ColocationRequest(BaseModel):
         return lo, hi
 
     @property
-    def bounding_box(self) -> BBox:
+    def bounding_box(self):
+        """The bbox as a :class:`core.model.BBox` (imported here: the small functions ship no numpy)."""
+        from core.model import BBox
+
         return BBox(*self.bbox)
 
     def resolve(self, settings: Settings) -> "ColocationRequest":
@@ -309,7 +317,7 @@ def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[
         # drop Powertools/pydantic wrapper segments ("body", union tags like "function-after[...]")
         loc = [p for p in loc if p not in ("body",) and "[" not in p]
         ctx = err.get("ctx") or {}
-        field = ".".join(loc) if loc else str(ctx.get("field") or "request")
+        field = (".".join(loc) if loc else str(ctx.get("field") or ""))[:64] or "request"
         message = err.get("msg", "invalid value")
         if err.get("type") == "field_error":
             message = str(ctx.get("detail", message))

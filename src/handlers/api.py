@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -20,11 +21,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from typing_extensions import Annotated
 
 from core.errors import ColocationError, InputError
-from core.request import ColocationRequest, error_fields
+from core.request import ColocationRequest
+from core.results import MANIFEST, OutputStore
 from handlers.common import error_body, logger, metrics, settings, state_machine_arn, tracer
 
 MAX_BODY_BYTES = 4096  # a request is a handful of parameters
 JOB_ID = re.compile(r"^r[0-9a-f]{20}$")
+MAX_URLS = 200  # beyond this the run manifest (presigned) lists every key
 STATUS = {"RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
           "TIMED_OUT": "failed", "ABORTED": "failed", "PENDING_REDRIVE": "failed"}
 
@@ -34,8 +37,11 @@ app = APIGatewayRestResolver(enable_validation=True)
 @lru_cache(maxsize=None)
 def _client(service: str):
     cfg = settings()
-    endpoint = cfg.s3_endpoint_url if service == "s3" else None
-    return boto3.client(service, region_name=cfg.aws_region, endpoint_url=endpoint)
+    if service == "s3":
+        # SigV4 presigned URLs: regional, and ExpiresIn is honoured (max 7 days)
+        return boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url,
+                            config=Config(signature_version="s3v4"))
+    return boto3.client(service, region_name=cfg.aws_region)
 
 
 def _json(status: int, body: dict) -> Response:
@@ -71,9 +77,9 @@ def _colocation_error(exc: ColocationError) -> Response:
     return _json(exc.status if isinstance(exc, InputError) else 502, error_body(exc))
 
 
+# (no @tracer.capture_method here: the wrapper hides the Body annotation from the validator)
 @app.post("/colocations")
-@tracer.capture_method
-def start_job(request: Annotated[ColocationRequest, Body(embed=False)]) -> Response:
+def start_job(request: Annotated[ColocationRequest, Body(embed=False)]):
     resolved = request.resolve(settings())
     job_id = resolved.request_id()
     logger.set_correlation_id(job_id)
@@ -92,8 +98,7 @@ def start_job(request: Annotated[ColocationRequest, Body(embed=False)]) -> Respo
 
 
 @app.get("/colocations/<job_id>")
-@tracer.capture_method
-def job_status(job_id: str) -> Response:
+def job_status(job_id: str):
     if not JOB_ID.match(job_id):
         return _json(404, {"error": "unknown job"})
     sfn = _client("stepfunctions")
@@ -107,22 +112,52 @@ def job_status(job_id: str) -> Response:
         body["stopped"] = desc["stopDate"].isoformat()
     if desc["status"] == "SUCCEEDED" and desc.get("output"):
         body.update(_finished(json.loads(desc["output"])))
+    else:
+        body["progress"] = _progress(job_id, desc)
     return _json(200, body)
 
 
-def _finished(output: dict) -> dict:
-    """Summarize's output → per-date progress and presigned URLs of every output key."""
+def _store() -> OutputStore:
     cfg = settings()
-    s3 = _client("s3")
-    bucket = output.get("bucket") or cfg.output_bucket
-    out: dict[str, Any] = {"counts": output.get("counts", {}), "failed_dates": output.get("failed_dates", [])}
-    urls: dict[str, str] = {}
-    for key in [output.get("manifest_key"), *output.get("output_keys", [])]:
-        if isinstance(key, str) and key:
-            urls[key] = s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=cfg.presign_expiry_s)
-    out["urls"] = urls
-    out["expires_in_s"] = cfg.presign_expiry_s
+    return OutputStore(_client("s3"), cfg.output_bucket, cfg.output_prefix)
+
+
+def _progress(job_id: str, desc: dict) -> dict:
+    """Dates finished so far (a date is done iff its manifest exists; listing only, no reads)."""
+    try:
+        total = len(ColocationRequest.model_validate(json.loads(desc.get("input") or "{}")).dates())
+    except (ValueError, TypeError):
+        total = None
+    store = _store()
+    done = 0
+    paginator = store.s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=store.bucket, Prefix=f"{store.prefix}/{job_id}/"):
+        done += sum(1 for o in page.get("Contents", []) if o["Key"].endswith("/" + MANIFEST))
+    return {"dates_total": total, "dates_done": done}
+
+
+def _finished(output: dict) -> dict:
+    """The run manifest → per-date status and presigned URLs of its outputs."""
+    cfg = settings()
+    store = _store()
+    run = store.get_json(output["manifest_key"]) if output.get("manifest_key") else None
+    out: dict[str, Any] = {"counts": output.get("counts", {}), "n_failed": output.get("n_failed", 0),
+                           "failed_dates": output.get("failed_dates", []),
+                           "expires_in_s": cfg.presign_expiry_s}
+    if run is None:
+        return out
+    urls: dict[str, str] = {"run_manifest": store.presign(output["manifest_key"], cfg.presign_expiry_s)}
+    dates = []
+    for entry in run.get("dates", []):
+        row = {"date": entry.get("date"), "status": entry.get("status")}
+        keys = [k for k in [entry.get("manifest_key"), *entry.get("outputs", [])] if isinstance(k, str)]
+        if keys and len(urls) + len(keys) <= MAX_URLS:
+            row["urls"] = {k.rsplit("/", 1)[-1]: store.presign(k, cfg.presign_expiry_s) for k in keys}
+        if entry.get("error"):
+            row["error"] = entry["error"]
+        dates.append(row)
+    out["dates"] = dates
+    out["run_manifest_url"] = urls["run_manifest"]
     return out
 
 

@@ -1,0 +1,411 @@
+"""Loopback CMR search emulator for the offline sandbox.
+
+Public API (used by ``sandbox.services``)::
+
+    create_cmr_app(scene: Scene, links: Callable[[SceneGranule], dict], *, faults=None) -> flask.Flask
+
+``links(g)`` returns ``{"https": url, "s3": "s3://bucket/key", "s3credentials": url}`` for a
+granule (the sandbox supplies loopback DAAC URLs). ``faults`` is an optional
+``sandbox.faults.Faults`` rule set; when given it is installed on the app under the name
+``"cmr"`` (``Sandbox`` installs its own, so it does not pass one). With it tests inject 429 +
+``Retry-After``, 500/503 bursts, delays and malformed pages (``body=...``, status 200).
+
+Routes, with the real response shapes (``tests/data/realdata/cmr/``):
+
+* ``GET /search/granules.umm_json`` -> ``{"hits", "took", "items": [{"meta", "umm"}]}`` (UMM-G
+  1.6.5: RelatedUrls "GET DATA" https, "GET DATA VIA DIRECT ACCESS" s3, "VIEW RELATED
+  INFORMATION" /s3credentials as PO.DAAC advertises it, "EXTENDED METADATA" .md5 links, and an
+  OPeNDAP "USE SERVICE API" link for PO.DAAC; ArchiveAndDistributionInformation with Size in MB
+  and SizeInBytes).
+* ``GET /search/granules.json`` -> ``{"feed": {"updated", "id", "title", "entry": [...]}}`` with
+  ``links`` (rel ``.../data#`` for https and s3 — PO.DAAC lists the s3 link first, as in the
+  tutorial — and ``.../metadata#`` for /s3credentials), ``granule_size`` in MB, ``polygons``
+  ("lat lon ..." strings) or ``boxes`` ("S W N E").
+* ``GET /search/collections.json`` -> the feed of collections matching short_name/version/
+  provider/concept_id.
+
+Query parameters: ``concept_id`` / ``collection_concept_id`` / ``echo_collection_id`` (a
+collection ``C...`` or granule ``G...`` id), ``short_name`` + ``version`` (+ ``provider``),
+``bounding_box`` (W,S,E,N; W > E crosses the antimeridian), ``temporal`` (``start,end``, either
+side may be empty), ``page_size`` (default 10, 0..2000, otherwise 400), ``page_num``. Each of
+them may also be given with a ``[]`` suffix. Paging: results are sorted by (start time, id); a
+non-empty page carries ``CMR-Search-After`` (JSON ``["provider", start_ms, id]``), which the
+client sends back as a request header. Every response carries ``CMR-Request-Id``, ``CMR-Hits``
+(searches) and ``CMR-Took``. Spatial matching uses the granule's footprint: its polygon ring
+(densified) or its bounding rectangles.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from flask import Flask, Response, request
+
+DATA_REL = "http://esipfed.org/ns/fedsearch/1.1/data#"
+METADATA_REL = "http://esipfed.org/ns/fedsearch/1.1/metadata#"
+BROWSE_REL = "http://esipfed.org/ns/fedsearch/1.1/browse#"
+UMM_CONTENT_TYPE = "application/vnd.nasa.cmr.umm_results+json;version=1.6.5; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json;charset=utf-8"
+MAX_PAGE_SIZE = 2000
+
+COLLECTIONS = {  # concept id -> facts CMR would return for the collection
+    "C3564876395-NSIDC_CPRD": dict(short_name="ATL07", version_id="007", data_center="NSIDC_CPRD",
+                                   dataset_id="ATLAS/ICESat-2 L3A Sea Ice Height V007"),
+    "C2003771980-NSIDC_ECS": dict(short_name="ATL07", version_id="004", data_center="NSIDC_ECS",
+                                  dataset_id="ATLAS/ICESat-2 L3A Sea Ice Height V004"),
+    "C1940473819-POCLOUD": dict(short_name="MODIS_A-JPL-L2P-v2019.0", version_id="2019.0", data_center="POCLOUD",
+                                dataset_id="GHRSST Level 2P Global Sea Surface Skin Temperature from the Moderate "
+                                "Resolution Imaging Spectroradiometer (MODIS) on the NASA Aqua satellite (GDS2)"),
+}
+
+
+class BadRequest(Exception):
+    pass
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+def _lon_ranges(west: float, east: float) -> list[tuple[float, float]]:
+    if west <= east:
+        return [(west, east)]
+    return [(west, 180.0), (-180.0, east)]
+
+
+def _rect_intersects(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    if a[1] > b[3] or b[1] > a[3]:
+        return False
+    return any(w1 <= e2 and w2 <= e1 for w1, e1 in _lon_ranges(a[0], a[2]) for w2, e2 in _lon_ranges(b[0], b[2]))
+
+
+def _in_rect(lon: np.ndarray, lat: np.ndarray, r: tuple[float, float, float, float]) -> np.ndarray:
+    ok = np.zeros(lon.shape, bool)
+    for w, e in _lon_ranges(r[0], r[2]):
+        ok |= (lon >= w) & (lon <= e)
+    return ok & (lat >= r[1]) & (lat <= r[3])
+
+
+def _in_ring(lon: np.ndarray, lat: np.ndarray, ring: list[tuple[float, float]]) -> np.ndarray:
+    """Even-odd rule in lon/lat, with longitudes unwrapped relative to the ring's first vertex."""
+    ref = ring[0][0]
+    rx = np.array([((x - ref + 180.0) % 360.0) - 180.0 for x, _ in ring])
+    ry = np.array([y for _, y in ring])
+    px = ((lon - ref + 180.0) % 360.0) - 180.0
+    inside = np.zeros(px.shape, bool)
+    for k in range(len(ring) - 1):
+        x1, y1, x2, y2 = rx[k], ry[k], rx[k + 1], ry[k + 1]
+        crosses = (y1 > lat) != (y2 > lat)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xi = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (px < xi)
+    return inside
+
+
+def _densify(points: Iterable[tuple[float, float]], n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    pts = list(points)
+    xs, ys = [], []
+    for (x1, y1), (x2, y2) in zip(pts[:-1], pts[1:]):
+        dx = ((x2 - x1 + 180.0) % 360.0) - 180.0
+        t = np.linspace(0.0, 1.0, n, endpoint=False)
+        xs.append(x1 + t * dx)
+        ys.append(y1 + t * (y2 - y1))
+    lon = ((np.concatenate(xs) + 180.0) % 360.0) - 180.0
+    return lon, np.concatenate(ys)
+
+
+def _bbox_ring(b: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    w, s, e, n = b
+    e2 = e if w <= e else e + 360.0
+    return [(w, s), (e2, s), (e2, n), (w, n), (w, s)]
+
+
+def granule_intersects(g, bbox: tuple[float, float, float, float]) -> bool:
+    if getattr(g, "rectangles", None):
+        return any(_rect_intersects(r, bbox) for r in g.rectangles)
+    ring = g.polygon
+    if not ring:
+        return True  # no spatial metadata: CMR would not exclude it on space
+    lon, lat = _densify(ring)
+    if _in_rect(lon, lat, bbox).any():
+        return True
+    blon, blat = _densify(_bbox_ring(bbox))
+    return bool(_in_ring(blon, blat, ring).any())
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+
+def _arg(name: str) -> str | None:
+    for key in (name, f"{name}[]"):
+        values = request.args.getlist(key)
+        if values:
+            return values[0]
+    return None
+
+
+def _parse_time(text: str) -> datetime:
+    text = text.strip()
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"[{text}] is not a valid datetime") from exc
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        w, s, e, n = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise BadRequest(f"[{text}] is not a valid bounding box") from exc
+    if not (-90 <= s <= n <= 90 and -180 <= w <= 180 and -180 <= e <= 180):
+        raise BadRequest(f"bounding box {text} is out of range")
+    return w, s, e, n
+
+
+def _sort_key(g) -> list:
+    """CMR's search-after value: ["provider", start in ms, numeric concept id]."""
+    number = g.concept_id[1:].split("-")[0]
+    return [g.provider.lower(), int(g.start.timestamp() * 1000), int(number) if number.isdigit() else g.concept_id]
+
+
+def _order(g) -> tuple:
+    key = _sort_key(g)
+    return (key[1], str(key[2]).zfill(20), g.concept_id)
+
+
+def _filter(granules, collection_ids: set[str] | None) -> list:
+    out = list(granules)
+    cid = _arg("concept_id") or _arg("collection_concept_id") or _arg("echo_collection_id")
+    if cid:
+        if cid.startswith("G"):
+            out = [g for g in out if g.concept_id == cid]
+        else:
+            out = [g for g in out if g.collection_concept_id == cid]
+    short_name, version = _arg("short_name"), _arg("version")
+    provider = _arg("provider") or _arg("provider_short_name")
+    if short_name:
+        out = [g for g in out if g.short_name == short_name]
+    if version:
+        out = [g for g in out if str(g.version).lstrip("0") == version.lstrip("0")]
+    if provider:
+        out = [g for g in out if g.provider == provider]
+    if not (cid or short_name):
+        raise BadRequest("a collection (concept_id or short_name) is required for granule searches")
+    bbox = _arg("bounding_box")
+    if bbox:
+        box = _parse_bbox(bbox)
+        out = [g for g in out if granule_intersects(g, box)]
+    temporal = _arg("temporal")
+    if temporal:
+        parts = temporal.split(",")
+        start = _parse_time(parts[0]) if parts[0].strip() else None
+        end = _parse_time(parts[1]) if len(parts) > 1 and parts[1].strip() else None
+        out = [g for g in out if (end is None or g.start <= end) and (start is None or g.end >= start)]
+    return sorted(out, key=_order)
+
+
+def _page(matches: list) -> tuple[list, str | None]:
+    size_text = _arg("page_size")
+    try:
+        size = 10 if size_text is None else int(size_text)
+    except ValueError:
+        raise BadRequest(f"page_size must be a number between 0 and {MAX_PAGE_SIZE}") from None
+    if not 0 <= size <= MAX_PAGE_SIZE:
+        raise BadRequest(f"page_size must be a number between 0 and {MAX_PAGE_SIZE}")
+    after = request.headers.get("CMR-Search-After")
+    if after:
+        try:
+            key = json.loads(after)
+            here = (int(key[1]), str(key[2]).zfill(20))
+        except (ValueError, TypeError, IndexError, KeyError):
+            raise BadRequest(f"Invalid CMR-Search-After header value: {after}") from None
+        pos = [i for i, g in enumerate(matches) if _order(g)[:2] > here]
+        start = pos[0] if pos else len(matches)
+    else:
+        page_num = int(_arg("page_num") or 1)
+        start = (page_num - 1) * size
+    page = matches[start : start + size]
+    return page, (json.dumps(_sort_key(page[-1])) if page else None)
+
+
+# --- documents -------------------------------------------------------------------------------
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _related_urls(g, ln: dict) -> list[dict]:
+    name = g.file_name
+    urls = [
+        {"URL": f"{ln['https']}.md5", "Description": f"Download {name}.md5", "Type": "EXTENDED METADATA"},
+        {"URL": f"{ln['s3']}.md5", "Description": "This link provides direct download access via S3 to the granule",
+         "Type": "EXTENDED METADATA"},
+        {"URL": ln["https"], "Description": f"Download {name}", "Type": "GET DATA"},
+        {"URL": ln["s3"], "Description": "This link provides direct download access via S3 to the granule",
+         "Type": "GET DATA VIA DIRECT ACCESS"},
+        {"URL": ln["s3credentials"],
+         "Description": "api endpoint to retrieve temporary credentials valid for same-region direct s3 access",
+         "Type": "VIEW RELATED INFORMATION"},
+    ]
+    if g.provider == "POCLOUD":
+        urls.append({"URL": f"https://opendap.earthdata.nasa.gov/collections/{g.collection_concept_id}/granules/{g.title}",
+                     "Type": "USE SERVICE API", "Subtype": "OPENDAP DATA", "Description": "OPeNDAP request URL"})
+    return urls
+
+
+def _spatial_umm(g) -> dict:
+    if getattr(g, "rectangles", None):
+        return {"HorizontalSpatialDomain": {"Geometry": {"BoundingRectangles": [
+            {"WestBoundingCoordinate": w, "SouthBoundingCoordinate": s, "EastBoundingCoordinate": e,
+             "NorthBoundingCoordinate": n} for w, s, e, n in g.rectangles]}}}
+    if g.polygon:
+        return {"HorizontalSpatialDomain": {"Geometry": {"GPolygons": [{"Boundary": {"Points": [
+            {"Longitude": x, "Latitude": y} for x, y in g.polygon]}}]}}}
+    return {}
+
+
+def umm_item(g, ln: dict) -> dict:
+    mb = g.size_bytes / 2**20
+    return {
+        "meta": {
+            "concept-type": "granule", "concept-id": g.concept_id, "revision-id": 1, "native-id": g.title,
+            "collection-concept-id": g.collection_concept_id, "provider-id": g.provider,
+            "format": "application/vnd.nasa.cmr.umm+json", "revision-date": "2024-01-15T10:12:31.000Z",
+        },
+        "umm": {
+            "TemporalExtent": {"RangeDateTime": {"BeginningDateTime": _iso(g.start), "EndingDateTime": _iso(g.end)}},
+            "MetadataSpecification": {"URL": "https://cdn.earthdata.nasa.gov/umm/granule/v1.6.5", "Name": "UMM-G",
+                                      "Version": "1.6.5"},
+            "GranuleUR": g.title,
+            "SpatialExtent": _spatial_umm(g),
+            "DataGranule": {
+                "ArchiveAndDistributionInformation": [
+                    {"SizeUnit": "MB", "Size": mb, "SizeInBytes": g.size_bytes, "Name": g.file_name},
+                    {"SizeUnit": "MB", "Size": 65 / 2**20, "SizeInBytes": 65, "Name": f"{g.file_name}.md5"},
+                ],
+                "DayNightFlag": getattr(g, "day_night", "") or "Unspecified",
+                "ProductionDateTime": "2024-01-15T10:00:00.000Z",
+            },
+            "CollectionReference": {"ShortName": g.short_name, "Version": g.version},
+            "RelatedUrls": _related_urls(g, ln),
+        },
+    }
+
+
+def feed_entry(g, ln: dict) -> dict:
+    data_links = [
+        {"rel": DATA_REL, "type": "application/x-hdf5" if g.daac == "nsidc" else "application/x-netcdf",
+         "title": f"Download {g.file_name}", "hreflang": "en-US", "href": ln["https"]},
+        {"rel": DATA_REL, "title": "This link provides direct download access via S3 to the granule",
+         "hreflang": "en-US", "href": ln["s3"]},
+    ]
+    if g.provider == "POCLOUD":
+        data_links.reverse()  # PO.DAAC's feed lists the s3:// link first (the tutorial's links[0])
+    entry = {
+        "boxes" if getattr(g, "rectangles", None) else "polygons": (
+            [f"{s} {w} {n} {e}" for w, s, e, n in g.rectangles] if getattr(g, "rectangles", None)
+            else [[" ".join(f"{y} {x}" for x, y in g.polygon)]] if g.polygon else []
+        ),
+        "time_start": _iso(g.start),
+        "updated": "2024-01-15T10:12:31.000Z",
+        "dataset_id": COLLECTIONS.get(g.collection_concept_id, {}).get("dataset_id", g.short_name),
+        "data_center": g.provider,
+        "title": g.title,
+        "coordinate_system": "CARTESIAN" if getattr(g, "rectangles", None) else "GEODETIC",
+        "day_night_flag": (getattr(g, "day_night", "") or "UNSPECIFIED").upper(),
+        "time_end": _iso(g.end),
+        "id": g.concept_id,
+        "original_format": "UMM_JSON",
+        "granule_size": str(g.size_bytes / 2**20),
+        "browse_flag": False,
+        "collection_concept_id": g.collection_concept_id,
+        "online_access_flag": True,
+        "links": data_links + [
+            {"rel": METADATA_REL, "hreflang": "en-US", "href": ln["s3credentials"],
+             "title": "api endpoint to retrieve temporary credentials valid for same-region direct s3 access"},
+            {"rel": METADATA_REL, "hreflang": "en-US", "href": f"{ln['https']}.md5",
+             "title": f"Download {g.file_name}.md5"},
+        ],
+    }
+    if g.daac == "nsidc":
+        entry["producer_granule_id"] = g.file_name
+    return entry
+
+
+# --- app -------------------------------------------------------------------------------------
+
+
+def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask:
+    """A Flask app serving CMR granule and collection searches over ``scene.granules``."""
+    app = Flask("sandbox-cmr")
+    granules = list(scene.granules)
+
+    def respond(body: dict, content_type: str, status: int = 200, extra: dict | None = None) -> Response:
+        resp = Response(json.dumps(body), status, {"Content-Type": content_type})
+        resp.headers["CMR-Request-Id"] = str(uuid.uuid4())
+        resp.headers["CMR-Took"] = str(int((time.perf_counter() - request.environ["cmr.t0"]) * 1000))
+        resp.headers["Access-Control-Expose-Headers"] = "CMR-Hits, CMR-Request-Id, X-Request-Id, CMR-Search-After"
+        for k, v in (extra or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.before_request
+    def _start_clock():
+        request.environ["cmr.t0"] = time.perf_counter()
+
+    @app.errorhandler(BadRequest)
+    def _bad_request(exc):
+        return respond({"errors": [str(exc)]}, JSON_CONTENT_TYPE, 400)
+
+    def search(fmt: str) -> Response:
+        matches = _filter(granules, None)
+        page, after = _page(matches)
+        headers = {"CMR-Hits": str(len(matches))}
+        if after:
+            headers["CMR-Search-After"] = after
+        took = int((time.perf_counter() - request.environ["cmr.t0"]) * 1000)
+        if fmt == "umm":
+            body = {"hits": len(matches), "took": took, "items": [umm_item(g, links(g)) for g in page]}
+            return respond(body, UMM_CONTENT_TYPE, extra=headers)
+        body = {"feed": {"updated": _iso(datetime.now(timezone.utc)), "id": request.url,
+                         "title": "ECHO granule metadata", "entry": [feed_entry(g, links(g)) for g in page]}}
+        return respond(body, JSON_CONTENT_TYPE, extra=headers)
+
+    @app.get("/search/granules.umm_json")
+    def granules_umm():
+        return search("umm")
+
+    @app.get("/search/granules.json")
+    def granules_json():
+        return search("json")
+
+    @app.get("/search/collections.json")
+    def collections_json():
+        cid, short_name, version = _arg("concept_id"), _arg("short_name"), _arg("version")
+        provider = _arg("provider") or _arg("provider_short_name")
+        entries = []
+        for concept_id, c in COLLECTIONS.items():
+            if cid and concept_id != cid:
+                continue
+            if short_name and c["short_name"] != short_name:
+                continue
+            if version and c["version_id"].lstrip("0") != version.lstrip("0"):
+                continue
+            if provider and c["data_center"] != provider:
+                continue
+            entries.append({"id": concept_id, "title": c["dataset_id"], "dataset_id": c["dataset_id"],
+                            "short_name": c["short_name"], "version_id": c["version_id"],
+                            "data_center": c["data_center"], "archive_center": c["data_center"],
+                            "cloud_hosted": c["data_center"] != "NSIDC_ECS", "online_access_flag": True})
+        body = {"feed": {"updated": _iso(datetime.now(timezone.utc)), "id": request.url,
+                         "title": "ECHO dataset metadata", "entry": entries}}
+        return respond(body, JSON_CONTENT_TYPE, extra={"CMR-Hits": str(len(entries))})
+
+    if faults is not None:
+        faults.install(app, "cmr")
+    return app

@@ -1,0 +1,190 @@
+"""``colocate files ...``: colocate local ATL07 and L2P files, write netCDF (+ PNG).
+
+stdout gets exactly one line of JSON (segments, matched, granules, outputs); reader warnings
+go to stderr. Bad input exits non-zero with a one-line ``colocate: error: ...`` message.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from .atl07 import read_atl07
+from .colocate import best_of, colocate
+from .config import Settings
+from .errors import ColocationError, InputError
+from .l2p import find_window, open_l2p
+from .model import BBox, Matches, Track
+
+log = logging.getLogger("core.cli")
+
+EXIT_INPUT = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def parse_bbox(text: str) -> BBox:
+    parts = text.split(",")
+    try:
+        w, s, e, n = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad bbox {text!r}: expected W,S,E,N as four numbers") from None
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        raise argparse.ArgumentTypeError(f"bad bbox {text!r}: values must be finite")
+    if not (-90 <= s <= n <= 90):
+        raise argparse.ArgumentTypeError(f"bad bbox {text!r}: need -90 <= south <= north <= 90")
+    if not (-180 <= w <= 180 and -180 <= e <= 180):
+        raise argparse.ArgumentTypeError(f"bad bbox {text!r}: longitudes must be within [-180, 180]")
+    return BBox(w, s, e, n)
+
+
+def _positive(kind):
+    def conv(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+    return conv
+
+
+def _quality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"GHRSST quality levels are 0..5, not {value}")
+    return value
+
+
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    s = settings or Settings()
+    parser = _Parser(prog="colocate", description="Colocate ICESat-2 ATL07 segments with GHRSST L2P SST.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    files = sub.add_parser("files", help="colocate local files")
+    files.add_argument("--atl07", action="append", required=True, metavar="FILE", help="ATL07 HDF5 granule (repeatable)")
+    files.add_argument("--sst", action="append", required=True, metavar="FILE", help="GHRSST L2P netCDF granule (repeatable)")
+    files.add_argument("--bbox", type=parse_bbox, metavar="W,S,E,N", help="restrict segments (west > east crosses 180°)")
+    files.add_argument("--radius-m", type=_positive(float), default=s.radius_m)
+    files.add_argument("--max-dt-s", type=_positive(float), default=s.max_dt_s)
+    files.add_argument("--min-quality-level", type=_quality, default=s.min_quality_level)
+    files.add_argument("--margin-deg", type=float, default=s.bbox_margin_deg, help=argparse.SUPPRESS)
+    files.add_argument("--out", required=True, metavar="RESULT.nc")
+    files.add_argument("--png", metavar="RESULT.png")
+    files.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    return parser
+
+
+def run_files(args: argparse.Namespace) -> dict:
+    """Read, colocate and write; returns the summary printed by :func:`main`."""
+    for path in [*args.atl07, *args.sst]:
+        if not os.path.isfile(path):
+            raise InputError(f"missing file: {path}", field="atl07" if path in args.atl07 else "sst")
+
+    beams = []
+    atl07_attrs: dict | None = None
+    for path in args.atl07:
+        granule = read_atl07(path, bbox=args.bbox, margin_deg=args.margin_deg)
+        beams.extend(b for b in granule.beams if len(b))
+        if len(args.atl07) == 1:
+            atl07_attrs = granule.attrs
+    n = sum(len(b) for b in beams)
+    lat = np.concatenate([b.lat for b in beams]) if beams else np.empty(0)
+    lon = np.concatenate([b.lon for b in beams]) if beams else np.empty(0)
+    time = np.concatenate([b.time for b in beams]) if beams else np.empty(0, "datetime64[ns]")
+
+    matches = Matches.empty(n)
+    names: list[str] = []
+    swaths = []
+    reached = 0
+    for path in args.sst:
+        with open_l2p(path) as granule:
+            names.append(granule.name)  # every input is listed, used or not
+            win = find_window(granule.lat, granule.lon, lat, lon, args.radius_m) if n else None
+            if win is None:
+                log.info("%s does not reach the segments", granule.name)
+                continue
+            swath = granule.window(*win)
+            reached += 1
+        found = colocate(lat, lon, time, swath, radius_m=args.radius_m, max_dt_s=args.max_dt_s,
+                         min_quality_level=args.min_quality_level, granule_index=len(names) - 1)
+        matches = best_of(matches, found)
+        if args.png:
+            swaths.append(swath)
+
+    tracks, start = [], 0
+    for b in beams:
+        stop = start + len(b)
+        part = Matches(**{k: getattr(matches, k)[start:stop] for k in
+                          ("sst", "distance_m", "dt_s", "quality_level", "l2p_flags", "granule_index")})
+        tracks.append(Track(segments=b, matches=part))
+        start = stop
+
+    from .product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
+
+    params = {"radius_m": args.radius_m, "max_dt_s": args.max_dt_s, "min_quality_level": args.min_quality_level}
+    if args.bbox is not None:
+        params["bbox"] = str(args.bbox)
+    ds = build_dataset(tracks, names, params, atl07_attrs=atl07_attrs, history="colocate files (command line)")
+    write_netcdf(ds, args.out)
+    summary = {
+        "segments": int(n),
+        "matched": int(np.count_nonzero(matches.matched)),
+        "granules": {"atl07": len(args.atl07), "sst": len(args.sst), "sst_reaching_segments": reached,
+                     "sst_matched": int(np.unique(matches.granule_index[matches.matched]).size)},
+        "beams": len(beams),
+        "out": os.fspath(args.out),
+    }
+    if args.png:
+        from .quicklook import render_quicklook  # matplotlib: heavy, optional
+
+        render_quicklook(ds, args.png, swaths=swaths)
+        summary["png"] = os.fspath(args.png)
+    return summary
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--bbox -62.8,81.7,...``: argparse takes a leading '-' for an option; glue it on."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--bbox":
+            nxt = next(it, None)
+            out.append(arg if nxt is None else f"--bbox={nxt}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(Settings.from_env())
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run_files(args)
+    except ColocationError as exc:
+        print(f"colocate: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # e.g. output directory not writable
+        print(f"colocate: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_INPUT
+    print(json.dumps(summary, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""State machine step 1: validate the request and list its dates.
+
+Output (small: parameters and keys, never data):
+  {"request_id", "request": {...resolved...}, "count": n, "mode": "inline", "dates": [...]}
+  or, above INLINE_MAX_DATES, "mode": "distributed" with the dates written to S3 and
+  "plan": {"bucket", "key"} for the Distributed Map's ItemReader.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+from pydantic import ValidationError
+
+from core.errors import InputError
+from core.request import ColocationRequest, error_fields
+from core.results import OutputStore
+from handlers.common import InvalidTaskError, logger, metrics, settings, tracer
+
+# An inline Map's history grows ~6 events per date (25,000 max per execution) and its result
+# array travels in the state payload (256 KiB): long ranges go through the Distributed Map.
+INLINE_MAX_DATES = int(os.environ.get("INLINE_MAX_DATES", "60"))
+
+
+def make_plan(event: Any, *, s3=None) -> dict:
+    cfg = settings()
+    try:
+        request = ColocationRequest.model_validate(event).resolve(cfg)
+    except (ValidationError, InputError) as exc:
+        raise InvalidTaskError(json.dumps(error_fields(exc))[:1000]) from None
+    request_id = request.request_id()
+    dates = [d.isoformat() for d in request.dates()]
+    out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates)}
+    if len(dates) <= INLINE_MAX_DATES:
+        out.update(mode="inline", dates=dates)
+        return out
+    s3 = s3 or boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)
+    store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
+    key = store.plan_key(request_id)
+    # a JSON array of date strings: the Distributed Map's ItemReader turns each into one item
+    s3.put_object(Bucket=cfg.output_bucket, Key=key, Body=json.dumps(dates).encode(),
+                  ContentType="application/json")
+    out.update(mode="distributed", plan={"bucket": cfg.output_bucket, "key": key})
+    return out
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: Any, context: Any) -> dict:
+    result = make_plan(event)
+    logger.set_correlation_id(result["request_id"])
+    logger.info("planned", extra={"count": result["count"], "mode": result["mode"]})
+    return result

@@ -1,0 +1,141 @@
+"""``colocate files`` end to end on small synthetic granules (and the real files for errors)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from core.cli import main
+from core.l2p import open_l2p
+from core.model import BEAMS
+from tests.science_fixtures import delta_time_for, oracle, synthetic_swath_file, track_geometry, write_atl07
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """Two L2P granules (one over the track, one far away) and an ATL07 granule crossing the first."""
+    sst, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=50, cols=40, name="A_L2P.nc",
+                                  ref_time="2019-06-22T10:00:01")
+    far, _ = synthetic_swath_file(tmp_path, -60.0, 100.0, rows=10, cols=10, name="B_L2P.nc", seed=3)
+    beams = {}
+    for i, beam in enumerate(BEAMS):
+        lat, lon = track_geometry(82.3, -60.0 + 0.01 * i, n=300, length_m=80_000, angle_deg=20, rng=np.random.default_rng(i))
+        beams[beam] = dict(lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00") + np.arange(300) * 0.5,
+                           height=np.linspace(0, 1, 300))
+    atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5", beams)
+    return tmp_path, atl, sst, far
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_files_writes_product_and_one_line_summary(scene, capsys):
+    tmp, atl, sst, far = scene
+    out_nc = tmp / "out" / "result.nc"
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--sst", str(far),
+                          "--out", str(out_nc), "--max-dt-s", "600", "--min-quality-level", "3"], capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["granules"] == {"atl07": 1, "sst": 2, "sst_reaching_segments": 1, "sst_matched": 1}
+    assert summary["segments"] == 6 * 300 and summary["beams"] == 6
+
+    # independent check: brute force over the whole first granule
+    with open_l2p(sst) as g:
+        full = g.window(slice(None), slice(None))
+    with xr.open_dataset(out_nc) as ds:
+        assert ds.attrs["featureType"] == "trajectory"
+        assert ds.sizes["obs"] == 1800 and ds.sizes["trajectory"] == 6
+        lat, lon, t = ds["lat"].values, ds["lon"].values, ds["time"].values.astype("datetime64[ns]")
+        idx, dist, _ = oracle(lat, lon, t, full, 1000.0, 600.0, 3)
+        assert summary["matched"] == int((idx >= 0).sum()) > 100
+        got = ds["sst"].values
+        np.testing.assert_allclose(got[idx >= 0], full.sst.ravel()[idx[idx >= 0]], atol=1e-3)
+        assert np.isnan(got[idx < 0]).all()
+
+
+def test_bbox_restricts_segments(scene, capsys):
+    tmp, atl, sst, _ = scene
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--bbox", "-61,82.25,-59,82.35",
+                          "--out", str(tmp / "r.nc")], capsys)
+    assert code == 0, err
+    assert 0 < json.loads(out)["segments"] < 1800
+
+
+def test_no_overlap_gives_valid_file_with_zero_matches(scene, capsys):
+    tmp, atl, _, far = scene
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(far), "--out", str(tmp / "none.nc")], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["matched"] == 0 and summary["segments"] == 1800
+    with xr.open_dataset(tmp / "none.nc") as ds:
+        assert ds.sizes["obs"] == 1800 and np.isnan(ds["sst"].values).all()
+
+
+def test_png_quicklook(scene, capsys):
+    pytest.importorskip("core.quicklook")
+    tmp, atl, sst, _ = scene
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--out", str(tmp / "q.nc"),
+                          "--png", str(tmp / "q.png")], capsys)
+    assert code == 0, err
+    assert (tmp / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("missing", "missing file"),
+    ("not_atl07", "is not an ATL07 granule"),
+    ("not_l2p", "is not a GHRSST L2P granule"),
+    ("not_hdf5", "is not a netCDF4/HDF5 file"),
+    ("bad_bbox", "bad bbox"),
+    ("bbox_order", "south <= north"),
+    ("bad_quality", "quality levels are 0..5"),
+])
+def test_bad_input_one_line_error(scene, capsys, realdata, case, needle):
+    tmp, atl, sst, _ = scene
+    junk = tmp / "junk.nc"
+    junk.write_text("junk")
+    args = {
+        "missing": ["--atl07", str(tmp / "nope.h5"), "--sst", str(sst)],
+        "not_atl07": ["--atl07", str(sst), "--sst", str(sst)],
+        "not_l2p": ["--atl07", str(atl), "--sst", str(realdata / "atl07" / "processed_ATL07-01_20190225115500_09020201_003_02.h5")],
+        "not_hdf5": ["--atl07", str(atl), "--sst", str(junk)],
+        "bad_bbox": ["--atl07", str(atl), "--sst", str(sst), "--bbox", "1,2,3"],
+        "bbox_order": ["--atl07", str(atl), "--sst", str(sst), "--bbox", "-60,83,-59,82"],
+        "bad_quality": ["--atl07", str(atl), "--sst", str(sst), "--min-quality-level", "7"],
+    }[case]
+    try:
+        code = main(["files", *args, "--out", str(tmp / "x.nc")])
+    except SystemExit as exc:  # argparse-level errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp / "x.nc").exists()
+
+
+def test_real_granules_through_console_script(realdata, tmp_path):
+    """The installed entry point on the real subsets (they do not overlap: zero matches)."""
+    exe = REPO / ".venv" / "bin" / "colocate"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "core.cli"]
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}")
+    res = subprocess.run([*cmd, "files",
+                          "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"),
+                          "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190225115500_09020201_003_02.h5"),
+                          "--sst", str(realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_cut.nc"),
+                          "--out", str(tmp_path / "real.nc")], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["segments"] == 75 + 33 + 27 + 368 + 304 + 882 + 874 and summary["matched"] == 0
+    assert summary["granules"]["atl07"] == 2 and summary["beams"] == 7

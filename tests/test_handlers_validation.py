@@ -1,0 +1,312 @@
+"""Handlers on their validation and routing paths, fed the ready events from events/.
+
+AWS is moto (in-process); the handlers run unmodified. The end-to-end runs through the pipeline
+are in tests/test_handlers_e2e.py.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from moto import mock_aws
+
+from core.config import Settings
+from core.request import DateTask, parse_request
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+BUCKET = "coloc-test-output"
+
+
+def load(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "test-fn"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-west-2:123456789012:function:test-fn"
+    aws_request_id: str = "req-0001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+CTX = LambdaContext()
+
+
+@pytest.fixture()
+def aws(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2",
+                 "COLOC_OUTPUT_BUCKET": BUCKET, "POWERTOOLS_TRACE_DISABLED": "1",
+                 "POWERTOOLS_DEV": "0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-west-2")
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        sfn = boto3.client("stepfunctions", region_name="us-west-2")
+        arn = sfn.create_state_machine(
+            name="coloc-test-colocation",
+            definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )["stateMachineArn"]
+        monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+        from handlers import api, common
+
+        common.settings.cache_clear()
+        api._client.cache_clear()
+        yield {"s3": s3, "sfn": sfn, "arn": arn}
+        common.settings.cache_clear()
+        api._client.cache_clear()
+
+
+def assert_clean(body: str) -> None:
+    assert "Traceback" not in body and 'File "' not in body
+
+
+# --------------------------------------------------------------------------- events
+def test_events_agree_on_the_seed_job():
+    seed = parse_request(load("direct.json"), Settings())
+    assert seed.bbox == (-62.8, 81.7, -56.4, 83.0) and [d.isoformat() for d in seed.dates()] == ["2019-06-22"]
+    task = DateTask.from_item(load("sfn_task.json"))
+    post_body = json.loads(load("api_post.json")["body"])
+    get_id = load("api_get.json")["pathParameters"]["job_id"]
+    assert parse_request(load("stepfunctions_input.json"), Settings()).request_id() == seed.request_id()
+    assert parse_request(post_body, Settings()).request_id() == seed.request_id()
+    # regenerate events/api_get.json if the defaults in Settings change
+    assert task.request_id == get_id == seed.request_id()
+
+
+def test_api_events_have_the_rest_proxy_shape():
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+    for name, method in (("api_post.json", "POST"), ("api_get.json", "GET")):
+        event = APIGatewayProxyEvent(load(name))
+        assert event.http_method == method and event.request_context.stage == "v1"
+        assert event.resource.startswith("/colocations")
+        text = json.dumps(load(name)).lower()
+        for secret_word in ("password", "token", "authorization", "aws_secret"):
+            assert secret_word not in text
+
+
+# --------------------------------------------------------------------------- direct
+def test_direct_event_plans_one_task(aws):
+    from handlers.colocate import direct_tasks
+
+    tasks = direct_tasks(load("direct.json"))
+    assert [t.date.isoformat() for t in tasks] == ["2019-06-22"]
+    assert tasks[0].request.is_resolved
+
+
+BAD_DIRECT = [
+    ({"bbox": [-62.8, 81.7, -56.4], "date": "2019-06-22"}, "bbox"),
+    ({"bbox": [-62.8, 83, -56.4, 81.7], "date": "2019-06-22"}, "bbox"),
+    ({"bbox": [-62.8, 81.7, -56.4, math.nan], "date": "2019-06-22"}, "bbox"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "June 22"}, "date"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-06-22", "end": "2019-06-21"}, "end"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "radius_m": -1}, "radius_m"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "max_dt_s": 1e9}, "max_dt_s"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "min_quality_level": 9}, "min_quality_level"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "sst_collection": "??"}, "sst_collection"),
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "password": "x"}, "password"),
+    # longer than settings.max_direct_dates: refused with a pointer to the state machine
+    ({"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-06-01", "end": "2019-06-30"}, "end"),
+]
+
+
+@pytest.mark.parametrize("event,field", BAD_DIRECT)
+def test_direct_handler_rejects_bad_events_by_field(aws, event, field):
+    from handlers.colocate import handler
+
+    out = handler(event, CTX)
+    assert out["error"] == "invalid request"
+    assert field in [f["field"] for f in out["fields"]], out
+    assert_clean(json.dumps(out))
+
+
+def test_direct_handler_points_long_ranges_at_the_state_machine(aws):
+    from handlers.colocate import handler
+
+    out = handler(BAD_DIRECT[-1][0], CTX)
+    assert "state machine" in out["fields"][0]["message"]
+
+
+def test_task_item_errors_raise_a_named_exception(aws):
+    from handlers.colocate import handler
+    from handlers.common import InvalidTaskError
+
+    item = load("sfn_task.json")
+    for bad in ({**item, "date": "2019-06-23"}, {**item, "date": "nope"},
+                {"request": {**item["request"], "bbox": [1, 2]}, "date": item["date"]}):
+        with pytest.raises(InvalidTaskError):
+            handler(bad, CTX)
+
+
+# --------------------------------------------------------------------------- API
+def call_api(event: dict) -> tuple[int, dict]:
+    from handlers.api import handler
+
+    resp = handler(event, CTX)
+    assert_clean(resp["body"])
+    return resp["statusCode"], json.loads(resp["body"])
+
+
+def post(body) -> dict:
+    event = copy.deepcopy(load("api_post.json"))
+    event["body"] = body if isinstance(body, str) or body is None else json.dumps(body)
+    return event
+
+
+def test_api_post_starts_one_execution_per_job(aws):
+    status, body = call_api(load("api_post.json"))
+    assert status == 202, body
+    job = body["job_id"]
+    assert job == load("api_get.json")["pathParameters"]["job_id"]
+    assert body["status_url"] == f"/colocations/{job}"
+    executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
+    assert [e["name"] for e in executions] == [job]
+    started = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])
+    assert started["date"] == "2019-06-22" and started["radius_m"] == 1000.0 and started["bbox"][0] == -62.8
+    # same parameters again: the same job, not a second run
+    status, again = call_api(load("api_post.json"))
+    assert status in (200, 202) and again["job_id"] == job
+    assert len(aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]) == 1
+
+
+def test_api_get_reports_a_running_job_and_404s(aws):
+    call_api(load("api_post.json"))
+    status, body = call_api(load("api_get.json"))
+    assert status == 200 and body["status"] == "running", body
+    assert body["progress"] == {"dates_total": 1, "dates_done": 0}
+    for job in ("r" + "0" * 20, "not-a-job", "..%2F..%2Fetc"):
+        event = copy.deepcopy(load("api_get.json"))
+        event["pathParameters"] = {"job_id": job}
+        event["path"] = f"/colocations/{job}"
+        status, body = call_api(event)
+        assert status == 404, (job, body)
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"bbox": [1, 2, 3], "date": "2019-06-22"}, "bbox"),
+        ({"bbox": [-62.8, 83, -56.4, 81.7], "date": "2019-06-22"}, "bbox"),
+        ('{"bbox": [-62.8, 81.7, -56.4, NaN], "date": "2019-06-22"}', "bbox"),
+        ({"bbox": ["a", 81.7, -56.4, 83], "date": "2019-06-22"}, "bbox"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-13-01"}, "date"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-06-22T00:00:00Z"}, "end"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-06-22", "end": "2019-06-01"}, "end"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "start": "1990-01-01", "end": "2030-01-01"}, "end"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "radius_m": 0}, "radius_m"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "min_quality_level": -1}, "min_quality_level"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "atl07_collection": "ATL07"}, "atl07_collection"),
+        ({"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "edl_token": "abc"}, "edl_token"),
+        ("{not json", "body"),
+        ("[1, 2, 3]", "body"),
+        (None, "body"),
+    ],
+)
+def test_api_post_400s_name_the_field(aws, body, field):
+    status, out = call_api(post(body))
+    assert status == 400, out
+    assert field in [f["field"] for f in out["fields"]], out
+    assert not aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
+
+
+def test_api_rejects_oversized_bodies_before_parsing(aws):
+    big = {"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "pad": "x" * 10_000}
+    status, out = call_api(post(big))
+    assert status == 413 and "body" in out["error"]
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.text(max_size=200),
+    st.dictionaries(st.sampled_from(["bbox", "date", "start", "end", "radius_m", "max_dt_s",
+                                     "min_quality_level", "sst_collection", "x"]),
+                    st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=30),
+                              st.lists(st.floats(-200, 200), max_size=5)), max_size=6).map(json.dumps),
+))
+def test_fuzz_api_post_never_500s(aws, body):
+    status, out = call_api(post(body))
+    assert status in (200, 202, 400, 413), (status, out)
+    if status == 400:
+        assert out["fields"] and all(f["field"] and f["message"] for f in out["fields"])
+
+
+# --------------------------------------------------------------------------- plan / summarize
+def test_plan_inline_for_the_seed_and_distributed_for_long_ranges(aws):
+    from handlers.plan import INLINE_MAX_DATES, handler
+
+    out = handler(load("stepfunctions_input.json"), CTX)
+    assert out["mode"] == "inline" and out["dates"] == ["2019-06-22"] and out["count"] == 1
+    assert out["request_id"] == load("api_get.json")["pathParameters"]["job_id"]
+    assert len(json.dumps(out)) < 2048
+
+    long = {"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-01-01", "end": "2020-12-31"}
+    out = handler(long, CTX)
+    assert out["mode"] == "distributed" and out["count"] == 731 > INLINE_MAX_DATES
+    assert "dates" not in out and len(json.dumps(out)) < 2048
+    plan = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out["plan"]["key"])["Body"].read())
+    assert plan[0] == "2019-01-01" and plan[-1] == "2020-12-31" and len(plan) == 731
+
+
+def test_plan_rejects_bad_input_with_a_named_error(aws):
+    from handlers.common import InvalidTaskError
+    from handlers.plan import handler
+
+    with pytest.raises(InvalidTaskError) as info:
+        handler({"bbox": [0, 0, 1]}, CTX)
+    assert "bbox" in str(info.value)
+
+
+def _date_result(date, n):
+    return {"request_id": "r1", "date": date, "status": "complete", "manifest_key": f"c/r1/{date}/manifest.json",
+            "outputs": [f"c/r1/{date}/run/a.nc", f"c/r1/{date}/run/a.png"], "counts": {"matched": n, "segments": 2 * n}}
+
+
+def test_summarize_records_failures_and_writes_the_run_manifest(aws):
+    from handlers.api import _finished
+    from handlers.summarize import handler
+
+    results = [_date_result("2019-06-21", 5), {"date": "2019-06-22", "status": "failed", "error": "UpstreamError"},
+               _date_result("2019-06-23", 7)]
+    out = handler({"request_id": "r1", "request": {"bbox": [0, 0, 1, 1]}, "results": results}, CTX)
+    assert out["n_dates"] == 3 and out["n_failed"] == 1
+    assert out["failed_dates"] == [{"date": "2019-06-22", "error": "UpstreamError"}]
+    assert out["counts"] == {"matched": 12, "segments": 24}
+    run = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
+    assert [d["status"] for d in run["dates"]] == ["complete", "failed", "complete"]
+    assert len(run["output_keys"]) == 4
+    # what GET /colocations/{id} makes of it: presigned URLs per date, the failure named
+    done = _finished(out)
+    assert done["dates"][1] == {"date": "2019-06-22", "status": "failed", "error": "UpstreamError"}
+    urls = done["dates"][0]["urls"]
+    assert set(urls) == {"manifest.json", "a.nc", "a.png"}
+    assert all("X-Amz-Expires=3600" in u and "X-Amz-Signature=" in u for u in urls.values())
+
+
+def test_summarize_reads_distributed_map_results_from_s3(aws):
+    from handlers.summarize import handler
+
+    s3 = aws["s3"]
+    ok = [{"Input": json.dumps({"date": "2019-06-21"}), "Output": json.dumps(_date_result("2019-06-21", 3)),
+           "Status": "SUCCEEDED"}]
+    bad = [{"Input": json.dumps({"date": "2019-06-22", "request": {}}), "Error": "States.Timeout", "Status": "FAILED"}]
+    s3.put_object(Bucket=BUCKET, Key="res/SUCCEEDED_0.json", Body=json.dumps(ok))
+    s3.put_object(Bucket=BUCKET, Key="res/FAILED_0.json", Body=json.dumps(bad))
+    s3.put_object(Bucket=BUCKET, Key="res/manifest.json", Body=json.dumps(
+        {"DestinationBucket": BUCKET, "ResultFiles": {"SUCCEEDED": [{"Key": "res/SUCCEEDED_0.json"}],
+                                                      "FAILED": [{"Key": "res/FAILED_0.json"}]}}))
+    out = handler({"request_id": "r2", "request": {}, "results": {
+        "MapRunArn": "arn:x", "ResultWriterDetails": {"Bucket": BUCKET, "Key": "res/manifest.json"}}}, CTX)
+    assert out["n_dates"] == 2 and out["failed_dates"] == [{"date": "2019-06-22", "error": "States.Timeout"}]
+    assert out["counts"]["matched"] == 3

@@ -1,0 +1,171 @@
+"""Layers as built for Lambda (layers/build.py): sizes under the limit, right platform, and the
+stripping never removes anything the handlers import."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_PY = ROOT / "layers" / "build.py"
+BUILD = ROOT / "layers" / "build"
+SIZES = BUILD / "sizes.json"
+EM_AARCH64, EM_X86_64 = 183, 62
+
+spec = importlib.util.spec_from_file_location("layers_build", BUILD_PY)
+layer_build = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(layer_build)
+
+needs_build = pytest.mark.skipif(not SIZES.exists(), reason="no layer build: run `make layers` (layers/build.py)")
+
+
+def run_build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BUILD_PY), *args], capture_output=True, text=True)
+
+
+@needs_build
+def test_every_function_fits_lambda_limit():
+    out = run_build("--skip-install")
+    assert out.returncode == 0, out.stdout + out.stderr
+    sizes = json.loads(SIZES.read_text())
+    for fn, row in sizes["functions"].items():
+        assert row["unzipped_mb"] <= 250.0, (fn, row)
+        print(f"{fn}: {row['unzipped_mb']} MiB ({'+'.join(row['layers'])})")
+    # the measurement is real: it matches an independent walk of the directories
+    walked = sum(p.stat().st_size for p in (BUILD / "science").rglob("*") if p.is_file() and not p.is_symlink())
+    assert abs(sizes["layers_mb"]["science"] - walked / 2**20) < 0.05
+
+
+@needs_build
+def test_size_check_fails_above_the_limit():
+    out = run_build("--skip-install", "--limit-mb", "100")
+    assert out.returncode == 1 and "ColocateFunction exceeds" in out.stderr
+    run_build("--skip-install")  # leave sizes.json with the real limit
+
+
+def _elf_machine(path: Path) -> int | None:
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+    if head[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(head[18:20], "little")
+
+
+@needs_build
+def test_binaries_are_for_the_lambda_platform():
+    arch = json.loads(SIZES.read_text())["arch"]
+    want = EM_AARCH64 if arch == "arm64" else EM_X86_64
+    shared = [p for p in BUILD.rglob("*.so*") if p.is_file()]
+    assert len(shared) > 50
+    wrong = [str(p) for p in shared if _elf_machine(p) not in (None, want)]
+    assert not wrong, wrong[:5]
+    # CPython extensions are for the Lambda runtime's Python, not the build machine's
+    tags = {p.name.split(".")[-2] for p in shared if ".cpython-" in p.name}
+    assert all(t.startswith("cpython-312") for t in tags), tags
+
+
+@needs_build
+def test_layers_have_no_duplicates_and_no_test_suites():
+    owners: dict[str, str] = {}
+    for layer in layer_build.LAYERS:
+        for dist in (BUILD / layer / "python").glob("*.dist-info"):
+            name = dist.name.split("-")[0].lower()
+            assert name not in owners, f"{name} in {owners.get(name)} and {layer}"
+            owners[name] = layer
+    assert {"numpy", "h5py", "pyresample", "botocore", "aiobotocore"} <= {k for k, v in owners.items() if v == "science"}
+    assert owners["matplotlib"] == "plot" and owners["pydantic"] == "base"
+    assert not (set(layer_build.EXCLUDE_DISTS) & set(owners))
+    assert not list(BUILD.rglob("__pycache__"))
+    assert not [p for p in BUILD.rglob("tests") if p.is_dir() and "numpy" not in p.parts]
+
+
+@needs_build
+def test_trimmed_botocore_still_has_every_service_we_call(tmp_path):
+    """The science layer's botocore (pure Python) shadows the runtime's: it must load our clients."""
+    code = (
+        "import botocore, boto3, json, sys\n"
+        "assert botocore.__file__.startswith(sys.argv[1]), botocore.__file__\n"
+        f"names = {list(layer_build.BOTOCORE_SERVICES)!r}\n"
+        "s = boto3.session.Session(region_name='us-west-2', aws_access_key_id='a', aws_secret_access_key='b')\n"
+        "for n in names: s.client(n)\n"
+        "avail = s.get_available_services()\n"
+        "print(json.dumps({'botocore': botocore.__version__, 'services': len(avail), 'ec2': 'ec2' in avail}))\n"
+    )
+    site = str(BUILD / "science" / "python")
+    out = subprocess.run([sys.executable, "-c", code, site], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": site})
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout)
+    pins = dict(line.split("==") for line in (ROOT / "requirements" / "lambda.txt").read_text().splitlines()
+                if line.startswith("botocore=="))
+    assert info["botocore"] == pins["botocore"] and not info["ec2"]
+
+
+def test_stripped_distributions_are_not_imported_at_run_time(tmp_path):
+    """fontTools and shapely are left out of the layers: the PNG and resampling paths never import them."""
+    code = (
+        "import sys, numpy as np\n"
+        "import matplotlib; matplotlib.use('Agg')\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots(); ax.scatter([1, 2], [3, 4], c=[5, 6]); ax.set_title('x $\\\\Delta t$')\n"
+        "fig.colorbar(ax.collections[0]); fig.savefig(sys.argv[1], dpi=50)\n"
+        "from pyresample import geometry, kd_tree\n"
+        "src = geometry.SwathDefinition(lons=np.array([[0.0, 0.1]]), lats=np.array([[80.0, 80.1]]))\n"
+        "dst = geometry.SwathDefinition(lons=np.array([0.05]), lats=np.array([80.05]))\n"
+        "kd_tree.resample_nearest(src, np.array([[1.0, 2.0]]), dst, radius_of_influence=20000)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('fontTools', 'shapely')]\n"
+        "assert not bad, bad\n"
+    )
+    png = tmp_path / "x.png"
+    out = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert layer_build.EXCLUDE_DISTS == {"fonttools", "shapely"}  # this test covers exactly these
+
+
+@pytest.mark.slow
+def test_small_functions_run_on_the_base_layer_and_runtime_boto3(tmp_path):
+    """Api/Plan/Summarize attach only the base layer: their import closure must fit it.
+
+    Builds the base layer's requirements for *this* interpreter (the shipped one is arm64/cp312)
+    plus what the Lambda runtime provides (boto3), then imports the handlers with no site-packages.
+    """
+    reqs = tmp_path / "reqs.txt"
+    lines = [l for l in (ROOT / "requirements" / "lambda.txt").read_text().splitlines()
+             if l.split("[")[0].split("=")[0].strip().lower() in layer_build.BASE_PACKAGES + ("boto3", "botocore")]
+    reqs.write_text("\n".join(lines) + "\n")
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--only-binary=:all:",
+                          "--target", str(site), "-r", str(reqs)], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    code = (
+        "import sys, json\n"
+        "import handlers.api, handlers.plan, handlers.summarize\n"
+        "heavy = [m for m in ('numpy', 'xarray', 'h5py', 'pandas', 'matplotlib', 's3fs', 'pyresample') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from handlers.colocate import direct_tasks\n"
+        "print(json.dumps([t.date.isoformat() for t in direct_tasks({'bbox': [0, 80, 1, 81], 'date': '2019-06-22'})]))\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{ROOT / 'src'}:{site}",
+           "AWS_DEFAULT_REGION": "us-west-2", "POWERTOOLS_TRACE_DISABLED": "1"}
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["2019-06-22"]
+
+
+@pytest.mark.slow
+def test_build_from_scratch(tmp_path):
+    """The whole build (pip downloads allowed) into a fresh directory, timed."""
+    t0 = time.monotonic()
+    out = run_build("--out", str(tmp_path / "build"))
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    sizes = json.loads((tmp_path / "build" / "sizes.json").read_text())
+    print(f"layer build: {elapsed:.0f} s; {json.dumps(sizes['functions'])}")
+    assert max(r["unzipped_mb"] for r in sizes["functions"].values()) <= 250.0

@@ -1,0 +1,133 @@
+"""s3fs against moto's server with TEA credentials: block cache, byte counting, refresh."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.credentials import S3CredentialsProvider
+from core.earthdata import EarthdataSession, StaticToken
+from core.errors import InputError, NotFoundError
+from core.s3access import open_granule, open_s3_filesystem, s3_path
+from tests.sandbox_fixtures import clean_faults, mini_sandbox, mini_scene  # noqa: F401
+
+
+@pytest.fixture
+def sb(mini_sandbox, clean_faults):  # noqa: F811
+    return mini_sandbox
+
+
+@pytest.fixture
+def session(sb):
+    s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
+    yield s
+    s.close()
+
+
+def _l2p(sb):
+    return next(g for g in sb.scene.granules if g.daac == "podaac")
+
+
+def test_window_read_fetches_a_small_fraction(sb, session):
+    g = _l2p(sb)
+    provider = S3CredentialsProvider(session, sb.settings.s3credentials_endpoints["POCLOUD"])
+    fs = open_s3_filesystem(provider, sb.settings)
+    truth = g.path.read_bytes()
+    url = sb.links(g)["s3"]
+    with open_granule(fs, url, sb.settings) as f:
+        assert f.size == len(truth) == g.size_bytes
+        for offset, n in ((5_000_000, 1000), (5_000_500, 4000), (123, 77)):
+            f.seek(offset)
+            assert f.read(n) == truth[offset : offset + n]
+        # three small reads in two 1 MiB blocks: two block fetches, nothing else
+        assert f.fetch_requests == 2
+        assert f.bytes_fetched == 2 * sb.settings.s3_block_size
+        assert f.bytes_fetched / f.size < 0.3
+    # the tail block is short: counted as fetched, not as requested
+    with open_granule(fs, url, sb.settings) as f:
+        tail = f.size % sb.settings.s3_block_size
+        f.seek(f.size - tail)
+        assert f.read() == truth[-tail:]
+        assert f.bytes_fetched == tail
+
+
+def test_credentials_refresh_mid_task(sb, session):
+    """Credentials near expiry are re-fetched by botocore through the provider; reads carry on."""
+    g = _l2p(sb)
+    # Real clock, short-lived credentials (botocore and the provider both judge expiry by it).
+    sb.state.credentials_ttl_s = 3
+    provider = S3CredentialsProvider(session, sb.settings.s3credentials_endpoints["POCLOUD"], refresh_margin_s=1.5)
+    fs = open_s3_filesystem(provider, sb.settings)
+    truth = g.path.read_bytes()
+    block = sb.settings.s3_block_size
+    with open_granule(fs, sb.links(g)["s3"], sb.settings) as f:
+        assert f.read(10) == truth[:10]
+        first = provider.get()
+        assert provider.fetch_count == 1
+        time.sleep(1.7)  # now inside the refresh margin
+        f.seek(3 * block)
+        assert f.read(10) == truth[3 * block : 3 * block + 10]
+        assert provider.fetch_count == 2
+        assert provider.get().key != first.key
+        time.sleep(1.7)  # the first set has now expired outright; reads carry on
+        f.seek(5 * block)
+        assert f.read(10) == truth[5 * block : 5 * block + 10]
+        assert provider.fetch_count == 3
+
+
+def test_missing_object_and_bad_url(sb, session):
+    provider = S3CredentialsProvider(session, sb.settings.s3credentials_endpoints["POCLOUD"])
+    fs = open_s3_filesystem(provider, sb.settings)
+    with pytest.raises(NotFoundError, match="no-such.nc"):
+        open_granule(fs, "s3://podaac-ops-cumulus-protected/x/no-such.nc", sb.settings)
+    with pytest.raises(InputError):
+        s3_path("https://example.com/x.nc")
+    assert s3_path("s3://b/k/x.nc") == "b/k/x.nc"
+
+
+@pytest.fixture(scope="module")
+def proxied(mini_scene, tmp_path_factory):  # noqa: F811
+    """A sandbox whose S3 endpoint is the fault-injecting proxy in front of moto."""
+    from sandbox.services import Sandbox
+
+    with Sandbox(mini_scene, workdir=tmp_path_factory.mktemp("proxied"), s3_faults=True) as box:
+        yield box
+
+
+@pytest.fixture
+def proxied_fs(proxied):
+    proxied.faults.clear()
+    session = EarthdataSession(proxied.settings, StaticToken(proxied.edl_token))
+    provider = S3CredentialsProvider(session, proxied.settings.s3credentials_endpoints["POCLOUD"])
+    yield open_s3_filesystem(provider, proxied.settings)
+    proxied.faults.clear()
+
+
+def test_s3_faults_throttle_is_retried_and_denied_is_named(proxied, proxied_fs):
+    from core.errors import AuthError
+    from sandbox.emulator import s3_error_fault
+
+    g = _l2p(proxied)
+    truth = g.path.read_bytes()
+    url = proxied.links(g)["s3"]
+    proxied.faults.add(f"/{g.bucket}/", app="s3api", method="GET", times=2, **s3_error_fault("SlowDown"))
+    with open_granule(proxied_fs, url, proxied.settings) as f:
+        f.seek(2_000_000)
+        assert f.read(100) == truth[2_000_000:2_000_100]
+    gets = [r for r in proxied.state.requests_to("s3api") if r.method == "GET" and g.key in r.path]
+    assert len(gets) == 3  # two throttled, one served
+    proxied.faults.add(f"/{g.bucket}/", app="s3api", **s3_error_fault("AccessDenied"))
+    proxied_fs.invalidate_cache()
+    with pytest.raises(AuthError, match="access denied"):
+        open_granule(proxied_fs, url, proxied.settings)
+
+
+def test_s3_truncated_body_is_not_returned_as_data(proxied, proxied_fs):
+    g = _l2p(proxied)
+    url = proxied.links(g)["s3"]
+    with open_granule(proxied_fs, url, proxied.settings) as f:
+        proxied.faults.add(f"/{g.bucket}/", app="s3api", method="GET", truncate_to=1000)
+        with pytest.raises(Exception) as err:
+            f.seek(0)
+            f.read(5000)
+        assert not isinstance(err.value, AssertionError)
