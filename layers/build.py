@@ -45,11 +45,12 @@ FUNCTIONS = {
     "PlanFunction": ("base",),
     "SummarizeFunction": ("base",),
 }
-# fontTools (19 MB) is a matplotlib dependency used only by the PDF/PS/SVG/usetex backends;
-# the Agg PNG path never imports it (tests/test_layers.py proves this in a fresh interpreter).
-# shapely (8 MiB) is a pyresample dependency used only by its boundary/polygon helpers, never
-# by kd_tree/geometry resampling (also proven in tests/test_layers.py).
-EXCLUDE_DISTS = {"fonttools", "shapely"}
+# Not imported by anything under src/ at run time (the kernel uses pykdtree directly;
+# pyresample is the benchmark's baseline, a dev dependency): 46 MiB of pyresample + pyproj +
+# shapely would push the colocate function over the limit. tests/test_layers.py scans src/ for
+# imports of these and runs the import closure of the handlers without them.
+# (fontTools stays: matplotlib.dviread imports fontTools.agl on the Agg text path.)
+EXCLUDE_DISTS = {"pyresample", "pyproj", "shapely"}
 # In the Lambda python runtime already (boto3 1.3x); the small functions use that copy.
 RUNTIME_DISTS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
 # The science layer must ship its own botocore (aiobotocore pins an exact botocore range; the
@@ -68,8 +69,10 @@ MANYLINUX = ("manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux201
 
 # Not needed at run time. Only whole directories/suffixes nobody imports; never *.so or *.py
 # of a package itself (numpy.testing is imported by numpy at import time, so it stays).
-STRIP_DIRS = {"__pycache__", "tests", "test", "benchmarks", "doc", "docs", "examples"}
-KEEP_DIRS = {"numpy/testing", "numpy/_core/tests"}  # paths some libraries import
+# Directory *names* are not enough to know what is imported (botocore.docs is imported by
+# botocore.waiter), so only test suites and caches go.
+STRIP_DIRS = {"__pycache__", "tests"}
+KEEP_DIRS: set[str] = set()  # paths that must survive even if they match (none needed today)
 STRIP_SUFFIXES = {".pyc", ".pyo", ".pyi", ".c", ".cpp", ".pyx", ".pxd", ".h", ".md"}
 
 

@@ -177,7 +177,7 @@ def _order(g) -> tuple:
     return (key[1], str(key[2]).zfill(20), g.concept_id)
 
 
-def _filter(granules, collection_ids: set[str] | None) -> list:
+def _filter(granules) -> list:
     out = list(granules)
     cid = _arg("concept_id") or _arg("collection_concept_id") or _arg("echo_collection_id")
     if cid:
@@ -363,7 +363,7 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
         return respond({"errors": [str(exc)]}, JSON_CONTENT_TYPE, 400)
 
     def search(fmt: str) -> Response:
-        matches = _filter(granules, None)
+        matches = _filter(granules)
         page, after = _page(matches)
         headers = {"CMR-Hits": str(len(matches))}
         if after:

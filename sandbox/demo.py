@@ -97,12 +97,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=2))
             return 1
         s3 = sb.boto3_client("s3")
+        manifests = []  # the handler returns a compact summary; the full manifest is in the bucket
         for day in result.get("dates", []):
-            keys = list(day.get("outputs", []))
-            manifest_key = f"{sb.settings.output_prefix}/{day['request_id']}/{day['date']}/manifest.json"
-            for key in keys + [manifest_key]:
-                name = Path(key).name if key != manifest_key else f"manifest_{day['date']}.json"
-                s3.download_file(sb.settings.output_bucket, key, str(out / name))
+            if day.get("status") != "complete":
+                manifests.append(day)
+                continue
+            for key in day.get("outputs", []):
+                s3.download_file(sb.settings.output_bucket, key, str(out / Path(key).name))
+            manifest_path = out / f"manifest_{day['date']}.json"
+            s3.download_file(sb.settings.output_bucket, day["manifest_key"], str(manifest_path))
+            manifests.append(json.loads(manifest_path.read_text()))
+        result = {**result, "dates": manifests}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(summarize(result, wall, peak))
     print(f"outputs in {out.resolve()}:")

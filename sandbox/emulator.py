@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, Response, abort, jsonify, redirect, request
+from flask import Flask, Response, abort, g, jsonify, redirect, request
 from werkzeug.serving import make_server
 
 from sandbox.faults import Faults
@@ -128,8 +128,9 @@ class EarthdataState:
             return self._sessions.get(value or "")
 
     # --- S3 ----------------------------------------------------------------------------------
-    def issue_credentials(self, daac: str) -> dict:
-        expires = datetime.fromtimestamp(time.time() + self.credentials_ttl_s, tz=timezone.utc)
+    def issue_credentials(self, daac: str, ttl_s: float | None = None) -> dict:
+        ttl = self.credentials_ttl_s if ttl_s is None else ttl_s
+        expires = datetime.fromtimestamp(time.time() + ttl, tz=timezone.utc)
         creds = {
             # distinct per DAAC and per issue, so tests can tell which set was used
             "accessKeyId": f"ASIA{daac.upper()}{next(self._serial):06d}",
@@ -377,7 +378,8 @@ def create_tea_app(state: EarthdataState, daac: str) -> Flask:
         user = current_user()
         if not isinstance(user, str):
             return user
-        return jsonify(state.issue_credentials(daac))
+        rule = g.get("fault_rule")  # Faults.add("/s3credentials", credentials_ttl_s=...)
+        return jsonify(state.issue_credentials(daac, getattr(rule, "credentials_ttl_s", None)))
 
     @app.get("/s3credentialsREADME")
     def readme():

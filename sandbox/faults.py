@@ -43,6 +43,7 @@ class Rule:
     html_login: bool = False
     redirect_loop: bool = False
     ignore_range: bool = False  # answer 200 with the whole body, as servers without Range do
+    credentials_ttl_s: float | None = None  # TEA /s3credentials: issue credentials this short-lived
     times: int | None = None
     hits: int = 0
     id: int = 0

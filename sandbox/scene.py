@@ -17,8 +17,9 @@ returns the granules of the tutorial's seed case (bbox -62.8,81.7,-56.4,83 on 20
   between 2018 and 2019, so it equals elapsed UTC seconds). Heights carry the real fill value,
   quality flags and surface types; variables the colocation does not use are resampled from the
   real file's values.
-* the 14 MODIS_A-JPL-L2P-v2019.0 entries of the recorded CMR search (titles as recorded): 5 are
-  98-byte placeholders (CMR lists 9.346e-5 MB), 9 are full 2030 x 1354 netCDF-4 granules with the
+* the 14 MODIS_A-JPL-L2P-v2019.0 entries of the recorded CMR search (titles as recorded): 4 are
+  98-byte placeholders (CMR lists 9.346e-5 MB; the recording has 4, not 5), 10 are full
+  2030 x 1354 netCDF-4 granules with the
   real variables and dtypes (as in the notebook output), chunking (1, 1015, 677), zlib level 4
   without shuffle (as the .dmrpp/.zarr.json say), fill values, scale/offset and attributes stored
   as one-element arrays (strings as 1-element fixed-length byte arrays), so plain xarray returns
@@ -36,7 +37,8 @@ the swath like PO.DAAC's metadata, which is why polar granules match far-away bb
 ``size_bytes`` is the size of the file actually written (the emulator serves these files);
 ``recorded_size_mb`` keeps the size the real CMR listed.
 
-Everything is seeded and written under ``cache_dir / f"scene-{SCENE_VERSION}"`` (atomically, via a
+Files are written by two worker processes (each file has its own seed, so the output does not
+depend on the worker count). Everything is seeded and written under ``cache_dir / f"scene-{SCENE_VERSION}"`` (atomically, via a
 temporary directory); a later call with the same version reuses it.
 """
 from __future__ import annotations

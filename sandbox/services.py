@@ -268,8 +268,9 @@ def _fallback_cmr_app(scene, links: Callable) -> Flask:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the offline sandbox in the foreground.")
-    parser.add_argument("--cache", default=".sandbox-cache", help="scene cache directory")
-    parser.add_argument("--workdir", default=".sandbox-work")
+    repo = Path(__file__).resolve().parents[1]
+    parser.add_argument("--cache", default=str(repo / ".sandbox-cache"), help="scene cache directory")
+    parser.add_argument("--workdir", default=str(repo / ".sandbox-cache" / "services-run"))
     args = parser.parse_args(argv)
     from sandbox.scene import build_scene
 

@@ -14,3 +14,6 @@ def realdata() -> Path:
     """Real NASA files copied from ../shared/realdata (ATL07 subsets, L2P subsets, CMR JSON, notes)."""
     assert REALDATA.is_dir(), f"missing test data at {REALDATA}"
     return REALDATA
+
+# Sandbox fixtures (moto server + Earthdata emulator + seed scene) for every test module.
+pytest_plugins = ["tests.sandbox_fixtures"]

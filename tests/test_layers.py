@@ -78,11 +78,12 @@ def test_layers_have_no_duplicates_and_no_test_suites():
             name = dist.name.split("-")[0].lower()
             assert name not in owners, f"{name} in {owners.get(name)} and {layer}"
             owners[name] = layer
-    assert {"numpy", "h5py", "pyresample", "botocore", "aiobotocore"} <= {k for k, v in owners.items() if v == "science"}
+    assert {"numpy", "h5py", "pykdtree", "xarray", "botocore", "aiobotocore"} <= {k for k, v in owners.items() if v == "science"}
     assert owners["matplotlib"] == "plot" and owners["pydantic"] == "base"
     assert not (set(layer_build.EXCLUDE_DISTS) & set(owners))
     assert not list(BUILD.rglob("__pycache__"))
     assert not [p for p in BUILD.rglob("tests") if p.is_dir() and "numpy" not in p.parts]
+    assert not list(BUILD.rglob("*.pyi"))
 
 
 @needs_build
@@ -107,26 +108,67 @@ def test_trimmed_botocore_still_has_every_service_we_call(tmp_path):
     assert info["botocore"] == pins["botocore"] and not info["ec2"]
 
 
-def test_stripped_distributions_are_not_imported_at_run_time(tmp_path):
-    """fontTools and shapely are left out of the layers: the PNG and resampling paths never import them."""
+EXCLUDED_MODULES = {"pyresample", "pyproj", "shapely"}
+
+
+def test_excluded_distributions_are_not_imported_by_src():
+    """Static: no module under src/ imports what the layers leave out."""
+    import ast
+
+    assert layer_build.EXCLUDE_DISTS == EXCLUDED_MODULES  # keep this test in step with build.py
+    offenders = []
+    for path in (ROOT / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in EXCLUDED_MODULES]
+    assert not offenders, offenders
+
+
+def test_run_time_import_closure_needs_no_excluded_distribution(tmp_path):
+    """Dynamic: importing every Lambda code path and rendering an Agg PNG loads none of them."""
     code = (
-        "import sys, numpy as np\n"
+        "import sys\n"
+        "import handlers.colocate, handlers.api, handlers.plan, handlers.summarize\n"
+        "import core.pipeline, core.colocate, core.l2p, core.atl07, core.product, core.quicklook\n"
         "import matplotlib; matplotlib.use('Agg')\n"
-        "import matplotlib.pyplot as plt\n"
-        "fig, ax = plt.subplots(); ax.scatter([1, 2], [3, 4], c=[5, 6]); ax.set_title('x $\\\\Delta t$')\n"
-        "fig.colorbar(ax.collections[0]); fig.savefig(sys.argv[1], dpi=50)\n"
-        "from pyresample import geometry, kd_tree\n"
-        "src = geometry.SwathDefinition(lons=np.array([[0.0, 0.1]]), lats=np.array([[80.0, 80.1]]))\n"
-        "dst = geometry.SwathDefinition(lons=np.array([0.05]), lats=np.array([80.05]))\n"
-        "kd_tree.resample_nearest(src, np.array([[1.0, 2.0]]), dst, radius_of_influence=20000)\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('fontTools', 'shapely')]\n"
+        "from matplotlib.figure import Figure\n"
+        "fig = Figure(); ax = fig.subplots(); ax.scatter([1, 2], [3, 4], c=[5, 6]); ax.set_title('SST $\\\\Delta t$')\n"
+        "fig.savefig(sys.argv[1], dpi=50)\n"
+        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(EXCLUDED_MODULES)!r}))\n"
         "assert not bad, bad\n"
     )
     png = tmp_path / "x.png"
-    out = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert layer_build.EXCLUDE_DISTS == {"fonttools", "shapely"}  # this test covers exactly these
+
+
+@needs_build
+def test_every_needed_shared_library_is_shipped():
+    """Each extension's DT_NEEDED libraries are in a layer or are system libraries (readelf)."""
+    import shutil as _shutil
+
+    if not _shutil.which("readelf"):
+        pytest.skip("readelf not installed")
+    shipped = {p.name for p in BUILD.rglob("*.so*") if p.is_file()}
+    system = ("libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "libz.so", "ld-linux",
+              "libstdc++.so", "libgcc_s.so", "libutil.so", "libexpat.so")
+    missing = []
+    for so in BUILD.rglob("*.so*"):
+        if not so.is_file() or _elf_machine(so) is None:
+            continue
+        out = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if "(NEEDED)" in line:
+                lib = line.split("[", 1)[1].rstrip("]")
+                if lib not in shipped and not lib.startswith(system):
+                    missing.append(f"{so.relative_to(BUILD)} needs {lib}")
+    assert not missing, missing[:10]
 
 
 @pytest.mark.slow

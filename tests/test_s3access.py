@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import aiohttp
 import pytest
 
 from core.credentials import S3CredentialsProvider
@@ -127,7 +128,26 @@ def test_s3_truncated_body_is_not_returned_as_data(proxied, proxied_fs):
     url = proxied.links(g)["s3"]
     with open_granule(proxied_fs, url, proxied.settings) as f:
         proxied.faults.add(f"/{g.bucket}/", app="s3api", method="GET", truncate_to=1000)
-        with pytest.raises(Exception) as err:
+        # s3fs retries, then aiohttp's own length check surfaces: never short data
+        with pytest.raises((aiohttp.ClientPayloadError, OSError), match="content length|payload"):
             f.seek(0)
             f.read(5000)
-        assert not isinstance(err.value, AssertionError)
+
+
+def test_proxy_passes_writes_and_multipart_uploads(proxied, tmp_path):
+    import boto3
+
+    from sandbox.services import OUTPUT_BUCKET
+
+    s3 = boto3.client(
+        "s3", region_name="us-west-2", endpoint_url=proxied.s3_url,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    s3.put_object(Bucket=OUTPUT_BUCKET, Key="t/small.json", Body=b'{"ok": true}')
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (9 << 20))  # above boto3's multipart threshold
+    s3.upload_file(str(big), OUTPUT_BUCKET, "t/big.bin")
+    assert s3.get_object(Bucket=OUTPUT_BUCKET, Key="t/small.json")["Body"].read() == b'{"ok": true}'
+    assert s3.head_object(Bucket=OUTPUT_BUCKET, Key="t/big.bin")["ContentLength"] == 9 << 20
+    listed = s3.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="t/")["KeyCount"]
+    assert listed == 2

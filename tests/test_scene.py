@@ -133,7 +133,6 @@ def test_atl07_geometry_times_and_flags(scene):
             for a, b, want in (("gt1l", "gt1r", 90.0), ("gt1l", "gt2l", 3300.0), ("gt2l", "gt3l", 3300.0)):
                 ta, la, oa = beams[a]
                 tb, lb, ob = beams[b]
-                k = np.searchsorted(tb, ta[::500]).clip(1, tb.size - 1)
                 lat_b = np.interp(ta[::500], tb, lb)
                 lon_b = np.interp(ta[::500], tb, ob)
                 d = haversine_m(la[::500], oa[::500], lat_b, lon_b)

@@ -1,0 +1,175 @@
+"""The pipeline on the seed case, in the sandbox: real clients, real files, real bucket.
+
+The science check is an independent oracle: it reads the scene's L2P files with plain h5py
+(raw integers, scale/offset by hand), and brute-forces the haversine distance to every valid
+pixel of every non-placeholder granule for a sample of segments.
+"""
+from __future__ import annotations
+
+import threading
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from core.earthdata import StaticToken
+from core.pipeline import build_services, plan, run_task
+from core.request import parse_request
+
+SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
+EARTH_RADIUS_M = 6371008.8
+
+
+def _services(sb):
+    return build_services(sb.settings, token_provider=StaticToken(sb.edl_token), s3_client=sb.boto3_client("s3"))
+
+
+def _task(sb, **extra):
+    return plan(parse_request({**SEED, **extra}, sb.settings))[0]
+
+
+def _keys(sb, prefix):
+    s3 = sb.boto3_client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=sb.settings.output_bucket, Prefix=prefix)
+    return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+
+@pytest.fixture(scope="module")
+def seed_run(sandbox, tmp_path_factory):
+    services = _services(sandbox)
+    task = _task(sandbox)
+    manifest = run_task(task, services)
+    out = tmp_path_factory.mktemp("seed-outputs")
+    s3 = sandbox.boto3_client("s3")
+    files = {}
+    for key in manifest["outputs"]:
+        path = out / key.rsplit("/", 1)[-1]
+        s3.download_file(sandbox.settings.output_bucket, key, str(path))
+        files[path.name] = path
+    return task, services, manifest, files
+
+
+def test_seed_case_manifest(seed_run, sandbox_scene):
+    task, _, manifest, files = seed_run
+    assert manifest["status"] == "complete"
+    counts = manifest["counts"]
+    atl07 = [g for g in sandbox_scene.granules if g.short_name == "ATL07"]
+    l2p = [g for g in sandbox_scene.granules if g.short_name != "ATL07"]
+    assert counts["atl07_granules"] == len(atl07) == 2
+    assert counts["sst_placeholders_skipped"] == sum(g.placeholder for g in l2p)
+    assert counts["sst_granules"] + counts["sst_placeholders_skipped"] == len(l2p) == 14
+    assert 0 < counts["matched"] < counts["segments"]
+    # one netCDF and one PNG per ATL07 granule with segments, all six beams read
+    assert len([f for f in files if f.endswith(".nc")]) == len([f for f in files if f.endswith(".png")]) == 2
+    for product in manifest["products"]:
+        assert sorted(product["beams"]) == ["gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r"]
+    # L2P read in place: every read granule reports fetched bytes no larger than the object
+    for name, report in manifest["bytes"]["sst_per_granule"].items():
+        assert 0 < report["bytes_fetched"] <= report["size"], name
+
+
+def _read_l2p_oracle(path):
+    """Valid pixels of one L2P file, decoded by hand from the raw HDF5 (independent of core.l2p)."""
+    with h5py.File(path, "r") as f:
+        def attr(var, name, default=None):
+            value = f[var].attrs.get(name, default)
+            return np.asarray(value).ravel()[0] if value is not None else default
+
+        lat = f["lat"][:].astype(np.float64)
+        lon = f["lon"][:].astype(np.float64)
+        raw = f["sea_surface_temperature"][0].astype(np.float64)
+        sst = raw * attr("sea_surface_temperature", "scale_factor", 1.0) + attr(
+            "sea_surface_temperature", "add_offset", 0.0)
+        sst[raw == attr("sea_surface_temperature", "_FillValue")] = np.nan
+        draw = f["sst_dtime"][0].astype(np.float64)
+        dtime = draw * attr("sst_dtime", "scale_factor", 1.0) + attr("sst_dtime", "add_offset", 0.0)
+        dtime[draw == attr("sst_dtime", "_FillValue")] = np.nan
+        t0 = float(f["time"][0])  # seconds since 1981-01-01
+        ql = f["quality_level"][0].astype(np.int16)
+    epoch = np.datetime64("1981-01-01T00:00:00", "s").astype("datetime64[ns]").astype(np.int64) / 1e9
+    seconds = epoch + t0 + dtime  # UTC seconds since 1970
+    ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & np.isfinite(sst) & np.isfinite(seconds)
+    return lat[ok], lon[ok], sst[ok], seconds[ok], ql[ok]
+
+
+def _haversine(lon1, lat1, lon2, lat2):
+    lon1, lat1, lon2, lat2 = map(np.radians, (lon1, lat1, lon2, lat2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
+
+def test_seed_case_matches_brute_force_oracle(seed_run, sandbox_scene):
+    task, _, manifest, files = seed_run
+    req = task.request
+    nc = [p for name, p in files.items() if name.endswith(".nc")]
+    obs = {}
+    for p in nc:
+        with xr.open_dataset(p) as one:
+            for name in ("lat", "lon", "time", "sst", "sst_distance", "sst_dt"):
+                obs.setdefault(name, []).append(one[name].values)
+    ds = {name: np.concatenate(parts) for name, parts in obs.items()}
+    rng = np.random.default_rng(7)
+    matched = np.flatnonzero(np.isfinite(ds["sst"]))
+    unmatched = np.flatnonzero(~np.isfinite(ds["sst"]))
+    sample = np.concatenate([rng.choice(matched, 25, replace=False), rng.choice(unmatched, 15, replace=False)])
+    seg_lat, seg_lon = ds["lat"][sample], ds["lon"][sample]
+    seg_t = ds["time"][sample].astype("datetime64[ns]").astype(np.int64) / 1e9
+
+    # candidate pixels near the sample, over every non-placeholder L2P granule of the scene
+    pix = []
+    for g in sandbox_scene.granules:
+        if g.short_name == "ATL07" or g.placeholder:
+            continue
+        lat, lon, sst, sec, ql = _read_l2p_oracle(g.path)
+        near = (lat > seg_lat.min() - 0.2) & (lat < seg_lat.max() + 0.2)
+        keep = near & (ql >= req.min_quality_level)
+        pix.append((lat[keep], lon[keep], sst[keep], sec[keep]))
+    lat = np.concatenate([p[0] for p in pix])
+    lon = np.concatenate([p[1] for p in pix])
+    sst = np.concatenate([p[2] for p in pix])
+    sec = np.concatenate([p[3] for p in pix])
+
+    for i in range(len(sample)):
+        d = _haversine(seg_lon[i], seg_lat[i], lon, lat)
+        ok = (d <= req.radius_m) & (np.abs(sec - seg_t[i]) <= req.max_dt_s)
+        got_sst = float(ds["sst"][sample[i]])
+        if not ok.any():
+            assert np.isnan(got_sst), f"segment {sample[i]} matched but the oracle finds no valid pixel"
+            continue
+        j = np.flatnonzero(ok)[np.argmin(d[ok])]
+        assert got_sst == pytest.approx(sst[j], abs=1e-3), f"segment {sample[i]}"
+        assert float(ds["sst_distance"][sample[i]]) == pytest.approx(d[j], abs=1.0)
+        assert float(ds["sst_dt"][sample[i]]) == pytest.approx(sec[j] - seg_t[i], abs=1.0)
+
+
+def test_rerun_returns_stored_result_without_recomputing(seed_run, sandbox):
+    task, services, manifest, _ = seed_run
+    before = _keys(sandbox, f"{sandbox.settings.output_prefix}/{task.request_id}/")
+    again = run_task(task, services)
+    assert again["cached"] is True
+    assert again["run_id"] == manifest["run_id"]
+    assert _keys(sandbox, f"{sandbox.settings.output_prefix}/{task.request_id}/") == before
+
+
+def test_concurrent_runs_of_one_date_leave_one_complete_result(sandbox):
+    task = _task(sandbox, radius_m=900.0)  # a request of its own
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(run_task(task, _services(sandbox)))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    run_ids = {r["run_id"] for r in results}
+    assert len(run_ids) == 1, "both callers must see the one published result"
+    keys = _keys(sandbox, f"{sandbox.settings.output_prefix}/{task.request_id}/")
+    manifest_key = f"{sandbox.settings.output_prefix}/{task.request_id}/{task.date.isoformat()}/manifest.json"
+    assert keys == sorted(results[0]["outputs"] + [manifest_key]), "the losing run's files must be gone"
