@@ -76,8 +76,60 @@ def _status(key: str) -> int:
     return 0
 
 
-def run_one(method: str, **kw) -> dict:
-    """Build the inputs and run one method in *this* process; returns timings and memory."""
+def oracle(seg_lat, seg_lon, seg_t, swath, radius_m, max_dt_s, min_ql, sample):
+    """Brute force, independent of core.colocate: for each sampled segment, haversine to every
+    pixel in its latitude band (exact: great-circle distance >= R * |dlat|), keep pixels with
+    finite SST, quality >= min_ql, |dt| <= max_dt_s and distance <= radius_m; the nearest wins.
+    Returns (pixel flat index or -1, distance_m) per sampled segment."""
+    lat = swath.lat.ravel()
+    order = np.argsort(lat, kind="stable")
+    lat_sorted = lat[order]
+    ok_pix = np.isfinite(swath.sst.ravel()) & (swath.quality_level.ravel() >= min_ql)
+    t_pix = swath.time.ravel().astype("datetime64[ns]").view(np.int64)
+    dlat = np.degrees(radius_m / R) * 1.0001
+    idx = np.full(sample.size, -1, np.int64)
+    dist = np.full(sample.size, np.nan)
+    for j, s in enumerate(sample):
+        lo, hi = np.searchsorted(lat_sorted, [seg_lat[s] - dlat, seg_lat[s] + dlat])
+        cand = order[lo:hi]
+        cand = cand[ok_pix[cand] & (np.abs(t_pix[cand] - seg_t[s].astype("datetime64[ns]").view(np.int64))
+                                    <= max_dt_s * 1e9)]
+        if cand.size == 0:
+            continue
+        p1, p2 = np.radians(seg_lat[s]), np.radians(swath.lat.ravel()[cand])
+        dl = np.radians(swath.lon.ravel()[cand] - seg_lon[s])
+        a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+        d = 2 * R * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+        k = int(np.argmin(d))
+        if d[k] <= radius_m:
+            idx[j], dist[j] = cand[k], d[k]
+    return idx, dist
+
+
+def verify(matches, seg_lat, seg_lon, seg_t, swath, radius_m, max_dt_s, min_ql, n_sample=400, seed=1) -> dict:
+    """Compare colocate's matches with the oracle on a random sample (half of it matched segments)."""
+    rng = np.random.default_rng(seed)
+    matched = np.flatnonzero(matches.matched)
+    pool = rng.choice(seg_lat.size, n_sample // 2, replace=False)
+    hits = rng.choice(matched, min(n_sample // 2, matched.size), replace=False) if matched.size else pool[:0]
+    sample = np.unique(np.concatenate([pool, hits]))
+    idx, dist = oracle(seg_lat, seg_lon, seg_t, swath, radius_m, max_dt_s, min_ql, sample)
+    o_hit = idx >= 0
+    k_hit = matches.matched[sample]
+    same_hit = o_hit == k_hit
+    both = o_hit & k_hit
+    d_ok = np.abs(matches.distance_m[sample][both] - dist[both]) <= 0.01
+    sst_ok = matches.sst[sample][both] == swath.sst.ravel()[idx[both]]
+    # equidistant pixels may differ in value; they are not mismatches if the distance agrees
+    mismatches = int((~same_hit).sum() + (~d_ok).sum() + (~sst_ok & ~d_ok).sum())
+    return {"checked": int(sample.size), "oracle_matched": int(o_hit.sum()), "mismatches": mismatches,
+            "identical": mismatches == 0}
+
+
+def run_one(method: str, *, repeats: int = 1, check: bool = False, **kw) -> dict:
+    """Build the inputs and run one method in *this* process; returns timings and memory.
+
+    The time is the median of ``repeats`` runs; peak memory is that of the first run."""
     radius, max_dt, min_ql = 1000.0, 10800.0, 4
     swath, lat, lon, t = make_inputs(**kw)
     rss_inputs = _status("VmRSS")
@@ -86,48 +138,59 @@ def run_one(method: str, **kw) -> dict:
         reset = True
     except OSError:
         reset = False
-    t0 = time.perf_counter()
-    if method == "colocate":
-        from core.colocate import colocate
+    times, peak = [], None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        if method == "colocate":
+            from core.colocate import colocate
 
-        m = colocate(lat, lon, t, swath, radius_m=radius, max_dt_s=max_dt, min_quality_level=min_ql)
-        matched = int(m.matched.sum())
-        invalid_won = 0
-    elif method == "resample_nearest":
-        from pyresample import geometry, kd_tree
+            m = colocate(lat, lon, t, swath, radius_m=radius, max_dt_s=max_dt, min_quality_level=min_ql)
+            matched = int(m.matched.sum())
+            invalid_won = 0
+        elif method == "resample_nearest":
+            from pyresample import geometry, kd_tree
 
-        src = geometry.SwathDefinition(lons=swath.lon, lats=swath.lat)
-        dst = geometry.SwathDefinition(lons=lon, lats=lat)
-        # the tutorial's call: nearest pixel within the radius, whatever its value or quality
-        res = kd_tree.resample_nearest(src, swath.sst, dst, radius_of_influence=radius, fill_value=None, nprocs=1)
-        got = np.ma.filled(res.astype(np.float64), np.nan)
-        matched = int(np.isfinite(got).sum())
-        invalid_won = None  # filled in after timing: matches whose pixel has quality < min_ql
-    else:
-        raise ValueError(method)
-    elapsed = time.perf_counter() - t0
-    peak = _status("VmHWM")
+            src = geometry.SwathDefinition(lons=swath.lon, lats=swath.lat)
+            dst = geometry.SwathDefinition(lons=lon, lats=lat)
+            # the tutorial's call: nearest pixel within the radius, whatever its value or quality
+            res = kd_tree.resample_nearest(src, swath.sst, dst, radius_of_influence=radius, fill_value=None,
+                                           nprocs=1)
+            got = np.ma.filled(res.astype(np.float64), np.nan)
+            matched = int(np.isfinite(got).sum())
+            invalid_won = None  # filled in after timing: matches whose pixel has quality < min_ql
+        else:
+            raise ValueError(method)
+        times.append(time.perf_counter() - t0)
+        if peak is None:
+            peak = _status("VmHWM")
+    elapsed = float(np.median(times))
+    oracle_check = None
     if method == "resample_nearest":  # untimed: how many of its matches are low-quality pixels
         ql = kd_tree.resample_nearest(src, swath.quality_level.astype(np.float32), dst,
                                       radius_of_influence=radius, fill_value=None, nprocs=1)
         invalid_won = int((np.isfinite(got) & (np.ma.filled(ql, 99) < min_ql)).sum())
+    elif check:
+        oracle_check = verify(m, lat, lon, t, swath, radius, max_dt, min_ql)
     return {
         "method": method,
         "segments": int(lat.size),
         "pixels": int(swath.lat.size),
         "matched": matched,
-        "time_s": round(elapsed, 2),
+        "time_s": round(elapsed, 3),
+        "times_s": [round(x, 3) for x in times],
         "inputs_rss_mib": round(rss_inputs / 2**20, 1),
         "peak_rss_mib": round(peak / 2**20, 1),
         "kernel_peak_mib": round((peak - rss_inputs) / 2**20, 1) if reset else None,
         "invalid_won": invalid_won,
+        "oracle": oracle_check,
     }
 
 
-def measure(method: str, **kw) -> dict:
+def measure(method: str, *, repeats: int = 1, check: bool = False, **kw) -> dict:
     """Run :func:`run_one` in a fresh interpreter (so its peak RSS is its own)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
-    cmd = [sys.executable, "-m", "bench.kernel", "--one", method, "--kw", json.dumps(kw)]
+    cmd = [sys.executable, "-m", "bench.kernel", "--one", method, "--kw", json.dumps(kw),
+           "--repeats", str(repeats)] + (["--check"] if check else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -136,14 +199,63 @@ def compare(**kw) -> list[dict]:
     return [measure(m, **kw) for m in ("colocate", "resample_nearest")]
 
 
+SWEEP_N = (10_000, 100_000, 1_410_000)  # 6 beams each; 1.41 M = 6 x 235 k, a full ATL07 granule
+
+
+def sweep(sizes=SWEEP_N, *, repeats: int = 3, plot: Path | None = REPO / "bench" / "kernel_vs_n.png",
+          **kw) -> dict:
+    """Both methods at every N (own process each, median of ``repeats``), oracle check, plot."""
+    rows = []
+    for n in sizes:
+        per_beam = max(1, round(n / 6))
+        ours = measure("colocate", repeats=repeats, check=True, n_per_beam=per_beam, **kw)
+        theirs = measure("resample_nearest", repeats=repeats, n_per_beam=per_beam, **kw)
+        rows.append({"n": ours["segments"], "colocate": ours, "resample_nearest": theirs,
+                     "speedup": round(theirs["time_s"] / max(ours["time_s"], 1e-9), 2)})
+    if plot is not None:
+        plot_sweep(rows, plot)
+    return {
+        "rows": rows,
+        "speedup_min": min(r["speedup"] for r in rows),
+        "oracle_identical": all(r["colocate"]["oracle"]["identical"] for r in rows),
+    }
+
+
+def plot_sweep(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [r["n"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.loglog(n, [r["colocate"]["time_s"] for r in rows], "o-", label="core.colocate.colocate (valid pixels, Δt)")
+    ax.loglog(n, [r["resample_nearest"]["time_s"] for r in rows], "s--", label="pyresample resample_nearest")
+    ax.set_xlabel("ATL07 segments (N)")
+    ax.set_ylabel("time (s, median)")
+    ax.set_title(f"Nearest SST pixel, {rows[0]['colocate']['pixels'] / 1e6:.2f} M-pixel swath, r = 1 km")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--one", choices=("colocate", "resample_nearest"))
     p.add_argument("--kw", default="{}", help="JSON keyword arguments for make_inputs")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--check", action="store_true", help="verify colocate against the brute-force oracle")
+    p.add_argument("--sweep", action="store_true", help="N = 10 k, 100 k, 1.4 M and the plot")
     a = p.parse_args(argv)
     kw = json.loads(a.kw)
     if a.one:
-        print(json.dumps(run_one(a.one, **kw)))
+        print(json.dumps(run_one(a.one, repeats=a.repeats, check=a.check, **kw)))
+        return 0
+    if a.sweep:
+        print(json.dumps(sweep(), indent=1))
         return 0
     rows = compare(**kw)
     keys = ("method", "segments", "pixels", "matched", "invalid_won", "time_s", "inputs_rss_mib", "peak_rss_mib",

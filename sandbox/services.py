@@ -22,6 +22,7 @@ import shlex
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -79,6 +80,11 @@ class Sandbox:
         self.servers: dict[str, ServerThread] = {}
         self._moto = None
         self.moto_url = ""
+        # moto's backends are process-global: names of our own are unique per sandbox so two
+        # sandboxes in one process (the test session) never see each other's outputs or secret
+        suffix = uuid.uuid4().hex[:8]
+        self.output_bucket = f"{OUTPUT_BUCKET}-{suffix}"
+        self.edl_secret_name = f"{EDL_SECRET_NAME}-{suffix}"
         self.settings: Settings | None = None
         # route settings.s3_endpoint_url through a proxy that applies fault rules (app "s3api")
         self.s3_faults = s3_faults
@@ -186,7 +192,7 @@ class Sandbox:
 
     def _seed_aws(self) -> None:
         s3 = self.boto3_client("s3")
-        buckets = {b for names in DAAC_BUCKETS.values() for b in names} | {OUTPUT_BUCKET}
+        buckets = {b for names in DAAC_BUCKETS.values() for b in names} | {self.output_bucket}
         buckets |= {g.bucket for g in self.scene.granules}
         # moto's backends are process-global: a second Sandbox in one process finds them seeded.
         for bucket in sorted(buckets):
@@ -198,9 +204,9 @@ class Sandbox:
             s3.upload_file(str(g.path), g.bucket, g.key)
         sm = self.boto3_client("secretsmanager")
         try:
-            sm.create_secret(Name=EDL_SECRET_NAME, SecretString=self.edl_token)
+            sm.create_secret(Name=self.edl_secret_name, SecretString=self.edl_token)
         except sm.exceptions.ResourceExistsException:
-            sm.put_secret_value(SecretId=EDL_SECRET_NAME, SecretString=self.edl_token)
+            sm.put_secret_value(SecretId=self.edl_secret_name, SecretString=self.edl_token)
 
     def _settings(self) -> Settings:
         host = lambda name: self.servers[name].host  # noqa: E731
@@ -216,9 +222,9 @@ class Sandbox:
                 "POCLOUD": f"{self.url('podaac')}/s3credentials",
             },
             s3_endpoint_url=self.s3_url,
-            output_bucket=OUTPUT_BUCKET,
+            output_bucket=self.output_bucket,
             download_dir=str(self.workdir / "downloads"),
-            edl_secret_name=EDL_SECRET_NAME,
+            edl_secret_name=self.edl_secret_name,
             http_backoff_s=0.05,
         )
 

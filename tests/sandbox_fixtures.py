@@ -19,7 +19,7 @@ import pytest
 from sandbox.services import Sandbox
 
 MINI_ATL07 = "ATL07-01_20190622055317_12980301_006_02.h5"
-MINI_L2P = "20190622100001-JPL-L2P_GHRSST-SSTskin-MODIS_A-D-v02.0-fv01.0.nc"
+MINI_L2P = "20190622100501-JPL-L2P_GHRSST-SSTskin-MODIS_A-D-v02.0-fv01.0.nc"
 
 
 def make_mini_scene(root: Path, *, atl07_size: int = 3 * 1024 * 1024 + 123, l2p_size: int = 8 * 1024 * 1024 + 7):

@@ -10,7 +10,6 @@ import pytest
 from core.credentials import CredentialsCache, S3CredentialsProvider, parse_credentials, parse_expiration
 from core.earthdata import EarthdataSession, StaticToken
 from core.errors import AuthError, UpstreamError
-from tests.sandbox_fixtures import clean_faults, mini_sandbox, mini_scene  # noqa: F401
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 from core.download import downloaded, stream_download
 from core.earthdata import EarthdataSession, StaticToken
 from core.errors import InsufficientSpaceError, NotFoundError, UpstreamError
-from tests.sandbox_fixtures import clean_faults, mini_sandbox, mini_scene  # noqa: F401
 
 MiB = 1 << 20
 

@@ -20,7 +20,6 @@ from core.earthdata import (
 )
 from core.errors import AuthError, DisallowedHostError
 from sandbox.emulator import ServerThread
-from tests.sandbox_fixtures import clean_faults, mini_sandbox, mini_scene  # noqa: F401
 
 BAD_TOKEN = "EDL-wrong-token-SECRETSECRET"
 

@@ -294,19 +294,26 @@ def test_summarize_records_failures_and_writes_the_run_manifest(aws):
     assert all("X-Amz-Expires=3600" in u and "X-Amz-Signature=" in u for u in urls.values())
 
 
-def test_summarize_reads_distributed_map_results_from_s3(aws):
+def test_summarize_distributed_map_uses_the_bucket_and_the_result_writer(aws):
+    """A Distributed Map hands over ResultWriter details: the date manifests in the bucket decide
+    what completed; the FAILED result files name the error where AWS wrote them."""
     from handlers.summarize import handler
 
     s3 = aws["s3"]
-    ok = [{"Input": json.dumps({"date": "2019-06-21"}), "Output": json.dumps(_date_result("2019-06-21", 3)),
-           "Status": "SUCCEEDED"}]
-    bad = [{"Input": json.dumps({"date": "2019-06-22", "request": {}}), "Error": "States.Timeout", "Status": "FAILED"}]
-    s3.put_object(Bucket=BUCKET, Key="res/SUCCEEDED_0.json", Body=json.dumps(ok))
+    request = {"bbox": [0, 80, 1, 81], "start": "2019-06-21", "end": "2019-06-23"}
+    s3.put_object(Bucket=BUCKET, Key="colocations/r2/2019-06-21/manifest.json", Body=json.dumps(
+        {"date": "2019-06-21", "status": "complete", "outputs": ["colocations/r2/2019-06-21/x/a.nc"],
+         "counts": {"matched": 3}}))
+    s3.put_object(Bucket=BUCKET, Key="colocations/r2/2019-06-23/manifest.json", Body=b"{corrupt")
+    bad = [{"Input": json.dumps({"date": "2019-06-22", "request": request}), "Error": "States.Timeout",
+            "Status": "FAILED"}]
     s3.put_object(Bucket=BUCKET, Key="res/FAILED_0.json", Body=json.dumps(bad))
     s3.put_object(Bucket=BUCKET, Key="res/manifest.json", Body=json.dumps(
-        {"DestinationBucket": BUCKET, "ResultFiles": {"SUCCEEDED": [{"Key": "res/SUCCEEDED_0.json"}],
-                                                      "FAILED": [{"Key": "res/FAILED_0.json"}]}}))
-    out = handler({"request_id": "r2", "request": {}, "results": {
+        {"DestinationBucket": BUCKET, "ResultFiles": {"SUCCEEDED": [], "FAILED": [{"Key": "res/FAILED_0.json"}]}}))
+    out = handler({"request_id": "r2", "request": request, "results": {
         "MapRunArn": "arn:x", "ResultWriterDetails": {"Bucket": BUCKET, "Key": "res/manifest.json"}}}, CTX)
-    assert out["n_dates"] == 2 and out["failed_dates"] == [{"date": "2019-06-22", "error": "States.Timeout"}]
-    assert out["counts"]["matched"] == 3
+    assert out["n_dates"] == 3 and out["counts"] == {"matched": 3}
+    assert out["failed_dates"] == [{"date": "2019-06-22", "error": "States.Timeout"},
+                                   {"date": "2019-06-23", "error": "no result for this date"}]
+    run = json.loads(s3.get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
+    assert run["output_keys"] == ["colocations/r2/2019-06-21/x/a.nc"]

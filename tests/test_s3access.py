@@ -10,7 +10,6 @@ from core.credentials import S3CredentialsProvider
 from core.earthdata import EarthdataSession, StaticToken
 from core.errors import InputError, NotFoundError
 from core.s3access import open_granule, open_s3_filesystem, s3_path
-from tests.sandbox_fixtures import clean_faults, mini_sandbox, mini_scene  # noqa: F401
 
 
 @pytest.fixture
@@ -137,17 +136,15 @@ def test_s3_truncated_body_is_not_returned_as_data(proxied, proxied_fs):
 def test_proxy_passes_writes_and_multipart_uploads(proxied, tmp_path):
     import boto3
 
-    from sandbox.services import OUTPUT_BUCKET
-
     s3 = boto3.client(
         "s3", region_name="us-west-2", endpoint_url=proxied.s3_url,
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )
-    s3.put_object(Bucket=OUTPUT_BUCKET, Key="t/small.json", Body=b'{"ok": true}')
+    s3.put_object(Bucket=proxied.settings.output_bucket, Key="t/small.json", Body=b'{"ok": true}')
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * (9 << 20))  # above boto3's multipart threshold
-    s3.upload_file(str(big), OUTPUT_BUCKET, "t/big.bin")
-    assert s3.get_object(Bucket=OUTPUT_BUCKET, Key="t/small.json")["Body"].read() == b'{"ok": true}'
-    assert s3.head_object(Bucket=OUTPUT_BUCKET, Key="t/big.bin")["ContentLength"] == 9 << 20
-    listed = s3.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="t/")["KeyCount"]
+    s3.upload_file(str(big), proxied.settings.output_bucket, "t/big.bin")
+    assert s3.get_object(Bucket=proxied.settings.output_bucket, Key="t/small.json")["Body"].read() == b'{"ok": true}'
+    assert s3.head_object(Bucket=proxied.settings.output_bucket, Key="t/big.bin")["ContentLength"] == 9 << 20
+    listed = s3.list_objects_v2(Bucket=proxied.settings.output_bucket, Prefix="t/")["KeyCount"]
     assert listed == 2

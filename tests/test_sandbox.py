@@ -10,8 +10,8 @@ import requests
 
 from core.config import Settings
 from sandbox.faults import Faults
-from sandbox.services import EDL_SECRET_NAME, OUTPUT_BUCKET, Sandbox
-from tests.sandbox_fixtures import clean_faults, make_mini_scene, mini_sandbox, mini_scene, sandbox, sandbox_scene  # noqa: F401
+from sandbox.services import Sandbox
+from tests.sandbox_fixtures import make_mini_scene
 
 
 @pytest.fixture
@@ -34,11 +34,11 @@ def test_starts_fast_and_stops_cleanly(tmp_path):
 def test_buckets_objects_and_secret_are_seeded(sb):
     s3 = sb.boto3_client("s3")
     names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    assert {"nsidc-cumulus-prod-protected", "podaac-ops-cumulus-protected", OUTPUT_BUCKET} <= names
-    assert s3.get_bucket_location(Bucket=OUTPUT_BUCKET)["LocationConstraint"] == "us-west-2"
+    assert {"nsidc-cumulus-prod-protected", "podaac-ops-cumulus-protected", sb.settings.output_bucket} <= names
+    assert s3.get_bucket_location(Bucket=sb.settings.output_bucket)["LocationConstraint"] == "us-west-2"
     for g in sb.scene.granules:
         assert s3.head_object(Bucket=g.bucket, Key=g.key)["ContentLength"] == g.path.stat().st_size
-    secret = sb.boto3_client("secretsmanager").get_secret_value(SecretId=EDL_SECRET_NAME)
+    secret = sb.boto3_client("secretsmanager").get_secret_value(SecretId=sb.settings.edl_secret_name)
     assert secret["SecretString"] == sb.edl_token
 
 

@@ -21,7 +21,11 @@ from handlers.common import InvalidTaskError, logger, metrics, settings, tracer
 
 # An inline Map's history grows ~6 events per date (25,000 max per execution) and its result
 # array travels in the state payload (256 KiB): long ranges go through the Distributed Map.
-INLINE_MAX_DATES = int(os.environ.get("INLINE_MAX_DATES", "60"))
+INLINE_MAX_DATES = 60
+
+
+def inline_max_dates() -> int:
+    return int(os.environ.get("INLINE_MAX_DATES", INLINE_MAX_DATES))
 
 
 def make_plan(event: Any, *, s3=None) -> dict:
@@ -33,7 +37,7 @@ def make_plan(event: Any, *, s3=None) -> dict:
     request_id = request.request_id()
     dates = [d.isoformat() for d in request.dates()]
     out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates)}
-    if len(dates) <= INLINE_MAX_DATES:
+    if len(dates) <= inline_max_dates():
         out.update(mode="inline", dates=dates)
         return out
     s3 = s3 or boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)

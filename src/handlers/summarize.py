@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 
+from core.request import ColocationRequest
 from core.results import OutputStore
 
 from handlers.common import InvalidTaskError, logger, metrics, settings, tracer
@@ -40,10 +41,39 @@ def _distributed_results(details: dict, s3) -> list[dict]:
     return results
 
 
+def _bucket_results(request_id: str, request: dict, store: OutputStore, known: list[dict]) -> list[dict]:
+    """Per-date results from the date manifests in the bucket (the source of truth).
+
+    Used for the Distributed Map: its ResultWriter files may be absent or partial (and
+    emulators write none), but a date is done iff its manifest exists.
+    """
+    by_date = {r.get("date"): r for r in known if isinstance(r, dict)}
+    try:
+        dates = [d.isoformat() for d in ColocationRequest.model_validate(request).dates()]
+    except ValueError:
+        raise InvalidTaskError("summarize needs the run's request to list its dates") from None
+    results = []
+    for day in dates:
+        try:
+            manifest = store.get_manifest(request_id, day)
+        except ValueError:  # unreadable JSON
+            manifest = None
+        if manifest and manifest.get("status") == "complete":
+            results.append({"date": day, "status": "complete",
+                            "manifest_key": store.manifest_key(request_id, day),
+                            "outputs": manifest.get("outputs") or [], "counts": manifest.get("counts") or {}})
+        else:
+            prior = by_date.get(day) or {}
+            error = prior.get("error") if prior.get("status") == "failed" else None
+            results.append({"date": day, "status": "failed", "error": error or "no result for this date"})
+    return results
+
+
 def summarize(request_id: str, request: dict, results: Any, *, s3) -> dict:
     cfg = settings()
     if isinstance(results, dict) and "ResultWriterDetails" in results:
-        results = _distributed_results(results["ResultWriterDetails"], s3)
+        known = _distributed_results(results["ResultWriterDetails"], s3)
+        results = _bucket_results(request_id, request, OutputStore(s3, cfg.output_bucket, cfg.output_prefix), known)
     if not isinstance(results, list):
         raise InvalidTaskError("results must be a list or ResultWriterDetails")
     dates: list[dict] = []

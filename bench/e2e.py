@@ -1,0 +1,302 @@
+"""End to end in the sandbox: the service's ``run_task`` vs the tutorial's way, seed case.
+
+The parent starts one sandbox and wraps every emulator / S3 server in a WSGI byte counter, so
+bytes sent over HTTP (ATL07 downloads via the TEA redirect) and from S3 (GETs through the S3
+proxy in front of moto) are counted on the server side, independently of the code measured.
+Each run is a fresh interpreter (its own peak RSS); service and baseline runs alternate.
+Service runs use a fresh output prefix each time, so no run finds a stored manifest.
+
+Baseline = the tutorial, scaled to the same pairing the service does: for every ATL07 granule,
+``requests.get(url).content`` of the whole file (through an Earthdata session, which the
+tutorial got from .netrc), h5py read of lat/lon/time/height of all six beams; for every
+non-placeholder L2P granule, ``s3fs.S3FileSystem(key, secret, token).open()`` with s3fs's
+default caching, ``xr.open_dataset(f, decode_cf=False)`` + the tutorial's ``fix_attributes`` +
+``xr.decode_cf``, then ``pyresample.kd_tree.resample_nearest`` over the full swath (radius
+1000 m) for each ATL07 granule with its six beams concatenated (one call per pair, which is
+kinder to the baseline than the tutorial's one call per beam).
+
+    .venv/bin/python -m bench.e2e [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from bench.common import REPO, child_env, emit, median, peak_rss_mb, run_child
+
+SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 1000.0}
+BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
+
+
+# --- server-side byte counting ---------------------------------------------------------------
+class ByteCounter:
+    """WSGI middleware: bytes of every response body, by (server, method)."""
+
+    def __init__(self, app, name: str, totals: dict, lock: threading.Lock):
+        self.app, self.name, self.totals, self.lock = app, name, totals, lock
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "")
+        body = self.app(environ, start_response)
+        try:
+            for chunk in body:
+                with self.lock:
+                    self.totals[(self.name, method)] += len(chunk)
+                yield chunk
+        finally:
+            with self.lock:
+                self.totals[(self.name, method, "requests")] += 1
+            if hasattr(body, "close"):
+                body.close()
+
+
+class CountedSandbox:
+    """The seed sandbox with the S3 proxy on (so S3 GETs pass a counter) and counters everywhere."""
+
+    def __init__(self, workdir: Path):
+        from sandbox.scene import build_scene
+        from sandbox.services import Sandbox
+
+        self.scene = build_scene(REPO / ".sandbox-cache")
+        self.sandbox = Sandbox(self.scene, workdir=workdir, s3_faults=True)
+        self.totals: dict = defaultdict(int)
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        sb = self.sandbox.__enter__()
+        for name, server in sb.servers.items():
+            server._server.app = ByteCounter(server._server.app, name, self.totals, self.lock)
+        return self
+
+    def __exit__(self, *exc):
+        self.sandbox.__exit__(*exc)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.totals.clear()
+
+    def counted(self) -> dict:
+        with self.lock:
+            t = dict(self.totals)
+        s3 = t.get(("s3api", "GET"), 0)
+        s3_requests = t.get(("s3api", "GET", "requests"), 0)
+        # ATL07 over HTTPS: the TEA endpoint redirects to a presigned URL served by the "s3" app
+        http = sum(v for k, v in t.items() if len(k) == 2 and k[0] in ("s3", "nsidc", "onprem", "podaac"))
+        return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http}
+
+    def env(self, **extra) -> dict:
+        return child_env({**self.sandbox.env(), **extra})
+
+
+# --- children ---------------------------------------------------------------------------------
+def _quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING)
+
+
+def child_service() -> dict:
+    _quiet_logs()
+    import boto3
+
+    from core.config import Settings
+    from core.earthdata import StaticToken
+    from core.pipeline import build_services, plan, run_task
+    from core.request import parse_request
+
+    settings = Settings.from_env()
+    s3 = boto3.client("s3", region_name=settings.aws_region, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    t0 = time.perf_counter()
+    services = build_services(settings, token_provider=StaticToken(os.environ["EARTHDATA_TOKEN"]), s3_client=s3)
+    request = parse_request(dict(SEED), settings)
+    manifest = run_task(plan(request)[0], services)
+    work = time.perf_counter() - t0
+    assert not manifest.get("cached"), "found a stored manifest: the output prefix was not fresh"
+    per = manifest["bytes"]["sst_per_granule"]
+    return {
+        "work_s": round(work, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "segments": manifest["counts"]["segments"],
+        "matched": manifest["counts"]["matched"],
+        "sst_granules": manifest["counts"]["sst_granules"],
+        "atl07_granules": manifest["counts"]["atl07_granules"],
+        "reported_sst_bytes": manifest["bytes"]["sst_fetched"],
+        "reported_atl07_bytes": manifest["bytes"]["atl07_downloaded"],
+        "sst_per_granule": {k: {"size": v["size"], "fetched": v["bytes_fetched"], "fraction": v["fraction"],
+                                "window": v.get("window")} for k, v in per.items()},
+        "timings_s": manifest["timings_s"],
+    }
+
+
+def fix_attributes(da):
+    """The tutorial's attribute fix: 1-element arrays → scalars / str (scalars left alone)."""
+    import numpy as np
+
+    for attr, value in da.attrs.items():
+        if np.ndim(value) == 0:
+            continue
+        if isinstance(value[0], bytes):
+            da.attrs[attr] = value[0].decode("utf-8")
+        else:
+            da.attrs[attr] = value[0]
+
+
+def child_baseline() -> dict:
+    _quiet_logs()
+    import h5py
+    import numpy as np
+    import pyresample
+    import s3fs
+    import xarray as xr
+
+    from core.cmr import CmrClient
+    from core.config import Settings
+    from core.earthdata import EarthdataSession, StaticToken
+    from core.request import parse_request
+
+    settings = Settings.from_env()
+    t0 = time.perf_counter()
+    # link discovery (the tutorial's CMR calls); the client only lists granules and links
+    session = EarthdataSession(settings, StaticToken(os.environ["EARTHDATA_TOKEN"]))
+    request = parse_request(dict(SEED), settings)
+    lo, hi = request.window(request.dates()[0])
+    cmr = CmrClient(session, settings)
+    atl07_granules = cmr.search(request.atl07_collection, request.bounding_box, lo, hi)
+    sst_granules = [g for g in cmr.search(request.sst_collection, request.bounding_box, lo, hi,
+                                          include_placeholders=True) if not g.is_placeholder]
+
+    workdir = Path(os.environ["BENCH_WORKDIR"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    http_bytes = 0
+    tracks = []
+    for g in atl07_granules:
+        r = session.get(g.https_url)  # the tutorial: requests.get(url), whole file in memory
+        r.raise_for_status()
+        content = r.content
+        http_bytes += len(content)
+        outfile = workdir / g.title
+        with open(outfile, "wb") as f:
+            f.write(content)
+        lat, lon, sst_seg = [], [], []
+        with h5py.File(outfile, "r") as h5:
+            for beam in BEAMS:
+                if f"{beam}/sea_ice_segments" not in h5:
+                    continue
+                seg = h5[f"{beam}/sea_ice_segments"]
+                lat.append(seg["latitude"][:])
+                lon.append(seg["longitude"][:])
+                seg["delta_time"][:]
+                sst_seg.append(seg["heights/height_segment_height"][:])
+        del content, r
+        tracks.append((g.title, np.concatenate(lat), np.concatenate(lon)))
+
+    s3_fetched = 0
+    sizes = {}
+    matched = 0
+    pairs = 0
+    for g in sst_granules:
+        creds = session.get(g.s3credentials_url).json()
+        fs = s3fs.S3FileSystem(key=creds["accessKeyId"], secret=creds["secretAccessKey"], token=creds["sessionToken"],
+                               client_kwargs={"endpoint_url": settings.s3_endpoint_url,
+                                              "region_name": settings.aws_region},
+                               skip_instance_cache=True)
+        with fs.open(g.s3_url, mode="rb") as f:  # s3fs defaults: readahead cache, 50 MiB blocks
+            fetch = f.cache.fetcher
+            counted = {"n": 0}
+
+            def counting(start, end, fetch=fetch, counted=counted):
+                data = fetch(start, end)
+                counted["n"] += len(data)
+                return data
+
+            f.cache.fetcher = counting
+            ds = xr.open_dataset(f, decode_cf=False)
+            for var in ds.variables:
+                fix_attributes(ds[var])
+            fix_attributes(ds)
+            ds = xr.decode_cf(ds)
+            modis = pyresample.SwathDefinition(lons=ds.lon.values, lats=ds.lat.values)
+            sst = ds.sea_surface_temperature.values[0]
+            for _, lat, lon in tracks:
+                is2 = pyresample.SwathDefinition(lons=lon, lats=lat)
+                res = pyresample.kd_tree.resample_nearest(modis, sst, is2, radius_of_influence=1000,
+                                                          fill_value=np.nan)
+                matched += int(np.isfinite(res).sum())
+                pairs += 1
+            ds.close()
+            s3_fetched += counted["n"]
+            sizes[g.title] = f.size
+    work = time.perf_counter() - t0
+    return {
+        "work_s": round(work, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "segments": int(sum(t[1].size for t in tracks)),
+        "pairs": pairs,
+        "matched_any_pixel": matched,
+        "sst_granules": len(sst_granules),
+        "atl07_granules": len(atl07_granules),
+        "reported_sst_bytes": s3_fetched,
+        "reported_atl07_bytes": http_bytes,
+        "sst_sizes": sizes,
+    }
+
+
+# --- parent -------------------------------------------------------------------------------------
+def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
+    workdir = workdir or Path(os.environ.get("TMPDIR", "/tmp")) / f"coloc-bench-{uuid.uuid4().hex[:8]}"
+    runs = {"service": [], "baseline": []}
+    with CountedSandbox(workdir / "sandbox") as csb:
+        for i in range(repeats):
+            for kind in ("service", "baseline"):
+                csb.reset()
+                env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+                              BENCH_WORKDIR=str(workdir / f"{kind}-{i}"))
+                r = run_child("bench.e2e", ["--child", kind], env=env)
+                r.update(csb.counted())
+                runs[kind].append(r)
+                print(f"  e2e {kind} run {i + 1}/{repeats}: {r['work_s']:.2f} s, {r['peak_rss_mb']:.0f} MB, "
+                      f"S3 {r['s3_get_bytes'] / 1e6:.1f} MB, HTTP {r['http_bytes'] / 1e6:.1f} MB", file=sys.stderr)
+    s, b = runs["service"], runs["baseline"]
+    med = lambda rows, k: median([r[k] for r in rows])  # noqa: E731
+    per = s[-1]["sst_per_granule"]
+    fractions = {k: v["fraction"] for k, v in per.items()}
+    summary = {
+        "service_work_s": med(s, "work_s"),
+        "baseline_work_s": med(b, "work_s"),
+        "service_process_wall_s": med(s, "process_wall_s"),
+        "baseline_process_wall_s": med(b, "process_wall_s"),
+        "service_peak_rss_mb": med(s, "peak_rss_mb"),
+        "baseline_peak_rss_mb": med(b, "peak_rss_mb"),
+        "service_s3_bytes": med(s, "s3_get_bytes"),
+        "baseline_s3_bytes": med(b, "s3_get_bytes"),
+        "service_http_bytes": med(s, "http_bytes"),
+        "baseline_http_bytes": med(b, "http_bytes"),
+        "s3_fraction_per_granule": fractions,
+    }
+    summary["speedup"] = round(summary["baseline_work_s"] / summary["service_work_s"], 2)
+    summary["speedup_process_wall"] = round(summary["baseline_process_wall_s"] / summary["service_process_wall_s"], 2)
+    summary["peak_rss_ratio"] = round(summary["service_peak_rss_mb"] / summary["baseline_peak_rss_mb"], 3)
+    summary["s3_bytes_fraction_max"] = max(fractions.values()) if fractions else None
+    return {"summary": summary, "runs": runs}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", choices=("service", "baseline"))
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args(argv)
+    if a.child:
+        emit(child_service() if a.child == "service" else child_baseline())
+        return 0
+    print(json.dumps(measure(a.repeats)["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
