@@ -180,6 +180,25 @@ def drop_duplicates(site: Path, earlier: list[Path], exclude: set[str] = frozens
     return sorted(dropped)
 
 
+def find_python(version: str) -> str | None:
+    """An interpreter of the *target* version, to byte-compile for it (pyc are version-specific)."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return sys.executable
+    for candidate in (shutil.which(f"python{version}"),
+                      *sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))):
+        if candidate and subprocess.run([str(candidate), "-c", "pass"], capture_output=True).returncode == 0:
+            return str(candidate)
+    return None
+
+
+def byte_compile(site: Path, python: str) -> None:
+    # /opt is read-only on Lambda: without shipped .pyc every cold start compiles every imported
+    # module again (measured locally: 3.8 s vs 0.6 s to import core.pipeline). unchecked-hash:
+    # zip round trips change mtimes, and a timestamp-checked pyc would be silently ignored.
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    str(site)], check=True, stdout=subprocess.DEVNULL)
+
+
 def dir_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -215,8 +234,13 @@ def measure() -> dict:
     }
 
 
-def build(arch: str, python: str) -> dict:
+def build(arch: str, python: str, compile_pyc: bool = True) -> dict:
     info: dict = {"arch": arch, "python": python, "stripped_mb": {}, "build_s": {}}
+    compiler = find_python(python) if compile_pyc else None
+    if compile_pyc and compiler is None:
+        print(f"WARNING: no python{python} found: layers ship without .pyc (slower cold starts)",
+              file=sys.stderr)
+    info["pyc"] = bool(compiler)
     done: list[Path] = []
     for name, req in LAYERS.items():
         t0 = time.monotonic()
@@ -228,6 +252,8 @@ def build(arch: str, python: str) -> dict:
         info.setdefault("dropped", {})[name] = drop_duplicates(site, done, exclude)
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts: unusable in a layer
         info["stripped_mb"][name] = round((strip(site) + trim_botocore(site)) / MB, 2)
+        if compiler:
+            byte_compile(site, compiler)
         done.append(site)
         info["build_s"][name] = round(time.monotonic() - t0, 1)
     return info
@@ -241,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-install", action="store_true", help="only measure an existing build")
     ap.add_argument("--out", type=Path, default=BUILD, help="build directory (default layers/build)")
     ap.add_argument("--limit-mb", type=float, default=LIMIT_MB, help="fail above this (MiB)")
+    ap.add_argument("--no-pyc", action="store_true", help="do not byte-compile for the runtime")
     args = ap.parse_args(argv)
     BUILD, LIMIT_MB = args.out.resolve(), args.limit_mb
 
@@ -250,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_install:
         if sizes_path.exists():
             info = {k: v for k, v in json.loads(sizes_path.read_text()).items()
-                    if k in ("arch", "python", "stripped_mb", "build_s", "dropped")}
+                    if k in ("arch", "python", "stripped_mb", "build_s", "dropped", "pyc")}
     else:
-        info = build(args.arch, args.python)
+        info = build(args.arch, args.python, compile_pyc=not args.no_pyc)
     report = {**info, **measure()}
     sizes_path.write_text(json.dumps(report, indent=2) + "\n")
 

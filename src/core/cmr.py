@@ -30,12 +30,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from core.config import ATL07_RETIRED_COLLECTION, Settings
+from core.http import retry_policy
 from core.errors import InputError, UpstreamError
 from core.model import BBox
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 CONCEPT_ID = re.compile(r"^C\d+-[A-Z0-9_]+$")
 NSIDC_VERSION = re.compile(r"^(?P<short>.+)\.(?P<version>\d{3})$")
 MAX_PAGE_SIZE = 2000
@@ -109,21 +109,8 @@ def parse_collection(collection: str, settings: Settings | None = None) -> Colle
 
 
 def mount_retries(session: requests.Session, settings: Settings, prefix: str | None = None) -> Retry:
-    """Retry GETs on ``prefix`` (default: the CMR URL) after 429 (honouring Retry-After), 5xx,
-    connection errors and read timeouts, with exponential backoff."""
-    retry = Retry(
-        total=settings.http_retries,
-        connect=settings.http_retries,
-        read=settings.http_retries,
-        status=settings.http_retries,
-        backoff_factor=settings.http_backoff_s,
-        backoff_max=30,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,  # the last response comes back and we name the service
-        raise_on_redirect=False,
-    )
+    """Mount the shared retry policy (core.http) for GETs on ``prefix`` (default: the CMR URL)."""
+    retry = retry_policy(settings, ("GET", "HEAD"))
     session.mount(prefix or settings.cmr_url.rstrip("/") + "/", HTTPAdapter(max_retries=retry))
     return retry
 

@@ -20,14 +20,13 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from core.config import Settings
 from core.errors import AuthError, DisallowedHostError, UpstreamError
+from core.http import retry_policy
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -236,19 +235,7 @@ class EarthdataSession(requests.Session):
         self.max_redirects = max_redirects
         # No ~/.netrc Basic auth or proxies picked up behind our back: credentials are explicit.
         self.trust_env = False
-        retry = Retry(
-            total=settings.http_retries,
-            connect=settings.http_retries,
-            read=settings.http_retries,
-            status=settings.http_retries,
-            backoff_factor=settings.http_backoff_s,
-            backoff_max=30,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "HEAD", "POST"}),
-            respect_retry_after_header=True,
-            raise_on_status=False,  # hand the last response back; callers name the service
-            raise_on_redirect=False,
-        )
+        retry = retry_policy(settings, ("GET", "HEAD", "POST"))
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
         self.mount("https://", adapter)
         self.mount("http://", adapter)

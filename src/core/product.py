@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,6 +37,7 @@ import numpy as np
 import xarray as xr
 
 from core.config import MODIS_L2P_COLLECTION
+from core.atomic import atomic_path
 from core.model import FLAGS_FILL, QL_FILL, Track
 
 log = logging.getLogger(__name__)
@@ -502,15 +502,7 @@ def _bbox(value) -> tuple[float, ...] | None:
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` atomically (temporary name in the same directory, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("wrote %s (%d trajectories, %d obs)", path.name, ds.sizes.get("trajectory", 0), ds.sizes.get("obs", 0))
     return path

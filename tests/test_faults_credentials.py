@@ -1,0 +1,88 @@
+"""/s3credentials faults through the production pipeline: retried, a named UpstreamError (never an
+empty dict handed to s3fs), or refreshed mid-task; nothing half-written in the output bucket."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from core.errors import UpstreamError
+from core.pipeline import run_task
+from tests import faults_fixtures as ff
+
+CREDS = "/s3credentials"
+
+
+@pytest.fixture(scope="module")
+def sb(sandbox_scene, tmp_path_factory):
+    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _reset(sb):
+    ff.reset(sb)
+    yield
+    ff.reset(sb)
+
+
+def _fails(sb, t, match: str, **overrides) -> UpstreamError:
+    with pytest.raises(UpstreamError) as info:
+        run_task(t, ff.services(sb, **overrides))
+    assert "/s3credentials" in info.value.service and match in str(info.value), str(info.value)
+    assert sb.state.requests_to("s3api") == [], "S3 was read without valid credentials"
+    ff.assert_nothing_written(sb, t)
+    return info.value
+
+
+def test_500_burst_is_retried(sb):
+    sb.faults.add(CREDS, app="podaac", status=500, times=2)
+    t = ff.task(sb)
+    manifest = run_task(t, ff.services(sb))
+    ff.assert_one_complete_result(sb, t, manifest)
+    assert len(sb.faults.fired) == 2
+
+
+def test_persistent_500_is_named(sb):
+    sb.faults.add(CREDS, app="podaac", status=500)
+    _fails(sb, ff.task(sb), "HTTP 500")
+
+
+@pytest.mark.parametrize("body, content_type, match", [
+    ("", "application/json", "empty response body"),
+    ("{}", "application/json", "empty or non-object"),
+    ("[]", "application/json", "empty or non-object"),
+    ('{"accessKeyId": "ASIAX", "secretAccessKey": "s"}', "application/json", "lacks sessionToken"),
+    ('{"accessKeyId": "ASIAX", "secretAccessKey": "s", "sessionToken": "t", "expiration": "soon"}',
+     "application/json", "expiration"),
+    ("accessKeyId=ASIAX", "text/plain", "not JSON"),
+])
+def test_empty_or_malformed_body_is_never_an_empty_credential_set(sb, body, content_type, match):
+    sb.faults.add(CREDS, app="podaac", body=body, content_type=content_type)
+    err = _fails(sb, ff.task(sb), match)
+    assert "secretAccessKey\": \"s" not in str(err)
+
+
+def _key_ids(sb) -> list[str]:
+    """The access key id each S3 read through the proxy was signed with, in order."""
+    out = []
+    for r in sb.state.requests_to("s3api"):
+        m = re.search(r"Credential=([A-Z0-9]+)/", r.headers.get("Authorization", ""))
+        out.append(m.group(1) if m else "")
+    return out
+
+
+def test_credentials_expiring_in_the_middle_of_a_task_are_refreshed(sb):
+    # the first set lives 3 s; reads of the first granule are slowed so the task outlives it
+    sb.faults.add(CREDS, app="podaac", credentials_ttl_s=3, times=1)
+    sb.faults.add("/podaac-ops-cumulus-protected/", app="s3api", method="GET", delay_s=0.5, times=6)
+    issued_before = len(sb.state.issued_credentials)
+    t = ff.task(sb)
+    manifest = run_task(t, ff.services(sb, credentials_refresh_margin_s=1.0))
+    ff.assert_one_complete_result(sb, t, manifest)
+    issued = [c for c in sb.state.issued_credentials[issued_before:] if c["daac"] == "podaac"]
+    assert len(issued) >= 2, "the short-lived set was never refreshed"
+    used = _key_ids(sb)
+    assert used[0] == issued[0]["accessKeyId"], "the first reads used the first set"
+    assert used[-1] != issued[0]["accessKeyId"], "reads after expiry still used the expired set"
+    assert set(used) <= {c["accessKeyId"] for c in issued}
+    assert len(sb.state.requests_to("podaac")) == len(issued)  # fetched only when needed

@@ -1,0 +1,129 @@
+"""ATL07 download faults through the production pipeline: resumed, or a named failure before or
+after the bytes, never a half-written result; a killed run's leftovers are neither reused nor kept."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import pytest
+
+from core.errors import InsufficientSpaceError, UpstreamError
+from core.pipeline import run_task
+from tests import faults_fixtures as ff
+
+FILE = "/nsidc-cumulus-prod-protected/"  # served by the presigned-S3 app after TEA's 307
+
+
+@pytest.fixture(scope="module")
+def sb(sandbox_scene, tmp_path_factory):
+    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _reset(sb):
+    ff.reset(sb)
+    yield
+    ff.reset(sb)
+
+
+def _atl07(sb):
+    return next(g for g in sb.scene.granules if g.short_name == "ATL07" and "_20190622055317_" in g.file_name)
+
+
+def _file_gets(sb):
+    return [r for r in sb.state.requests_to("s3") if r.path.startswith(FILE)]
+
+
+def _no_partials(download_dir) -> None:
+    left = [p for p in Path(download_dir).rglob("*") if p.is_file()]
+    assert left == [], f"download directory not cleaned up: {left}"
+
+
+def test_connection_dropped_mid_file_is_resumed_with_range(sb):
+    sb.faults.add(FILE, app="s3", drop_after=3 << 20, times=1)
+    t = ff.task(sb)
+    manifest = run_task(t, ff.services(sb))
+    ff.assert_one_complete_result(sb, t, manifest)
+    assert manifest["bytes"]["atl07_downloaded"] == _atl07(sb).path.stat().st_size
+    gets = _file_gets(sb)
+    assert len(gets) == 2 and gets[1].headers.get("Range", "").startswith("bytes=")
+    assert int(gets[1].headers["Range"][6:].rstrip("-")) > 0
+    _no_partials(sb.settings.download_dir)
+
+
+def test_body_shorter_than_content_length_is_resumed(sb):
+    sb.faults.add(FILE, app="s3", truncate_to=1 << 20, times=2)
+    t = ff.task(sb)
+    manifest = run_task(t, ff.services(sb))
+    ff.assert_one_complete_result(sb, t, manifest)
+    assert manifest["bytes"]["atl07_downloaded"] == _atl07(sb).path.stat().st_size
+    assert len(_file_gets(sb)) == 3
+
+
+def test_a_server_that_always_cuts_the_body_short_fails_by_name(sb):
+    sb.faults.add(FILE, app="s3", truncate_to=256 << 10)
+    t = ff.task(sb)
+    with pytest.raises(UpstreamError, match="connection broke") as info:
+        run_task(t, ff.services(sb))
+    assert info.value.service.startswith("download ")
+    ff.assert_nothing_written(sb, t)
+    _no_partials(sb.settings.download_dir)
+
+
+def test_corrupt_hdf5_is_an_upstream_error_naming_the_granule(sb):
+    g = _atl07(sb)
+    corrupt = bytearray(g.path.read_bytes())
+    corrupt[:4096] = b"\0" * 4096  # superblock gone, size unchanged: passes every length check
+    sb.faults.add(FILE, app="s3", body=bytes(corrupt), content_type="application/octet-stream")
+    t = ff.task(sb)
+    with pytest.raises(UpstreamError) as info:
+        run_task(t, ff.services(sb))
+    assert g.file_name.rsplit(".", 1)[0] in str(info.value) and "HDF5" in str(info.value)
+    ff.assert_nothing_written(sb, t)
+    _no_partials(sb.settings.download_dir)
+
+
+def test_tmp_too_small_fails_before_downloading(sb):
+    size = _atl07(sb).path.stat().st_size
+    t = ff.task(sb)
+    with pytest.raises(InsufficientSpaceError, match="not enough free space"):
+        run_task(t, ff.services(sb, download_max_bytes=size // 2))
+    ff.assert_nothing_written(sb, t)
+    assert _file_gets(sb) == [], "the file was fetched although it could not fit"
+    _no_partials(sb.settings.download_dir)
+
+
+def test_killed_run_then_retry_publishes_one_complete_result(sb, tmp_path):
+    """A Lambda killed mid-task leaves a partial download in /tmp and uploaded-but-unpublished
+    outputs under its run id; the retry must neither reuse nor keep either."""
+    g = _atl07(sb)
+    t = ff.task(sb)
+    settings = ff.settings_of(sb, download_dir=str(tmp_path / "tmp"))
+    store = ff.services(sb, download_dir=settings.download_dir).output
+    # what the killed run left: a workdir with a partial (garbage) download ...
+    dead = Path(settings.download_dir) / "coloc-killed0"
+    dead.mkdir(parents=True)
+    stale = dead / f".{g.file_name}.abc123.part"
+    stale.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\xff" * (2 << 20))
+    # ... and an uploaded output whose manifest was never written
+    orphan = store.output_key(t.request_id, t.date.isoformat(), "killedrun0", f"{g.file_name[:-3]}_sst.nc")
+    store.put_json(orphan, {"half": "written"})
+
+    manifest = run_task(t, ff.services(sb, download_dir=settings.download_dir))
+    assert manifest.get("cached") is not True and manifest["run_id"] != "killedrun0"
+    ff.assert_one_complete_result(sb, t, manifest)  # the orphan is gone too
+    assert not dead.exists(), "the killed run's partial download was left behind"
+    # the partial file was not resumed from: the whole file was fetched from byte 0
+    gets = _file_gets(sb)
+    assert len(gets) == 1 and "Range" not in gets[0].headers
+    assert manifest["bytes"]["atl07_downloaded"] == g.path.stat().st_size
+    # and the published netCDF is a real product
+    nc = next(k for k in manifest["outputs"] if k.endswith(".nc"))
+    local = tmp_path / "out.nc"
+    sb.boto3_client("s3").download_file(sb.settings.output_bucket, nc, str(local))
+    with h5py.File(local, "r") as f:
+        assert f["lat"].shape[0] == manifest["counts"]["segments"]
+    again = run_task(t, ff.services(sb, download_dir=settings.download_dir))
+    assert again["cached"] is True and again["run_id"] == manifest["run_id"]
+    assert json.dumps(again["outputs"]) == json.dumps(manifest["outputs"])

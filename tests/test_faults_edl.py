@@ -1,0 +1,78 @@
+"""Earthdata Login faults through the production pipeline: AuthError naming EDL, never the token,
+and nothing left in the output bucket."""
+from __future__ import annotations
+
+import pytest
+
+from core.errors import AuthError
+from core.pipeline import run_task
+from tests import faults_fixtures as ff
+
+DATA = "/nsidc-cumulus-prod-protected/"  # the ATL07 granule behind NSIDC's TEA
+
+
+@pytest.fixture(scope="module")
+def sb(sandbox_scene, tmp_path_factory):
+    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _reset(sb):
+    ff.reset(sb)
+    yield
+    ff.reset(sb)
+
+
+def _auth_fails(sb, t, services, token: str, match: str) -> AuthError:
+    with pytest.raises(AuthError) as info:
+        run_task(t, services)
+    err = info.value
+    assert err.service == "Earthdata Login" and match in str(err), str(err)
+    assert token not in str(err) and token not in repr(err.args)
+    ff.assert_nothing_written(sb, t)
+    return err
+
+
+def test_wrong_token_is_refused_by_edl_without_echoing_it(sb):
+    wrong = "EDL-not-a-real-token-0123456789"
+    _auth_fails(sb, ff.task(sb), ff.services(sb, token=wrong), wrong, "401")
+
+
+def test_expired_token_before_the_task(sb):
+    token = sb.state.new_token(sb.edl_username)
+    sb.state.revoke_token(token)  # EDL forgets expired tokens: 401 like a wrong one
+    _auth_fails(sb, ff.task(sb), ff.services(sb, token=token), token, "expired or invalid")
+
+
+def test_token_expiring_in_the_middle_of_a_task(sb):
+    token = sb.state.new_token(sb.edl_username)
+    services = ff.services(sb, token=token)
+
+    def expire_after_download(resp, *args, **kwargs):
+        if DATA in resp.url and resp.status_code == 200:  # the ATL07 bytes arrived
+            sb.state.revoke_token(token)
+
+    services.http.hooks["response"].append(expire_after_download)
+    err = _auth_fails(sb, ff.task(sb), services, token, "401")
+    assert "/s3credentials" in str(err)  # the next EDL-protected call was the one refused
+    assert sb.state.requests_to("s3api") == []  # no S3 read happened without credentials
+
+
+def test_redirect_loop_is_named(sb):
+    sb.faults.add(DATA, app="nsidc", redirect_loop=True)
+    _auth_fails(sb, ff.task(sb), ff.services(sb), sb.edl_token, "redirect loop")
+
+
+def test_html_login_page_instead_of_the_file(sb):
+    sb.faults.add(DATA, app="nsidc", html_login=True)
+    _auth_fails(sb, ff.task(sb), ff.services(sb), sb.edl_token, "HTML page")
+    downloads = sb.settings.download_dir
+    # the login page never became a file under the granule's name
+    from pathlib import Path
+
+    assert not list(Path(downloads).rglob("ATL07*"))
+
+
+def test_html_login_page_instead_of_s3credentials(sb):
+    sb.faults.add("/s3credentials", app="podaac", html_login=True)
+    _auth_fails(sb, ff.task(sb), ff.services(sb), sb.edl_token, "HTML page")
