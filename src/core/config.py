@@ -71,6 +71,9 @@ class Settings:
     # --- access ----------------------------------------------------------------------------
     atl07_access: str = "auto"  # download | direct | auto
     download_dir: str = "/tmp"
+    # Most bytes this process may keep in download_dir (0: only the disk's free space limits);
+    # a Lambda's /tmp is shared by everything in the container.
+    download_max_bytes: int = 0
     s3_block_size: int = 1 << 20  # s3fs block cache; the default readahead over-reads massively
     placeholder_max_bytes: int = 1024  # CMR lists ~1e-4 MB placeholder granules: skip them
     cmr_page_size: int = 2000
