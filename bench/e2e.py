@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import REPO, child_env, emit, median, peak_rss_mb, run_child
+from bench.common import REPO, child_env, emit, median, peak_rss_mb, proc_status, run_child
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 1000.0}
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
@@ -112,6 +112,7 @@ def child_service() -> dict:
 
     settings = Settings.from_env()
     s3 = boto3.client("s3", region_name=settings.aws_region, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    import_rss = proc_status("VmRSS") / 1e6
     t0 = time.perf_counter()
     services = build_services(settings, token_provider=StaticToken(os.environ["EARTHDATA_TOKEN"]), s3_client=s3)
     request = parse_request(dict(SEED), settings)
@@ -122,6 +123,7 @@ def child_service() -> dict:
     return {
         "work_s": round(work, 3),
         "peak_rss_mb": peak_rss_mb(),
+        "import_rss_mb": round(import_rss, 1),
         "segments": manifest["counts"]["segments"],
         "matched": manifest["counts"]["matched"],
         "sst_granules": manifest["counts"]["sst_granules"],
@@ -161,6 +163,7 @@ def child_baseline() -> dict:
     from core.request import parse_request
 
     settings = Settings.from_env()
+    import_rss = proc_status("VmRSS") / 1e6
     t0 = time.perf_counter()
     # link discovery (the tutorial's CMR calls); the client only lists granules and links
     session = EarthdataSession(settings, StaticToken(os.environ["EARTHDATA_TOKEN"]))
@@ -236,6 +239,7 @@ def child_baseline() -> dict:
     return {
         "work_s": round(work, 3),
         "peak_rss_mb": peak_rss_mb(),
+        "import_rss_mb": round(import_rss, 1),
         "segments": int(sum(t[1].size for t in tracks)),
         "pairs": pairs,
         "matched_any_pixel": matched,
@@ -273,6 +277,8 @@ def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
         "baseline_process_wall_s": med(b, "process_wall_s"),
         "service_peak_rss_mb": med(s, "peak_rss_mb"),
         "baseline_peak_rss_mb": med(b, "peak_rss_mb"),
+        "service_import_rss_mb": med(s, "import_rss_mb"),
+        "baseline_import_rss_mb": med(b, "import_rss_mb"),
         "service_s3_bytes": med(s, "s3_get_bytes"),
         "baseline_s3_bytes": med(b, "s3_get_bytes"),
         "service_http_bytes": med(s, "http_bytes"),
@@ -282,6 +288,9 @@ def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
     summary["speedup"] = round(summary["baseline_work_s"] / summary["service_work_s"], 2)
     summary["speedup_process_wall"] = round(summary["baseline_process_wall_s"] / summary["service_process_wall_s"], 2)
     summary["peak_rss_ratio"] = round(summary["service_peak_rss_mb"] / summary["baseline_peak_rss_mb"], 3)
+    summary["peak_rss_above_imports_ratio"] = round(
+        (summary["service_peak_rss_mb"] - summary["service_import_rss_mb"])
+        / (summary["baseline_peak_rss_mb"] - summary["baseline_import_rss_mb"]), 3)
     summary["s3_bytes_fraction_max"] = max(fractions.values()) if fractions else None
     return {"summary": summary, "runs": runs}
 

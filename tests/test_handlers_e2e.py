@@ -74,7 +74,7 @@ def lambda_env(sandbox, monkeypatch):
     _reset_handler_caches()
 
 
-def test_direct_invocation_seed_case(lambda_env, sandbox):
+def test_direct_invocation_seed_case(lambda_env, sandbox, capfd):
     from handlers.colocate import handler
 
     out = handler(load("direct.json"), LambdaContext("ColocateFunction"))
@@ -89,6 +89,10 @@ def test_direct_invocation_seed_case(lambda_env, sandbox):
     # a second call finds the stored result
     again = handler(load("direct.json"), LambdaContext("ColocateFunction"))["dates"][0]
     assert again["cached"] is True and again["outputs"] == day["outputs"]
+    # the EDL token read from Secrets Manager never reaches the logs or the answer
+    logs = "".join(capfd.readouterr())
+    assert '"level":"INFO"' in logs.replace(" ", "") or "cold_start" in logs  # Powertools JSON logs
+    assert sandbox.edl_token not in logs and sandbox.edl_token not in json.dumps(out)
 
 
 # --------------------------------------------------------------------------- state machine

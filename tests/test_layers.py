@@ -81,7 +81,17 @@ def test_layers_have_no_duplicates_and_no_test_suites():
     assert {"numpy", "h5py", "pykdtree", "xarray", "botocore", "aiobotocore"} <= {k for k, v in owners.items() if v == "science"}
     assert owners["matplotlib"] == "plot" and owners["pydantic"] == "base"
     assert not (set(layer_build.EXCLUDE_DISTS) & set(owners))
-    assert not list(BUILD.rglob("__pycache__"))
+    # byte code only where build.py compiles it, for the runtime's Python, never mtime-checked
+    sizes = json.loads(SIZES.read_text())
+    for layer in layer_build.LAYERS:
+        pycs = list((BUILD / layer).rglob("*.pyc"))
+        if sizes.get("pyc") and layer in layer_build.COMPILE_LAYERS:
+            assert pycs and all(p.name.endswith(".cpython-312.pyc") for p in pycs), layer
+            for pyc in pycs[:200]:
+                flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+                assert flags == 0b01, (pyc, flags)  # hash-based, unchecked (zip changes mtimes)
+        else:
+            assert not pycs, layer
     assert not [p for p in BUILD.rglob("tests") if p.is_dir() and "numpy" not in p.parts]
     assert not list(BUILD.rglob("*.pyi"))
 

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import h5py
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, UnreadableFileError
 from .model import BEAMS, Atl07Granule, BBox, BeamSegments
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def read_atl07(
     try:
         h5 = h5py.File(source, "r")
     except (OSError, ValueError) as exc:
-        raise InputError(f"{name} is not an HDF5 file (ATL07 expected): {exc}", field="atl07") from None
+        raise UnreadableFileError(f"{name} is not an HDF5 file (ATL07 expected): {exc}", field="atl07") from None
     with h5:
         return _read_granule(h5, name, bbox, margin_deg)
 

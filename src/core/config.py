@@ -69,7 +69,9 @@ class Settings:
     bbox_margin_deg: float = 0.1
 
     # --- access ----------------------------------------------------------------------------
-    atl07_access: str = "auto"  # download | direct | auto
+    # download: stream over HTTPS with EDL (works anywhere); direct: read in place from S3;
+    # auto: direct when the granule has an s3:// link and we run in the DAAC's region
+    atl07_access: str = "download"
     download_dir: str = "/tmp"
     # Most bytes this process may keep in download_dir (0: only the disk's free space limits);
     # a Lambda's /tmp is shared by everything in the container.

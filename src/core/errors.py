@@ -18,6 +18,14 @@ class InputError(ColocationError):
         self.field = field
 
 
+class UnreadableFileError(InputError):
+    """A file that cannot be opened as HDF5/netCDF4 (corrupt, truncated or another format).
+
+    For a local file this is the caller's input; for a granule fetched from a DAAC the pipeline
+    reports it as an :class:`UpstreamError` instead.
+    """
+
+
 class NotFoundError(ColocationError):
     status = 404
 

@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from pykdtree.kdtree import KDTree
 
-from .errors import InputError
+from .errors import InputError, UnreadableFileError
 from .model import FLAGS_FILL, QL_FILL, SstSwath
 from .colocate import chord_from_arc, lonlat_to_xyz
 
@@ -216,7 +216,7 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None) -> L
         raw = xr.open_dataset(source, engine="h5netcdf", decode_cf=False, mask_and_scale=False,
                               decode_times=False, cache=False)
     except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
-        raise InputError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}", field="sst") from None
+        raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}", field="sst") from None
     try:
         return _granule(normalise_attrs(raw), name)
     except Exception:

@@ -9,7 +9,10 @@ segment across granules, and writes one netCDF + PNG per ATL07 granule and the d
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import shutil
+import os
 import tempfile
 import time
 import uuid
@@ -27,7 +30,8 @@ from core.colocate import best_of, colocate
 from core.config import Settings
 from core.credentials import CredentialsCache
 from core.download import downloaded
-from core.errors import ColocationError, InputError, UpstreamError
+from core.earthdata import redact_url
+from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
 from core.l2p import read_l2p
 from core.model import Atl07Granule, Matches, SstSwath, Track
 from core.product import build_dataset, write_netcdf
@@ -36,6 +40,10 @@ from core.results import OutputStore
 from core.s3access import open_granule, open_s3_filesystem
 
 log = logging.getLogger(__name__)
+
+WORKDIR_PREFIX = "coloc-"
+WORKDIR_LOCK = ".lock"  # held (flock) while a run lives; free once its process is gone
+STALE_UNLOCKED_S = 60.0  # a workdir without a lock file is only a dead run's after this long
 
 
 @dataclass
@@ -100,6 +108,61 @@ class _Timer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + self.clock() - t0, 3)
 
 
+def _remove_stale_workdirs(download_dir: Path) -> None:
+    """Delete workdirs of runs that died (a killed Lambda leaves /tmp to the next invocation):
+    their partial downloads must neither be reused nor fill the disk."""
+    for path in download_dir.glob(WORKDIR_PREFIX + "*"):
+        if not path.is_dir():
+            continue
+        try:
+            lock = open(path / WORKDIR_LOCK, "a")
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > STALE_UNLOCKED_S:
+                    shutil.rmtree(path, ignore_errors=True)
+            continue
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run (this or another process)
+            log.info("removing the workdir of a dead run: %s", path.name)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _workdir(download_dir: Path) -> Iterator[Path]:
+    """A private, locked directory for one run under ``download_dir``, removed afterwards."""
+    download_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_workdirs(download_dir)
+    path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=download_dir))
+    lock = open(path / WORKDIR_LOCK, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        lock.close()
+
+
+def _disk_usage(settings: Settings) -> Callable[[str], object]:
+    """``shutil.disk_usage`` bounded by ``settings.download_max_bytes`` (0: no bound)."""
+    quota = int(settings.download_max_bytes)
+    if quota <= 0:
+        return shutil.disk_usage
+
+    def usage(path: str):
+        used = 0
+        for f in Path(settings.download_dir).rglob("*"):
+            with contextlib.suppress(OSError):
+                if f.is_file():
+                    used += f.stat().st_size
+        real = shutil.disk_usage(path)
+        return shutil._ntuple_diskusage(quota, used, max(0, min(real.free, quota - used)))
+
+    return usage
+
+
 def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -122,8 +185,10 @@ def _use_direct_access(granule: Granule, settings: Settings) -> bool:
     can_direct = bool(granule.s3_url and granule.s3credentials_url)
     if mode == "direct" and not can_direct:
         raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
-    # auto: HTTPS streaming is the default path (works from any region); in-place when forced
-    return mode == "direct"
+    # DAAC credentials only work in-region; Lambda tells its region in AWS_REGION (no EC2
+    # metadata lookup, which fails in Lambda)
+    in_region = os.environ.get("AWS_REGION") == settings.aws_region
+    return mode == "direct" or (mode == "auto" and can_direct and in_region)
 
 
 @dataclass
@@ -204,12 +269,11 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
     uploaded: list[str] = []
     products: list[dict] = []
     sst_report: dict[str, dict] = {}
-    Path(settings.download_dir).mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="coloc-", dir=settings.download_dir) as workdir:
+        with _workdir(Path(settings.download_dir)) as workdir:
             for granule in atl07_granules:
                 product = _colocate_granule(granule, sst_granules, req, bbox, lo, hi, max_dt, services,
-                                            timer, sst_report, Path(workdir))
+                                            timer, sst_report, workdir)
                 if product is None:
                     products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
                     continue
@@ -256,11 +320,24 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
             # another run of this date finished first: keep its result, drop ours
             store.delete_keys(uploaded)
             return {**(store.get_manifest(request_id, date) or manifest), "cached": True}
+        _remove_orphans(store, request_id, date, manifest)
         return manifest
     except BaseException:
         with contextlib.suppress(Exception):
             store.delete_keys(uploaded)
         raise
+
+
+def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: dict) -> None:
+    """Once a date is published, anything else under it is a dead or losing run's output."""
+    keep = set(manifest["outputs"]) | {store.manifest_key(request_id, date)}
+    paginator = store.s3.get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket=store.bucket, Prefix=store.date_prefix(request_id, date) + "/")
+    orphans = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] not in keep]
+    if orphans:
+        log.info("removing %d unpublished objects of earlier runs of %s", len(orphans), date)
+        with contextlib.suppress(Exception):  # best effort: the bucket's lifecycle rule is the backstop
+            store.delete_keys(orphans)
 
 
 def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: ColocationRequest, bbox, lo, hi,
@@ -272,15 +349,24 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
         if _use_direct_access(granule, settings):
             fs = services.s3_filesystem(granule.s3credentials_url)
             with open_granule(fs, granule.s3_url, settings) as fh:
-                atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+                try:
+                    atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+                except UnreadableFileError as exc:
+                    raise UpstreamError(f"{granule.title}: {exc}", service="S3") from None
                 atl07_bytes = fh.bytes_fetched
         else:
             if not granule.https_url:
                 raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
             with downloaded(services.http, granule.https_url, workdir, expected_size=granule.size_bytes or None,
-                            file_name=granule.producer_granule_id or None) as path:
+                            file_name=granule.producer_granule_id or None,
+                            disk_usage=_disk_usage(settings)) as path:
                 atl07_bytes = path.stat().st_size
-                atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+                try:
+                    atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+                except UnreadableFileError as exc:
+                    # the bytes matched the catalogue's size: the DAAC served a corrupt file
+                    raise UpstreamError(f"{granule.title}: {exc}",
+                                        service=f"download {redact_url(granule.https_url)}") from None
     segments = _Segments.of(atl07, lo, hi)
     if not len(segments):
         log.info("%s: no segments in the bbox and time window", granule.title)
@@ -348,6 +434,8 @@ def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, 
             try:
                 swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
                                  name=sst.title)
+            except UnreadableFileError as exc:
+                raise UpstreamError(f"{sst.title}: {exc}", service="S3") from None
             except ColocationError:
                 raise
             except Exception as exc:  # h5py/h5netcdf on a truncated or corrupt object
