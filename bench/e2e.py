@@ -96,6 +96,13 @@ class CountedSandbox:
         return child_env({**self.sandbox.env(), **extra})
 
 
+def _cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 3)
+
+
 # --- children ---------------------------------------------------------------------------------
 def _quiet_logs() -> None:
     logging.basicConfig(level=logging.WARNING)
@@ -124,6 +131,7 @@ def child_service() -> dict:
         "work_s": round(work, 3),
         "peak_rss_mb": peak_rss_mb(),
         "import_rss_mb": round(import_rss, 1),
+        "cpu_s": _cpu_s(),
         "segments": manifest["counts"]["segments"],
         "matched": manifest["counts"]["matched"],
         "sst_granules": manifest["counts"]["sst_granules"],
@@ -240,6 +248,7 @@ def child_baseline() -> dict:
         "work_s": round(work, 3),
         "peak_rss_mb": peak_rss_mb(),
         "import_rss_mb": round(import_rss, 1),
+        "cpu_s": _cpu_s(),
         "segments": int(sum(t[1].size for t in tracks)),
         "pairs": pairs,
         "matched_any_pixel": matched,
@@ -275,6 +284,8 @@ def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
         "baseline_work_s": med(b, "work_s"),
         "service_process_wall_s": med(s, "process_wall_s"),
         "baseline_process_wall_s": med(b, "process_wall_s"),
+        "service_cpu_s": med(s, "cpu_s"),
+        "baseline_cpu_s": med(b, "cpu_s"),
         "service_peak_rss_mb": med(s, "peak_rss_mb"),
         "baseline_peak_rss_mb": med(b, "peak_rss_mb"),
         "service_import_rss_mb": med(s, "import_rss_mb"),
@@ -287,6 +298,7 @@ def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
     }
     summary["speedup"] = round(summary["baseline_work_s"] / summary["service_work_s"], 2)
     summary["speedup_process_wall"] = round(summary["baseline_process_wall_s"] / summary["service_process_wall_s"], 2)
+    summary["speedup_cpu"] = round(summary["baseline_cpu_s"] / summary["service_cpu_s"], 2)
     summary["peak_rss_ratio"] = round(summary["service_peak_rss_mb"] / summary["baseline_peak_rss_mb"], 3)
     summary["peak_rss_above_imports_ratio"] = round(
         (summary["service_peak_rss_mb"] - summary["service_import_rss_mb"])

@@ -10,7 +10,7 @@ Per date: task wall time (inside the handler call) and peak RSS → GB-seconds a
 function's configured memory (template.yaml) and at the smallest memory that holds the peak.
 Only 2019-06-22 has data in the seed scene; the other dates find no ATL07 granule.
 
-    .venv/bin/python -m bench.fanout [--concurrency 1]
+    .venv/bin/python -m bench.fanout [--direct]
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import re
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import REPO, emit, peak_rss_mb, run_child
@@ -45,9 +44,11 @@ def child_handler(name: str, event_json: str) -> dict:
     try:
         result, error = module.handler(event, LambdaContext()), None
     except Exception as exc:  # the errorType Step Functions would see
-        result, error = None, type(exc).__name__
+        result, error, message = None, type(exc).__name__, str(exc)[:500]
+    else:
+        message = ""
     return {"handler": name, "import_s": round(import_s, 3), "run_s": round(time.perf_counter() - t0, 3),
-            "peak_rss_mb": peak_rss_mb(), "result": result, "error": error}
+            "peak_rss_mb": peak_rss_mb(), "result": result, "error": error, "message": message}
 
 
 def colocate_memory_mb() -> int:
@@ -58,60 +59,167 @@ def colocate_memory_mb() -> int:
     return int(m.group(1)) if m else 3008
 
 
-def measure(concurrency: int = 1, workdir: Path | None = None) -> dict:
+FUNCTIONS = {"PlanFunction": "plan", "ColocateFunction": "colocate", "SummarizeFunction": "summarize"}
+DEFINITION = REPO / "statemachine" / "colocation.asl.json"
+
+
+class _ColdLambda:
+    """Stands in for moto's Lambda runtime (which needs Docker): every invocation runs the
+    function's handler in a fresh interpreter with the sandbox environment and records its
+    import time, run time and peak RSS."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.calls: list[dict] = []
+        self._lock = __import__("threading").Lock()
+
+    def __call__(self, function, event):
+        name = FUNCTIONS[function.function_name.split("-", 1)[1]]
+        event = event if isinstance(event, dict) else json.loads(event or "{}")
+        out = run_child("bench.fanout", ["--child", name, json.dumps(event)], env=self.env)
+        with self._lock:
+            self.calls.append({"handler": name, "event": event, **out})
+        if out["error"]:
+            return json.dumps({"errorType": out["error"], "errorMessage": out.get("message", "")}), True, ""
+        return json.dumps(out["result"]), False, ""
+
+
+def _run_state_machine(csb, env: dict, timeout_s: float = 600.0) -> tuple[dict, list[dict], float]:
+    """The real definition, executed by moto, Lambda tasks in cold processes."""
+    import io
+    import os
+    import zipfile
+
+    import requests
+    from moto.awslambda.models import LambdaFunction
+
+    sb = csb.sandbox
+    cold = _ColdLambda(env)
+    saved_invoke, saved_port = LambdaFunction._invoke_lambda, os.environ.get("MOTO_PORT")
+    LambdaFunction._invoke_lambda = lambda self, event=None: cold(self, event)
+    os.environ["MOTO_PORT"] = sb.moto_url.rsplit(":", 1)[1]  # moto's executor calls Lambda via its server
+    config = f"{sb.moto_url}/moto-api/config"
+    requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    try:
+        iam = sb.boto3_client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]})
+        role = iam.create_role(RoleName=f"bench-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        lam = sb.boto3_client("lambda")
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as z:
+            z.writestr("placeholder.py", "# handlers run from src/ in fresh interpreters\n")
+        tag = uuid.uuid4().hex[:6]
+        arns = {logical: lam.create_function(FunctionName=f"bench{tag}-{logical}", Runtime="python3.12", Role=role,
+                                             Handler=f"handlers.{name}.handler", Code={"ZipFile": code.getvalue()},
+                                             Timeout=900)["FunctionArn"]
+                for logical, name in FUNCTIONS.items()}
+        text = DEFINITION.read_text()
+        subs = {"PlanFunctionArn": arns["PlanFunction"], "ColocateFunctionArn": arns["ColocateFunction"],
+                "SummarizeFunctionArn": arns["SummarizeFunction"], "OutputBucket": sb.settings.output_bucket,
+                "OutputPrefix": env["COLOC_OUTPUT_PREFIX"]}
+        for k, v in subs.items():
+            text = text.replace("${%s}" % k, v)
+        sfn = sb.boto3_client("stepfunctions")
+        arn = sfn.create_state_machine(name=f"bench-{tag}", definition=text, roleArn=role)["stateMachineArn"]
+        t0 = time.perf_counter()
+        execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(REQUEST))["executionArn"]
+        while True:
+            desc = sfn.describe_execution(executionArn=execution)
+            if desc["status"] != "RUNNING" or time.perf_counter() - t0 > timeout_s:
+                break
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+    finally:
+        requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
+        LambdaFunction._invoke_lambda = saved_invoke
+        if saved_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = saved_port
+    return desc, cold.calls, wall
+
+
+def _run_handlers_directly(env: dict) -> tuple[dict, list[dict], float]:
+    """Fallback without moto's executor: the same three handlers and payloads, in order."""
+    calls = []
+    call = lambda name, event: calls.append({"handler": name, "event": event, **run_child(  # noqa: E731
+        "bench.fanout", ["--child", name, json.dumps(event)], env=env)}) or calls[-1]
+    t0 = time.perf_counter()
+    plan = call("plan", REQUEST)
+    items = [{"request": plan["result"]["request"], "date": d} for d in plan["result"]["dates"]]
+    tasks = [call("colocate", item) for item in items]
+    results = [t["result"] or {"date": i["date"], "status": "failed", "error": t["error"]} for t, i in zip(tasks, items)]
+    summary = call("summarize", {"request_id": plan["result"]["request_id"], "request": plan["result"]["request"],
+                                 "results": results})
+    return {"status": "SUCCEEDED" if not summary["error"] else "FAILED"}, calls, time.perf_counter() - t0
+
+
+def measure(workdir: Path | None = None, *, use_state_machine: bool = True) -> dict:
     from bench.e2e import CountedSandbox
 
     workdir = workdir or Path("/tmp") / f"coloc-fanout-{uuid.uuid4().hex[:8]}"
+    driver, note = "moto Step Functions (statemachine/colocation.asl.json), Lambda tasks in cold processes", None
     with CountedSandbox(workdir / "sandbox") as csb:
         env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-fanout-{uuid.uuid4().hex[:8]}")
-        call = lambda name, event: run_child("bench.fanout", ["--child", name, json.dumps(event)], env=env)  # noqa
-        t0 = time.perf_counter()
-        plan = call("plan", REQUEST)
-        if plan["error"]:
-            raise RuntimeError(f"plan failed: {plan['error']}")
-        items = [{"request": plan["result"]["request"], "date": d} for d in plan["result"]["dates"]]
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            tasks = list(pool.map(lambda item: call("colocate", item), items))
-        results = [t["result"] if t["result"] is not None else {"date": item["date"], "status": "failed",
-                                                                   "error": t["error"]}
-                   for t, item in zip(tasks, items)]
-        summary = call("summarize", {"request_id": plan["result"]["request_id"], "request": plan["result"]["request"],
-                                     "results": results})
-        wall = time.perf_counter() - t0
+        try:
+            if not use_state_machine:
+                raise RuntimeError("state machine not requested")
+            desc, calls, wall = _run_state_machine(csb, env)
+        except Exception as exc:  # e.g. a moto without the executor
+            note = f"state machine not run ({type(exc).__name__}: {str(exc)[:200]}); handlers called in order"
+            driver = "plan → colocate per date → summarize, called directly"
+            desc, calls, wall = _run_handlers_directly(env)
+        s3_bytes = csb.counted()["s3_get_bytes"]
+        # the Map ran the dates at once on 2 shared cores; for per-date cost, each date again,
+        # alone, cold, into a fresh prefix (a stored manifest would make it a no-op)
+        items = sorted((c["event"] for c in calls if c["handler"] == "colocate"), key=lambda e: e.get("date", ""))
+        alone_env = {**env, "COLOC_OUTPUT_PREFIX": f"bench-alone-{uuid.uuid4().hex[:8]}"}
+        alone = [{"handler": "colocate", "event": item,
+                  **run_child("bench.fanout", ["--child", "colocate", json.dumps(item)], env=alone_env)}
+                 for item in items]
+        under_fanout = {c["event"].get("date"): c for c in calls if c["handler"] == "colocate"}
 
     memory_mb = colocate_memory_mb()
     per_date = []
-    for item, t in zip(items, tasks):
+    for t in alone:
+        crowd = under_fanout.get(t["event"].get("date"), {})
         res = t["result"] or {}
         # Lambda bills init + handler time; init ≈ the handler module import measured here
         billed_s = t["import_s"] + t["run_s"]
         fit_mb = max(128, int(math.ceil(t["peak_rss_mb"] * 1.25 / 64.0)) * 64)  # 25 % headroom
         per_date.append({
-            "date": item["date"], "status": res.get("status", "failed"), "error": t["error"],
+            "date": t["event"].get("date"), "status": res.get("status", "failed"), "error": t["error"],
             "atl07_granules": (res.get("counts") or {}).get("atl07_granules"),
             "segments": (res.get("counts") or {}).get("segments"),
             "matched": (res.get("counts") or {}).get("matched"),
             "import_s": t["import_s"], "run_s": t["run_s"], "peak_rss_mb": t["peak_rss_mb"],
             "gb_s_configured": round(billed_s * memory_mb / 1024, 2),
             "fit_memory_mb": fit_mb, "gb_s_fit": round(billed_s * fit_mb / 1024, 2),
+            "in_fanout_s": round(crowd.get("import_s", 0) + crowd.get("run_s", 0), 2) if crowd else None,
+            "in_fanout_peak_rss_mb": crowd.get("peak_rss_mb"),
         })
-    steps = [plan, summary]
-    overhead_gb_s = sum((s["import_s"] + s["run_s"]) * 512 / 1024 for s in steps)
+    others = [c for c in calls if c["handler"] != "colocate"]
+    overhead_gb_s = sum((c["import_s"] + c["run_s"]) * 512 / 1024 for c in others)
     total_gb_s = sum(d["gb_s_configured"] for d in per_date) + overhead_gb_s
+    step_s = lambda name: max((c["process_wall_s"] for c in calls if c["handler"] == name), default=0.0)  # noqa
+    output = json.loads(desc.get("output") or "{}") if isinstance(desc.get("output"), str) else {}
     return {
-        "dates": len(items),
-        "concurrency": concurrency,
+        "driver": driver,
+        "note": note,
+        "execution_status": desc.get("status"),
+        "execution_output": {k: output.get(k) for k in ("n_dates", "n_failed", "manifest_key") if k in output},
+        "dates": len(per_date),
         "wall_s": round(wall, 2),
-        # in AWS the Map runs the dates at once (MaxConcurrency 10 >= 7)
-        "projected_parallel_wall_s": round(plan["process_wall_s"] + max(t["process_wall_s"] for t in tasks)
-                                           + summary["process_wall_s"], 2),
-        "plan_s": plan["process_wall_s"], "summarize_s": summary["process_wall_s"],
-        "summarize_error": summary["error"],
+        # in AWS the Map runs the dates at once (MaxConcurrency 10 >= 7): plan + slowest date + summarize
+        "projected_parallel_wall_s": round(step_s("plan") + max(t["process_wall_s"] for t in alone)
+                                           + step_s("summarize"), 2),
         "colocate_memory_mb": memory_mb,
         "per_date": per_date,
         "gb_s_total_configured": round(total_gb_s, 2),
-        "usd_per_request_configured": round(total_gb_s * LAMBDA_GB_S_USD + (len(items) + 2) * LAMBDA_REQUEST_USD, 6),
-        "s3_get_bytes": csb.counted()["s3_get_bytes"],
+        "usd_per_request_configured": round(total_gb_s * LAMBDA_GB_S_USD + len(calls) * LAMBDA_REQUEST_USD, 6),
+        "s3_get_bytes": s3_bytes,
+        "lambda_invocations": len(calls),
     }
 
 
@@ -125,11 +233,12 @@ def cost_markdown(f: dict, e2e: dict | None = None) -> str:
     return f"""### Cost (measured in the sandbox by `make bench`)
 
 A 7-date request (2019-06-19..25, seed bbox) runs Plan → one ColocateFunction per date → Summarize.
-Each date below is one cold handler call in its own process: time = init (handler import) +
-handler run, memory = peak RSS. Only 2019-06-22 has data in the sandbox scene (2 ATL07 granules,
+Each date below is one cold handler call in its own process, run alone: time = init (handler
+import) + handler run, memory = peak RSS. Only 2019-06-22 has data in the sandbox scene (2 ATL07 granules,
 6 L2P granules read in place); the other dates find no ATL07 granule and return early.
 GB-s at the configured {f['colocate_memory_mb']} MB, and at the smallest 64 MB step holding the
-peak RSS + 25 %.
+peak RSS + 25 %. (Inside the 7-wide fan-out on this 2-core machine each date took longer:
+`in_fanout_s` in results.json.)
 
 | date | status | ATL07 | segments | s | peak RSS MB | GB-s @ {f['colocate_memory_mb']} MB | fit MB | GB-s @ fit |
 |---|---|---|---|---|---|---|---|---|
@@ -139,9 +248,10 @@ Whole request: {f['gb_s_total_configured']:.1f} GB-s ≈ ${f['usd_per_request_co
 (${LAMBDA_GB_S_USD}/GB-s, $0.20 per million requests; Step Functions standard transitions,
 S3 requests and egress not included). A day with data costs ≈ {data_day['gb_s_configured']:.1f} GB-s
 (≈ ${data_day['gb_s_configured'] * LAMBDA_GB_S_USD:.5f}); a day without ATL07 granules ≈
-{min(d['gb_s_configured'] for d in f['per_date']):.1f} GB-s. Wall time here ({f['concurrency']} at a time
-on a shared 2-core machine): {f['wall_s']:.0f} s; with the Map running all dates at once:
-≈ {f['projected_parallel_wall_s']:.0f} s. Sandbox timings are laptop-class single-core figures;
+{min(d['gb_s_configured'] for d in f['per_date']):.1f} GB-s. The whole 7-date execution
+({f['driver']}) took {f['wall_s']:.0f} s here, all dates at once on a shared 2-core
+machine; with one Lambda per date it would take ≈ {f['projected_parallel_wall_s']:.0f} s
+(plan + slowest date + summarize, each cold). Sandbox timings are laptop-class single-core figures;
 Lambda at {f['colocate_memory_mb']} MB gets ≈ {f['colocate_memory_mb'] / 1769:.1f} vCPU.
 """
 
@@ -149,12 +259,12 @@ Lambda at {f['colocate_memory_mb']} MB gets ≈ {f['colocate_memory_mb'] / 1769:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--child", nargs=2, metavar=("HANDLER", "EVENT_JSON"))
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--direct", action="store_true", help="call the handlers directly, not via moto")
     a = p.parse_args(argv)
     if a.child:
         emit(child_handler(*a.child))
         return 0
-    f = measure(a.concurrency)
+    f = measure(use_state_machine=not a.direct)
     print(json.dumps({k: v for k, v in f.items()}, indent=1))
     print(cost_markdown(f))
     return 0

@@ -44,6 +44,7 @@ def test_throttled_gets_are_retried(sb):
     assert len(sb.faults.fired) == 3 and manifest["counts"]["matched"] > 0
 
 
+@pytest.mark.slow  # s3fs and botocore back off for ~40 s before giving up
 def test_persistent_throttling_is_a_named_failure(sb):
     sb.faults.add(L2P, app="s3api", method="GET", **s3_error_fault("SlowDown"))
     err = _fails(sb, ff.task(sb), UpstreamError, "")
@@ -79,3 +80,55 @@ def test_truncated_netcdf_object_is_an_upstream_error(sb):
         assert err.service == "S3"
     finally:
         s3.put_object(Bucket=g.bucket, Key=g.key, Body=good)
+
+
+# --------------------------------------------------------------------------- the output bucket
+def _output_client(sb, puts: list | None = None):
+    """An S3 client for the output bucket that goes through the fault proxy too."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", region_name="us-west-2", endpoint_url=sb.s3_url, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", config=Config(retries={"max_attempts": 3}))
+    if puts is not None:  # observe (not alter) every PutObject the pipeline makes
+        client.meta.events.register("before-call.s3.PutObject", lambda params, **kw: puts.append(params["Key"]))
+    return client
+
+
+def _services_with_output(sb, client):
+    from core.earthdata import StaticToken
+    from core.pipeline import build_services
+
+    return build_services(sb.settings, token_provider=StaticToken(sb.edl_token), s3_client=client)
+
+
+def test_failure_after_outputs_were_uploaded_removes_them(sb):
+    """The second ATL07 granule of the day is gone: the first one's uploaded products must go too."""
+    second = next(g for g in sb.scene.granules if g.short_name == "ATL07" and "_20190622200154_" in g.file_name)
+    sb.faults.add(f"/{second.bucket}/{second.key}", app="nsidc", status=404, body="Not Found")
+    t = ff.task(sb, start=None, end=None, date="2019-06-22")
+    puts: list[str] = []
+    with pytest.raises(NotFoundError):
+        run_task(t, _services_with_output(sb, _output_client(sb, puts)))
+    assert any(k.endswith(".nc") for k in puts) and any(k.endswith(".png") for k in puts), puts
+    ff.assert_nothing_written(sb, t)
+
+
+def test_throttled_output_puts_are_retried(sb):
+    t = ff.task(sb)
+    sb.faults.add(f"/{sb.settings.output_bucket}/", app="s3api", method="PUT", times=2, **s3_error_fault("SlowDown"))
+    manifest = run_task(t, _services_with_output(sb, _output_client(sb)))
+    ff.assert_one_complete_result(sb, t, manifest)
+    assert len(sb.faults.fired) == 2
+
+
+def test_manifest_write_denied_after_uploads_leaves_nothing(sb):
+    t = ff.task(sb)
+    manifest_path = f"/{sb.settings.output_bucket}/{sb.settings.output_prefix}/{t.request_id}/{t.date}/manifest.json"
+    sb.faults.add(manifest_path, app="s3api", method="PUT", **s3_error_fault("AccessDenied"))
+    puts: list[str] = []
+    with pytest.raises(UpstreamError) as info:
+        run_task(t, _services_with_output(sb, _output_client(sb, puts)))
+    assert "output bucket" in info.value.service and "AccessDenied" in str(info.value)
+    assert len(puts) >= 3  # netCDF, PNG, then the refused manifest
+    ff.assert_nothing_written(sb, t)

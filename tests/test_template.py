@@ -234,3 +234,14 @@ def test_managed_policy_outside_the_allowlist_fails(transformed):
     bad["Resources"]["ApiFunctionRole"]["Properties"]["ManagedPolicyArns"].append(
         "arn:aws:iam::aws:policy/AmazonS3FullAccess")
     assert privilege_problems(bad) == ["ApiFunctionRole: managed policy arn:aws:iam::aws:policy/AmazonS3FullAccess"]
+
+
+def test_api_validates_bodies_and_requires_a_key(transformed):
+    body = transformed["Resources"]["ColocationApi"]["Properties"]["Body"]
+    post = body["paths"]["/colocations"]["post"]
+    validator = body["x-amazon-apigateway-request-validators"][post["x-amazon-apigateway-request-validator"]]
+    assert validator["validateRequestBody"] is True
+    assert post["security"] == [{"api_key": []}]
+    assert body["paths"]["/colocations/{job_id}"]["get"]["security"] == [{"api_key": []}]
+    bad_body = body["x-amazon-apigateway-gateway-responses"]["BAD_REQUEST_BODY"]
+    assert "validationErrorString" in json.dumps(bad_body)

@@ -65,9 +65,25 @@ class Services:
         return self._filesystems[endpoint]
 
 
+# At DEBUG these print signed requests: DAAC session tokens (x-amz-security-token), signatures,
+# and presigned query strings (TEA's own X-Amz-Security-Token). Never below INFO, whatever the
+# root level: secrets must not reach the logs even when someone turns on DEBUG.
+SECRET_BEARING_LOGGERS = ("botocore.auth", "botocore.endpoint", "botocore.hooks", "botocore.parsers",
+                          "aiobotocore.endpoint", "urllib3.connectionpool")
+
+
+def quiet_secret_bearing_loggers() -> None:
+    for name in SECRET_BEARING_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def build_services(settings: Settings, *, token_provider=None, s3_client=None) -> Services:
     """Production wiring: EDL token from the environment / netrc / Secrets Manager."""
     import boto3
+
+    quiet_secret_bearing_loggers()
 
     from core.earthdata import EarthdataSession, token_provider_from_env
 

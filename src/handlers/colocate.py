@@ -86,7 +86,10 @@ def run_one(task: DateTask) -> dict:
     for name, value in (manifest.get("bytes") or {}).items():
         if isinstance(value, (int, float)):
             metrics.add_metric(name=f"{name}_bytes", unit=MetricUnit.Bytes, value=value)
-    return compact(manifest, services.output.manifest_key(task.request_id, task.date.isoformat()))
+    result = compact(manifest, services.output.manifest_key(task.request_id, task.date.isoformat()))
+    logger.info("date done", extra={"date": result["date"], "status": result["status"],
+                                    "cached": result["cached"], "counts": result["counts"]})
+    return result
 
 
 def _handle_direct(event: Any) -> dict:

@@ -1,10 +1,12 @@
 """Shared Powertools objects and error shaping for the Lambda adapters (no business logic)."""
 from __future__ import annotations
 
+import logging
 import os
 from functools import lru_cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from pydantic import ValidationError
 
 from core.config import Settings
@@ -17,6 +19,11 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Atl07SstColocation")
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+# core/ logs through stdlib loggers ("core.pipeline", ...): give their parent the Powertools
+# handler so those records come out as the same structured JSON, with the correlation id.
+logging.getLogger("core")
+copy_config_to_registered_loggers(source_logger=logger, include={"core"})
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,240 @@
+"""Secrets never leak; only allowlisted hosts are contacted; presigned output URLs expire.
+
+The secret check runs the *direct Lambda handler* on the seed case in the sandbox with a known
+fake username/password (exchanged for a token by the production code), captures every log
+record (root logger at DEBUG), stdout and stderr, and searches them, the returned body, the
+manifest and the netCDF attributes for the password, the EDL token and the S3 keys the emulator
+issued during the run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+
+import h5py
+import pytest
+import requests
+
+from core.errors import DisallowedHostError
+from core.pipeline import run_task
+from sandbox.cmr_app import umm_item
+from tests import faults_fixtures as ff
+
+FAKE_USER = "leak-canary-user"
+FAKE_PASSWORD = "Canary-PASSWORD-7f3a9c1e"
+
+
+@pytest.fixture(scope="module")
+def sb(sandbox_scene, tmp_path_factory):
+    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _reset(sb):
+    ff.reset(sb)
+    yield
+    ff.reset(sb)
+
+
+
+class _Ctx:
+    function_name = "coloc-colocate"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:coloc-colocate"
+    aws_request_id = "sec-0001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 600_000
+
+
+@pytest.fixture
+def handler_env(sb, monkeypatch):
+    """The colocate Lambda's environment pointed at the sandbox, EDL login by username/password."""
+    from handlers import colocate, common
+
+    sb.state.add_user(FAKE_USER, FAKE_PASSWORD)
+    for key, value in sb.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
+    monkeypatch.setenv("EARTHDATA_USERNAME", FAKE_USER)
+    monkeypatch.setenv("EARTHDATA_PASSWORD", FAKE_PASSWORD)
+    monkeypatch.setenv("COLOC_EDL_SECRET_NAME", "")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    common.settings.cache_clear()
+    colocate._services = None
+    yield colocate
+    common.settings.cache_clear()
+    colocate._services = None
+
+
+def _secrets_of_the_run(sb, issued_before: int) -> dict[str, str]:
+    found = {"password": FAKE_PASSWORD}
+    for i, token in enumerate(sb.state.tokens_of(FAKE_USER)):
+        found[f"edl token {i}"] = token
+    for i, creds in enumerate(sb.state.issued_credentials[issued_before:]):
+        found[f"s3 access key id {i}"] = creds["accessKeyId"]
+        found[f"s3 secret key {i}"] = creds["secretAccessKey"]
+        found[f"s3 session token {i}"] = creds["sessionToken"]
+    return found
+
+
+def test_no_secret_in_logs_output_manifest_or_netcdf(sb, handler_env, caplog, capfd, tmp_path):
+    caplog.set_level(logging.DEBUG)  # every logger, including botocore/urllib3/s3fs
+    issued_before = len(sb.state.issued_credentials)
+    event = {"bbox": ff.SEED_BBOX, "date": "2019-06-22", "radius_m": 1234.5}
+    body = handler_env.handler(event, _Ctx())
+    out, err = capfd.readouterr()
+
+    assert body["dates"][0]["status"] == "complete", body
+    secrets = _secrets_of_the_run(sb, issued_before)
+    assert any(k.startswith("edl token") for k in secrets) and any(k.startswith("s3") for k in secrets)
+
+    s3 = sb.boto3_client("s3")
+    manifest_key = body["dates"][0]["manifest_key"]
+    manifest = s3.get_object(Bucket=sb.settings.output_bucket, Key=manifest_key)["Body"].read().decode()
+    texts = {"logs": caplog.text, "log records": "\n".join(repr(r.__dict__) for r in caplog.records),
+             "stdout": out, "stderr": err, "handler response": json.dumps(body), "manifest": manifest}
+    for key in body["dates"][0]["outputs"]:
+        if key.endswith(".nc"):
+            path = tmp_path / key.rsplit("/", 1)[-1]
+            s3.download_file(sb.settings.output_bucket, key, str(path))
+            with h5py.File(path, "r") as f:
+                attrs = [f"{k}={v!r}" for k, v in f.attrs.items()]
+                f.visititems(lambda name, obj: attrs.extend(f"{name}.{k}={v!r}" for k, v in obj.attrs.items()))
+            texts[f"netCDF attributes of {path.name}"] = "\n".join(attrs)
+    assert len(caplog.records) > 20 and out, "nothing captured: the check would prove nothing"
+    leaks = [(where, what) for where, text in texts.items() for what, secret in secrets.items() if secret in text]
+    if leaks:
+        where = [r for r in caplog.records if any(s in r.getMessage() or s in repr(r.__dict__) for s in secrets.values())]
+        print("LEAKS", [(r.name, r.levelname, r.getMessage()[:300]) for r in where[:3]])
+    assert leaks == [], leaks
+
+
+def test_errors_do_not_carry_the_password(sb, handler_env, capfd):
+    sb.state.users[FAKE_USER] = "a-different-password"  # the configured one is now wrong
+    body = handler_env.handler({"bbox": ff.SEED_BBOX, "date": "2019-06-22", "radius_m": 1234.6}, _Ctx())
+    out, err = capfd.readouterr()
+    failed = body["dates"][0]
+    assert failed["status"] == "failed" and failed["type"] == "AuthError" and "Earthdata Login" in failed["error"]
+    for text in (json.dumps(body), out, err):
+        assert FAKE_PASSWORD not in text and "a-different-password" not in text
+
+
+# --------------------------------------------------------------------------- SSRF
+class _Tripwire:
+    """A loopback listener that records whether anything connected to it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def tripwire():
+    t = _Tripwire()
+    yield t
+    t.close()
+
+
+def _page(granule, links: dict) -> str:
+    return json.dumps({"hits": 1, "took": 1, "items": [umm_item(granule, links)]})
+
+
+@pytest.mark.parametrize("evil_host", ["127.0.0.1:{port}", "evil.example.com"])
+def test_cmr_data_link_to_another_host_is_refused_without_contacting_it(sb, tripwire, evil_host):
+    host = evil_host.format(port=tripwire.port)
+    g = next(g for g in sb.scene.granules if g.short_name == "ATL07" and "_20190622055317_" in g.file_name)
+    scheme = "http" if host.startswith("127.") else "https"
+    links = {**sb.links(g), "https": f"{scheme}://{host}/{g.bucket}/{g.key}"}
+    sb.faults.add("/search/granules.umm_json", app="cmr", body=_page(g, links), content_type="application/json",
+                  headers={"CMR-Hits": "1"}, times=1)  # the ATL07 search comes first
+    t = ff.task(sb)
+    with pytest.raises(DisallowedHostError, match="not on the allowlist"):
+        run_task(t, ff.services(sb))
+    time.sleep(0.2)
+    assert tripwire.connections == 0
+    assert not [r for r in sb.state.requests if r.app != "cmr"], "data was fetched from a link CMR did not vouch for"
+    ff.assert_nothing_written(sb, t)
+
+
+def test_cmr_s3credentials_link_to_another_host_is_refused(sb, tripwire):
+    l2p = [g for g in sb.scene.granules if g.short_name != "ATL07" and not g.placeholder
+           and g.file_name.startswith("20190622064501")]
+    services = ff.services(sb)
+    evil = {"s3credentials": f"http://127.0.0.1:{tripwire.port}/s3credentials"}
+    page = json.dumps({"hits": len(l2p), "took": 1, "items": [umm_item(g, {**sb.links(g), **evil}) for g in l2p]})
+    seen = []
+
+    def poison_the_sst_search(resp, *args, **kwargs):
+        if "/search/granules.umm_json" in resp.url:
+            seen.append(resp.url)
+            if len(seen) == 1:
+                sb.faults.add("/search/granules.umm_json", app="cmr", body=page, content_type="application/json",
+                              headers={"CMR-Hits": str(len(l2p))}, times=1)
+
+    services.http.hooks["response"].append(poison_the_sst_search)
+    t = ff.task(sb)
+    with pytest.raises(DisallowedHostError):
+        run_task(t, services)
+    time.sleep(0.2)
+    assert tripwire.connections == 0
+    assert sb.state.requests_to("podaac") == [] and sb.state.requests_to("s3api") == []
+    ff.assert_nothing_written(sb, t)
+
+
+# --------------------------------------------------------------------------- presigned URLs
+def test_presigned_output_urls_expire(sb, monkeypatch):
+    """What GET /colocations/{id} hands out (the API handler's own store): SigV4 URLs valid for
+    the configured lifetime only.
+
+    moto's server does not enforce X-Amz-Expires, so the lifetime is read from the signed URL
+    (S3 rejects a SigV4 URL after X-Amz-Date + X-Amz-Expires; SigV2 URLs could live much longer)."""
+    from datetime import datetime, timezone
+    from urllib.parse import parse_qs, urlsplit
+
+    from handlers import api, common
+
+    for key, value in sb.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COLOC_PRESIGN_EXPIRY_S", "900")
+    common.settings.cache_clear()
+    api._client.cache_clear()
+    try:
+        store = api._store()
+        store.put_json(f"{store.prefix}/security-test/x.json", {"ok": True})
+        url = store.presign(f"{store.prefix}/security-test/x.json", common.settings().presign_expiry_s)
+    finally:
+        common.settings.cache_clear()
+        api._client.cache_clear()
+    q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and "X-Amz-Signature" in q
+    assert "AWSAccessKeyId" not in q and "Expires" not in q  # not SigV2
+    signed = datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - signed).total_seconds()) < 60
+    assert int(q["X-Amz-Expires"]) == 900
+    assert requests.get(url, timeout=5).status_code == 200
