@@ -91,7 +91,7 @@ def _output_client(sb, puts: list | None = None):
     client = boto3.client("s3", region_name="us-west-2", endpoint_url=sb.s3_url, aws_access_key_id="testing",
                           aws_secret_access_key="testing", config=Config(retries={"max_attempts": 3}))
     if puts is not None:  # observe (not alter) every PutObject the pipeline makes
-        client.meta.events.register("before-call.s3.PutObject", lambda params, **kw: puts.append(params["Key"]))
+        client.meta.events.register("provide-client-params.s3.PutObject", lambda params, **kw: puts.append(params["Key"]))
     return client
 
 
