@@ -4,8 +4,12 @@
     python layers/build.py [--arch arm64|x86_64] [--python 3.12] [--skip-install]
 
 Layers (installed with pip for the *Lambda* platform, binary wheels only):
+  base     aws-lambda-powertools + pydantic (lambda.txt lines) — every function
   science  requirements/lambda.txt  — everything the handlers import at run time
   plot     requirements/plot.txt    — matplotlib for the quicklook PNG, minus what science already has
+
+After pip: duplicates of earlier layers dropped, test suites/sources/stubs stripped, botocore
+models trimmed, PRUNE applied (files no code path of ours loads), base + science byte-compiled.
 
 Output: layers/build/<layer>/python/... (what SAM zips as ContentUri) and layers/build/sizes.json.
 Exit status 1 if any function (its code + its layers) exceeds Lambda's 250 MB unzipped limit;
@@ -14,6 +18,7 @@ a warning above 200 MB (the project's target).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -49,11 +54,12 @@ FUNCTIONS = {
 # pyresample is the benchmark's baseline, a dev dependency): 46 MiB of pyresample + pyproj +
 # shapely would push the colocate function over the limit. tests/test_layers.py scans src/ for
 # imports of these and runs the import closure of the handlers without them.
-# (fontTools stays: matplotlib.dviread imports fontTools.agl on the Agg text path.)
+# (fontTools stays, pruned to fontTools.agl and its imports: see PRUNE.)
 EXCLUDE_DISTS = {"pyresample", "pyproj", "shapely"}
-# Byte-compiled for the runtime (+18 MiB science, +5 MiB base). Not plot: +14 MiB would bring the
-# colocate function to the limit, and matplotlib is imported once per container inside a task
-# that runs for minutes, whereas the API's cold start is on a user's 29-second clock.
+# Byte-compiled for the runtime (+18 MiB science, +5 MiB base). Not plot: +8.8 MiB (after PRUNE)
+# would take the colocate function over the 200 MiB target, and matplotlib is imported once per
+# container inside a task that runs for minutes, whereas the API's cold start is on a user's
+# 29-second clock.
 COMPILE_LAYERS = {"base", "science"}
 # In the Lambda python runtime already (boto3 1.3x); the small functions use that copy.
 RUNTIME_DISTS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
@@ -79,6 +85,48 @@ STRIP_DIRS = {"__pycache__", "tests"}
 KEEP_DIRS: set[str] = set()  # paths that must survive even if they match (none needed today)
 STRIP_SUFFIXES = {".pyc", ".pyo", ".pyi", ".c", ".cpp", ".pyx", ".pxd", ".h", ".md"}
 
+# Parts of the plot layer that rendering a PNG with Agg never loads (globs under python/).
+# The quicklook's import closure and the files it opens are recorded with the local venv and
+# checked against the built layer; the same pruning applied to a local install renders a real
+# quicklook (tests/test_layers.py). PDF/PS/SVG/GUI output is not supported by this layer.
+PRUNE = {
+    "plot": (
+        # fontTools (19 MiB, mostly Cython builds of font-compiler tools): matplotlib imports
+        # only fontTools.agl (dviread, at import time); the rest is for PDF/PS font subsetting.
+        "fontTools/**/*",
+        # pillow's extensions for WebP, AVIF, ImageFont, ImageCms and Tk, and the vendored libraries
+        # only they link (12 MiB). PIL imports each of them lazily or under try/except ImportError;
+        # matplotlib writes PNG through PIL._imaging (libz) and renders text with its own FreeType.
+        "PIL/_avif.*", "PIL/_webp.*", "PIL/_imagingft.*", "PIL/_imagingcms.*", "PIL/_imagingtk.*",
+        "pillow.libs/libavif-*", "pillow.libs/libwebp*", "pillow.libs/libsharpyuv-*",
+        "pillow.libs/libfreetype-*", "pillow.libs/libharfbuzz-*", "pillow.libs/libbrotli*",
+        "pillow.libs/libpng16-*", "pillow.libs/liblcms2-*",
+        # mpl-data for other backends or examples: AFM metrics (PS/PDF core fonts), toolbar
+        # icons (GUI backends), sample data, the serif family (not in our rcParams).
+        # Kept: DejaVu Sans/Sans Mono/Display, STIX and cm (mathtext's dejavusans fontset looks
+        # them up when it starts), Last Resort (font fallback), matplotlibrc, stylelib.
+        "matplotlib/mpl-data/fonts/afm/*", "matplotlib/mpl-data/fonts/pdfcorefonts/*",
+        "matplotlib/mpl-data/images/*", "matplotlib/mpl-data/sample_data/**/*",
+        "matplotlib/mpl-data/fonts/ttf/DejaVuSerif*",
+        # Tk and browser backends: no display on Lambda
+        "matplotlib/backends/_tkagg.*", "matplotlib/backends/web_backend/**/*",
+    ),
+    "science": (
+        # test-only extension modules (imported by numpy's and multidict's own test suites and
+        # conftest.py files only) and the conftest files themselves
+        "numpy/_core/_multiarray_tests.*", "numpy/_core/_operand_flag_tests.*",
+        "numpy/_core/_rational_tests.*", "numpy/_core/_simd.*", "numpy/_core/_struct_ufunc_tests.*",
+        "numpy/_core/_umath_tests.*", "multidict/_testcapi.*", "*/conftest.py",
+    ),
+}
+# Exceptions to PRUNE: fontTools' own import closure of fontTools.agl.
+PRUNE_KEEP = {
+    "plot": (
+        "fontTools/__init__.py", "fontTools/agl.py", "fontTools/misc/__init__.py",
+        "fontTools/misc/loggingTools.py", "fontTools/misc/textTools.py",
+    ),
+}
+
 
 def _platform_args(arch: str) -> list[str]:
     machine = {"arm64": "aarch64", "x86_64": "x86_64"}[arch]
@@ -99,9 +147,9 @@ def pip_install(requirements: Path, target: Path, arch: str, python: str) -> Non
     subprocess.run(cmd, check=True)
 
 
-def constraints() -> Path:
+def constraints(path: Path | None = None) -> Path:
     """lambda.txt without extras (pip refuses extras in a constraints file)."""
-    path = BUILD / "constraints.txt"
+    path = path or BUILD / "constraints.txt"
     lines = []
     for line in LAMBDA_REQ.read_text().splitlines():
         line = line.split("#")[0].strip()
@@ -149,6 +197,21 @@ def strip(tree: Path) -> int:
         elif path.is_file() and path.suffix in STRIP_SUFFIXES and ".dist-info" not in rel:
             removed += path.stat().st_size
             path.unlink()
+    return removed
+
+
+def prune(site: Path, patterns: tuple[str, ...], keep: tuple[str, ...] = ()) -> int:
+    """Delete the files matching ``patterns`` (globs relative to ``site``) except ``keep``."""
+    removed = 0
+    for pattern in patterns:
+        for path in sorted(site.glob(pattern)):
+            rel = path.relative_to(site).as_posix()
+            if path.is_file() and not any(fnmatch.fnmatchcase(rel, k) for k in keep):
+                removed += path.stat().st_size
+                path.unlink()
+    for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     return removed
 
 
@@ -255,7 +318,8 @@ def build(arch: str, python: str, compile_pyc: bool = True) -> dict:
         exclude = EXCLUDE_DISTS | (RUNTIME_DISTS if name == "base" else set())
         info.setdefault("dropped", {})[name] = drop_duplicates(site, done, exclude)
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts: unusable in a layer
-        info["stripped_mb"][name] = round((strip(site) + trim_botocore(site)) / MB, 2)
+        stripped = strip(site) + trim_botocore(site) + prune(site, PRUNE.get(name, ()), PRUNE_KEEP.get(name, ()))
+        info["stripped_mb"][name] = round(stripped / MB, 2)
         if compiler and name in COMPILE_LAYERS:
             byte_compile(site, compiler)
         done.append(site)

@@ -2,6 +2,7 @@
 stripping never removes anything the handlers import."""
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import os
@@ -138,24 +139,148 @@ def test_excluded_distributions_are_not_imported_by_src():
     assert not offenders, offenders
 
 
-def test_run_time_import_closure_needs_no_excluded_distribution(tmp_path):
-    """Dynamic: importing every Lambda code path and rendering an Agg PNG loads none of them."""
-    code = (
-        "import sys\n"
-        "import handlers.colocate, handlers.api, handlers.plan, handlers.summarize\n"
-        "import core.pipeline, core.colocate, core.l2p, core.atl07, core.product, core.quicklook\n"
-        "import matplotlib; matplotlib.use('Agg')\n"
-        "from matplotlib.figure import Figure\n"
-        "fig = Figure(); ax = fig.subplots(); ax.scatter([1, 2], [3, 4], c=[5, 6]); ax.set_title('SST $\\\\Delta t$')\n"
-        "fig.savefig(sys.argv[1], dpi=50)\n"
-        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(EXCLUDED_MODULES)!r}))\n"
-        "assert not bad, bad\n"
-    )
-    png = tmp_path / "x.png"
-    out = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+# What the colocate function loads at run time, recorded with the local interpreter: every
+# Lambda code path imported, a product written and re-opened, quicklooks rendered with Agg (with and
+# without a swath, plus a mathtext title), then every module file in sys.modules and every file
+# opened (audit hook: fonts, matplotlibrc, dist-info METADATA). Run twice with the same
+# MPLCONFIGDIR so the second run records a warm font cache (the first scans every font file).
+CLOSURE_SCRIPT = r"""
+import json, os, sys
+opened = set()
+def _audit(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        opened.add(os.fsdecode(args[0]))
+sys.addaudithook(_audit)
+from datetime import datetime, timezone
+import handlers.colocate, handlers.api, handlers.plan, handlers.summarize
+import core.pipeline, core.colocate, core.l2p, core.atl07, core.product, core.quicklook
+import xarray as xr
+from core.product import build_dataset, write_netcdf
+from core.quicklook import render_quicklook
+from tests.product_fixtures import PARAMS, seed_scene
+out = sys.argv[1]
+tracks, swaths = seed_scene(n=300)
+ds = build_dataset(tracks, [s.granule for s in swaths], PARAMS, now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+write_netcdf(ds, os.path.join(out, "p.nc"))
+with xr.open_dataset(os.path.join(out, "p.nc")) as back:
+    render_quicklook(back, os.path.join(out, "q.png"), swaths)
+render_quicklook(ds, os.path.join(out, "q2.png"))
+from matplotlib.figure import Figure
+fig = Figure(); ax = fig.subplots(); ax.scatter([1, 2], [3, 4], c=[5, 6])
+ax.set_title("SST $\\Delta t$ (°C)"); fig.colorbar(ax.collections[0], ax=ax)
+fig.savefig(os.path.join(out, "m.png"), dpi=50)
+record = {
+    "modules": sorted(n for n in sys.modules if not n.startswith("tests")),
+    "files": sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""}),
+    "opened": sorted(p for p in opened if os.path.isfile(p)),  # the audit event comes before the open
+}
+with open(os.path.join(out, "closure.json"), "w") as fh:
+    json.dump(record, fh)
+"""
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def record_closure(out: Path, pythonpath: str, python: list[str] | None = None, env: dict | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    script = out / "closure.py"
+    script.write_text(CLOSURE_SCRIPT)
+    env = {**(env if env is not None else os.environ), "PYTHONPATH": pythonpath,
+           "MPLCONFIGDIR": str(out / "mplconfig"), "POWERTOOLS_TRACE_DISABLED": "1"}
+    for _ in range(2):  # the second run starts with a warm font cache
+        run = subprocess.run([*(python or [sys.executable]), str(script), str(out)], capture_output=True,
+                             text=True, env=env)
+        assert run.returncode == 0, run.stderr[-3000:]
+    for png in ("q.png", "q2.png", "m.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    return {**json.loads((out / "closure.json").read_text()), "output": run.stdout + run.stderr}
+
+
+@pytest.fixture(scope="module")
+def closure(tmp_path_factory) -> dict:
+    return record_closure(tmp_path_factory.mktemp("closure"), f"{ROOT / 'src'}:{ROOT}")
+
+
+def test_run_time_import_closure_needs_no_excluded_distribution(closure):
+    """Dynamic: importing every Lambda code path and rendering Agg PNGs loads none of them."""
+    bad = sorted({m.split(".")[0] for m in closure["modules"]} & EXCLUDED_MODULES)
+    assert not bad, bad
+
+
+def _site_relative(path: str) -> str | None:
+    marker = "site-packages/"
+    return path.split(marker, 1)[1] if marker in path else None
+
+
+@needs_build
+def test_layers_hold_every_file_the_run_time_closure_loads(closure):
+    """Stripping and PRUNE never remove a module or data file the colocate function loads.
+
+    Every module file and opened file of the local closure that belongs to a top-level package
+    or distribution the layers ship must be in a layer: .py and data files by path, extension
+    modules by name (cpython-311-x86_64 locally, cpython-312-aarch64 in the layer).
+    """
+    sites = [BUILD / layer / "python" for layer in layer_build.FUNCTIONS["ColocateFunction"]]
+    shipped_tops = {p.name for site in sites for p in site.iterdir()}
+    checked, missing = 0, []
+    for path in sorted(set(closure["files"]) | set(closure["opened"])):
+        rel = _site_relative(path)
+        if rel is None or rel.split("/")[0] not in shipped_tops or "__pycache__" in rel:
+            continue  # stdlib, src/, or a local-only distribution (e.g. netCDF4, pytest)
+        checked += 1
+        if rel.endswith(".so"):
+            stem = rel.split(".")[0]
+            if not any(list(site.glob(f"{stem}.cpython-312*.so")) for site in sites):
+                missing.append(rel)
+        elif not any((site / rel).is_file() for site in sites):
+            missing.append(rel)
+    assert not missing, missing
+    # the check covers the pruned distributions and the data files matplotlib opens
+    for needed in ("fontTools/agl.py", "PIL/PngImagePlugin.py", "PIL/_imaging.", "matplotlib/backends/backend_agg.py",
+                   "matplotlib/mpl-data/matplotlibrc", "matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf",
+                   "numpy/_core/_multiarray_umath.", "pandas/__init__.py"):
+        assert any(needed in (_site_relative(p) or "") for p in closure["files"] + closure["opened"]), needed
+    assert checked > 500
+
+
+@needs_build
+def test_pruned_files_are_gone():
+    for layer, patterns in layer_build.PRUNE.items():
+        site = BUILD / layer / "python"
+        for pattern in patterns:
+            left = [p for p in site.glob(pattern) if p.is_file()
+                    and not any(fnmatch.fnmatchcase(p.relative_to(site).as_posix(), k)
+                                for k in layer_build.PRUNE_KEEP.get(layer, ()))]
+            assert not left, (layer, pattern, left[:3])
+    assert sorted(p.relative_to(BUILD / "plot" / "python").as_posix()
+                  for p in (BUILD / "plot" / "python" / "fontTools").rglob("*.py")) == sorted(layer_build.PRUNE_KEEP["plot"])
+
+
+@pytest.mark.slow
+def test_pruned_plot_layer_renders_quicklooks(tmp_path):
+    """The plot layer's pruning applied to an install for *this* interpreter renders real PNGs.
+
+    The shipped layer is cp312/aarch64 and cannot load here; the same requirements, pins, strip and
+    PRUNE applied to a local install can. The font cache is built from the pruned mpl-data (fresh
+    MPLCONFIGDIR) and no font lookup may fall back (matplotlib logs "findfont: ... not found").
+    """
+    site = tmp_path / "plot"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          "--only-binary=:all:", "--target", str(site), "-r", str(layer_build.LAYERS["plot"]),
+                          "-c", str(layer_build.constraints(tmp_path / "constraints.txt"))],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    # what the science layer provides (numpy, dateutil...) comes from the venv, as on Lambda
+    layer_build.drop_duplicates(site, [], {"numpy", "packaging", "python-dateutil", "six"})
+    layer_build.strip(site)
+    removed = layer_build.prune(site, layer_build.PRUNE["plot"], layer_build.PRUNE_KEEP["plot"])
+    assert removed > 25 * 2**20
+    venv_site = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "numpy").is_dir())
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-west-2", "HOME": str(tmp_path)}
+    rec = record_closure(tmp_path / "out", f"{ROOT / 'src'}:{ROOT}:{site}:{venv_site}", [sys.executable, "-S"], env)
+    for top in ("matplotlib", "PIL", "fontTools", "kiwisolver"):
+        origin = [f for f in rec["files"] if f"/{top}/" in f]
+        assert origin and all(f.startswith(str(site)) for f in origin), (top, origin[:2])
+    assert "findfont" not in rec["output"], rec["output"][-2000:]
 
 
 @needs_build
