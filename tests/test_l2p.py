@@ -250,3 +250,38 @@ def test_layout_of_the_full_podaac_granule(tmp_path, realdata):
     d = raw["sst_dtime"][0]
     ref = np.datetime64("2020-09-11T00:00:01", "ns")
     np.testing.assert_array_equal(sw.time[d != -32768], ref + d[d != -32768].astype("timedelta64[s]"))
+
+
+def test_longitude_is_read_only_where_latitude_can_reach_the_points(tmp_path):
+    # a 400-km swath (latitude grows along rows) in 2 x 2 storage chunks; the points sit in the
+    # southern half, so the northern longitude chunks need never be read — and the result must
+    # be exactly the unpruned one
+    path, truth = synthetic_swath_file(tmp_path, 70.0, 20.0, rows=400, cols=300, chunks=(200, 150))
+    q_lat, q_lon = truth["lat"][20:40, 150], truth["lon"][20:40, 150]
+    whole = CountingReader(path)
+    with open_l2p(whole) as g:
+        expected = g.window(*find_window(g.lat, g.lon, q_lat, q_lon, 1000))
+    pruned = CountingReader(path)
+    got = read_l2p(pruned, lat=q_lat, lon=q_lon, radius_m=1000)
+    assert (got.rows, got.cols) == (expected.rows, expected.cols)
+    for name in ("sst", "lat", "lon", "quality_level", "l2p_flags"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    np.testing.assert_array_equal(got.time, expected.time)
+    assert pruned.bytes_read < whole.bytes_read - 0.8 * _lon_chunk_bytes(path, rows=slice(200, 400))
+
+
+def test_a_granule_outside_the_latitude_band_costs_only_its_latitude(tmp_path):
+    path, _ = synthetic_swath_file(tmp_path, 70.0, 20.0, rows=200, cols=150, chunks=(100, 75))
+    reader = CountingReader(path)
+    assert read_l2p(reader, lat=[10.0, 11.0], lon=[20.0, 20.0], radius_m=1000) is None
+    assert reader.bytes_read < path.stat().st_size - _lon_chunk_bytes(path, rows=slice(0, 200))
+
+
+def _lon_chunk_bytes(path, rows: slice) -> int:
+    """Stored (compressed) bytes of the lon chunks starting in ``rows``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        lon = f["lon"].id
+        infos = [lon.get_chunk_info(i) for i in range(lon.get_num_chunks())]
+        return sum(i.size for i in infos if rows.start <= i.chunk_offset[0] < rows.stop)

@@ -27,7 +27,7 @@ from pykdtree.kdtree import KDTree
 
 from .errors import InputError, UnreadableFileError
 from .model import FLAGS_FILL, QL_FILL, SstSwath
-from .colocate import chord_from_arc, lonlat_to_xyz
+from .colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,9 @@ class L2PGranule:
             flags = _to_int(dec[self.flags_var].values, np.int16, FLAGS_FILL)
         return SstSwath(
             granule=self.name,
-            lat=self.lat[rows, cols],
-            lon=self.lon[rows, cols],
+            # copies: views would keep the whole granule's geolocation alive
+            lat=self.lat[rows, cols].copy(),
+            lon=self.lon[rows, cols].copy(),
             sst=sst,
             time=time,
             quality_level=quality,
@@ -207,8 +208,13 @@ def _to_int(values: np.ndarray, dtype, fill) -> np.ndarray:
     return values.astype(np.int64).astype(dtype)
 
 
-def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None) -> L2PGranule:
-    """Open an L2P granule and read its lat/lon; raise InputError if it is not one."""
+def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *,
+             lat_band: tuple[float, float] | None = None) -> L2PGranule:
+    """Open an L2P granule and read its lat/lon; raise InputError if it is not one.
+
+    With ``lat_band`` (south, north), latitude is read whole but longitude only for the storage
+    chunks holding a latitude inside the band; pixels of the chunks not read get a NaN location
+    (none of them can be near a query point), so the bytes fetched follow the region."""
     name = name or _source_name(source)
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise InputError(f"L2P file not found: {os.fspath(source)}", field="sst")
@@ -218,13 +224,13 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None) -> L
     except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
         raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}", field="sst") from None
     try:
-        return _granule(normalise_attrs(raw), name)
+        return _granule(normalise_attrs(raw), name, lat_band)
     except Exception:
         raw.close()
         raise
 
 
-def _granule(ds: xr.Dataset, name: str) -> L2PGranule:
+def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = None) -> L2PGranule:
     lat_name, lon_name = _find(ds, LAT_NAMES), _find(ds, LON_NAMES)
     sst_name = _find(ds, SST_NAMES)
     if sst_name is None:
@@ -254,14 +260,49 @@ def _granule(ds: xr.Dataset, name: str) -> L2PGranule:
                                   "(pixels filtered on SST, location and time only; matches report quality_level -1)")
     flags = pick(FLAGS_NAMES, "no l2p_flags variable")
 
-    geo = xr.decode_cf(ds[[lat_name, lon_name]].reset_coords(), decode_times=False)
-    lat = np.asarray(geo[lat_name].values, dtype=np.float64)
-    lon = np.asarray(geo[lon_name].values, dtype=np.float64)
+    lat = _decoded(ds, lat_name)
+    if lat_band is None:
+        lon = _decoded(ds, lon_name)
+    else:
+        with np.errstate(invalid="ignore"):
+            in_band = (lat >= lat_band[0]) & (lat <= lat_band[1])
+        lon = np.full(lat.shape, np.nan)
+        for rows, cols in _chunk_blocks(ds[lon_name], lat.shape):
+            if in_band[rows, cols].any():
+                lon[rows, cols] = _decoded(ds, lon_name, {dims[0]: rows, dims[1]: cols})
     bad = ~(np.isfinite(lat) & np.isfinite(lon)) | (np.abs(lat) > 90.0) | (np.abs(lon) > 360.0)
     lat[bad] = np.nan
     lon[bad] = np.nan
     return L2PGranule(name=name, ds=ds, lat=lat, lon=lon, dims=dims, sst_var=sst_name, dtime_var=dtime,
                       quality_var=quality, flags_var=flags, warnings=warnings)
+
+
+def _decoded(ds: xr.Dataset, var: str, index: dict | None = None) -> np.ndarray:
+    """A (window of a) variable with CF fill/scale/offset applied, as float64."""
+    sub = ds[[var]].reset_coords()
+    if index:
+        sub = sub.isel(index)
+    return np.asarray(xr.decode_cf(sub, decode_times=False)[var].values, dtype=np.float64)
+
+
+def _chunk_blocks(var: xr.DataArray, shape: tuple[int, int]):
+    """(rows, cols) slices of the variable's storage chunks: reading one costs one chunk."""
+    chunks = var.encoding.get("chunksizes") or shape
+    step_r, step_c = (int(c) for c in chunks[-2:])
+    for r0 in range(0, shape[0], step_r):
+        for c0 in range(0, shape[1], step_c):
+            yield slice(r0, min(r0 + step_r, shape[0])), slice(c0, min(c0 + step_c, shape[1]))
+
+
+def latitude_band(query_lat: np.ndarray, radius_m: float) -> tuple[float, float] | None:
+    """Latitudes a pixel must lie within to be ``radius_m`` or closer to a query point
+    (a great-circle distance is never shorter than its latitude difference)."""
+    q = np.asarray(query_lat, dtype=np.float64)
+    q = q[np.isfinite(q)]
+    if q.size == 0:
+        return None
+    reach = np.degrees(radius_m / EARTH_RADIUS_M) + 1e-6
+    return float(q.min() - reach), float(q.max() + reach)
 
 
 def find_window(
@@ -289,12 +330,15 @@ def find_window(
     centres = (ijk - _KEY_OFFSET + 0.5) * cell
     reach = chord_from_arc(radius_m) + cell * np.sqrt(3.0) / 2.0
     tree = KDTree(centres)
+    south, north = latitude_band(qlat[ok], radius_m)
     n_rows, n_cols = lat.shape
     row_hit = np.zeros(n_rows, dtype=bool)
     col_hit = np.zeros(n_cols, dtype=bool)
     for r0 in range(0, n_rows, _ROW_BLOCK):
         blat, blon = lat[r0:r0 + _ROW_BLOCK], lon[r0:r0 + _ROW_BLOCK]
-        valid = np.isfinite(blat) & np.isfinite(blon)
+        with np.errstate(invalid="ignore"):
+            # only pixels in the query latitude band can be close: skip the rest cheaply
+            valid = (blat >= south) & (blat <= north) & np.isfinite(blon)
         if not valid.any():
             continue
         dist, _ = tree.query(lonlat_to_xyz(blon[valid], blat[valid]), k=1, distance_upper_bound=reach)
@@ -321,7 +365,10 @@ def read_l2p(
     margin_pixels: int = 2,
 ) -> SstSwath | None:
     """The window of an L2P granule that can reach the query points; None when none can."""
-    with open_l2p(source, name=name) as granule:
+    band = latitude_band(lat, radius_m)
+    if band is None:
+        return None
+    with open_l2p(source, name=name, lat_band=band) as granule:
         win = find_window(granule.lat, granule.lon, lat, lon, radius_m, margin_pixels=margin_pixels)
         if win is None:
             log.info("%s: no pixel within %g m of the %d query points", granule.name, radius_m, np.size(lat))
@@ -329,4 +376,4 @@ def read_l2p(
         return granule.window(*win)
 
 
-__all__ = ["L2PGranule", "open_l2p", "read_l2p", "find_window", "normalise_attrs", "normalise_attr"]
+__all__ = ["L2PGranule", "open_l2p", "read_l2p", "find_window", "latitude_band", "normalise_attrs", "normalise_attr"]
