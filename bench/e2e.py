@@ -45,11 +45,14 @@ class ByteCounter:
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "")
+        path = environ.get("PATH_INFO", "")
         body = self.app(environ, start_response)
         try:
             for chunk in body:
                 with self.lock:
                     self.totals[(self.name, method)] += len(chunk)
+                    if method == "GET":
+                        self.totals[("path", self.name, path)] += len(chunk)
                 yield chunk
         finally:
             with self.lock:
@@ -90,7 +93,12 @@ class CountedSandbox:
         s3_requests = t.get(("s3api", "GET", "requests"), 0)
         # ATL07 over HTTPS: the TEA endpoint redirects to a presigned URL served by the "s3" app
         http = sum(v for k, v in t.items() if len(k) == 2 and k[0] in ("s3", "nsidc", "onprem", "podaac"))
-        return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http}
+        # per S3 object (path-style /bucket/key), for the fraction of each granule actually served
+        sizes = {f"/{g.bucket}/{g.key}": Path(g.path).stat().st_size for g in self.scene.granules}
+        per_object = {p.rsplit("/", 1)[-1]: {"served": n, "size": sizes[p], "fraction": round(n / sizes[p], 4)}
+                      for (kind, app, p), n in ((k, v) for k, v in t.items() if len(k) == 3 and k[0] == "path")
+                      if app == "s3api" and p in sizes}
+        return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http, "s3_per_object": per_object}
 
     def env(self, **extra) -> dict:
         return child_env({**self.sandbox.env(), **extra})
@@ -181,6 +189,9 @@ def child_baseline() -> dict:
     atl07_granules = cmr.search(request.atl07_collection, request.bounding_box, lo, hi)
     sst_granules = [g for g in cmr.search(request.sst_collection, request.bounding_box, lo, hi,
                                           include_placeholders=True) if not g.is_placeholder]
+    only = [t for t in os.environ.get("BENCH_ONLY_GRANULES", "").split(",") if t]
+    if only:  # the "same granules as the service" variant
+        sst_granules = [g for g in sst_granules if g.title in only]
 
     workdir = Path(os.environ["BENCH_WORKDIR"])
     workdir.mkdir(parents=True, exist_ok=True)
@@ -262,23 +273,33 @@ def child_baseline() -> dict:
 
 # --- parent -------------------------------------------------------------------------------------
 def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
-    workdir = workdir or Path(os.environ.get("TMPDIR", "/tmp")) / f"coloc-bench-{uuid.uuid4().hex[:8]}"
-    runs = {"service": [], "baseline": []}
+    if workdir is None:  # downloads and sandbox files go away afterwards
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="coloc-bench-") as tmp:
+            return measure(repeats, Path(tmp))
+    runs = {"service": [], "baseline": [], "baseline_same_granules": []}
     with CountedSandbox(workdir / "sandbox") as csb:
         for i in range(repeats):
-            for kind in ("service", "baseline"):
+            for kind in runs:
                 csb.reset()
                 env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
                               BENCH_WORKDIR=str(workdir / f"{kind}-{i}"))
-                r = run_child("bench.e2e", ["--child", kind], env=env)
+                if kind == "baseline_same_granules":
+                    env["BENCH_ONLY_GRANULES"] = ",".join(runs["service"][-1]["sst_per_granule"])
+                r = run_child("bench.e2e", ["--child", kind.split("_")[0]], env=env)
                 r.update(csb.counted())
                 runs[kind].append(r)
                 print(f"  e2e {kind} run {i + 1}/{repeats}: {r['work_s']:.2f} s, {r['peak_rss_mb']:.0f} MB, "
                       f"S3 {r['s3_get_bytes'] / 1e6:.1f} MB, HTTP {r['http_bytes'] / 1e6:.1f} MB", file=sys.stderr)
-    s, b = runs["service"], runs["baseline"]
+    s, b, same = runs["service"], runs["baseline"], runs["baseline_same_granules"]
     med = lambda rows, k: median([r[k] for r in rows])  # noqa: E731
-    per = s[-1]["sst_per_granule"]
-    fractions = {k: v["fraction"] for k, v in per.items()}
+    # fraction of each L2P object served by S3 (server side), max over the service's runs
+    fractions: dict[str, float] = {}
+    for r in s:
+        for name, o in r["s3_per_object"].items():
+            if ".nc" in name:
+                fractions[name] = max(fractions.get(name, 0.0), o["fraction"])
     summary = {
         "service_work_s": med(s, "work_s"),
         "baseline_work_s": med(b, "work_s"),
@@ -295,8 +316,14 @@ def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
         "service_http_bytes": med(s, "http_bytes"),
         "baseline_http_bytes": med(b, "http_bytes"),
         "s3_fraction_per_granule": fractions,
+        "s3_fraction_reported_by_service": {k: v["fraction"] for k, v in s[-1]["sst_per_granule"].items()},
     }
+    summary["baseline_same_granules_work_s"] = med(same, "work_s")
+    summary["baseline_same_granules_peak_rss_mb"] = med(same, "peak_rss_mb")
+    summary["baseline_same_granules_count"] = same[-1]["sst_granules"]
+    summary["service_stage_s"] = {k: median([r["timings_s"].get(k, 0.0) for r in s]) for k in s[-1]["timings_s"]}
     summary["speedup"] = round(summary["baseline_work_s"] / summary["service_work_s"], 2)
+    summary["speedup_same_granules"] = round(summary["baseline_same_granules_work_s"] / summary["service_work_s"], 2)
     summary["speedup_process_wall"] = round(summary["baseline_process_wall_s"] / summary["service_process_wall_s"], 2)
     summary["speedup_cpu"] = round(summary["baseline_cpu_s"] / summary["service_cpu_s"], 2)
     summary["peak_rss_ratio"] = round(summary["service_peak_rss_mb"] / summary["baseline_peak_rss_mb"], 3)

@@ -158,8 +158,12 @@ def _run_handlers_directly(env: dict) -> tuple[dict, list[dict], float]:
 def measure(workdir: Path | None = None, *, use_state_machine: bool = True) -> dict:
     from bench.e2e import CountedSandbox
 
-    workdir = workdir or Path("/tmp") / f"coloc-fanout-{uuid.uuid4().hex[:8]}"
-    driver, note = "moto Step Functions (statemachine/colocation.asl.json), Lambda tasks in cold processes", None
+    if workdir is None:  # sandbox files go away afterwards
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="coloc-fanout-") as tmp:
+            return measure(Path(tmp), use_state_machine=use_state_machine)
+    driver, note = "moto Step Functions", None
     with CountedSandbox(workdir / "sandbox") as csb:
         env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-fanout-{uuid.uuid4().hex[:8]}")
         try:
@@ -168,7 +172,7 @@ def measure(workdir: Path | None = None, *, use_state_machine: bool = True) -> d
             desc, calls, wall = _run_state_machine(csb, env)
         except Exception as exc:  # e.g. a moto without the executor
             note = f"state machine not run ({type(exc).__name__}: {str(exc)[:200]}); handlers called in order"
-            driver = "plan → colocate per date → summarize, called directly"
+            driver = "handlers called directly"
             desc, calls, wall = _run_handlers_directly(env)
         s3_bytes = csb.counted()["s3_get_bytes"]
         # the Map ran the dates at once on 2 shared cores; for per-date cost, each date again,
@@ -232,27 +236,28 @@ def cost_markdown(f: dict, e2e: dict | None = None) -> str:
     data_day = max(f["per_date"], key=lambda d: d["gb_s_configured"])
     return f"""### Cost (measured in the sandbox by `make bench`)
 
-A 7-date request (2019-06-19..25, seed bbox) runs Plan → one ColocateFunction per date → Summarize.
-Each date below is one cold handler call in its own process, run alone: time = init (handler
-import) + handler run, memory = peak RSS. Only 2019-06-22 has data in the sandbox scene (2 ATL07 granules,
-6 L2P granules read in place); the other dates find no ATL07 granule and return early.
-GB-s at the configured {f['colocate_memory_mb']} MB, and at the smallest 64 MB step holding the
-peak RSS + 25 %. (Inside the 7-wide fan-out on this 2-core machine each date took longer:
-`in_fanout_s` in results.json.)
+A 7-date request (2019-06-19..25, seed bbox) runs Plan → one ColocateFunction per date →
+Summarize. Each row is that date's colocate call in a cold process of its own, run alone:
+time = init (handler import) + handler run; memory = peak RSS. Only 2019-06-22 has data in
+the sandbox scene (2 ATL07 granules, 6 L2P granules read in place); the other dates find no
+ATL07 granule and return early. GB-s at the configured {f['colocate_memory_mb']} MB, and at the
+smallest 64 MB step holding peak RSS + 25 %.
 
 | date | status | ATL07 | segments | s | peak RSS MB | GB-s @ {f['colocate_memory_mb']} MB | fit MB | GB-s @ fit |
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
-Whole request: {f['gb_s_total_configured']:.1f} GB-s ≈ ${f['usd_per_request_configured']:.5f} on arm64 Lambda
-(${LAMBDA_GB_S_USD}/GB-s, $0.20 per million requests; Step Functions standard transitions,
-S3 requests and egress not included). A day with data costs ≈ {data_day['gb_s_configured']:.1f} GB-s
-(≈ ${data_day['gb_s_configured'] * LAMBDA_GB_S_USD:.5f}); a day without ATL07 granules ≈
-{min(d['gb_s_configured'] for d in f['per_date']):.1f} GB-s. The whole 7-date execution
-({f['driver']}) took {f['wall_s']:.0f} s here, all dates at once on a shared 2-core
-machine; with one Lambda per date it would take ≈ {f['projected_parallel_wall_s']:.0f} s
-(plan + slowest date + summarize, each cold). Sandbox timings are laptop-class single-core figures;
-Lambda at {f['colocate_memory_mb']} MB gets ≈ {f['colocate_memory_mb'] / 1769:.1f} vCPU.
+- Whole request: {f['gb_s_total_configured']:.1f} GB-s ≈ ${f['usd_per_request_configured']:.5f} on arm64 Lambda
+  (${LAMBDA_GB_S_USD}/GB-s + $0.20 per million requests; Step Functions transitions, S3
+  requests and egress not included).
+- A day with data ≈ {data_day['gb_s_configured']:.1f} GB-s (≈ ${data_day['gb_s_configured'] * LAMBDA_GB_S_USD:.5f});
+  a day without ATL07 granules ≈ {min(d['gb_s_configured'] for d in f['per_date']):.1f} GB-s.
+- Wall time of the whole execution ({f['driver']}): {f['wall_s']:.0f} s here, all 7 dates at
+  once on a shared 2-core machine; with one Lambda per date ≈ {f['projected_parallel_wall_s']:.0f} s
+  (plan + slowest date + summarize, each cold).
+- Sandbox times are single-core figures from a shared machine; Lambda CPU scales with memory
+  (≈ {f['colocate_memory_mb'] / 1769:.1f} vCPU at {f['colocate_memory_mb']} MB), so a smaller
+  memory size is cheaper per second but slower.
 """
 
 
