@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import itertools
 import logging
+import re
 import secrets
 import threading
 import time
@@ -165,6 +166,11 @@ class EarthdataState:
             return False
         good = hmac.compare_digest(self._sign(bucket, key, expires), args.get("X-Amz-Signature", ""))
         return good and expires >= time.time()
+
+    def credentials_for(self, access_key_id: str) -> dict | None:
+        """The issued /s3credentials set with this access key id, if any."""
+        with self._lock:
+            return next((c for c in self.issued_credentials if c["accessKeyId"] == access_key_id), None)
 
     def requests_to(self, app: str) -> list[RecordedRequest]:
         with self._lock:
@@ -482,6 +488,23 @@ def create_s3_proxy_app(state: EarthdataState, upstream: str) -> Flask:
     http = requests.Session()
     http.trust_env = False
     methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+
+    @app.before_request
+    def _check_daac_credentials():
+        # moto accepts any key; S3 refuses expired STS credentials and a mismatched session token
+        auth = request.headers.get("Authorization", "")
+        m = re.search(r"Credential=([^/,\s]+)/", auth)
+        key = m.group(1) if m else request.args.get("X-Amz-Credential", "").split("/")[0]
+        issued = state.credentials_for(key) if key else None
+        if issued is None:
+            return None  # not a set the emulator issued (e.g. the output bucket's own client)
+        token = request.headers.get("X-Amz-Security-Token") or request.args.get("X-Amz-Security-Token")
+        if token != issued["sessionToken"]:
+            return _s3_error(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
+        expires = datetime.strptime(issued["expiration"], "%Y-%m-%d %H:%M:%S+00:00").replace(tzinfo=timezone.utc)
+        if expires.timestamp() <= time.time():
+            return _s3_error(400, "ExpiredToken", "The provided token has expired.")
+        return None
 
     @app.route("/", defaults={"path": ""}, methods=methods)
     @app.route("/<path:path>", methods=methods)

@@ -190,6 +190,21 @@ class Sandbox:
             config=Config(retries={"max_attempts": 2}),
         )
 
+    def ensure_seeded(self) -> bool:
+        """Seed S3 and Secrets Manager again if moto's process-global backends were reset (an
+        in-process ``mock_aws`` resets them when it starts and stops). True if it re-seeded."""
+        from botocore.exceptions import ClientError
+
+        s3 = self.boto3_client("s3")
+        try:
+            s3.head_bucket(Bucket=self.settings.output_bucket)
+            for g in self.scene.granules[:1]:
+                s3.head_object(Bucket=g.bucket, Key=g.key)
+            return False
+        except ClientError:
+            self._seed_aws()
+            return True
+
     def _seed_aws(self) -> None:
         s3 = self.boto3_client("s3")
         buckets = {b for names in DAAC_BUCKETS.values() for b in names} | {self.output_bucket}

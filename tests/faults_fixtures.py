@@ -42,6 +42,13 @@ def fault_sandbox(scene, tmp_path_factory):
 def reset(sb) -> None:
     sb.faults.clear()
     sb.state.requests.clear()
+    _ensure_seeded(sb)
+
+
+def _ensure_seeded(sb) -> None:
+    """moto's backends are process-global: an in-process ``mock_aws`` in another test module
+    resets them, wiping this session's buckets. Seed again if that happened."""
+    sb.ensure_seeded()
 
 
 def unique_radius() -> float:

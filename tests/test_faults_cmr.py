@@ -71,7 +71,8 @@ def test_slow_cmr_is_retried_after_a_read_timeout(sb):
 
 def test_cmr_that_never_answers_in_time_fails_cleanly(sb):
     sb.faults.add(SEARCH, app="cmr", delay_s=0.6)
-    _fails_cleanly(sb, ff.task(sb), ff.services(sb, http_timeout_s=0.2, http_retries=2), "failed after retries")
+    _fails_cleanly(sb, ff.task(sb), ff.services(sb, http_timeout_s=0.2, http_retries=2),
+                  "failed after retries: ReadTimeoutError")
 
 
 def test_malformed_page_in_the_middle_of_paging(sb):
@@ -110,3 +111,28 @@ def test_zero_results_publish_an_empty_complete_date(sb):
     assert ff.request_keys(sb, t) == [f"{sb.settings.output_prefix}/{t.request_id}/{t.date.isoformat()}/manifest.json"]
     # no data was fetched for an empty date
     assert {r.app for r in sb.state.requests} == {"cmr"}
+
+
+def test_a_huge_retry_after_does_not_stall_the_task(sb):
+    """A 429 asking for an hour must not put the Lambda to sleep past its timeout: waits are
+    capped (settings.http_retry_after_max_s), then the service is named."""
+    import threading
+
+    sb.faults.add(SEARCH, app="cmr", status=429, headers={"Retry-After": "3600"})
+    t = ff.task(sb)
+    outcome = []
+
+    def work():
+        try:
+            run_task(t, ff.services(sb, http_retry_after_max_s=0.2, http_retries=2))
+        except Exception as exc:  # reported below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True)
+    t0 = time.monotonic()
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "run_task slept on Retry-After: 3600"
+    assert time.monotonic() - t0 < 10
+    assert isinstance(outcome[0], UpstreamError) and outcome[0].service == "cmr" and "429" in str(outcome[0])
+    ff.assert_nothing_written(sb, t)

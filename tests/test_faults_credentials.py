@@ -86,3 +86,29 @@ def test_credentials_expiring_in_the_middle_of_a_task_are_refreshed(sb):
     assert used[-1] != issued[0]["accessKeyId"], "reads after expiry still used the expired set"
     assert set(used) <= {c["accessKeyId"] for c in issued}
     assert len(sb.state.requests_to("podaac")) == len(issued)  # fetched only when needed
+
+
+def test_the_s3_proxy_refuses_expired_or_forged_daac_credentials(sb):
+    """The check that makes the refresh test meaningful: like S3 (and unlike bare moto), the
+    sandbox refuses a request signed with an expired set or a wrong session token."""
+    import time
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    g = next(g for g in sb.scene.granules if g.daac == "podaac" and not g.placeholder)
+
+    def get(creds, token=None):
+        s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=sb.s3_url,
+                          aws_access_key_id=creds["accessKeyId"], aws_secret_access_key=creds["secretAccessKey"],
+                          aws_session_token=token or creds["sessionToken"])
+        return s3.get_object(Bucket=g.bucket, Key=g.key, Range="bytes=0-15")["Body"].read()
+
+    fresh = sb.state.issue_credentials("podaac")
+    assert len(get(fresh)) == 16
+    with pytest.raises(ClientError, match="InvalidToken"):
+        get(fresh, token="forged-session-token")
+    short = sb.state.issue_credentials("podaac", ttl_s=1)
+    time.sleep(1.1)
+    with pytest.raises(ClientError, match="ExpiredToken"):
+        get(short)

@@ -12,6 +12,7 @@ from core.errors import InsufficientSpaceError, UpstreamError
 from core.pipeline import WORKDIR_LOCK, run_task
 from tests import faults_fixtures as ff
 
+SRC = Path(__file__).resolve().parents[1] / "src"
 FILE = "/nsidc-cumulus-prod-protected/"  # served by the presigned-S3 app after TEA's 307
 
 
@@ -131,3 +132,53 @@ def test_killed_run_then_retry_publishes_one_complete_result(sb, tmp_path):
     again = run_task(t, ff.services(sb, download_dir=settings.download_dir))
     assert again["cached"] is True and again["run_id"] == manifest["run_id"]
     assert json.dumps(again["outputs"]) == json.dumps(manifest["outputs"])
+
+
+def test_only_dead_runs_workdirs_are_swept(tmp_path):
+    """A workdir is swept only once its run's process is gone (SIGKILL, like a Lambda timeout),
+    never while the run lives, in this process or another."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core.pipeline import _remove_stale_workdirs, _workdir
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom core.pipeline import _workdir\n"
+         "with _workdir(__import__('pathlib').Path(sys.argv[1])) as d:\n"
+         "    (d / '.ATL07.h5.x.part').write_bytes(b'1' * 1000)\n    print(d, flush=True)\n    time.sleep(60)\n",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        other = Path(holder.stdout.readline().strip())
+        with _workdir(tmp_path) as mine:
+            _remove_stale_workdirs(tmp_path)
+            assert other.is_dir() and mine.is_dir(), "a live run's workdir was swept"
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(10)
+            _remove_stale_workdirs(tmp_path)
+            assert not other.exists(), "the killed run's workdir survived"
+            assert mine.is_dir()
+        assert not mine.exists()
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_data_host_that_never_answers_in_time_is_named(sb):
+    sb.faults.add(FILE, app="nsidc", delay_s=0.6)
+    t = ff.task(sb)
+    with pytest.raises(UpstreamError) as info:
+        run_task(t, ff.services(sb, http_timeout_s=0.2, http_retries=1))
+    assert "download" in info.value.service or "Earthdata" in info.value.service, info.value
+    ff.assert_nothing_written(sb, t)
+
+
+def test_s3credentials_that_never_answer_in_time_are_named(sb):
+    sb.faults.add("/s3credentials", app="podaac", delay_s=0.6)
+    t = ff.task(sb)
+    with pytest.raises(UpstreamError) as info:
+        run_task(t, ff.services(sb, http_timeout_s=0.2, http_retries=1))
+    assert "/s3credentials" in info.value.service, info.value
+    ff.assert_nothing_written(sb, t)

@@ -2,6 +2,8 @@
 and nothing left in the output bucket."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.errors import AuthError
@@ -66,13 +68,34 @@ def test_redirect_loop_is_named(sb):
 def test_html_login_page_instead_of_the_file(sb):
     sb.faults.add(DATA, app="nsidc", html_login=True)
     _auth_fails(sb, ff.task(sb), ff.services(sb), sb.edl_token, "HTML page")
-    downloads = sb.settings.download_dir
     # the login page never became a file under the granule's name
-    from pathlib import Path
-
-    assert not list(Path(downloads).rglob("ATL07*"))
+    assert not list(Path(sb.settings.download_dir).rglob("ATL07*"))
 
 
 def test_html_login_page_instead_of_s3credentials(sb):
     sb.faults.add("/s3credentials", app="podaac", html_login=True)
     _auth_fails(sb, ff.task(sb), ff.services(sb), sb.edl_token, "HTML page")
+
+
+@pytest.mark.parametrize("rule, match", [
+    ({"status": 503}, "HTTP 503"),
+    ({"delay_s": 0.6}, "ReadTimeoutError"),
+])
+def test_edl_token_api_down_is_blamed_on_edl(sb, rule, match):
+    """Username/password login: EDL's token API failing must be named as EDL, not as the first
+    service the token was being fetched for (CMR)."""
+    from core.earthdata import PasswordToken
+    from core.errors import UpstreamError
+    from core.pipeline import build_services
+
+    sb.state.add_user("edl-down-user", "edl-down-password")
+    sb.faults.add("/api/users/find_or_create_token", app="edl", **rule)
+    settings = ff.settings_of(sb, http_timeout_s=0.2, http_retries=1)
+    services = build_services(settings, token_provider=PasswordToken(settings, "edl-down-user", "edl-down-password"),
+                              s3_client=sb.boto3_client("s3"))
+    t = ff.task(sb)
+    with pytest.raises(UpstreamError) as info:
+        run_task(t, services)
+    assert info.value.service == "Earthdata Login" and match in str(info.value), info.value
+    assert "edl-down-password" not in str(info.value)
+    ff.assert_nothing_written(sb, t)

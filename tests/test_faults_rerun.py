@@ -59,3 +59,54 @@ def test_concurrent_runs_where_one_fails_leave_one_complete_result(sb):
     assert isinstance(errors[0], NotFoundError)
     ff.assert_one_complete_result(sb, t, results[0])
 
+
+
+KILLABLE_RUN = """
+import json, sys
+from core.config import Settings
+from core.pipeline import build_services, plan, run_task
+from core.request import parse_request
+settings = Settings.from_env()
+task = plan(parse_request(json.loads(sys.argv[1]), settings))[0]
+run_task(task, build_services(settings))
+"""
+
+
+def test_lambda_killed_before_publishing_then_retried(sb):
+    """A real process runs the task and is SIGKILLed (a Lambda timeout) while its manifest PUT is
+    in flight: its products are uploaded but never published. The retry must publish one complete
+    result and remove the dead run's objects. (A dead run's workdir: tests/test_faults_download.py.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    t = ff.task(sb)
+    body = {**t.request.canonical(), "radius_m": t.request.radius_m}
+    date_prefix = f"/{sb.settings.output_bucket}/{sb.settings.output_prefix}/{t.request_id}/{t.date}/"
+    # the manifest PUT hangs (then fails), so the kill lands after the uploads, before publishing
+    sb.faults.add(date_prefix + "manifest.json", app="s3api", method="PUT", delay_s=15, status=503, times=1)
+    src = Path(__file__).resolve().parents[1] / "src"
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, json.dumps(body)],
+                            env={**os.environ, **sb.env(), "PYTHONPATH": str(src)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r.method == "PUT" and r.path.endswith("/manifest.json")
+                      for r in sb.state.requests_to("s3api") if r.path.startswith(date_prefix)):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run never reached its manifest"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    dead_outputs = ff.request_keys(sb, t)
+    assert dead_outputs and all(k.endswith((".nc", ".png")) for k in dead_outputs), dead_outputs
+
+    manifest = run_task(t, ff.services(sb))
+    ff.assert_one_complete_result(sb, t, manifest)
+    assert not set(dead_outputs) & set(manifest["outputs"])

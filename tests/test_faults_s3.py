@@ -2,6 +2,8 @@
 success or a named failure, and nothing half-written in the output bucket."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from core.errors import AuthError, ColocationError, NotFoundError, UpstreamError
@@ -91,7 +93,8 @@ def _output_client(sb, puts: list | None = None):
     client = boto3.client("s3", region_name="us-west-2", endpoint_url=sb.s3_url, aws_access_key_id="testing",
                           aws_secret_access_key="testing", config=Config(retries={"max_attempts": 3}))
     if puts is not None:  # observe (not alter) every PutObject the pipeline makes
-        client.meta.events.register("provide-client-params.s3.PutObject", lambda params, **kw: puts.append(params["Key"]))
+        client.meta.events.register("provide-client-params.s3.PutObject",
+                                    lambda params, **kw: puts.append(params["Key"]))
     return client
 
 
@@ -132,3 +135,29 @@ def test_manifest_write_denied_after_uploads_leaves_nothing(sb):
     assert "output bucket" in info.value.service and "AccessDenied" in str(info.value)
     assert len(puts) >= 3  # netCDF, PNG, then the refused manifest
     ff.assert_nothing_written(sb, t)
+
+
+def test_manifest_put_whose_answer_is_lost_is_still_ours(sb):
+    """The conditional manifest PUT lands but its answer is lost; botocore's retry gets 412.
+    The run must recognise its own manifest, not delete the outputs that manifest lists."""
+    t = ff.task(sb)
+    manifest_path = f"/{sb.settings.output_bucket}/{sb.settings.output_prefix}/{t.request_id}/{t.date}/manifest.json"
+    sb.faults.add(manifest_path, app="s3api", method="PUT", drop_after=0, times=1)
+    manifest = run_task(t, _services_with_output(sb, _output_client(sb)))
+    assert len(sb.faults.fired) == 1
+    stored = json.loads(sb.boto3_client("s3").get_object(
+        Bucket=sb.settings.output_bucket, Key=manifest_path.split("/", 2)[2])["Body"].read())
+    assert stored["run_id"] == manifest["run_id"]
+    ff.assert_one_complete_result(sb, t, stored)
+
+
+@pytest.mark.parametrize("rule, exc_type, service", [
+    (s3_error_fault("AccessDenied"), AuthError, "S3"),
+    (s3_error_fault("NoSuchKey"), NotFoundError, None),
+    ({"method": "GET", "truncate_to": 2048}, UpstreamError, "S3"),
+])
+def test_atl07_read_in_place_faults_are_named(sb, rule, exc_type, service):
+    sb.faults.add("/nsidc-cumulus-prod-protected/", app="s3api", **rule)
+    err = _fails(sb, ff.task(sb), exc_type, "", atl07_access="direct")
+    assert service is None or err.service == service, err
+    assert "nsidc-cumulus-prod-protected" in str(err) or "ATL07" in str(err), err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ from pathlib import Path
 import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from moto import mock_aws
 
 from core.config import Settings
 from core.request import DateTask, parse_request
@@ -42,30 +42,35 @@ CTX = LambdaContext()
 
 
 @pytest.fixture()
-def aws(monkeypatch):
+def aws(monkeypatch, mini_sandbox):
+    # the session sandbox's moto server: an in-process mock_aws would reset moto's
+    # process-global state under every other sandbox of the test session
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                  "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2",
+                 "AWS_ENDPOINT_URL": mini_sandbox.moto_url,
                  "COLOC_OUTPUT_BUCKET": BUCKET, "POWERTOOLS_TRACE_DISABLED": "1",
                  "POWERTOOLS_DEV": "0"}.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-west-2")
+    monkeypatch.delenv("COLOC_S3_ENDPOINT_URL", raising=False)
+    s3 = mini_sandbox.boto3_client("s3")
+    try:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-        sfn = boto3.client("stepfunctions", region_name="us-west-2")
-        arn = sfn.create_state_machine(
-            name="coloc-test-colocation",
-            definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
-            roleArn="arn:aws:iam::123456789012:role/sfn",
-        )["stateMachineArn"]
-        monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-        from handlers import api, common
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    sfn = mini_sandbox.boto3_client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name=f"coloc-test-{uuid.uuid4().hex[:8]}-colocation",
+        definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    from handlers import api, common
 
-        common.settings.cache_clear()
-        api._client.cache_clear()
-        yield {"s3": s3, "sfn": sfn, "arn": arn}
-        common.settings.cache_clear()
-        api._client.cache_clear()
+    common.settings.cache_clear()
+    api._client.cache_clear()
+    yield {"s3": s3, "sfn": sfn, "arn": arn}
+    common.settings.cache_clear()
+    api._client.cache_clear()
 
 
 def assert_clean(body: str) -> None:

@@ -108,9 +108,10 @@ def test_no_secret_in_logs_output_manifest_or_netcdf(sb, handler_env, caplog, ca
             texts[f"netCDF attributes of {path.name}"] = "\n".join(attrs)
     assert len(caplog.records) > 20 and out, "nothing captured: the check would prove nothing"
     leaks = [(where, what) for where, text in texts.items() for what, secret in secrets.items() if secret in text]
-    if leaks:
-        where = [r for r in caplog.records if any(s in r.getMessage() or s in repr(r.__dict__) for s in secrets.values())]
-        print("LEAKS", [(r.name, r.levelname, r.getMessage()[:300]) for r in where[:3]])
+    if leaks:  # say which logger printed it
+        culprits = {(r.name, r.levelname) for r in caplog.records
+                    if any(v in r.getMessage() or v in repr(r.__dict__) for v in secrets.values())}
+        leaks.append(("loggers", sorted(culprits)))
     assert leaks == [], leaks
 
 
@@ -238,3 +239,48 @@ def test_presigned_output_urls_expire(sb, monkeypatch):
     assert abs((datetime.now(timezone.utc) - signed).total_seconds()) < 60
     assert int(q["X-Amz-Expires"]) == 900
     assert requests.get(url, timeout=5).status_code == 200
+
+
+# --------------------------------------------------------------------------- IAM: what the code needs
+# (tests/test_template.py checks nothing is granted beyond the stack's own resources; this checks
+# the colocate role is granted what run_task actually does to the output bucket.)
+def _policy_actions(function: str) -> dict[str, set[str]]:
+    from cfnlint.decode import decode
+
+    from tests.test_template import TEMPLATE
+
+    tpl, _ = decode(str(TEMPLATE))
+    out: dict[str, set[str]] = {}
+    for policy in tpl["Resources"][function]["Properties"].get("Policies", []):
+        for st in policy.get("Statement", []):
+            if st.get("Effect") != "Allow":
+                continue
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resource = json.dumps(st.get("Resource"))
+            for a in actions:
+                out.setdefault(a, set()).add(resource)
+    return out
+
+
+def test_colocate_role_can_clean_up_what_it_wrote():
+    actions = _policy_actions("ColocateFunction")
+    # run_task: get_object (manifest), put_object (outputs, manifest), list_objects_v2 (orphans),
+    # delete_objects (its own files on failure, a dead run's orphans) → s3:DeleteObject per key
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert any("OutputBucket.Arn}/*" in r for r in actions.get(action, ())), (action, actions)
+    assert any("OutputBucket" in r for r in actions.get("s3:ListBucket", ())), actions
+
+
+def test_no_credential_in_function_environments():
+    from cfnlint.decode import decode
+
+    from tests.test_template import TEMPLATE
+
+    tpl, _ = decode(str(TEMPLATE))
+    blocks = [tpl.get("Globals", {}).get("Function", {}).get("Environment", {})]
+    blocks += [r["Properties"].get("Environment", {}) for r in tpl["Resources"].values()
+               if r["Type"] == "AWS::Serverless::Function"]
+    for block in blocks:
+        for name in block.get("Variables", {}):
+            assert not any(word in name.upper() for word in ("TOKEN", "PASSWORD", "SECRET_ACCESS", "USERNAME")) \
+                or name == "COLOC_EDL_SECRET_NAME", name

@@ -287,7 +287,10 @@ class CmrClient:
         try:
             resp = self.session.get(url, params=params, headers=hdrs, timeout=self.settings.http_timeout_s)
         except requests.RequestException as exc:
-            raise UpstreamError(f"{path} failed after retries: {type(exc).__name__}", service="cmr") from None
+            # requests wraps urllib3's last error (e.g. ReadTimeoutError) in a ConnectionError
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
+            raise UpstreamError(f"{path} failed after retries: {cause}", service="cmr") from None
         if resp.status_code != 200:
             detail = ""
             try:

@@ -82,6 +82,8 @@ class Settings:
     http_timeout_s: float = 60.0
     http_retries: int = 5
     http_backoff_s: float = 0.5
+    # Longest Retry-After honoured (urllib3's default is 6 h: a Lambda would sleep past its timeout)
+    http_retry_after_max_s: float = 60.0
     credentials_refresh_margin_s: float = 300.0
 
     # --- outputs and limits ----------------------------------------------------------------

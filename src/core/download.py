@@ -70,6 +70,15 @@ def _remove_stale_parts(dest_dir: Path, name: str) -> None:
         stale.unlink(missing_ok=True)
 
 
+def _check_space(dest_dir: Path, name: str, need: int, disk_usage: Callable[[str], object]) -> None:
+    free = int(disk_usage(str(dest_dir)).free)
+    if free < need + SPACE_MARGIN_BYTES:
+        raise InsufficientSpaceError(
+            f"not enough free space in {dest_dir} for {name}: need {need} bytes "
+            f"(+{SPACE_MARGIN_BYTES} margin), {free} free"
+        )
+
+
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
@@ -96,6 +105,9 @@ def stream_download(
     name = file_name or file_name_from_url(url)
     final = dest_dir / name
     _remove_stale_parts(dest_dir, name)
+    if expected_size is not None:
+        # the catalogue's size is known: refuse before the server starts sending
+        _check_space(dest_dir, name, expected_size, disk_usage)
 
     resp = session.get(url, stream=True, headers=_IDENTITY)
     _check_status(resp, url)
@@ -106,14 +118,12 @@ def stream_download(
             f"server announces {total} bytes but the catalogue says {expected_size}", service=_service(url)
         )
     need = total if total is not None else expected_size
-    if need is not None:
-        free = int(disk_usage(str(dest_dir)).free)
-        if free < need + SPACE_MARGIN_BYTES:
+    if need is not None and expected_size is None:
+        try:
+            _check_space(dest_dir, name, need, disk_usage)
+        except InsufficientSpaceError:
             resp.close()
-            raise InsufficientSpaceError(
-                f"not enough free space in {dest_dir} for {name}: need {need} bytes "
-                f"(+{SPACE_MARGIN_BYTES} margin), {free} free"
-            )
+            raise
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
     tmp = Path(tmp_name)

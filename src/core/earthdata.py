@@ -114,7 +114,13 @@ class PasswordToken:
         url = self._settings.edl_url.rstrip("/") + "/api/users/find_or_create_token"
         # A bare session: the allowlist still applies, but there is no token to attach yet.
         session = self._session or EarthdataSession(self._settings, None)
-        resp = session.post(url, auth=(self._username, self._password), timeout=self._settings.http_timeout_s)
+        try:
+            resp = session.post(url, auth=(self._username, self._password), timeout=self._settings.http_timeout_s)
+        except requests.RequestException as exc:
+            # otherwise the caller that needed the token (CMR, a DAAC) would be blamed
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
+            raise UpstreamError(f"token API failed after retries ({cause})", service="Earthdata Login") from None
         if resp.status_code == 401:
             raise AuthError(
                 f"Earthdata Login rejected the username/password for user {self._username!r}",

@@ -22,6 +22,7 @@ def retry_policy(settings: Settings, methods: tuple[str, ...] = ("GET", "HEAD"))
         status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset(methods),
         respect_retry_after_header=True,
+        retry_after_max=settings.http_retry_after_max_s,  # a 429 asking for hours gets a shorter wait
         raise_on_status=False,
         raise_on_redirect=False,
     )

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import requests
@@ -161,6 +161,12 @@ def _workdir(download_dir: Path) -> Iterator[Path]:
         lock.close()
 
 
+class _DiskUsage(NamedTuple):  # the shape of shutil.disk_usage()
+    total: int
+    used: int
+    free: int
+
+
 def _disk_usage(settings: Settings) -> Callable[[str], object]:
     """``shutil.disk_usage`` bounded by ``settings.download_max_bytes`` (0: no bound)."""
     quota = int(settings.download_max_bytes)
@@ -174,7 +180,7 @@ def _disk_usage(settings: Settings) -> Callable[[str], object]:
                 if f.is_file():
                     used += f.stat().st_size
         real = shutil.disk_usage(path)
-        return shutil._ntuple_diskusage(quota, used, max(0, min(real.free, quota - used)))
+        return _DiskUsage(quota, used, max(0, min(real.free, quota - used)))
 
     return usage
 
@@ -248,7 +254,21 @@ class _Segments:
 
 
 def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
-    """Colocate one date of a request; returns the JSON-safe manifest of the published result."""
+    """Colocate one date of a request; returns the JSON-safe manifest of the published result.
+
+    Every failure ends in a :class:`ColocationError` naming its cause (a failing output bucket
+    included), with none of this run's objects left in the output bucket."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return _run_task(task, services, run_id=run_id)
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+        raise UpstreamError(f"{type(exc).__name__} {code}: {exc}"[:500],
+                            service=f"output bucket s3://{services.output.bucket}") from None
+
+
+def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
     req, settings, store = task.request, services.settings, services.output
     if not req.is_resolved:
         raise ValueError("run_task() needs a resolved request")
@@ -333,27 +353,42 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
         with timer("publish"):
             published = store.publish_manifest(request_id, date, manifest)
         if not published:
-            # another run of this date finished first: keep its result, drop ours
-            store.delete_keys(uploaded)
-            return {**(store.get_manifest(request_id, date) or manifest), "cached": True}
+            winner = store.get_manifest(request_id, date)
+            if winner is None or winner.get("run_id") != run_id:
+                # another run of this date finished first: keep its result, drop ours
+                store.delete_keys(uploaded)
+                return {**(winner or manifest), "cached": True}
+            # ours: the PUT landed, its answer was lost and the client's retry got 412
         _remove_orphans(store, request_id, date, manifest)
         return manifest
     except BaseException:
         with contextlib.suppress(Exception):
-            store.delete_keys(uploaded)
+            if uploaded and not _is_published_by(store, request_id, date, run_id):
+                store.delete_keys(uploaded)
         raise
 
 
+def _is_published_by(store: OutputStore, request_id: str, date: str, run_id: str) -> bool:
+    """Whether the date's manifest is this run's (then its outputs must stay)."""
+    current = store.get_manifest(request_id, date)
+    return current is not None and current.get("run_id") == run_id
+
+
 def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: dict) -> None:
-    """Once a date is published, anything else under it is a dead or losing run's output."""
+    """Once a date is published, anything else under it is a dead or losing run's output.
+
+    Best effort and never raising: the date is published, and a failure here must not reach
+    run_task's clean-up of the (now published) outputs; the bucket's lifecycle rule is the backstop."""
     keep = set(manifest["outputs"]) | {store.manifest_key(request_id, date)}
-    paginator = store.s3.get_paginator("list_objects_v2")
-    pages = paginator.paginate(Bucket=store.bucket, Prefix=store.date_prefix(request_id, date) + "/")
-    orphans = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] not in keep]
-    if orphans:
-        log.info("removing %d unpublished objects of earlier runs of %s", len(orphans), date)
-        with contextlib.suppress(Exception):  # best effort: the bucket's lifecycle rule is the backstop
+    try:
+        paginator = store.s3.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=store.bucket, Prefix=store.date_prefix(request_id, date) + "/")
+        orphans = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] not in keep]
+        if orphans:
+            log.info("removing %d unpublished objects of earlier runs of %s", len(orphans), date)
             store.delete_keys(orphans)
+    except Exception as exc:
+        log.warning("could not remove unpublished objects of earlier runs of %s: %s", date, type(exc).__name__)
 
 
 def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: ColocationRequest, bbox, lo, hi,
@@ -364,25 +399,30 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
     with timer("atl07_read"):
         if _use_direct_access(granule, settings):
             fs = services.s3_filesystem(granule.s3credentials_url)
-            with open_granule(fs, granule.s3_url, settings) as fh:
-                try:
-                    atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                except UnreadableFileError as exc:
-                    raise UpstreamError(f"{granule.title}: {exc}", service="S3") from None
+            with _s3_read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
+                atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
                 atl07_bytes = fh.bytes_fetched
         else:
             if not granule.https_url:
                 raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
-            with downloaded(services.http, granule.https_url, workdir, expected_size=granule.size_bytes or None,
-                            file_name=granule.producer_granule_id or None,
-                            disk_usage=_disk_usage(settings)) as path:
-                atl07_bytes = path.stat().st_size
-                try:
-                    atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                except UnreadableFileError as exc:
-                    # the bytes matched the catalogue's size: the DAAC served a corrupt file
-                    raise UpstreamError(f"{granule.title}: {exc}",
-                                        service=f"download {redact_url(granule.https_url)}") from None
+            service = f"download {redact_url(granule.https_url)}"
+            try:
+                with downloaded(services.http, granule.https_url, workdir,
+                                expected_size=granule.size_bytes or None,
+                                file_name=granule.producer_granule_id or None,
+                                disk_usage=_disk_usage(settings)) as path:
+                    atl07_bytes = path.stat().st_size
+                    try:
+                        atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
+                    except UnreadableFileError as exc:
+                        # the bytes matched the catalogue's size: the DAAC served a corrupt file
+                        raise UpstreamError(f"{granule.title}: {exc}", service=service) from None
+            except requests.RequestException as exc:
+                # connection refused / timed out after the session's retries; the message of
+                # requests' exception carries the URL with its query (presigned hops): not repeated
+                reason = getattr(exc.args[0], "reason", None) if exc.args else None
+                cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
+                raise UpstreamError(f"{granule.title}: failed after retries ({cause})", service=service) from None
     segments = _Segments.of(atl07, lo, hi)
     if not len(segments):
         log.info("%s: no segments in the bbox and time window", granule.title)
@@ -445,17 +485,10 @@ def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, 
     if not endpoint:
         raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
     fs = services.s3_filesystem(endpoint)
-    with timer("sst_read"):
+    with timer("sst_read"), _s3_read_errors(sst.title):
         with open_granule(fs, sst.s3_url, settings) as fh:
-            try:
-                swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
-                                 name=sst.title)
-            except UnreadableFileError as exc:
-                raise UpstreamError(f"{sst.title}: {exc}", service="S3") from None
-            except ColocationError:
-                raise
-            except Exception as exc:  # h5py/h5netcdf on a truncated or corrupt object
-                raise UpstreamError(f"cannot read {sst.title}: {type(exc).__name__}: {exc}", service="S3") from None
+            swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
+                             name=sst.title)
             report = sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
             report["bytes_fetched"] += int(fh.bytes_fetched)
             report["requests"] += int(fh.fetch_requests)
@@ -463,6 +496,20 @@ def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, 
             report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
                                                             swath.cols.start, swath.cols.stop]
     return swath
+
+
+@contextlib.contextmanager
+def _s3_read_errors(title: str) -> Iterator[None]:
+    """A granule read in place fails as a named S3 error, whichever layer (s3fs, aiobotocore,
+    aiohttp, h5py) raised: a cut transfer, a throttled GET, a truncated or corrupt object."""
+    try:
+        yield
+    except UnreadableFileError as exc:
+        raise UpstreamError(f"{title}: {exc}", service="S3") from None
+    except ColocationError:
+        raise
+    except Exception as exc:
+        raise UpstreamError(f"cannot read {title}: {type(exc).__name__}: {exc}"[:500], service="S3") from None
 
 
 def _render(ds, path: Path, swaths: list[SstSwath]) -> Path | None:

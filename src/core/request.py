@@ -317,7 +317,9 @@ def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[
         # drop Powertools/pydantic wrapper segments ("body", union tags like "function-after[...]")
         loc = [p for p in loc if p not in ("body",) and "[" not in p]
         ctx = err.get("ctx") or {}
-        field = (".".join(loc) if loc else str(ctx.get("field") or ""))[:64] or "request"
+        if err.get("type") == "field_error" and ctx.get("field") and loc[-1:] != [str(ctx["field"])]:
+            loc.append(str(ctx["field"]))  # a model-level check (maybe nested): its field is in ctx
+        field = ".".join(loc)[:64] or "request"
         message = err.get("msg", "invalid value")
         if err.get("type") == "field_error":
             message = str(ctx.get("detail", message))

@@ -124,6 +124,12 @@ class OutputStore:
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
             if chunk:
-                self.s3.delete_objects(
+                resp = self.s3.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
                 )
+                # DeleteObjects answers 200 even when every key was refused (e.g. no s3:DeleteObject)
+                failed = resp.get("Errors") or []
+                if failed:
+                    codes = sorted({e.get("Code", "?") for e in failed})
+                    log.warning("could not delete %d of %d objects from s3://%s (%s), e.g. %s",
+                                len(failed), len(chunk), self.bucket, ", ".join(codes), failed[0].get("Key"))
