@@ -15,5 +15,5 @@ def realdata() -> Path:
     assert REALDATA.is_dir(), f"missing test data at {REALDATA}"
     return REALDATA
 
-# Sandbox fixtures (moto server + Earthdata emulator + seed scene) for every test module.
-pytest_plugins = ["tests.sandbox_fixtures"]
+# Sandbox fixtures (moto server + Earthdata emulator + seed scene) and the fault sandbox.
+pytest_plugins = ["tests.sandbox_fixtures", "tests.faults_fixtures"]

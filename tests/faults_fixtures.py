@@ -13,6 +13,8 @@ import dataclasses
 import itertools
 import threading
 
+import pytest
+
 from core.earthdata import StaticToken
 from core.pipeline import build_services, plan
 from core.request import parse_request
@@ -91,3 +93,12 @@ def assert_one_complete_result(sb, t, manifest: dict) -> None:
     assert manifest["status"] == "complete"
     assert manifest["outputs"], "a complete result lists its outputs"
     assert request_keys(sb, t) == sorted(manifest["outputs"] + [manifest_key])
+
+
+@pytest.fixture
+def fault_sb(sandbox_scene, tmp_path_factory):
+    """The process-wide fault sandbox, its faults and request log cleared around each test."""
+    sb = fault_sandbox(sandbox_scene, tmp_path_factory)
+    reset(sb)
+    yield sb
+    reset(sb)

@@ -94,3 +94,19 @@ def sandbox(sandbox_scene, tmp_path_factory):
     """The sandbox over the seed-case scene (session-scoped)."""
     with Sandbox(sandbox_scene, workdir=tmp_path_factory.mktemp("sandbox")) as sb:
         yield sb
+
+
+@pytest.fixture
+def sb(mini_sandbox, clean_faults):
+    """The mini sandbox with clean faults (modules may override ``sb`` with another sandbox)."""
+    return mini_sandbox
+
+
+@pytest.fixture
+def session(sb):
+    """A production EarthdataSession holding the sandbox user's EDL token."""
+    from core.earthdata import EarthdataSession, StaticToken
+
+    s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
+    yield s
+    s.close()

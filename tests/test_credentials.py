@@ -12,18 +12,6 @@ from core.earthdata import EarthdataSession, StaticToken
 from core.errors import AuthError, UpstreamError
 
 
-@pytest.fixture
-def sb(mini_sandbox, clean_faults):  # noqa: F811
-    return mini_sandbox
-
-
-@pytest.fixture
-def session(sb):
-    s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
-    yield s
-    s.close()
-
-
 class Clock:
     def __init__(self):
         self.now = time.time()

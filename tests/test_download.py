@@ -7,22 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from core.download import downloaded, stream_download
-from core.earthdata import EarthdataSession, StaticToken
 from core.errors import InsufficientSpaceError, NotFoundError, UpstreamError
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def sb(mini_sandbox, clean_faults):  # noqa: F811
-    return mini_sandbox
-
-
-@pytest.fixture
-def session(sb):
-    s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
-    yield s
-    s.close()
 
 
 @pytest.fixture

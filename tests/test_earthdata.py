@@ -24,18 +24,6 @@ from sandbox.emulator import ServerThread
 BAD_TOKEN = "EDL-wrong-token-SECRETSECRET"
 
 
-@pytest.fixture
-def sb(mini_sandbox, clean_faults):  # noqa: F811
-    return mini_sandbox
-
-
-@pytest.fixture
-def session(sb):
-    s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
-    yield s
-    s.close()
-
-
 def _granule(sb, daac):
     return next(g for g in sb.scene.granules if g.daac == daac)
 

@@ -16,16 +16,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FILE = "/nsidc-cumulus-prod-protected/"  # served by the presigned-S3 app after TEA's 307
 
 
-@pytest.fixture(scope="module")
-def sb(sandbox_scene, tmp_path_factory):
-    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _reset(sb):
-    ff.reset(sb)
-    yield
-    ff.reset(sb)
+@pytest.fixture
+def sb(fault_sb):
+    return fault_sb
 
 
 def _atl07(sb):

@@ -13,16 +13,9 @@ from tests import faults_fixtures as ff
 DATA = "/nsidc-cumulus-prod-protected/"  # the ATL07 granule behind NSIDC's TEA
 
 
-@pytest.fixture(scope="module")
-def sb(sandbox_scene, tmp_path_factory):
-    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _reset(sb):
-    ff.reset(sb)
-    yield
-    ff.reset(sb)
+@pytest.fixture
+def sb(fault_sb):
+    return fault_sb
 
 
 def _auth_fails(sb, t, services, token: str, match: str) -> AuthError:

@@ -11,16 +11,9 @@ from core.pipeline import run_task
 from tests import faults_fixtures as ff
 
 
-@pytest.fixture(scope="module")
-def sb(sandbox_scene, tmp_path_factory):
-    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _reset(sb):
-    ff.reset(sb)
-    yield
-    ff.reset(sb)
+@pytest.fixture
+def sb(fault_sb):
+    return fault_sb
 
 
 def test_rerun_of_a_finished_date_contacts_no_upstream_service(sb):

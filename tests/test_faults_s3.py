@@ -14,16 +14,9 @@ from tests import faults_fixtures as ff
 L2P = "/podaac-ops-cumulus-protected/"
 
 
-@pytest.fixture(scope="module")
-def sb(sandbox_scene, tmp_path_factory):
-    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _reset(sb):
-    ff.reset(sb)
-    yield
-    ff.reset(sb)
+@pytest.fixture
+def sb(fault_sb):
+    return fault_sb
 
 
 def _fails(sb, t, exc_type, match: str, **overrides) -> ColocationError:

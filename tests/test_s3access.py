@@ -12,18 +12,6 @@ from core.errors import InputError, NotFoundError
 from core.s3access import open_granule, open_s3_filesystem, s3_path
 
 
-@pytest.fixture
-def sb(mini_sandbox, clean_faults):  # noqa: F811
-    return mini_sandbox
-
-
-@pytest.fixture
-def session(sb):
-    s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
-    yield s
-    s.close()
-
-
 def _l2p(sb):
     return next(g for g in sb.scene.granules if g.daac == "podaac")
 

@@ -14,13 +14,10 @@ from sandbox.services import Sandbox
 from tests.sandbox_fixtures import make_mini_scene
 
 
-@pytest.fixture
-def sb(mini_sandbox, clean_faults):  # noqa: F811
-    return mini_sandbox
-
-
 def test_starts_fast_and_stops_cleanly(tmp_path):
-    scene = make_mini_scene(tmp_path / "scene", atl07_size=1000, l2p_size=2000)
+    # same names, sizes and bytes as the session mini scene: moto is process-global, and a
+    # different object under the same key would overwrite the session sandbox's copy
+    scene = make_mini_scene(tmp_path / "scene")
     t0 = time.monotonic()
     with Sandbox(scene, workdir=tmp_path / "w") as box:
         started = time.monotonic() - t0

@@ -27,16 +27,9 @@ FAKE_USER = "leak-canary-user"
 FAKE_PASSWORD = "Canary-PASSWORD-7f3a9c1e"
 
 
-@pytest.fixture(scope="module")
-def sb(sandbox_scene, tmp_path_factory):
-    return ff.fault_sandbox(sandbox_scene, tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _reset(sb):
-    ff.reset(sb)
-    yield
-    ff.reset(sb)
+@pytest.fixture
+def sb(fault_sb):
+    return fault_sb
 
 
 
