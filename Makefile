@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LAYERS := layers/build/sizes.json
 
 .PHONY: install test test-fast demo bench layers lint clean
 
@@ -15,7 +16,11 @@ $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyp
 
 install: $(STAMP)
 
-test: $(STAMP)
+# the Lambda layers (python3.12 arm64 wheels); fails if a function exceeds Lambda's 250 MB
+$(LAYERS): $(STAMP) layers/build.py requirements/lambda.txt requirements/plot.txt
+	$(PY) layers/build.py
+
+test: $(STAMP) $(LAYERS)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

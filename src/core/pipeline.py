@@ -127,6 +127,10 @@ class _Timer:
 def _remove_stale_workdirs(download_dir: Path) -> None:
     """Delete workdirs of runs that died (a killed Lambda leaves /tmp to the next invocation):
     their partial downloads must neither be reused nor fill the disk."""
+    for path in download_dir.glob("." + WORKDIR_PREFIX + "*"):  # died before it was locked
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > STALE_UNLOCKED_S:
+                shutil.rmtree(path, ignore_errors=True)
     for path in download_dir.glob(WORKDIR_PREFIX + "*"):
         if not path.is_dir():
             continue
@@ -151,10 +155,13 @@ def _workdir(download_dir: Path) -> Iterator[Path]:
     """A private, locked directory for one run under ``download_dir``, removed afterwards."""
     download_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_workdirs(download_dir)
-    path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=download_dir))
-    lock = open(path / WORKDIR_LOCK, "a")
+    # lock first under a hidden name, then make it visible: a sweeper never sees it unlocked
+    hidden = Path(tempfile.mkdtemp(prefix="." + WORKDIR_PREFIX, dir=download_dir))
+    lock = open(hidden / WORKDIR_LOCK, "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    path = download_dir / hidden.name[1:]
+    hidden.rename(path)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
