@@ -51,8 +51,17 @@ class _Stereo:
         return r * np.sin(d) - self.x0, -r * np.cos(d) - self.y0
 
 
-def _names(values, limit=2) -> str:
-    values = [str(v) for v in values]
+def _short(name: str) -> str:
+    """GHRSST GDS2 names (<time>-<RDAC>-L2P_GHRSST-<type>-<product>[-<extra>]-v02.0-fv01.0)
+    shortened to time and product, so several fit in a title."""
+    parts = name.removesuffix(".nc").split("-")
+    if len(parts) >= 7 and parts[2].endswith("_GHRSST"):
+        return f"{parts[0]} {'-'.join(parts[4:-2])}"
+    return name if len(name) <= 48 else name[:47] + "…"
+
+
+def _names(values, limit=3) -> str:
+    values = [_short(str(v)) for v in values]
     if not values:
         return "none"
     shown = ", ".join(values[:limit])
