@@ -34,7 +34,7 @@ def child_handler(name: str, event_json: str) -> dict:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from sandbox.demo import LambdaContext
+    from sandbox.lambda_context import LambdaContext
 
     t_import = time.perf_counter()
     module = __import__(f"handlers.{name}", fromlist=["handler"])

@@ -15,22 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from sandbox.lambda_context import LambdaContext
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-class LambdaContext:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name = "ColocateFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:ColocateFunction"
-    memory_limit_in_mb = 3008
-    aws_request_id = "demo-0000"
-    log_group_name = "/aws/lambda/ColocateFunction"
-    log_stream_name = "demo"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 def _mb(n: float) -> str:

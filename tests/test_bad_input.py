@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from sandbox.lambda_context import LambdaContext
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = json.loads((ROOT / "tests" / "fuzz_corpus" / "bad_inputs.json").read_text())["cases"]
 API_POST = json.loads((ROOT / "events" / "api_post.json").read_text())
@@ -21,16 +23,6 @@ SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
 FIELDS = {"bbox", "date", "start", "end", "radius_m", "max_dt_s", "min_quality_level", "atl07_collection",
           "sst_collection", "request", "body"}
 WHOLE = {"request", "body"}  # "the request itself" (not an object, unparseable)
-
-
-class Ctx:
-    function_name = "coloc-test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:coloc-test"
-    aws_request_id = "bad-input-0001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def _decode(value):
@@ -79,7 +71,7 @@ def api_post(body) -> tuple[int, dict]:
 
     event = copy.deepcopy(API_POST)
     event["body"] = body if isinstance(body, str) else json.dumps(body)  # NaN/inf → NaN/Infinity literals
-    resp = handler(event, Ctx())
+    resp = handler(event, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))
     _no_trace(resp["body"])
     return resp["statusCode"], json.loads(resp["body"])
 
@@ -87,7 +79,7 @@ def api_post(body) -> tuple[int, dict]:
 def direct(event) -> dict:
     from handlers.colocate import handler
 
-    out = handler(event, Ctx())
+    out = handler(event, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))
     _no_trace(json.dumps(out, default=str))
     return out
 
@@ -122,8 +114,8 @@ def test_step_functions_item_and_plan_step_refuse_by_name(env, case):
     from handlers.plan import handler as plan_handler
 
     event = _decode(case["event"])
-    for call in (lambda: task_handler({"request": event, "date": "2019-06-22"}, Ctx()),
-                 lambda: plan_handler(event, Ctx())):
+    for call in (lambda: task_handler({"request": event, "date": "2019-06-22"}, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000)),
+                 lambda: plan_handler(event, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))):
         with pytest.raises(InvalidTaskError) as info:
             call()
         text = str(info.value)
@@ -142,7 +134,7 @@ def test_oversized_api_body_is_refused_before_parsing(env):
 
     event = copy.deepcopy(API_POST)
     event["body"] = json.dumps({**SEED, "bbox": [0.0] * 100_000})
-    resp = handler(event, Ctx())
+    resp = handler(event, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))
     assert resp["statusCode"] == 413 and "larger than" in json.loads(resp["body"])["error"]
 
 
@@ -196,7 +188,7 @@ def test_fuzz_step_functions_items(env, event):
     from handlers.common import InvalidTaskError
 
     try:
-        handler({"request": event, "date": "2019-06-22"}, Ctx())
+        handler({"request": event, "date": "2019-06-22"}, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))
     except InvalidTaskError as exc:
         _no_trace(str(exc))
     except Exception as exc:  # a valid item reaches the pipeline: a named ColocationError, never a crash

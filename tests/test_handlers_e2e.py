@@ -19,11 +19,12 @@ import io
 import json
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+
+from sandbox.lambda_context import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -36,17 +37,6 @@ pytestmark = pytest.mark.slow
 
 def load(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
-
-
-@dataclass
-class LambdaContext:
-    function_name: str
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-west-2:123456789012:function:x"
-    aws_request_id: str = "e2e"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 def _reset_handler_caches():

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 import math
-from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from core.config import Settings
 from core.request import DateTask, parse_request
+from sandbox.lambda_context import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 BUCKET = "coloc-test-output"
@@ -27,18 +26,7 @@ def load(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "test-fn"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-west-2:123456789012:function:test-fn"
-    aws_request_id: str = "req-0001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-CTX = LambdaContext()
+CTX = LambdaContext("test-fn", 512, "req-0001", 30_000)
 
 
 @pytest.fixture()

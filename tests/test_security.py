@@ -21,6 +21,7 @@ import requests
 from core.errors import DisallowedHostError
 from core.pipeline import run_task
 from sandbox.cmr_app import umm_item
+from sandbox.lambda_context import LambdaContext
 from tests import faults_fixtures as ff
 
 FAKE_USER = "leak-canary-user"
@@ -31,16 +32,6 @@ FAKE_PASSWORD = "Canary-PASSWORD-7f3a9c1e"
 def sb(fault_sb):
     return fault_sb
 
-
-
-class _Ctx:
-    function_name = "coloc-colocate"
-    memory_limit_in_mb = 2048
-    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:coloc-colocate"
-    aws_request_id = "sec-0001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 600_000
 
 
 @pytest.fixture
@@ -79,7 +70,7 @@ def test_no_secret_in_logs_output_manifest_or_netcdf(sb, handler_env, caplog, ca
     caplog.set_level(logging.DEBUG)  # every logger, including botocore/urllib3/s3fs
     issued_before = len(sb.state.issued_credentials)
     event = {"bbox": ff.SEED_BBOX, "date": "2019-06-22", "radius_m": 1234.5}
-    body = handler_env.handler(event, _Ctx())
+    body = handler_env.handler(event, LambdaContext("coloc-colocate", 2048, "sec-0001", 600_000))
     out, err = capfd.readouterr()
 
     assert body["dates"][0]["status"] == "complete", body
@@ -110,7 +101,7 @@ def test_no_secret_in_logs_output_manifest_or_netcdf(sb, handler_env, caplog, ca
 
 def test_errors_do_not_carry_the_password(sb, handler_env, capfd):
     sb.state.users[FAKE_USER] = "a-different-password"  # the configured one is now wrong
-    body = handler_env.handler({"bbox": ff.SEED_BBOX, "date": "2019-06-22", "radius_m": 1234.6}, _Ctx())
+    body = handler_env.handler({"bbox": ff.SEED_BBOX, "date": "2019-06-22", "radius_m": 1234.6}, LambdaContext("coloc-colocate", 2048, "sec-0001", 600_000))
     out, err = capfd.readouterr()
     failed = body["dates"][0]
     assert failed["status"] == "failed" and failed["type"] == "AuthError" and "Earthdata Login" in failed["error"]
