@@ -353,7 +353,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "sst_fetched": sum(r["bytes_fetched"] for r in sst_report.values()),
                 "sst_per_granule": sst_report,
             },
-            "outputs": [k for k in uploaded],
+            "outputs": list(uploaded),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
             "created": _iso(datetime.now(timezone.utc)),
         }
