@@ -292,7 +292,9 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     lo, hi = req.window(task.date)
     bbox = req.bounding_box
     max_dt = timedelta(seconds=float(req.max_dt_s))
-    cmr = CmrClient(services.http, settings)
+    # the EarthdataSession already mounts core.http's retry policy for every host; mounting it
+    # again per task would only replace the adapter and drop its pooled connections
+    cmr = CmrClient(services.http, settings, mount_retry=False)
 
     with timer("search"):
         atl07_granules = cmr.search(req.atl07_collection, bbox, lo, hi)
@@ -403,8 +405,9 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
                       workdir: Path) -> dict | None:
     settings = services.settings
     atl07_bytes = 0
+    direct = _use_direct_access(granule, settings)
     with timer("atl07_read"):
-        if _use_direct_access(granule, settings):
+        if direct:
             fs = services.s3_filesystem(granule.s3credentials_url)
             with _s3_read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
@@ -476,7 +479,7 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
         "beams": [b.beam for b in atl07.beams],
         "sst_granules_matched": sorted({names[i] for i in np.unique(matches.granule_index) if i >= 0}),
         "sst_granules_considered": [g.title for g in candidates],
-        "atl07_access": "direct" if _use_direct_access(granule, settings) else "download",
+        "atl07_access": "direct" if direct else "download",
         "atl07_bytes": int(atl07_bytes),
         "warnings": list(atl07.warnings),
         "files": files,
