@@ -311,15 +311,22 @@ def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[
     """``[{"field": "bbox", "message": "..."}]`` for a caller: no stack trace, no echo of the input."""
     if isinstance(exc, InputError):
         return [{"field": exc.field or "request", "message": _short(str(exc))}]
+    return fields_from_errors(exc.errors(include_url=False, include_input=False, include_context=True),
+                              limit=limit)
+
+
+def fields_from_errors(errors: list[dict], *, whole: str = "request", limit: int = 20) -> list[dict[str, str]]:
+    """Pydantic-style error dicts (also Powertools' RequestValidationError.errors()) as field
+    messages; ``whole`` names the request itself (e.g. "body" for an API body)."""
     out: list[dict[str, str]] = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=True):
+    for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
         # drop Powertools/pydantic wrapper segments ("body", union tags like "function-after[...]")
         loc = [p for p in loc if p not in ("body",) and "[" not in p]
         ctx = err.get("ctx") or {}
         if err.get("type") == "field_error" and ctx.get("field") and loc[-1:] != [str(ctx["field"])]:
             loc.append(str(ctx["field"]))  # a model-level check (maybe nested): its field is in ctx
-        field = ".".join(loc)[:64] or "request"
+        field = ".".join(loc)[:64] or whole
         message = err.get("msg", "invalid value")
         if err.get("type") == "field_error":
             message = str(ctx.get("detail", message))
@@ -327,14 +334,14 @@ def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[
             message = message[len("Value error, "):]
         elif err.get("type") == "extra_forbidden":
             message = "unknown field (not allowed)"
-        elif err.get("type") in ("model_type", "dict_type", "model_attributes_type"):
-            message = "the request must be a JSON object"
+        elif err.get("type") in ("model_type", "dict_type", "model_attributes_type", "json_invalid"):
+            field, message = whole, f"the {whole} must be a JSON object"
         entry = {"field": field, "message": _short(message)}
         if entry not in out:
             out.append(entry)
         if len(out) >= limit:
             break
-    return out or [{"field": "request", "message": "invalid request"}]
+    return out or [{"field": whole, "message": "invalid request"}]
 
 
 def _short(text: str, n: int = 300) -> str:

@@ -21,7 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from typing_extensions import Annotated
 
 from core.errors import ColocationError, InputError
-from core.request import ColocationRequest
+from core.request import ColocationRequest, fields_from_errors
 from core.results import MANIFEST, OutputStore
 from handlers.common import error_body, logger, metrics, settings, state_machine_arn, tracer
 
@@ -56,20 +56,7 @@ def execution_arn(job_id: str) -> str:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response:
-    fields = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int) and p != "body"]
-        ctx = err.get("ctx") or {}
-        field = ".".join(loc) if loc else str(ctx.get("field") or "body")
-        msg = str(ctx.get("detail") or err.get("msg") or "invalid value")
-        msg = msg.removeprefix("Value error, ")
-        if err.get("type") == "extra_forbidden":
-            msg = "unknown field (not allowed)"
-        if err.get("type") in ("json_invalid", "model_attributes_type", "dict_type"):
-            field, msg = "body", "the body must be a JSON object"
-        fields.append({"field": field, "message": msg[:300]})
-    return _json(400, {"error": "invalid request", "fields": fields or
-                       [{"field": "body", "message": "invalid request"}]})
+    return _json(400, {"error": "invalid request", "fields": fields_from_errors(exc.errors(), whole="body")})
 
 
 @app.exception_handler(ColocationError)
