@@ -9,7 +9,7 @@ Service runs use a fresh output prefix each time, so no run finds a stored manif
 Baseline = the tutorial, scaled to the same pairing the service does: for every ATL07 granule,
 ``requests.get(url).content`` of the whole file (through an Earthdata session, which the
 tutorial got from .netrc), h5py read of lat/lon/time/height of all six beams; for every
-non-placeholder L2P granule, ``s3fs.S3FileSystem(key, secret, token).open()`` with s3fs's
+readable L2P granule, ``s3fs.S3FileSystem(key, secret, token).open()`` with s3fs's
 default caching, ``xr.open_dataset(f, decode_cf=False)`` + the tutorial's ``fix_attributes`` +
 ``xr.decode_cf``, then ``pyresample.kd_tree.resample_nearest`` over the full swath (radius
 1000 m) for each ATL07 granule with its six beams concatenated (one call per pair, which is
@@ -187,8 +187,7 @@ def child_baseline() -> dict:
     lo, hi = request.window(request.dates()[0])
     cmr = CmrClient(session, settings)
     atl07_granules = cmr.search(request.atl07_collection, request.bounding_box, lo, hi)
-    sst_granules = [g for g in cmr.search(request.sst_collection, request.bounding_box, lo, hi,
-                                          include_placeholders=True) if not g.is_placeholder]
+    sst_granules = [g for g in cmr.search(request.sst_collection, request.bounding_box, lo, hi) if not g.skip_reason]
     only = [t for t in os.environ.get("BENCH_ONLY_GRANULES", "").split(",") if t]
     if only:  # the "same granules as the service" variant
         sst_granules = [g for g in sst_granules if g.title in only]

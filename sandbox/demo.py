@@ -34,12 +34,11 @@ def summarize(result: dict, wall_s: float, peak_rss_mb: float) -> str:
             continue
         counts, inputs = day["counts"], day["inputs"]
         lines.append(
-            f"  {day['date']}: ATL07 granules {counts['atl07_granules']}, L2P granules "
-            f"{counts['sst_granules'] + counts['sst_placeholders_skipped']} found, "
-            f"{counts['sst_placeholders_skipped']} placeholders skipped"
+            f"  {day['date']}: ATL07 granules {counts['atl07_granules_found']} found, "
+            f"L2P granules {counts['sst_granules_found']} found, {counts['skipped']} skipped"
         )
-        for name in inputs["sst_placeholders_skipped"]:
-            lines.append(f"      skipped placeholder {name}")
+        for skip in inputs["skipped"]:
+            lines.append(f"      skipped {skip['collection']} {skip['granule']}: {skip['reason']}")
         for p in day["products"]:
             lines.append(
                 f"    {p['atl07_granule']}: {p['segments']} segments in bbox, {p['matched']} matched "

@@ -41,7 +41,7 @@ from sandbox.faults import Faults
 
 DAAC_BUCKETS = {
     "nsidc": ("nsidc-cumulus-prod-protected",),
-    "podaac": ("podaac-ops-cumulus-protected",),
+    "podaac": ("podaac-ops-cumulus-protected", "podaac-ops-cumulus-public"),  # public: .md5, .cmr.json
 }
 ONPREM_CLIENT_ID = "_JLuwMHxb2xX6NwYTb4dRA"  # NSIDC_DATAPOOL_OPS, as in the recorded flow
 _CHUNK = 256 * 1024

@@ -113,6 +113,8 @@ class Sandbox:
         self.edl_token = self.state.add_user(self.edl_username, self.edl_password)
         for g in self.scene.granules:
             self.state.files[(g.bucket, g.key)] = Path(g.path)
+            for sibling in getattr(g, "siblings", None) or []:  # .md5, .cmr.json beside the data file
+                self.state.files[(sibling["bucket"], sibling["key"])] = Path(sibling["path"])
             if g.daac == "nsidc":
                 self.state.onprem_files[onprem_path(g)] = Path(g.path)
 

@@ -1,7 +1,8 @@
 """Sandbox fixtures (imported by tests/conftest.py).
 
-``sandbox``       session-scoped Sandbox over the real seed scene (sandbox/scene.py), built
-                  once into a cache directory.
+``sandbox``       session-scoped Sandbox over the seed scene (sandbox/scene.py) with its ATL07
+                  tracks cut to +/-200 km (``extent="cut"``; the L2P granules are full), built
+                  once into a cache directory. ``full_sandbox``: the same at full scale (slow).
 ``mini_sandbox``  session-scoped Sandbox over a tiny stand-in scene (two random files), for
                   the access-layer tests; ``faults`` are cleared after every test by
                   ``clean_faults``.
@@ -53,7 +54,6 @@ def make_mini_scene(root: Path, *, atl07_size: int = 3 * 1024 * 1024 + 123, l2p_
                 bucket=bucket,
                 key=key,
                 daac=daac,
-                placeholder=False,
             )
         )
     return SimpleNamespace(granules=granules)
@@ -81,12 +81,23 @@ def clean_faults(mini_sandbox):
     mini_sandbox.state.credentials_ttl_s = ttl
 
 
+def scene_cache() -> Path:
+    cache = os.environ.get("COLOC_SCENE_CACHE")
+    return Path(cache) if cache else Path(__file__).resolve().parents[1] / ".sandbox-cache"
+
+
 @pytest.fixture(scope="session")
 def sandbox_scene(tmp_path_factory):
     from sandbox.scene import build_scene
 
-    cache = Path(os.environ.get("COLOC_SCENE_CACHE", "")) if os.environ.get("COLOC_SCENE_CACHE") else None
-    return build_scene(cache or Path(__file__).resolve().parents[1] / ".sandbox-cache")
+    return build_scene(scene_cache(), extent="cut")
+
+
+@pytest.fixture(scope="session")
+def full_scene():
+    from sandbox.scene import build_scene
+
+    return build_scene(scene_cache(), extent="full")
 
 
 @pytest.fixture(scope="session")

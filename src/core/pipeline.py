@@ -297,13 +297,16 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
     with timer("search"):
-        atl07_granules = cmr.search(req.atl07_collection, bbox, lo, hi)
-        sst_all = cmr.search(req.sst_collection, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)
-    placeholders = [g for g in sst_all if g.is_placeholder]
-    sst_granules = [g for g in sst_all if not g.is_placeholder]
-    if placeholders:
-        log.info("skipping %d placeholder L2P granules: %s", len(placeholders),
-                 ", ".join(g.title for g in placeholders))
+        atl07_found = cmr.search(req.atl07_collection, bbox, lo, hi)
+        sst_found = cmr.search(req.sst_collection, bbox, lo - max_dt, hi + max_dt)
+    # a granule is read whatever its catalogue size; one whose record has no data link is
+    # reported with the reason, never dropped silently
+    skipped = [{"granule": g.title, "collection": kind, "reason": g.skip_reason}
+               for kind, found in (("atl07", atl07_found), ("sst", sst_found)) for g in found if g.skip_reason]
+    atl07_granules = [g for g in atl07_found if not g.skip_reason]
+    sst_granules = [g for g in sst_found if not g.skip_reason]
+    for skip in skipped:
+        log.warning("skipping %s granule %s: %s", skip["collection"], skip["granule"], skip["reason"])
 
     params = {
         "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi),
@@ -340,13 +343,15 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
             "inputs": {
                 "atl07": [g.title for g in atl07_granules],
                 "sst": [g.title for g in sst_granules],
-                "sst_placeholders_skipped": [g.title for g in placeholders],
+                "skipped": skipped,
             },
             "products": products,
             "counts": {
+                "atl07_granules_found": len(atl07_found),
+                "sst_granules_found": len(sst_found),
                 "atl07_granules": len(atl07_granules),
                 "sst_granules": len(sst_granules),
-                "sst_placeholders_skipped": len(placeholders),
+                "skipped": len(skipped),
                 "segments": sum(p["segments"] for p in products),
                 "matched": sum(p["matched"] for p in products),
             },
