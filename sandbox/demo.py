@@ -49,7 +49,8 @@ def summarize(result: dict, wall_s: float, peak_rss_mb: float) -> str:
             lines.append(
                 f"      {name}: {_mb(r['bytes_fetched'])} / {_mb(r['size'])} = {100 * r['fraction']:.1f} %"
             )
-        lines.append(f"    segments {counts['segments']}, matched {counts['matched']}")
+        lines.append(f"    segments {counts['segments']}, matched {counts['matched']}; ATL07 downloaded "
+                     f"{_mb(day['bytes']['atl07_downloaded'])}, L2P read in place {_mb(day['bytes']['sst_fetched'])}")
     lines.append(f"wall time {wall_s:.1f} s, peak RSS {peak_rss_mb:.0f} MB")
     return "\n".join(lines)
 
