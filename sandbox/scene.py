@@ -19,8 +19,9 @@ ATL07 (two v007 granules, ``ATL07-01_20190622055317_12980301_007_01.h5`` and
   sea-ice segments start at the coast ~60 km before the bbox and run over the pole (inclination
   92 deg, highest latitude 88 deg) down to 72.6 N, where the real granule's gt1l ends (cell 31:
   82.38 N -55.11 ... 72.61 N 145.1 E). A strong beam has 235,584 segments like the real gt1l
-  (cell 31); each weak beam gets the count that brings the file to the real size (about a third
-  of a strong beam's: its segments aggregate the same 150 photons from a quarter of the energy).
+  (cell 31); each weak beam gets the count that brings the file to the real size (0.43-0.47 of a
+  strong beam's here, ~100-110 k: its segments aggregate the same 150 photons from a quarter of
+  the energy, so they are longer). The written files are within 1 % of the real sizes.
   Pair centres are 3.3 km apart, pair members 90 m (ATL07/10 ATBD; ICESat-2 beam geometry).
 * Layout. Every group, variable, dtype, attribute, dimension scale, chunk shape (10000,) /
   (10000, 100), gzip level 6 and shuffle setting (shuffle on integer variables only) is copied
@@ -66,22 +67,32 @@ MODIS L2P (the 14 granules of the recorded search, all real)
 * Byte mix like the real night granule's chunk sizes (zarr.json): lat 29 %, lon 35 %, SST 17 %,
   SST 4 um 17 %. lat/lon are the swath geometry itself (they compress to within 5 % of the real
   chunks); SST carries 0.25 K retrieval noise (GHRSST SSES standard deviations of 0.3-0.5 K).
-  Day granules (no 4 um field) are therefore ~22 MB, the night one ~27 MB; the recorded day
-  sizes are 19-21 MB, so the day mix is probably a little lighter in lat/lon than ours.
-* SST over sea ice as MODIS L2P delivers it (GDS 2.0, Donlon et al. 2012; MODIS L2P user guide):
+  Day granules (no 4 um field) are therefore 22.4-23.1 MB, the night one 28.3 MB; the recorded
+  day sizes are 19-21 MB (the night one 18.6 MB), so the real 2019 granules compress somewhat
+  better than ours; their own byte mix is not recorded anywhere we could find.
+* SST over sea ice as MODIS L2P delivers it. Sources: GHRSST GDS 2.0 (quality_level 0-5 and
+  l2p_flags semantics, as the real attributes above spell them); the OBPG Level-2 flag table
+  (bit 24 SEAICE "probable sea ice contamination", bit 9 CLDICE), the likely origin of the
+  L2P ice bit (not confirmed); the MODIS_L2 repository of P. Cornillon (github.com/pcornillon/MODIS_L2: OBPG's cloud
+  screening marks pixels by brightness-temperature tests and an SST-minus-reference test, i.e. a
+  retrieval exists and the test sets its quality); and the tutorial itself: the SSTs it matched
+  to the real gt1l segments over ice are 263.375 K (notebook cell 64): below ``valid_min``, kept
+  because xarray masks ``_FillValue`` but not ``valid_min``. What we could NOT confirm: the
+  resolution of the ice analysis behind the ice bit (0.25 deg x 1 deg is our choice), the
+  fraction of melting ice that passes (20 % is our choice), cloud-top temperatures (245-265 K).
   - Cloud and ice pixels carry an SST value with a low quality level, not fill: cloud tops
-    retrieve at 245-265 K with quality_level 1 (bad_data); ice-covered pixels retrieve the ice
-    surface (brightness) temperature with quality_level 1-2. Only pixels without a retrieval are
-    fill (none at these latitudes in June: polar day, and the swath is all ocean/ice).
+    retrieve at 245-265 K with quality_level 1 (bad_data; 2 at cloud edges); ice-covered pixels
+    retrieve the ice surface temperature with quality_level 1-2. Only pixels without a retrieval
+    would be fill (none here: June is polar day and the swath is all ocean and ice).
   - Values below ``valid_min`` (-1000 = 268.15 K) occur over cold ice and under cloud; CF
     decoding makes them missing (kept in the file, as real files hold them).
-  - Melting ice in June sits at 271-273 K (cannot exceed 273.15 K) and some of it passes the
-    cloud/ice tests: ~20 % of melting-ice pixels get quality_level 4 (a known false "acceptable").
-  - The ice bit (4) of ``l2p_flags`` comes from a coarse ice mask (an external 0.25 deg x 1 deg
-    analysis at 15 % concentration, as GHRSST L2P ice flags come from sea-ice analyses), so it
-    neither follows leads nor the ice edge pixel by pixel.
-  - Leads are mostly narrower than a 1 km pixel: each pixel mixes lead water (271.35 K,
-    seawater freezing point) and ice by its sub-pixel open-water fraction (mostly < 25 %).
+  - Melting ice in June sits at 271-273 K (it cannot exceed 273.15 K) and some of it passes the
+    tests: 20 % of melting-ice pixels get quality_level 4 (a false "acceptable").
+  - The ice bit (4) of ``l2p_flags`` comes from a coarse ice analysis (cells of 0.25 deg latitude
+    x 1 deg longitude, ice where the cell's concentration exceeds 15 %), so it follows neither
+    leads nor the ice edge pixel by pixel.
+  - Leads are mostly narrower than a 1 km pixel: each pixel mixes lead water (271.35 K, the
+    freezing point of seawater) and ice by its sub-pixel open-water fraction (mostly < 25 %).
   The fields are geographic (the same value where two swaths overlap). ``sst_dtime`` is per scan
   (10 detector rows).
 * Swath geometry: sun-synchronous orbit (98.2 deg, 705 km, +/-55 deg scan) with its northern
