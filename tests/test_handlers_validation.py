@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 import uuid
 from pathlib import Path
 
@@ -376,3 +377,49 @@ def test_summarize_of_a_later_attempt_takes_the_other_dates_from_the_bucket(aws)
     out = handler({"request_id": "r3", "request": request, "results": [], "execution": "r3-a3"}, CTX)
     assert (out["n_dates"], out["n_run"], out["n_failed"]) == (3, 0, 1)
     assert out["failed_dates"] == [{"date": "2019-06-22", "error": "no result for this date"}]
+
+
+def test_an_attempt_that_failed_as_a_whole_is_named_and_rerun_up_to_the_limit(aws, monkeypatch, mini_sandbox):
+    """An execution that fails outright (here a Fail state with a Lambda-style cause): the status
+    names the error in one line, a POST starts the next attempt, and the attempts are bounded."""
+    import requests
+
+    from handlers import api
+
+    cause = json.dumps({"errorMessage": "output bucket s3://x: AccessDenied\nsecond line", "errorType": "UpstreamError",
+                        "stackTrace": ['  File "/var/task/handlers/summarize.py", line 9, in handler\n']})
+    machine = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "UpstreamError", "Cause": cause}}}
+    config = f"{mini_sandbox.moto_url}/moto-api/config"
+    # (moto keeps executing state machines in a backend of their own: create it once switched)
+    requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    arn = aws["sfn"].create_state_machine(name=f"coloc-fail-{uuid.uuid4().hex[:8]}", definition=json.dumps(machine),
+                                          roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    monkeypatch.setattr(api, "MAX_ATTEMPTS", 2)
+
+    def finished() -> dict:
+        for _ in range(200):
+            status, body = call_api(load("api_get.json"))
+            if body["status"] != "running":
+                return body
+            time.sleep(0.05)
+        raise AssertionError("still running")
+
+    try:
+        status, first = call_api(load("api_post.json"))
+        assert status == 202 and first["attempt"] == 1
+        body = finished()
+        assert body["status"] == "failed" and body["error"] == "UpstreamError: output bucket s3://x: AccessDenied"
+        assert body["progress"] == {"dates_total": 1, "dates_done": 0} and body["rerun"]
+        assert body["attempts"][0]["error"] == body["error"] and "stackTrace" not in json.dumps(body)
+        status, second = call_api(load("api_post.json"))
+        assert status == 202 and second["attempt"] == 2 and "run again" in second["message"]
+        body = finished()
+        assert body["attempt"] == 2 and [a["status"] for a in body["attempts"]] == ["failed", "failed"]
+        assert "rerun" not in body  # no attempt left
+        status, refused = call_api(load("api_post.json"))
+        assert status == 409 and "has failed 2 times" in refused["error"], refused
+        names = [e["name"] for e in aws["sfn"].list_executions(stateMachineArn=arn)["executions"]]
+        assert sorted(names) == sorted([first["job_id"], f"{first['job_id']}-a2"])
+    finally:
+        requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)

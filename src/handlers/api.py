@@ -35,7 +35,9 @@ MAX_URLS = 200  # beyond this the run manifest (presigned) lists every key
 # Each attempt is an execution of its own: <job_id> first, then <job_id>-a2, -a3, ... A job's
 # status reads every attempt (one DescribeExecution each), so their number is bounded.
 MAX_ATTEMPTS = 10
-FAILED_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"}
+FAILED_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED"}
+# an operator may redrive an attempt by hand (console): it is about to run again
+RUNNING_EXECUTION = {"RUNNING", "PENDING_REDRIVE"}
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -89,7 +91,7 @@ def _output(desc: dict) -> dict:
 
 def job_state(desc: dict) -> str:
     """running | complete | failed: an attempt that finished with failed dates has failed too."""
-    if desc["status"] == "RUNNING":
+    if desc["status"] in RUNNING_EXECUTION:
         return "running"
     if desc["status"] == "SUCCEEDED" and not _output(desc).get("n_failed", 0):
         return "complete"
