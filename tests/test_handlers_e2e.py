@@ -4,12 +4,15 @@
 * API: handlers.api.handler with the proxy events from events/ (POST starts the real state
   machine, GET reads its status and presigned URLs)
 * Step Functions: statemachine/colocation.asl.json executed by moto (execute_state_machine),
-  its Lambda tasks routed to the real handler modules, across 3 dates where one fails and is
-  recorded while the others succeed.
+  its Lambda tasks routed to the real handler modules, across 3 dates where the DAAC fails
+  one; re-POSTing the request re-runs only that date (docs/RERUNS.md), inline and distributed.
 
 AWS is the sandbox's moto server; NASA is the loopback Earthdata emulator; the EDL token comes
 from Secrets Manager (the production path). Only moto's Lambda *runtime* is replaced (it would
-need Docker): an invocation imports the function's Handler and calls it in-process.
+need Docker): an invocation imports the function's Handler and calls it in-process and answers
+an exception as the Python runtime does (errorMessage, errorType, stackTrace). Where moto's
+executor differs from AWS it is made to answer as AWS: its Distributed Map ResultWriter writes
+the result files (sandbox/stepfunctions.py), and the Map's retry waits are recorded and shortened.
 """
 from __future__ import annotations
 
@@ -187,24 +190,12 @@ def state_machine(lambda_env, sandbox, monkeypatch):
                   json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
 
 
-def _wait(sfn, execution_arn: str, timeout_s: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        desc = sfn.describe_execution(executionArn=execution_arn)
-        if desc["status"] != "RUNNING":
-            return desc
-        time.sleep(0.5)
-    raise AssertionError(f"execution still running after {timeout_s} s")
-
-
 def _api(event: dict) -> tuple[int, dict]:
     from handlers.api import handler
 
     resp = handler(event, LambdaContext("ApiFunction"))
     assert "Traceback" not in resp["body"]
     return resp["statusCode"], json.loads(resp["body"])
-
-
 
 
 # --------------------------------------------------------------------------- re-runs (docs/RERUNS.md)
