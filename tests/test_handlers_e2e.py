@@ -261,7 +261,7 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
         assert status == 202 and started["job_id"] == job and started["attempt"] == 1, started
         status, busy = _post(body)  # asked again while attempt 1 runs
         _show("POST again while attempt 1 runs", status, busy)
-        assert status == 409 and busy["status"] == "running" and busy["status_url"] == f"/colocations/{job}"
+        assert status == 409 and busy["status"] == "running" and busy["status_url"] == f"https://abc123defg.execute-api.us-west-2.amazonaws.com/v1/colocations/{job}"
         assert "still running" in busy["error"] and "POST the same request again" in busy["error"]
         status, running = _get(job)
         _show("GET while attempt 1 runs", status, running)

@@ -164,7 +164,7 @@ def test_api_post_starts_one_execution_per_job(aws):
     assert status == 202, body
     job = body["job_id"]
     assert job == load("api_get.json")["pathParameters"]["job_id"]
-    assert body["status_url"] == f"/colocations/{job}"
+    assert body["status_url"] == f"https://abc123defg.execute-api.us-west-2.amazonaws.com/v1/colocations/{job}"
     executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
     assert [e["name"] for e in executions] == [job]
     started = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])
@@ -174,6 +174,16 @@ def test_api_post_starts_one_execution_per_job(aws):
     assert status == 409 and again["job_id"] == job and again["status"] == "running", again
     assert again["status_url"] == body["status_url"] and "still running (attempt 1" in again["error"]
     assert len(aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]) == 1
+
+
+def test_status_url_is_absolute_with_the_stage_or_base_path(aws):
+    # following a relative /colocations/<id> would drop the stage (/v1) and meet API Gateway's 403
+    event = load("api_post.json")
+    event["body"] = json.dumps({"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-21"})
+    event["requestContext"].update(domainName="coloc.example.org", path="/sea-ice/colocations")
+    status, body = call_api(event)
+    assert status == 202, body
+    assert body["status_url"] == f"https://coloc.example.org/sea-ice/colocations/{body['job_id']}"
 
 
 def test_api_get_reports_a_running_job_and_404s(aws):

@@ -133,6 +133,20 @@ def _colocation_error(exc: ColocationError) -> Response:
     return _json(exc.status if isinstance(exc, InputError) else 502, error_body(exc))
 
 
+def _status_url(job_id: str) -> str:
+    """The absolute URL of the job's status, as the caller reached this API.
+
+    requestContext.path is the path the caller used, stage (``/v1``) or custom-domain base path
+    included; a relative ``/colocations/<id>`` would drop it and meet API Gateway's 403.
+    """
+    ctx = app.current_event.request_context
+    called = ctx.path or ""
+    prefix = called[: -len(app.current_event.path)] if called.endswith(app.current_event.path) else ""
+    if not ctx.domain_name:  # not through API Gateway (a test harness): relative is all we know
+        return f"{prefix}/colocations/{job_id}"
+    return f"https://{ctx.domain_name}{prefix}/colocations/{job_id}"
+
+
 # (no @tracer.capture_method here: the wrapper hides the Body annotation from the validator)
 @app.post("/colocations")
 def start_job(request: Annotated[ColocationRequest, Body(embed=False)]):
@@ -140,7 +154,7 @@ def start_job(request: Annotated[ColocationRequest, Body(embed=False)]):
     job_id = resolved.request_id()
     logger.set_correlation_id(job_id)
     sfn = _client("stepfunctions")
-    status_url = f"/colocations/{job_id}"
+    status_url = _status_url(job_id)
     attempts = _attempts(sfn, job_id)
     job = {"job_id": job_id, "attempt": len(attempts), "status_url": status_url}
     if attempts:
