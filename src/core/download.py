@@ -1,6 +1,8 @@
 """Streamed HTTPS downloads to local disk (Lambda: /tmp) that never hold a file in memory.
 
 * free space is checked against ``Content-Length`` (or ``expected_size``) before writing;
+* the body is verified against the transfer's own ``Content-Length``: the catalogue's
+  ``expected_size`` (CMR) only sizes the first space check and may disagree;
 * bytes go to a unique hidden ``.part`` name and are renamed only once the size is verified,
   so a file under its final name is always complete;
 * a broken connection resumes with ``Range`` (at most ``max_resumes`` times) from the last
@@ -113,12 +115,12 @@ def stream_download(
     _check_status(resp, url)
     total = _content_length(resp)
     if total is not None and expected_size is not None and total != expected_size:
-        resp.close()
-        raise UpstreamError(
-            f"server announces {total} bytes but the catalogue says {expected_size}", service=_service(url)
-        )
+        # CMR's size and the server's can disagree: the transfer's own Content-Length is the one
+        # the body is verified against (the caller records the catalogue's as a warning)
+        log.warning("%s: server announces %d bytes, the catalogue says %d; using the server's",
+                    redact_url(url), total, expected_size)
     need = total if total is not None else expected_size
-    if need is not None and expected_size is None:
+    if need is not None and (expected_size is None or need > expected_size):
         try:
             _check_space(dest_dir, name, need, disk_usage)
         except InsufficientSpaceError:
