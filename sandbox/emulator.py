@@ -370,9 +370,10 @@ def create_edl_app(state: EarthdataState) -> Flask:
     def _user() -> str | None:
         token = _bearer()
         if token is not None:
-            user = state.tokens.get(token)
-            if user is None:
-                abort(Response('{"error": "invalid_token"}', 401, {"Content-Type": "application/json"}))
+            user = state.tokens.get(token, "")
+            refusal = state.edl_user_error(token, user, "")  # unknown, revoked or expired
+            if refusal is not None:
+                abort(_json_response(*refusal))
             return user
         return _basic_user(state) or state.session_user(request.cookies.get("urs_session"))
 

@@ -184,3 +184,11 @@ def test_a_revoked_token_is_an_invalid_token_error(sb):
     with pytest.raises(InvalidTokenError, match="401") as info:
         EarthdataSession(sb.settings, StaticToken(token)).get(sb.links(_granule(sb, "podaac"))["s3credentials"])
     assert not isinstance(info.value, TokenExpiredError) and token not in str(info.value)
+
+
+def test_an_expired_token_on_the_on_prem_oauth_path_is_named_too(sb):
+    """The on-prem host ignores bearer tokens and sends us to EDL, which refuses the expired one."""
+    token = sb.state.new_token(sb.edl_username)
+    sb.state.expire_token(token)
+    with pytest.raises(TokenExpiredError):
+        EarthdataSession(sb.settings, StaticToken(token)).get(sb.onprem_url(_granule(sb)))

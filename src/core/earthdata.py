@@ -404,16 +404,14 @@ class EarthdataSession(requests.Session):
         resp.close()
         new_token = (f"create a new user token at {self.settings.edl_url.rstrip('/')}/user_tokens and set it "
                      "as EARTHDATA_TOKEN (or in the configured secret)")
-        if refused_by is not None:
-            # TEA answers a bearer token it cannot decode with its login redirect, not a 401
-            raise InvalidTokenError(
-                f"{refused_by} did not accept the Earthdata token and redirected to the Earthdata Login "
-                f"page{self._token_hint()}; then {where} answered "
-                f"{'an HTML page' if html else f'HTTP {resp.status_code}'}: {new_token}",
-                service="Earthdata Login",
-            )
         description = _one_line(detail.get("error_description") or detail.get("error") or "")
         resolution = str(detail.get("resolution_url") or "")
+        said = f" ({description})" if description else ""
+        if resp.status_code == 401 and ("expire" in description.lower() or detail.get("error") == "token_expired"):
+            raise TokenExpiredError(
+                f"HTTP 401 from {where}: Earthdata Login says the token has expired{said}: {new_token}",
+                service="Earthdata Login",
+            )
         if resolution.startswith(("https://", "http://")) and resp.status_code in (401, 403):
             resolution = _one_line(resolution, 300)
             raise AuthorisationRequiredError(
@@ -421,16 +419,19 @@ class EarthdataSession(requests.Session):
                 f"{resolution} (logged in as the Earthdata user of the token), then run again",
                 service="Earthdata Login", resolution_url=resolution,
             )
+        if refused_by is not None:
+            # TEA answers a bearer token it cannot decode with its login redirect, not a 401
+            raise InvalidTokenError(
+                f"{refused_by} did not accept the Earthdata token and redirected to the Earthdata Login "
+                f"page{self._token_hint()}; then {where} answered "
+                f"{'an HTML page' if html else f'HTTP {resp.status_code}'}{said}: {new_token}",
+                service="Earthdata Login",
+            )
         if resp.status_code == 401:
-            if "expire" in description.lower() or detail.get("error") == "token_expired":
-                raise TokenExpiredError(
-                    f"HTTP 401 from {where}: Earthdata Login says the token has expired ({description}): {new_token}",
-                    service="Earthdata Login",
-                )
             cls = InvalidTokenError if description else AuthError
             raise cls(
                 f"HTTP 401 from {where}: the Earthdata token or credentials are missing, expired or invalid"
-                + (f" ({description})" if description else "") + f"{self._token_hint()}: {new_token}",
+                f"{said}{self._token_hint()}: {new_token}",
                 service="Earthdata Login",
             )
         if html:
@@ -441,5 +442,4 @@ class EarthdataSession(requests.Session):
                 service="Earthdata Login",
             )
         # a 403 with an Earthdata JSON error but no resolution_url
-        raise AuthError(f"HTTP 403 from {where}" + (f": {description}" if description else ""),
-                        service="Earthdata Login")
+        raise AuthError(f"HTTP 403 from {where}{said}", service="Earthdata Login")
