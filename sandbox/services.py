@@ -307,11 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     repo = Path(__file__).resolve().parents[1]
     parser.add_argument("--cache", default=str(repo / ".sandbox-cache"), help="scene cache directory")
     parser.add_argument("--workdir", default=str(repo / ".sandbox-cache" / "services-run"))
+    parser.add_argument("--outside-region", action="store_true",
+                        help="the caller is outside us-west-2: TEA redirects to CloudFront, L2P is read over HTTPS")
     args = parser.parse_args(argv)
     from sandbox.scene import build_scene
 
     scene = build_scene(Path(args.cache))
-    with Sandbox(scene, workdir=args.workdir) as sb:
+    with Sandbox(scene, workdir=args.workdir, in_region=not args.outside_region) as sb:
         for key, value in sorted(sb.env().items()):
             print(f"export {key}={shlex.quote(value)}")
         sys.stdout.flush()

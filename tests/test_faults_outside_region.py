@@ -11,15 +11,14 @@ from core.errors import AuthError, AuthorisationRequiredError, InvalidTokenError
 from core.pipeline import run_task
 from sandbox.emulator import s3_error_fault
 from tests import faults_fixtures as ff
+from tests.sandbox_fixtures import caller_kept_in_place
 
 
 @pytest.fixture
 def sb(fault_sb):
-    state = fault_sb.state
-    saved = (state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, fault_sb.settings)
-    yield fault_sb
-    state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, fault_sb.settings = saved
-    state.accept_eula(fault_sb.edl_username, "nsidc")
+    with caller_kept_in_place(fault_sb):
+        yield fault_sb
+    fault_sb.state.accept_eula(fault_sb.edl_username, "nsidc")
 
 
 def _fails(sb, t, services, exc_type):

@@ -14,6 +14,7 @@ from core.earthdata import StaticToken
 from core.errors import InputError
 from core.pipeline import build_services, l2p_access, plan, run_task
 from core.request import parse_request
+from tests.sandbox_fixtures import caller_kept_in_place
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 1000.0}
 
@@ -36,8 +37,7 @@ def _run(sb, prefix: str, tmp_path):
 def both_runs(sandbox, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("in-and-out")
     state = sandbox.state
-    saved = (state.caller_in_region, state.cloudfront_hops, sandbox.settings)
-    try:
+    with caller_kept_in_place(sandbox):
         sandbox.set_in_region(True)
         state.requests.clear()
         inside = _run(sandbox, "in-region", tmp_path)
@@ -47,8 +47,6 @@ def both_runs(sandbox, tmp_path_factory):
         state.requests.clear()
         outside = _run(sandbox, "outside-region", tmp_path)
         outside_requests = list(state.requests)
-    finally:
-        state.caller_in_region, state.cloudfront_hops, sandbox.settings = saved
     return inside, inside_requests, outside, outside_requests
 
 

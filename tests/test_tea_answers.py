@@ -23,6 +23,7 @@ from core.errors import (
     InvalidTokenError,
     TokenExpiredError,
 )
+from tests.sandbox_fixtures import caller_kept_in_place
 
 RECORDED = "cmr/recorded/README.md"
 CLOUDFRONT_PATH = re.compile(r"^/s3-[0-9a-f]+/(?P<bucket>[a-z0-9-]+)\.s3\.us-west-2\.amazonaws\.com/(?P<key>.+)$")
@@ -30,11 +31,8 @@ CLOUDFRONT_PATH = re.compile(r"^/s3-[0-9a-f]+/(?P<bucket>[a-z0-9-]+)\.s3\.us-wes
 
 @pytest.fixture
 def where(sb):
-    """Restores the caller's region and CloudFront hops after a test that moves them."""
-    state = sb.state
-    before = (state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, sb.settings)
-    yield sb
-    state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, sb.settings = before
+    with caller_kept_in_place(sb):
+        yield sb
 
 
 def _granule(sb, daac="nsidc"):
