@@ -245,3 +245,28 @@ def test_api_validates_bodies_and_requires_a_key(transformed):
     assert body["paths"]["/colocations/{job_id}"]["get"]["security"] == [{"api_key": []}]
     bad_body = body["x-amazon-apigateway-gateway-responses"]["BAD_REQUEST_BODY"]
     assert "validationErrorString" in json.dumps(bad_body)
+
+
+def test_the_stack_refuses_any_region_but_us_west_2():
+    rules = sam_template()["Rules"]
+    assertions = [a for rule in rules.values() for a in rule["Assertions"]]
+    assert {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-west-2"]} in [a["Assert"] for a in assertions]
+    assert all("us-west-2" in a["AssertDescription"] for a in assertions)
+
+
+def test_every_function_logs_to_a_group_that_expires(transformed):
+    res = transformed["Resources"]
+    retention = {"Ref": "LogRetentionDays"}
+    for fn in layer_build.FUNCTIONS:
+        group = res[fn]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert res[group]["Type"] == "AWS::Logs::LogGroup", fn
+        assert res[group]["Properties"]["RetentionInDays"] == retention, fn
+    assert sam_template()["Parameters"]["LogRetentionDays"]["Default"] in (
+        sam_template()["Parameters"]["LogRetentionDays"]["AllowedValues"])
+
+
+def test_outputs_tell_the_caller_which_api_key_to_send(transformed):
+    outputs = sam_template()["Outputs"]
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": "ColocationApiApiKey"}
+    assert transformed["Resources"]["ColocationApiApiKey"]["Type"] == "AWS::ApiGateway::ApiKey"
+    assert "x-api-key" in outputs["ApiKeyId"]["Description"]

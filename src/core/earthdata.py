@@ -212,7 +212,7 @@ class SecretsManagerToken:
             else:
                 raw = parameters.get_secret(self._name, max_age=self._max_age)
         except Exception as exc:  # GetParameterError wraps the boto error
-            raise AuthError(f"cannot read secret {self._name!r} ({type(exc).__name__})", service="Secrets Manager") from None
+            raise AuthError(_secret_read_error(self._name, exc), service="Secrets Manager") from None
         if isinstance(raw, bytes):
             raw = raw.decode()
         raw = (raw or "").strip()
@@ -235,6 +235,20 @@ class SecretsManagerToken:
         if not raw:
             raise AuthError(f"secret {self._name!r} is empty", service="Secrets Manager")
         return raw
+
+
+def _secret_read_error(name: str, exc: BaseException) -> str:
+    """One actionable line for a failed GetSecretValue (never the secret's value)."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    error = getattr(cause, "response", {}).get("Error", {})
+    if error.get("Code") == "ResourceNotFoundException" and "secret value" in error.get("Message", ""):
+        # the stack creates the secret empty: the operator sets its value once after deploy
+        return (
+            f"secret {name!r} has no value yet: put-secret-value first "
+            f"(aws secretsmanager put-secret-value --secret-id {name} --secret-string <Earthdata Login token>)"
+        )
+    code = error.get("Code") or type(exc).__name__
+    return f"cannot read secret {name!r} ({code})"
 
 
 def token_provider_from_env(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenProvider:
