@@ -39,8 +39,8 @@ _BROKEN = (
     requests.exceptions.Timeout,
 )
 # Byte offsets and Content-Length must refer to the stored bytes, not a gzip transfer encoding.
-_IDENTITY = {"Accept-Encoding": "identity"}
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+IDENTITY = {"Accept-Encoding": "identity"}
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def file_name_from_url(url: str) -> str:
@@ -111,7 +111,7 @@ def stream_download(
         # the catalogue's size is known: refuse before the server starts sending
         _check_space(dest_dir, name, expected_size, disk_usage)
 
-    resp = session.get(url, stream=True, headers=_IDENTITY)
+    resp = session.get(url, stream=True, headers=IDENTITY)
     _check_status(resp, url)
     total = _content_length(resp)
     if total is not None and expected_size is not None and total != expected_size:
@@ -172,13 +172,13 @@ def stream_download(
 def _resume(session: requests.Session, url: str, out, written: int, total: int | None):
     """Re-request from byte ``written``; returns (response, bytes already kept)."""
     try:
-        resp = session.get(url, stream=True, headers={**_IDENTITY, "Range": f"bytes={written}-"})
+        resp = session.get(url, stream=True, headers={**IDENTITY, "Range": f"bytes={written}-"})
     except _BROKEN:
         # the next loop turn reads nothing and counts another resume
         return _EmptyResponse(), written
     _check_status(resp, url)
     if resp.status_code == 206:
-        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
         if (
             match
             and int(match.group(1)) == written

@@ -41,7 +41,7 @@ from core.errors import (
     TokenExpiredError,
     UpstreamError,
 )
-from core.http import retry_policy
+from core.http import failure_cause, retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +165,8 @@ class PasswordToken:
             resp = session.post(url, auth=(self._username, self._password), timeout=self._settings.http_timeout_s)
         except requests.RequestException as exc:
             # otherwise the caller that needed the token (CMR, a DAAC) would be blamed
-            reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-            raise UpstreamError(f"token API failed after retries ({cause})", service="Earthdata Login") from None
+            raise UpstreamError(f"token API failed after retries ({failure_cause(exc)})",
+                                service="Earthdata Login") from None
         if resp.status_code == 401:
             raise AuthError(
                 f"Earthdata Login rejected the username/password for user {self._username!r}",

@@ -14,42 +14,35 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 
 import requests
 from fsspec.caching import BlockCache
 
 from core.config import Settings
+from core.download import CONTENT_RANGE, IDENTITY
 from core.earthdata import redact_url
 from core.errors import NotFoundError, UpstreamError
+from core.http import failure_cause
+from core.s3access import MAX_CACHED_BLOCKS  # the S3 path's cache: the same blocks either way
 
 log = logging.getLogger(__name__)
-
-MAX_CACHED_BLOCKS = 32  # as core.s3access: 32 MiB per open file at the default block size
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-_IDENTITY = {"Accept-Encoding": "identity"}  # offsets refer to the stored bytes
 
 
 def _service(url: str) -> str:
     return f"HTTPS {redact_url(url)}"
 
 
-def _cause(exc: requests.RequestException) -> str:
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-
-
 def resolve(session: requests.Session, url: str) -> tuple[str, int]:
     """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET."""
     try:
-        resp = session.get(url, headers={**_IDENTITY, "Range": "bytes=0-0"}, stream=True)
+        resp = session.get(url, headers={**IDENTITY, "Range": "bytes=0-0"}, stream=True)
     except requests.RequestException as exc:
-        raise UpstreamError(f"resolving failed after retries ({_cause(exc)})", service=_service(url)) from None
+        raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})", service=_service(url)) from None
     try:
         if resp.status_code == 404:
             raise NotFoundError(f"not found: {redact_url(url)}")
-        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
-        if resp.status_code == 206 and match:
+        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        if resp.status_code == 206 and match and match.group(3).isdigit():
             return resp.url, int(match.group(3))
         raise UpstreamError(f"HTTP {resp.status_code} without a byte range to a Range request",
                             service=_service(url))
@@ -83,9 +76,9 @@ class HttpsGranuleFile(io.RawIOBase):
         end = min(end, self.size)
         while True:
             try:
-                resp = self.session.get(self._resolved, headers={**_IDENTITY, "Range": f"bytes={start}-{end - 1}"})
+                resp = self.session.get(self._resolved, headers={**IDENTITY, "Range": f"bytes={start}-{end - 1}"})
             except requests.RequestException as exc:
-                raise UpstreamError(f"range {start}-{end - 1} failed after retries ({_cause(exc)})",
+                raise UpstreamError(f"range {start}-{end - 1} failed after retries ({failure_cause(exc)})",
                                     service=_service(self.url)) from None
             if resp.status_code in (401, 403) and self.resolves < self.max_resolves:
                 # the signed URL expired (or was refused): ask TEA for a new one
@@ -98,7 +91,7 @@ class HttpsGranuleFile(io.RawIOBase):
                                         service=_service(self.url))
                 continue
             break
-        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
         data = resp.content
         if resp.status_code != 206 or not match or int(match.group(1)) != start or len(data) != end - start:
             raise UpstreamError(

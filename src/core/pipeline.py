@@ -38,6 +38,7 @@ from core.model import Atl07Granule, Matches, SstSwath, Track
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
 from core.results import OutputStore
+from core.http import failure_cause
 from core.httpfile import open_https_granule
 from core.s3access import open_granule, open_s3_filesystem
 
@@ -456,9 +457,8 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
             except requests.RequestException as exc:
                 # connection refused / timed out after the session's retries; the message of
                 # requests' exception carries the URL with its query (presigned hops): not repeated
-                reason = getattr(exc.args[0], "reason", None) if exc.args else None
-                cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-                raise UpstreamError(f"{granule.title}: failed after retries ({cause})", service=service) from None
+                raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
+                                    service=service) from None
     if size_warning:
         log.warning("%s", size_warning)
         warnings.append(size_warning)
