@@ -98,6 +98,7 @@ def test_a_range_cut_short_is_a_named_https_failure(sb):
     sb.faults.add(_l2p_cloudfront_prefix(sb), app="cloudfront", truncate_to=1000)
     err = _fails(sb, ff.task(sb), ff.services(sb), UpstreamError)
     assert err.service.startswith("HTTPS ") and "podaac-ops-cumulus-protected" in err.service
+    assert not any(secret in str(err) for secret in ("Signature", "A-userid", "Expires", sb.edl_token))
 
 
 def test_no_s3_api_call_with_daac_credentials_outside_the_region(sb):

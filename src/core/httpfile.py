@@ -77,7 +77,9 @@ class HttpsGranuleFile(io.RawIOBase):
         while True:
             try:
                 resp = self.session.get(self._resolved, headers={**IDENTITY, "Range": f"bytes={start}-{end - 1}"})
+                data = resp.content  # a body cut short raises here
             except requests.RequestException as exc:
+                # never requests' own message: it repeats the signed URL with its query
                 raise UpstreamError(f"range {start}-{end - 1} failed after retries ({failure_cause(exc)})",
                                     service=_service(self.url)) from None
             if resp.status_code in (401, 403) and self.resolves < self.max_resolves:
@@ -92,7 +94,6 @@ class HttpsGranuleFile(io.RawIOBase):
                 continue
             break
         match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
-        data = resp.content
         if resp.status_code != 206 or not match or int(match.group(1)) != start or len(data) != end - start:
             raise UpstreamError(
                 f"range {start}-{end - 1} answered HTTP {resp.status_code} with {len(data)} bytes"
