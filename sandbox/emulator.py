@@ -565,7 +565,7 @@ def create_onprem_app(state: EarthdataState) -> Flask:
 
 
 def create_s3_presign_app(state: EarthdataState) -> Flask:
-    """Serves presigned GETs like in-region S3 (the TEA 307 target)."""
+    """Serves presigned GETs like in-region S3 (the target of TEA's 303)."""
     app = _new_app("s3", state)
 
     @app.get("/<bucket>/<path:key>")
