@@ -2,7 +2,8 @@
 
 ``run_task`` is the unit of work of every entry point. For its date it searches CMR for ATL07
 and L2P granules, streams each ATL07 granule to ``download_dir`` (or reads it in place), reads
-only the window of each overlapping L2P granule in place from S3, keeps the best match per
+only the window of each overlapping L2P granule in place — from S3 in us-west-2, over HTTPS
+range requests elsewhere (``settings.l2p_access``) — keeps the best match per
 segment across granules, and writes one netCDF + PNG per ATL07 granule and the date's manifest
 (last, conditionally: see core.results). A finished date is returned from the bucket, not redone.
 """
@@ -37,6 +38,8 @@ from core.model import Atl07Granule, Matches, SstSwath, Track
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
 from core.results import OutputStore
+from core.http import failure_cause
+from core.httpfile import open_https_granule
 from core.s3access import open_granule, open_s3_filesystem
 
 log = logging.getLogger(__name__)
@@ -207,6 +210,12 @@ def _stem(name: str) -> str:
     return name
 
 
+def in_daac_region(settings: Settings) -> bool:
+    """Whether this process runs in the DAACs' region (their S3 credentials work only there).
+    Lambda tells its region in AWS_REGION; no EC2 metadata lookup (it fails in Lambda)."""
+    return os.environ.get("AWS_REGION") == settings.aws_region
+
+
 def _use_direct_access(granule: Granule, settings: Settings) -> bool:
     mode = settings.atl07_access
     if mode not in ("download", "direct", "auto"):
@@ -214,10 +223,24 @@ def _use_direct_access(granule: Granule, settings: Settings) -> bool:
     can_direct = bool(granule.s3_url and granule.s3credentials_url)
     if mode == "direct" and not can_direct:
         raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
-    # DAAC credentials only work in-region; Lambda tells its region in AWS_REGION (no EC2
-    # metadata lookup, which fails in Lambda)
-    in_region = os.environ.get("AWS_REGION") == settings.aws_region
-    return mode == "direct" or (mode == "auto" and can_direct and in_region)
+    return mode == "direct" or (mode == "auto" and can_direct and in_daac_region(settings))
+
+
+def l2p_access(settings: Settings) -> str:
+    """``s3`` or ``https``: how L2P granules are read (``auto``: s3 in the DAACs' region)."""
+    mode = settings.l2p_access
+    if mode not in ("s3", "https", "auto"):
+        raise InputError(f"l2p_access must be s3, https or auto, not {mode!r}", "l2p_access")
+    if mode == "auto":
+        return "s3" if in_daac_region(settings) else "https"
+    return mode
+
+
+def _size_warning(title: str, cmr_size: int | None, actual: int) -> str | None:
+    """CMR's size and the transfer's own can disagree; the transfer's is the one verified."""
+    if cmr_size and cmr_size != actual:
+        return f"{title}: CMR lists {cmr_size} bytes, the server sent {actual} (the server's size was used)"
+    return None
 
 
 @dataclass
@@ -314,11 +337,12 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     uploaded: list[str] = []
     products: list[dict] = []
     sst_report: dict[str, dict] = {}
+    warnings: list[str] = []
     try:
         with _workdir(Path(settings.download_dir)) as workdir:
             for granule in atl07_granules:
                 product = _colocate_granule(granule, sst_granules, req, bbox, lo, hi, max_dt, services,
-                                            timer, sst_report, workdir)
+                                            timer, sst_report, workdir, warnings)
                 if product is None:
                     products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
                     continue
@@ -356,6 +380,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "sst_per_granule": sst_report,
             },
             "outputs": list(uploaded),
+            "warnings": list(dict.fromkeys(warnings)),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
             "created": _iso(datetime.now(timezone.utc)),
         }
@@ -402,16 +427,17 @@ def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: di
 
 def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: ColocationRequest, bbox, lo, hi,
                       max_dt: timedelta, services: Services, timer: _Timer, sst_report: dict,
-                      workdir: Path) -> dict | None:
+                      workdir: Path, warnings: list[str]) -> dict | None:
     settings = services.settings
     atl07_bytes = 0
     direct = _use_direct_access(granule, settings)
     with timer("atl07_read"):
         if direct:
             fs = services.s3_filesystem(granule.s3credentials_url)
-            with _s3_read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
+            with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
                 atl07_bytes = fh.bytes_fetched
+                size_warning = _size_warning(granule.title, granule.size_bytes, int(fh.size))
         else:
             if not granule.https_url:
                 raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
@@ -422,6 +448,7 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
                                 file_name=granule.producer_granule_id or None,
                                 disk_usage=_disk_usage(settings)) as path:
                     atl07_bytes = path.stat().st_size
+                    size_warning = _size_warning(granule.title, granule.size_bytes, atl07_bytes)
                     try:
                         atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
                     except UnreadableFileError as exc:
@@ -430,9 +457,11 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
             except requests.RequestException as exc:
                 # connection refused / timed out after the session's retries; the message of
                 # requests' exception carries the URL with its query (presigned hops): not repeated
-                reason = getattr(exc.args[0], "reason", None) if exc.args else None
-                cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-                raise UpstreamError(f"{granule.title}: failed after retries ({cause})", service=service) from None
+                raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
+                                    service=service) from None
+    if size_warning:
+        log.warning("%s", size_warning)
+        warnings.append(size_warning)
     segments = _Segments.of(atl07, lo, hi)
     if not len(segments):
         log.info("%s: no segments in the bbox and time window", granule.title)
@@ -446,7 +475,7 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
     names: list[str] = []
     swaths: list[SstSwath] = []
     for sst in candidates:
-        swath = _read_sst_window(sst, segments, req, services, timer, sst_report)
+        swath = _read_sst_window(sst, segments, req, services, timer, sst_report, warnings)
         if swath is None:
             continue
         with timer("colocate"):
@@ -481,45 +510,64 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: Coloca
         "sst_granules_considered": [g.title for g in candidates],
         "atl07_access": "direct" if direct else "download",
         "atl07_bytes": int(atl07_bytes),
-        "warnings": list(atl07.warnings),
+        "warnings": list(atl07.warnings) + ([size_warning] if size_warning else []),
         "files": files,
     }
 
 
-def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, services: Services,
-                     timer: _Timer, sst_report: dict) -> SstSwath | None:
+def _open_sst(sst: Granule, access: str, services: Services):
+    """The L2P granule as a block-cached file object: in place on S3, or over HTTPS ranges."""
     settings = services.settings
+    if access == "https":
+        if not sst.https_url:
+            raise UpstreamError(f"{sst.title} has no HTTPS data link", service="cmr")
+        return open_https_granule(services.http, sst.https_url, settings)
     if not sst.s3_url:
         raise UpstreamError(f"{sst.title} has no s3:// link", service="cmr")
     endpoint = sst.s3credentials_url
     if not endpoint:
         raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
-    fs = services.s3_filesystem(endpoint)
-    with timer("sst_read"), _s3_read_errors(sst.title):
-        with open_granule(fs, sst.s3_url, settings) as fh:
+    return open_granule(services.s3_filesystem(endpoint), sst.s3_url, settings)
+
+
+def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, services: Services,
+                     timer: _Timer, sst_report: dict, warnings: list[str]) -> SstSwath | None:
+    access = l2p_access(services.settings)
+    service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
+    with timer("sst_read"), _read_errors(sst.title, service):
+        with _open_sst(sst, access, services) as fh:
             swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
                              name=sst.title)
             report = sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
+            report["access"] = access
             report["bytes_fetched"] += int(fh.bytes_fetched)
             report["requests"] += int(fh.fetch_requests)
+            if access == "https":
+                report["resolves"] = report.get("resolves", 0) + int(fh.resolves)
+                report["resolved_host"] = fh.resolved_host
             report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
             report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
                                                             swath.cols.start, swath.cols.stop]
+            size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
+    if size_warning:
+        log.warning("%s", size_warning)
+        warnings.append(size_warning)
     return swath
 
 
 @contextlib.contextmanager
-def _s3_read_errors(title: str) -> Iterator[None]:
-    """A granule read in place fails as a named S3 error, whichever layer (s3fs, aiobotocore,
-    aiohttp, h5py) raised: a cut transfer, a throttled GET, a truncated or corrupt object."""
+def _read_errors(title: str, service: str = "S3") -> Iterator[None]:
+    """A granule read in place fails as a named error of ``service``, whichever layer (s3fs,
+    aiobotocore, aiohttp, requests, h5py) raised: a cut transfer, a throttled GET, a truncated
+    or corrupt object."""
     try:
         yield
     except UnreadableFileError as exc:
-        raise UpstreamError(f"{title}: {exc}", service="S3") from None
+        raise UpstreamError(f"{title}: {exc}", service=service) from None
     except ColocationError:
         raise
     except Exception as exc:
-        raise UpstreamError(f"cannot read {title}: {type(exc).__name__}: {exc}"[:500], service="S3") from None
+        raise UpstreamError(f"cannot read {title}: {type(exc).__name__}: {exc}"[:500], service=service) from None
 
 
 def _render(ds, path: Path, swaths: list[SstSwath]) -> Path | None:

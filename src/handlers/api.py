@@ -24,6 +24,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from typing_extensions import Annotated
 
+from core.catalog import check_collections
 from core.errors import ColocationError, InputError
 from core.request import ColocationRequest, fields_from_errors
 from core.results import OutputStore
@@ -151,6 +152,7 @@ def _status_url(job_id: str) -> str:
 @app.post("/colocations")
 def start_job(request: Annotated[ColocationRequest, Body(embed=False)]):
     resolved = request.resolve(settings())
+    check_collections(resolved, settings())  # 400 naming the field for a collection CMR does not know
     job_id = resolved.request_id()
     logger.set_correlation_id(job_id)
     sfn = _client("stepfunctions")
