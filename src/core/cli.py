@@ -16,11 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from .atl07 import read_atl07
-from .colocate import best_of, colocate
 from .config import Settings
 from .errors import ColocationError, InputError
-from .l2p import find_window, open_l2p
-from .model import BBox, Matches, Track
+from .model import BBox, Track
+from .pairing import ColocationParams, L2PSource, pair_granule
 
 log = logging.getLogger("core.cli")
 
@@ -94,58 +93,38 @@ def run_files(args: argparse.Namespace) -> dict:
         if not os.path.isfile(path):
             raise InputError(f"missing file: {path}", field="atl07" if path in args.atl07 else "sst")
 
-    beams = []
+    params = ColocationParams(radius_m=args.radius_m, max_dt_s=args.max_dt_s,
+                              min_quality_level=args.min_quality_level)
+    sources = [L2PSource.local(path) for path in args.sst]  # every input is listed, used or not
+    tracks: list[Track] = []
+    swaths: list = []
+    reached: set[str] = set()
     atl07_attrs: dict | None = None
     for path in args.atl07:
         granule = read_atl07(path, bbox=args.bbox, margin_deg=args.margin_deg)
-        beams.extend(b for b in granule.beams if len(b))
+        pairing = pair_granule(granule, sources, params)
+        tracks.extend(pairing.tracks)
+        reached.update(s.granule for s in pairing.swaths)
+        if args.png:
+            swaths.extend(pairing.swaths)
         if len(args.atl07) == 1:
             atl07_attrs = granule.attrs
-    n = sum(len(b) for b in beams)
-    lat = np.concatenate([b.lat for b in beams]) if beams else np.empty(0)
-    lon = np.concatenate([b.lon for b in beams]) if beams else np.empty(0)
-    time = np.concatenate([b.time for b in beams]) if beams else np.empty(0, "datetime64[ns]")
-
-    matches = Matches.empty(n)
-    names: list[str] = []
-    swaths = []
-    reached = 0
-    for path in args.sst:
-        with open_l2p(path) as granule:
-            names.append(granule.name)  # every input is listed, used or not
-            win = find_window(granule.lat, granule.lon, lat, lon, args.radius_m) if n else None
-            if win is None:
-                log.info("%s does not reach the segments", granule.name)
-                continue
-            swath = granule.window(*win)
-            reached += 1
-        found = colocate(lat, lon, time, swath, radius_m=args.radius_m, max_dt_s=args.max_dt_s,
-                         min_quality_level=args.min_quality_level, granule_index=len(names) - 1)
-        matches = best_of(matches, found)
-        if args.png:
-            swaths.append(swath)
-
-    tracks, start = [], 0
-    for b in beams:
-        stop = start + len(b)
-        part = Matches(**{k: getattr(matches, k)[start:stop] for k in
-                          ("sst", "distance_m", "dt_s", "quality_level", "l2p_flags", "granule_index")})
-        tracks.append(Track(segments=b, matches=part))
-        start = stop
 
     from .product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
 
-    params = {"radius_m": args.radius_m, "max_dt_s": args.max_dt_s, "min_quality_level": args.min_quality_level}
+    attrs = params.as_attrs()
     if args.bbox is not None:
-        params["bbox"] = str(args.bbox)
-    ds = build_dataset(tracks, names, params, atl07_attrs=atl07_attrs, history="colocate files (command line)")
+        attrs["bbox"] = str(args.bbox)
+    ds = build_dataset(tracks, [s.name for s in sources], attrs, atl07_attrs=atl07_attrs,
+                       history="colocate files (command line)")
     write_netcdf(ds, args.out)
+    used = {int(i) for t in tracks for i in np.unique(t.matches.granule_index) if i >= 0}
     summary = {
-        "segments": int(n),
-        "matched": int(np.count_nonzero(matches.matched)),
-        "granules": {"atl07": len(args.atl07), "sst": len(args.sst), "sst_reaching_segments": reached,
-                     "sst_matched": int(np.unique(matches.granule_index[matches.matched]).size)},
-        "beams": len(beams),
+        "segments": sum(len(t.segments) for t in tracks),
+        "matched": sum(int(t.matches.matched.sum()) for t in tracks),
+        "granules": {"atl07": len(args.atl07), "sst": len(args.sst), "sst_reaching_segments": len(reached),
+                     "sst_matched": len(used)},
+        "beams": len(tracks),
         "out": os.fspath(args.out),
     }
     if args.png:

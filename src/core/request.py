@@ -239,6 +239,13 @@ class ColocationRequest(BaseModel):
             }
         )
 
+    def colocation_params(self):
+        """The science parameters of a resolved request (core.pairing.ColocationParams)."""
+        from core.pairing import ColocationParams  # numpy: kept out of the small functions' imports
+
+        return ColocationParams(radius_m=float(self.radius_m), max_dt_s=float(self.max_dt_s),
+                                min_quality_level=int(self.min_quality_level))
+
     @property
     def is_resolved(self) -> bool:
         return None not in (self.atl07_collection, self.sst_collection, self.radius_m,
