@@ -207,8 +207,15 @@ def write_atl07(
     fill_as_array: bool = True,
     chunks: int | None = None,
     skip_vars: tuple[str, ...] = (),
+    ice_conc_v006: bool = False,
+    beam_type_attr: bool = False,
+    sc_orient_time: list[float] | None = None,
 ):
-    """beams: {beam: {lat, lon, delta_time, height, quality, type, id}}; NaN height → fill."""
+    """beams: {beam: {lat, lon, delta_time, height, quality, type, id, ...}}; NaN height → fill.
+
+    Also writes the v003-v006 fields the reader copies (confidence, ssh_flag, length_seg,
+    seg_dist_x, stats/ice_conc or, with ``ice_conc_v006``, stats/ice_conc_amsr2 and _ssmi) with
+    their flag attributes; ``sc_orient`` may be a list (a yaw flip) with ``sc_orient_time``."""
     with h5py.File(path, "w") as h:
         if short_name:
             h.attrs["short_name"] = np.bytes_(short_name)
@@ -216,7 +223,9 @@ def write_atl07(
             d = h.create_dataset("ancillary_data/atlas_sdp_gps_epoch", data=np.array([epoch]))
             d.attrs["units"] = np.bytes_("seconds since 1980-01-06T00:00:00.000000Z")
         if sc_orient is not None:
-            h.create_dataset("orbit_info/sc_orient", data=np.array([sc_orient], dtype=np.int8))
+            h.create_dataset("orbit_info/sc_orient", data=np.atleast_1d(np.array(sc_orient, dtype=np.int8)))
+        if sc_orient_time is not None:
+            h.create_dataset("orbit_info/sc_orient_time", data=np.asarray(sc_orient_time, np.float64))
         for beam, v in beams.items():
             g = h.create_group(f"{beam}/sea_ice_segments")
             g.create_group("stats")
@@ -240,6 +249,23 @@ def write_atl07(
             put("heights/height_segment_quality", np.asarray(v.get("quality", np.ones(n)), np.int8))
             put("heights/height_segment_fit_quality_flag", np.asarray(v.get("fit_quality", np.full(n, 2)), np.int8), -1)
             put("heights/height_segment_type", np.asarray(v.get("type", np.ones(n)), np.int8))
+            put("heights/height_segment_confidence", np.asarray(v.get("confidence", np.linspace(0.2, 1, n)), np.float32))
+            put("heights/height_segment_ssh_flag", np.asarray(v.get("ssh_flag", np.arange(n) % 2), np.int8))
+            put("heights/height_segment_length_seg", np.asarray(v.get("length_seg", np.full(n, 25.0)), np.float32))
+            put("seg_dist_x", np.asarray(v.get("seg_dist_x", 1e6 + 10.0 * np.arange(n)), np.float64))
+            conc = np.asarray(v.get("ice_conc", np.full(n, 95.0)), np.float32)
+            for name in (("stats/ice_conc_amsr2", "stats/ice_conc_ssmi") if ice_conc_v006 else ("stats/ice_conc",)):
+                put(name, conc)
+            for name, values, meanings in (
+                ("heights/height_segment_quality", [0, 1], "bad_quality good_quality"),
+                ("heights/height_segment_fit_quality_flag", [-1, 1, 2, 3, 4, 5], "invalid best high med low poor"),
+                ("heights/height_segment_ssh_flag", [0, 1], "sea_ice sea_surface"),
+            ):
+                if name in g:
+                    g[name].attrs["flag_values"] = np.array(values, np.int8)
+                    g[name].attrs["flag_meanings"] = np.bytes_(meanings)
+            if beam_type_attr:
+                h[beam].attrs["atlas_beam_type"] = np.bytes_("strong" if beam.endswith("l") else "weak")
     return path
 
 
@@ -271,3 +297,69 @@ class CountingReader(io.RawIOBase):
     def close(self):
         self._f.close()
         super().close()
+
+
+# --------------------------------------------------------------------------- neighbourhood oracle
+def footprint_oracle(lat, lon):
+    """Per pixel half the cell diagonal from neighbour spacing, by explicit loops (independent
+    of core.colocate.footprint_radius_m)."""
+    rows, cols = lat.shape
+    out = np.full(lat.shape, np.nan)
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    for r in range(rows):
+        for c in range(cols):
+            if not ok[r, c]:
+                continue
+            sides = []
+            for nbrs in (((r, c - 1), (r, c + 1)), ((r - 1, c), (r + 1, c))):
+                d = [haversine(lat[r, c], lon[r, c], lat[i, j], lon[i, j]) for i, j in nbrs
+                     if 0 <= i < rows and 0 <= j < cols and ok[i, j]]
+                sides.append(float(np.mean(d)) if d else np.nan)
+            across, along = sides
+            across = along if np.isnan(across) else across
+            along = across if np.isnan(along) else along
+            out[r, c] = 0.5 * np.hypot(across, along)
+    if np.isfinite(out).any():
+        out[ok & ~np.isfinite(out)] = np.median(out[np.isfinite(out)])
+    return out
+
+
+def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql, ice_mask=None,
+                         out_of_range=None):
+    """Brute force over every pixel: per segment the radius used, the class counts within radius
+    and Δt (valid, rejected by quality, outside the valid range, ice) and the median/std of the
+    valid SSTs. ``radius_m="footprint"``: the footprint of the nearest geolocated pixel."""
+    lat, lon = swath.lat.ravel(), swath.lon.ravel()
+    sst, t = swath.sst.ravel(), swath.time.ravel()
+    geo = np.isfinite(lat) & np.isfinite(lon)
+    timed = ~np.isnat(t)
+    ql = swath.quality_level.ravel() if swath.quality_level is not None else None
+    q_ok = (ql >= min_ql) if ql is not None and min_ql is not None else np.ones(lat.size, bool)
+    flags = swath.l2p_flags.ravel() if swath.l2p_flags is not None else None
+    ice = ((flags.astype(np.int32) & ice_mask) != 0) & (flags != -1) if flags is not None and ice_mask else np.zeros(lat.size, bool)
+    oor = out_of_range.ravel() if out_of_range is not None else np.zeros(lat.size, bool)
+    fp = footprint_oracle(swath.lat, swath.lon).ravel() if radius_m == "footprint" else None
+    n = len(seg_lat)
+    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice")}
+    res.update(radius=np.full(n, np.nan), median=np.full(n, np.nan), std=np.full(n, np.nan))
+    for i in range(n):
+        d = np.where(geo, haversine(seg_lat[i], seg_lon[i], np.where(geo, lat, 0), np.where(geo, lon, 0)), np.inf)
+        if fp is not None:
+            j = int(np.argmin(d))
+            if not d[j] <= 5000.0:
+                continue
+            r = fp[j]
+        else:
+            r = radius_m
+        res["radius"][i] = r
+        dt = np.where(timed, (t - seg_time[i]) / np.timedelta64(1, "s"), np.inf)
+        near = geo & timed & (d <= r) & (np.abs(dt) <= max_dt_s)
+        valid = near & np.isfinite(sst) & q_ok
+        res["n_valid"][i] = valid.sum()
+        res["n_rejected_quality"][i] = (near & np.isfinite(sst) & ~q_ok).sum()
+        res["n_out_of_range"][i] = (near & oor).sum()
+        res["n_ice"][i] = (near & ice).sum()
+        if valid.any():
+            res["median"][i] = np.median(sst[valid].astype(np.float64))
+            res["std"][i] = np.std(sst[valid].astype(np.float64))
+    return res

@@ -28,8 +28,16 @@ def test_real_granule_beams_and_warnings(realdata, name):
     assert {w.split(":")[0] for w in g.warnings} == skipped  # e.g. gt2r holds only `stats`
     for b in g.beams:
         assert b.strength == ("strong" if b.beam.endswith("l") else "weak")  # sc_orient 0: backward
-        assert b.quality_source == "heights/height_segment_quality"
         assert set(np.unique(b.quality)) <= {0, 1}
+        # the two quality variables stay apart, with the granule's own flag tables (v003)
+        assert set(np.unique(b.fields["height_segment_fit_quality_flag"])) <= {-1, 1, 2, 3, 4, 5}
+        assert b.field_attrs["height_segment_fit_quality_flag"]["flag_meanings"] == "invalid best high med low poor"
+        assert b.field_attrs["height_segment_quality"]["flag_meanings"] == "bad_quality good_quality"
+        assert b.field_attrs["height_segment_ssh_flag"]["flag_meanings"] == "sea_ice sea_surface"
+        for name in ("height_segment_confidence", "height_segment_ssh_flag", "height_segment_length_seg",
+                     "seg_dist_x", "ice_conc"):  # v003: stats/ice_conc, no _amsr2/_ssmi
+            assert b.fields[name].shape == (len(b),), name
+        assert "ice_conc_amsr2" not in b.fields
         assert not (b.height > 1e30).any()  # the 3.4e38 fill became NaN
         assert np.all(np.isfinite(b.lat)) and not np.isnat(b.time).any()
         assert b.height_segment_id.dtype == np.int64 and (b.height_segment_id > 0).all()
@@ -98,7 +106,7 @@ def test_synthetic_granule_values_and_strength(tmp_path):
 
 
 @pytest.mark.parametrize("fill_as_array", [True, False])
-def test_fill_scalar_or_array_and_fallback_quality(tmp_path, fill_as_array):
+def test_fill_scalar_or_array_and_quality_variables_apart(tmp_path, fill_as_array):
     beams = {"gt2l": dict(lat=[80.0, 80.001, np.nan, 80.003], lon=[1.0, 1.0, 1.0, 1.0],
                           delta_time=[1.0, 2.0, 3.0, 4.0], height=[1.0, np.nan, 2.0, 3.0],
                           fit_quality=np.array([1, -1, 2, 3]))}
@@ -108,8 +116,10 @@ def test_fill_scalar_or_array_and_fallback_quality(tmp_path, fill_as_array):
     (b,) = g.beams
     assert len(b) == 3  # the segment without a location is dropped
     np.testing.assert_array_equal(b.height, np.array([1.0, np.nan, 3.0], np.float32))
-    assert b.quality_source == "heights/height_segment_fit_quality_flag"
-    np.testing.assert_array_equal(b.quality, [1, -1, 3])
+    # no height_segment_quality: it is filled, never taken from the fit flag (opposite sense)
+    np.testing.assert_array_equal(b.quality, [-1, -1, -1])
+    np.testing.assert_array_equal(b.fields["height_segment_fit_quality_flag"], [1, -1, 3])
+    assert any("heights/height_segment_quality missing" in w for w in g.warnings)
     np.testing.assert_array_equal(b.height_segment_id, [-1, -1, -1])
     assert any("height_segment_id missing" in w for w in g.warnings)
     assert any("gt1l" in w for w in g.warnings)

@@ -134,8 +134,35 @@ def test_real_granules_through_console_script(realdata, tmp_path):
                           "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"),
                           "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190225115500_09020201_003_02.h5"),
                           "--sst", str(realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_cut.nc"),
+                          # the subset has no quality_level: only an explicit "none" colocates it
+                          "--min-quality-level", "none",
                           "--out", str(tmp_path / "real.nc")], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["segments"] == 75 + 33 + 27 + 368 + 304 + 882 + 874 and summary["matched"] == 0
     assert summary["granules"]["atl07"] == 2 and summary["beams"] == 7
+    with xr.open_dataset(tmp_path / "real.nc") as ds:
+        assert ds.attrs["colocation_quality_screening"].startswith("none")
+        assert "no quality screening" in ds["sst"].attrs["comment"].lower()
+        assert "quality_level" in ds.attrs["reader_warnings"]  # the L2P reader's warning reached the product
+        assert ds["height_segment_fit_quality_flag"].attrs["flag_meanings"] == "best high med low poor"
+        assert ds["height_segment_quality"].attrs["flag_meanings"] == "bad_quality good_quality"
+
+
+def test_product_without_quality_level_is_refused_unless_asked(realdata, tmp_path, capsys):
+    atl = realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
+    l2p = realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"
+    with open_l2p(l2p) as g:
+        full = g.window(slice(None), slice(None))
+    # ATL07 segments laid onto the L2P subset, so the granule reaches them
+    i = np.flatnonzero(np.isfinite(full.sst.ravel()))[:300]
+    t0 = full.time.ravel()[i]
+    beams = {"gt1l": dict(lat=full.lat.ravel()[i], lon=full.lon.ravel()[i],
+                          delta_time=(t0 - np.datetime64("2018-01-01T00:00:00", "ns")) / np.timedelta64(1, "s"))}
+    path = write_atl07(tmp_path / "ATL07-01_on_l2p.h5", beams)
+    code, out, err = run(["files", "--atl07", str(path), "--sst", str(l2p), "--out", str(tmp_path / "r.nc")], capsys)
+    assert code != 0 and "min_quality_level" in err and "none" in err and not (tmp_path / "r.nc").exists()
+    code, out, err = run(["files", "--atl07", str(path), "--sst", str(l2p), "--min-quality-level", "none",
+                          "--out", str(tmp_path / "r.nc")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["matched"] > 250

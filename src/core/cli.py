@@ -18,7 +18,9 @@ import numpy as np
 from .atl07 import read_atl07
 from .config import Settings
 from .errors import ColocationError, InputError
-from .model import BBox, Track
+from .l2p import open_l2p
+from .model import BBox, SstSource, Track
+from .colocate import FOOTPRINT
 from .pairing import ColocationParams, L2PSource, pair_granule
 
 log = logging.getLogger("core.cli")
@@ -59,14 +61,22 @@ def _positive(kind):
     return conv
 
 
-def _quality(text: str) -> int:
+def _quality(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None  # no quality screening (products without quality_level)
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an integer or 'none': {text!r}") from None
     if not 0 <= value <= 5:
         raise argparse.ArgumentTypeError(f"GHRSST quality levels are 0..5, not {value}")
     return value
+
+
+def _radius(text: str) -> float | str:
+    if text.strip().lower() == FOOTPRINT:
+        return FOOTPRINT
+    return _positive(float)(text)
 
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
@@ -77,9 +87,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     files.add_argument("--atl07", action="append", required=True, metavar="FILE", help="ATL07 HDF5 granule (repeatable)")
     files.add_argument("--sst", action="append", required=True, metavar="FILE", help="GHRSST L2P netCDF granule (repeatable)")
     files.add_argument("--bbox", type=parse_bbox, metavar="W,S,E,N", help="restrict segments (west > east crosses 180°)")
-    files.add_argument("--radius-m", type=_positive(float), default=s.radius_m)
+    files.add_argument("--radius-m", type=_radius, default=s.radius_m,
+                       help="metres, or 'footprint': each swath's local pixel size")
     files.add_argument("--max-dt-s", type=_positive(float), default=s.max_dt_s)
-    files.add_argument("--min-quality-level", type=_quality, default=s.min_quality_level)
+    files.add_argument("--min-quality-level", type=_quality, default=s.min_quality_level,
+                       help="0..5, or 'none': no quality screening (needed for products without quality_level)")
     files.add_argument("--margin-deg", type=float, default=s.bbox_margin_deg, help=argparse.SUPPRESS)
     files.add_argument("--out", required=True, metavar="RESULT.nc")
     files.add_argument("--png", metavar="RESULT.png")
@@ -100,22 +112,33 @@ def run_files(args: argparse.Namespace) -> dict:
     swaths: list = []
     reached: set[str] = set()
     atl07_attrs: dict | None = None
+    warnings: list[str] = []
+    infos = [SstSource(s.name) for s in sources]
     for path in args.atl07:
         granule = read_atl07(path, bbox=args.bbox, margin_deg=args.margin_deg)
         pairing = pair_granule(granule, sources, params)
         tracks.extend(pairing.tracks)
+        warnings += [*(f"{granule.name}: {w}" for w in granule.warnings), *pairing.warnings]
+        # the first ATL07 granule that reached a source read its attributes
+        infos = [i if i.attrs else new for i, new in zip(infos, pairing.source_info())]
         reached.update(s.granule for s in pairing.swaths)
         if args.png:
             swaths.extend(pairing.swaths)
         if len(args.atl07) == 1:
             atl07_attrs = granule.attrs
 
+    for k, (info, path) in enumerate(zip(infos, args.sst)):
+        if not info.attrs:  # never reached the segments: label it from the file all the same
+            with open_l2p(path, lat_band=(91.0, 92.0)) as g:  # no latitude there: no longitude read
+                infos[k] = SstSource(info.name, None, dict(g.ds.attrs), g.variable_attrs())
+                warnings += [f"{info.name}: {w}" for w in g.warnings]
+
     from .product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
 
     attrs = params.as_attrs()
     if args.bbox is not None:
         attrs["bbox"] = str(args.bbox)
-    ds = build_dataset(tracks, [s.name for s in sources], attrs, atl07_attrs=atl07_attrs,
+    ds = build_dataset(tracks, infos, attrs, atl07_attrs=atl07_attrs, warnings=warnings,
                        history="colocate files (command line)")
     write_netcdf(ds, args.out)
     used = {int(i) for t in tracks for i in np.unique(t.matches.granule_index) if i >= 0}

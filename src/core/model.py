@@ -50,24 +50,42 @@ class BeamSegments:
 
     granule: str  # file name of the ATL07 granule
     beam: str  # gt1l ... gt3r
-    strength: str  # "strong" | "weak" | "unknown" (from orbit_info/sc_orient)
+    strength: str  # "strong" | "weak" | "mixed" (yaw flip inside the granule) | "unknown"
     time: np.ndarray  # datetime64[ns] UTC
     lat: np.ndarray  # float64 degrees_north
     lon: np.ndarray  # float64 degrees_east
     height_segment_id: np.ndarray  # int64, -1 where absent
     height: np.ndarray  # float32 metres, NaN = fill
-    quality: np.ndarray  # int16, -1 = fill/absent
-    quality_source: str  # name of the ATL07 variable ``quality`` came from
+    quality: np.ndarray  # int16 heights/height_segment_quality (1 good, 0 bad), -1 = fill/absent
     segment_type: np.ndarray  # int16, -1 = fill/absent
+    # per segment 1 strong, 0 weak, -1 unknown (None: every segment has ``strength``)
+    strength_flag: np.ndarray | None = None
+    # further ATL07 variables by output name (core.atl07.ATL07_FIELDS), and every read variable's
+    # attributes as in the granule (flag_values / flag_meanings / flag_masks, units, long_name)
+    fields: dict = field(default_factory=dict)
+    field_attrs: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.lat.shape[0])
 
+    def strength_per_segment(self) -> np.ndarray:
+        if self.strength_flag is not None:
+            return self.strength_flag
+        code = {"strong": 1, "weak": 0}.get(self.strength, -1)
+        return np.full(len(self), code, np.int8)
+
     def subset(self, keep: np.ndarray) -> "BeamSegments":
         """The segments where ``keep`` is True (every per-segment array cut alike)."""
         n = len(self)
-        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self)
-                                if isinstance(getattr(self, f.name), np.ndarray) and getattr(self, f.name).shape[:1] == (n,)})
+
+        def cut(value):
+            if isinstance(value, np.ndarray) and value.shape[:1] == (n,):
+                return value[keep]
+            if isinstance(value, dict) and value is self.fields:
+                return {k: cut(v) for k, v in value.items()}
+            return value
+
+        return replace(self, **{f.name: cut(getattr(self, f.name)) for f in fields(self)})
 
 
 @dataclass
@@ -184,3 +202,13 @@ class Track:
 
     segments: BeamSegments
     matches: Matches
+
+
+@dataclass
+class SstSource:
+    """What the product says about one L2P input granule (``Matches.granule_index`` order)."""
+
+    name: str  # granule file name
+    collection: str | None = None  # the request's collection it was found in (concept id / short name)
+    attrs: dict = field(default_factory=dict)  # the file's global attributes (platform, sensor, id...)
+    variable_attrs: dict = field(default_factory=dict)  # SstSwath.variable_attrs, when it was read

@@ -20,7 +20,7 @@ import numpy as np
 from core.colocate import FOOTPRINT, FOOTPRINT_READ_RADIUS_M, best_of, colocate
 from core.errors import InputError
 from core.l2p import read_l2p
-from core.model import Atl07Granule, BeamSegments, Matches, SstSwath, Track
+from core.model import Atl07Granule, BeamSegments, Matches, SstSource, SstSwath, Track
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,13 @@ class Pairing:
     @property
     def source_names(self) -> list[str]:
         return [s.name for s in self.sources]
+
+    def source_info(self) -> list[SstSource]:
+        """Per source (in granule_index order) its collection and, if it was read, the file's
+        global and variable attributes: what the product labels platform, sensor, flags with."""
+        read = {s.granule: s for s in self.swaths}
+        return [SstSource(s.name, s.collection, dict(read[s.name].attrs) if s.name in read else {},
+                          dict(read[s.name].variable_attrs) if s.name in read else {}) for s in self.sources]
 
     @property
     def segments(self) -> int:

@@ -426,8 +426,9 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _Granu
 
     stem = _stem(atl07.name)
     with ctx.timer("write"):
-        ds = build_dataset(pairing.tracks, pairing.source_names, ctx.params, atl07_attrs=atl07.attrs,
-                           request_id=ctx.task.request_id)
+        ds = build_dataset(pairing.tracks, pairing.source_info(), ctx.params, atl07_attrs=atl07.attrs,
+                           request_id=ctx.task.request_id,
+                           warnings=[*(f"{atl07.name}: {w}" for w in atl07.warnings), *pairing.warnings])
         nc = write_netcdf(ds, workdir / f"{stem}_sst.nc")
         files = {"netcdf": nc}
         png = _render(ds, workdir / f"{stem}_sst.png", pairing.swaths)
@@ -443,6 +444,7 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _Granu
         "atl07_access": "direct" if direct else "download",
         "atl07_bytes": int(atl07_bytes),
         "warnings": list(atl07.warnings),
+        "sst_warnings": list(pairing.warnings),
         "files": files,
     }
 
