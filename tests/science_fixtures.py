@@ -108,6 +108,11 @@ def write_l2p(
     dims: tuple[str, str] = ("nj", "ni"),
     with_time_dim: bool = True,
     title: str = "Synthetic L2P SST",
+    global_attrs: dict | None = None,
+    sses: bool = False,
+    dt_analysis: bool = False,
+    dtime_units: str = "seconds",
+    sst_standard_name: str = "sea_surface_skin_temperature",
 ) -> Path:
     """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999."""
     A = _battr if byte_attrs else (lambda s: s)
@@ -122,6 +127,8 @@ def write_l2p(
         f.attrs["Conventions"] = A("CF-1.7, ACDD-1.3")
         f.attrs["processing_level"] = A("L2P")
         f.attrs["file_quality_level"] = F(3, np.int32)
+        for key, value in (global_attrs or {}).items():
+            f.attrs[key] = A(value)
         t = f.create_variable("time", ("time",), np.int32)
         t[:] = [tsec]
         t.attrs["units"] = A("seconds since 1981-01-01 00:00:00")
@@ -144,14 +151,14 @@ def write_l2p(
         v.attrs["add_offset"] = F(273.15, np.float32)
         v.attrs["valid_min"] = F(-1000, np.int16)
         v.attrs["valid_max"] = F(10000, np.int16)
-        v.attrs["standard_name"] = A("sea_surface_skin_temperature")
+        v.attrs["standard_name"] = A(sst_standard_name)
         v.attrs["coordinates"] = A(f"{lon_name} {lat_name}")
 
         v = f.create_variable("sst_dtime", grid, np.int16, fillvalue=np.int16(-32768), **gkw)
         scale = dtime_scale or 1.0
         raw = np.where(np.isfinite(dtime_s), np.round(dtime_s / scale), -32768).astype(np.int16)
         v[:] = raw[sl] if with_time_dim else raw
-        v.attrs["units"] = A("seconds")
+        v.attrs["units"] = A(dtime_units)
         if dtime_scale:
             v.attrs["scale_factor"] = F(dtime_scale, np.float32)
             v.attrs["add_offset"] = F(0.0, np.float32)
@@ -166,6 +173,21 @@ def write_l2p(
             v = f.create_variable("l2p_flags", grid, np.int16, **gkw)
             v[:] = flags.astype(np.int16)[sl] if with_time_dim else flags.astype(np.int16)
             v.attrs["flag_meanings"] = A("microwave land ice lake river")
+        # GDS 2.0 SSES and dt_analysis: signed bytes with scale/offset, as PO.DAAC's MODIS L2P
+        for name, on, scale, offset, values in (
+            ("sses_bias", sses, 0.1574803144, 0.0, np.round(np.linspace(-0.8, 0.8, rows * cols)).reshape(rows, cols)),
+            ("sses_standard_deviation", sses, 0.07874015719, 10.0, np.full((rows, cols), -120.0)),
+            ("dt_analysis", dt_analysis, 0.1, 0.0, np.arange(rows * cols).reshape(rows, cols) % 50 - 25.0),
+        ):
+            if on:
+                v = f.create_variable(name, grid, np.int8, fillvalue=np.int8(-128), **gkw)
+                raw = np.clip(values, -127, 127).astype(np.int8)
+                v[:] = raw[sl] if with_time_dim else raw
+                v.attrs["units"] = A("kelvin")
+                v.attrs["scale_factor"] = F(scale, np.float32)
+                v.attrs["add_offset"] = F(offset, np.float32)
+                v.attrs["valid_min"] = F(-127, np.int8)
+                v.attrs["valid_max"] = F(127, np.int8)
         if extra_vars:
             rng = np.random.default_rng(5)
             for name in ("chlorophyll_a", "wind_speed_f"):  # incompressible noise: costly to read

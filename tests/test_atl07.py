@@ -180,7 +180,7 @@ def test_not_atl07_raises_input_error(tmp_path, realdata):
         read_atl07(write_atl07(tmp_path / "atl10.h5", _beams(5), short_name="ATL10"))
 
 
-def test_yaw_flip_inside_granule_gives_unknown_strength(tmp_path):
+def test_yaw_flip_without_orient_times_gives_unknown_strength(tmp_path):
     p = write_atl07(tmp_path / "flip.h5", _beams(20))
     with h5py.File(p, "r+") as h:
         del h["orbit_info/sc_orient"]
@@ -188,3 +188,30 @@ def test_yaw_flip_inside_granule_gives_unknown_strength(tmp_path):
     g = read_atl07(p)
     assert g.sc_orient is None and {b.strength for b in g.beams} == {"unknown"}
     assert any("changes within the granule" in w for w in g.warnings)
+
+
+def test_yaw_flip_splits_strength_per_segment(tmp_path):
+    beams = _beams(100)  # delta_time runs over 1 s from 2019-06-22T10:00:00
+    flip = delta_time_for("2019-06-22T10:00:00.5")
+    p = write_atl07(tmp_path / "flip.h5", beams, sc_orient=[0, 1], beam_type_attr=True,
+                    sc_orient_time=[delta_time_for("2019-06-22T09:00:00"), flip])
+    g = read_atl07(p)
+    for b in g.beams:
+        assert b.strength == "mixed"  # the group attribute cannot be right on both sides of the flip
+        before = beams[b.beam]["delta_time"] < flip
+        left = b.beam.endswith("l")
+        # backward (0) first: left beams strong; forward (1) after the flip: right beams strong
+        np.testing.assert_array_equal(b.strength_flag, np.where(before, int(left), int(not left)))
+    assert any("yaw flip" in w for w in g.warnings)
+
+
+def test_strength_from_the_beam_attribute_and_v006_ice_concentration(tmp_path):
+    # the beams' own atlas_beam_type wins over the sc_orient rule (here deliberately contradicting it)
+    p = write_atl07(tmp_path / "v6.h5", _beams(30), sc_orient=1, beam_type_attr=True, ice_conc_v006=True)
+    g = read_atl07(p)
+    assert {b.beam: b.strength for b in g.beams}["gt1l"] == "strong"
+    for b in g.beams:
+        assert "ice_conc" not in b.fields
+        np.testing.assert_array_equal(b.fields["ice_conc_amsr2"], np.full(len(b), 95.0, np.float32))
+        assert b.fields["ice_conc_ssmi"].shape == (len(b),)
+    assert not any("ice concentration" in w for w in g.warnings)

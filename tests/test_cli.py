@@ -166,3 +166,34 @@ def test_product_without_quality_level_is_refused_unless_asked(realdata, tmp_pat
                           "--out", str(tmp_path / "r.nc")], capsys)
     assert code == 0, err
     assert json.loads(out)["matched"] > 250
+
+
+@pytest.mark.parametrize("attrs,standard_name,doi", [
+    ({"platform": "Terra", "sensor": "MODIS", "id": "MODIS_T-JPL-L2P-v2019.0"},
+     "sea_surface_skin_temperature", "10.5067/GHMDT-2PJ19"),
+    ({"platform": "Suomi-NPP", "sensor": "VIIRS", "id": "VIIRS_NPP-JPL-L2P-v2016.2"},
+     "sea_surface_skin_temperature", "10.5067/GHVRS-2PJ62"),
+    ({"platform": "NOAA-20", "sensor": "VIIRS", "id": "VIIRS_N20-OSPO-L2P-v2.61"},
+     "sea_surface_subskin_temperature", "10.5067/GHV20-2PO28"),
+], ids=["modis-terra", "viirs-npp", "viirs-noaa20"])
+def test_other_sensors_are_labelled_from_their_files(tmp_path, capsys, attrs, standard_name, doi):
+    sst, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=50, cols=40, name="OTHER_L2P.nc",
+                                  global_attrs=attrs, sst_standard_name=standard_name, sses=True, dt_analysis=True)
+    lat, lon = track_geometry(82.3, -60.0, n=300, length_m=80_000, angle_deg=20, rng=np.random.default_rng(0))
+    atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5", {"gt1l": dict(
+        lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00") + np.arange(300) * 0.5)})
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--max-dt-s", "900",
+                          "--min-quality-level", "3", "--out", str(tmp_path / "o.nc")], capsys)
+    assert code == 0, err
+    with xr.open_dataset(tmp_path / "o.nc") as ds:
+        assert ds.attrs["platform"] == f"ICESat-2, {attrs['platform']}"
+        assert ds.attrs["instrument"] == f"ATLAS, {attrs['sensor']}"
+        assert doi in ds.attrs["references"] and "GHMDA" not in ds.attrs["references"]
+        assert "Aqua" not in repr(ds.attrs)
+        assert ds["sst"].attrs["standard_name"] == standard_name
+        assert list(ds["sst_source_platform"].values) == [attrs["platform"]]
+        assert list(ds["sst_source_sensor"].values) == [attrs["sensor"]]
+        m = ds["sst_granule"].values >= 0
+        assert m.sum() > 50 and np.isfinite(ds["sst_sses_bias"].values[m]).all()
+        assert "sst_dt_analysis" in ds and np.isfinite(ds["sst_dt_analysis"].values[m]).all()
+        assert (ds["sst_n_valid"].values[m] >= 1).all() and (ds["sst_n_valid"].values[~m] == 0).all()
