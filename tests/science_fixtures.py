@@ -362,7 +362,7 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
     oor = out_of_range.ravel() if out_of_range is not None else np.zeros(lat.size, bool)
     fp = footprint_oracle(swath.lat, swath.lon).ravel() if radius_m == "footprint" else None
     n = len(seg_lat)
-    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice")}
+    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")}
     res.update(radius=np.full(n, np.nan), median=np.full(n, np.nan), std=np.full(n, np.nan))
     for i in range(n):
         d = np.where(geo, haversine(seg_lat[i], seg_lon[i], np.where(geo, lat, 0), np.where(geo, lon, 0)), np.inf)
@@ -381,6 +381,7 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
         res["n_rejected_quality"][i] = (near & np.isfinite(sst) & ~q_ok).sum()
         res["n_out_of_range"][i] = (near & oor).sum()
         res["n_ice"][i] = (near & ice).sum()
+        res["n_outside_dt"][i] = (geo & (d <= r) & ~(np.abs(dt) <= max_dt_s)).sum()
         if valid.any():
             res["median"][i] = np.median(sst[valid].astype(np.float64))
             res["std"][i] = np.std(sst[valid].astype(np.float64))

@@ -150,7 +150,6 @@ def test_real_granules_through_console_script(realdata, tmp_path):
 
 
 def test_product_without_quality_level_is_refused_unless_asked(realdata, tmp_path, capsys):
-    atl = realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
     l2p = realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"
     with open_l2p(l2p) as g:
         full = g.window(slice(None), slice(None))

@@ -19,7 +19,7 @@ OBS_VARS = {
     "height_segment_type", "beam_strength_flag", "sst", "sst_distance", "sst_dt", "sst_quality_level",
     "sst_l2p_flags", "sst_granule", "sst_radius", "sst_pixel_nj", "sst_pixel_ni", "sst_ice",
     "sst_sses_bias", "sst_sses_standard_deviation", "sst_n_valid", "sst_n_rejected_quality",
-    "sst_n_out_of_range", "sst_n_ice", "sst_median", "sst_stddev", "sst_collection",
+    "sst_n_out_of_range", "sst_n_ice", "sst_n_outside_dt", "sst_median", "sst_stddev", "sst_collection",
 }
 TRAJ_VARS = {"trajectory_id", "atl07_granule", "beam", "beam_strength", "rowSize"}
 SOURCE_VARS = {"sst_source_name", "sst_source_platform", "sst_source_sensor", "sst_source_standard_name",

@@ -165,8 +165,8 @@ def colocate(
                                         p_lon, p_lat, p_ns, p_timed, p_sst, classes, max_dt_ns))
 
     out.radius_m[seg_idx] = radius
-    out.n_valid[seg_idx], out.n_rejected_quality[seg_idx] = hood.counts[0], hood.counts[1]
-    out.n_out_of_range[seg_idx], out.n_ice[seg_idx] = hood.counts[2], hood.counts[3]
+    for k, name in enumerate(Matches.COUNTS):
+        getattr(out, name)[seg_idx] = hood.counts[k]
     out.sst_median[seg_idx], out.sst_std[seg_idx] = hood.median, hood.std
     hit = hood.best >= 0
     seg_hit, chosen = seg_idx[hit], hood.best[hit]
@@ -197,13 +197,13 @@ class _Neighbourhood:
 
     best: np.ndarray
     distance: np.ndarray
-    counts: np.ndarray  # (4, n) int32
+    counts: np.ndarray  # (5, n) int32: valid, quality, range, ice (within radius and Δt), outside Δt
     median: np.ndarray
     std: np.ndarray
 
     @classmethod
     def empty(cls, n: int) -> "_Neighbourhood":
-        return cls(np.full(n, -1, np.int64), np.full(n, np.nan), np.zeros((4, n), np.int32),
+        return cls(np.full(n, -1, np.int64), np.full(n, np.nan), np.zeros((5, n), np.int32),
                    np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
 
     def fill(self, part, other: "_Neighbourhood") -> None:
@@ -236,10 +236,12 @@ def _neighbourhood(tree, n_pix, lon, lat, t_ns, radius, p_lon, p_lat, p_ns, p_ti
             i, f = idx[~more], found[~more]
             safe = np.where(f, i, 0)
             arc = haversine_m(lon[done][:, None], lat[done][:, None], p_lon[safe], p_lat[safe])
-            near = f & (arc <= radius[done][:, None]) & p_timed[safe]
-            near &= np.abs(p_ns[safe] - t_ns[done][:, None]) <= max_dt_ns
+            in_space = f & (arc <= radius[done][:, None])
+            in_time = p_timed[safe] & (np.abs(p_ns[safe] - t_ns[done][:, None]) <= max_dt_ns)
+            near = in_space & in_time
             in_class = classes[:, safe] & near[None]
-            res.counts[:, done] = in_class.sum(axis=2)
+            res.counts[:4, done] = in_class.sum(axis=2)
+            res.counts[4, done] = (in_space & ~in_time).sum(axis=1)  # why a segment may have none
             valid = in_class[0]
             has = valid.any(axis=1)
             first = np.argmax(valid, axis=1)

@@ -160,11 +160,12 @@ class Matches:
     n_rejected_quality: np.ndarray  # int32 SST present, quality level below the minimum
     n_out_of_range: np.ndarray  # int32 SST outside valid_min/valid_max
     n_ice: np.ndarray  # int32 ice bit set (any of the above)
+    n_outside_dt: np.ndarray  # int32 geolocated pixels within the radius but outside Δt (or timeless)
     sst_median: np.ndarray  # float32 K, median of the valid SSTs within radius and Δt
     sst_std: np.ndarray  # float32 K, their standard deviation (ddof 0)
     radius_m: np.ndarray  # float32 radius applied to the segment, NaN where no pixel was near
 
-    COUNTS = ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice")
+    COUNTS = ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")
 
     @classmethod
     def empty(cls, n: int) -> "Matches":

@@ -262,9 +262,12 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
 
     with timer("search"):
         atl07_granules = cmr.search(req.atl07_collection, bbox, lo, hi)
-        sst_all = cmr.search(req.sst_collection, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)
-    placeholders = [g for g in sst_all if g.is_placeholder]
-    sst_granules = [g for g in sst_all if not g.is_placeholder]
+        # every requested SST collection; a granule remembers the collection it was found in
+        sst_all = [(c, g) for c in req.collections
+                   for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)]
+    placeholders = [g for _, g in sst_all if g.is_placeholder]
+    sst_granules = [g for _, g in sst_all if not g.is_placeholder]
+    collection_of = {g.title: c for c, g in sst_all}
     if placeholders:
         log.info("skipping %d placeholder L2P granules: %s", len(placeholders),
                  ", ".join(g.title for g in placeholders))
@@ -273,9 +276,10 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     params = {
         "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
+        "sst_collections": list(req.collections),
     }
     ctx = _GranuleContext(task=task, services=services, params=params, science=science, lo=lo, hi=hi,
-                          timer=timer, sst_report=sst_report)
+                          timer=timer, sst_report=sst_report, collection_of=collection_of)
     uploaded: list[str] = []
     products: list[dict] = []
     try:
@@ -375,6 +379,7 @@ class _GranuleContext:
     hi: datetime
     timer: _Timer
     sst_report: dict  # per L2P granule: size, bytes fetched, requests, window
+    collection_of: dict = field(default_factory=dict)  # L2P granule title -> its SST collection
 
 
 def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> tuple[Atl07Granule, bool, int]:
@@ -441,6 +446,7 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _Granu
         "beams": [b.beam for b in atl07.beams],
         "sst_granules_matched": pairing.matched_sources(),
         "sst_granules_considered": [g.title for g in candidates],
+        "sst_collections_matched": sorted({ctx.collection_of.get(n, "") for n in pairing.matched_sources()} - {""}),
         "atl07_access": "direct" if direct else "download",
         "atl07_bytes": int(atl07_bytes),
         "warnings": list(atl07.warnings),
@@ -470,7 +476,7 @@ def _s3_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
                                                                 swath.cols.start, swath.cols.stop]
         return swath
 
-    return L2PSource(sst.title, read)
+    return L2PSource(sst.title, read, ctx.collection_of.get(sst.title))
 
 
 @contextlib.contextmanager

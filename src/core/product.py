@@ -67,6 +67,7 @@ _PARAM_ATTRS = {
     "min_quality_level": "colocation_min_quality_level",
     "atl07_collection": "atl07_collection",
     "sst_collection": "sst_collection",
+    "sst_collections": "sst_collections",
     "bbox": "colocation_bbox",
     "start": "request_start",
     "end": "request_end",
@@ -424,12 +425,18 @@ def build_dataset(
         "n_out_of_range": "pixels whose SST lies outside the L2P variable's valid_min/valid_max",
         "n_ice": "pixels whose l2p_flags ice bit is set (also counted in one of the above)",
     }
+    outside_dt = "geolocated L2P pixels within sst_radius but outside colocation_max_dt_s (or without a time)"
     for name, doc in count_doc.items():
         add(f"sst_{name}", "obs", obs(lambda t, n=name: getattr(t.matches, n), np.int32), {
             "long_name": f"number of L2P {doc}, within sst_radius and colocation_max_dt_s",
             "standard_name": "number_of_observations", "units": "1",
             "coverage_content_type": "auxiliaryInformation",
             "comment": "over the matched pixel's granule; summed over every granule read where no match"})
+    add("sst_n_outside_dt", "obs", obs(lambda t: t.matches.n_outside_dt, np.int32), {
+        "long_name": f"number of {outside_dt}", "standard_name": "number_of_observations", "units": "1",
+        "coverage_content_type": "auxiliaryInformation",
+        "comment": "with the counts above, says why a segment has no match: nothing within the "
+                   "radius (all zero), only outside the time window, or only rejected pixels"})
     add("sst_median", "obs", obs(lambda t: t.matches.sst_median, np.float32), {
         "long_name": "median SST of the valid pixels within sst_radius and colocation_max_dt_s",
         "standard_name": sst_std_name, "cell_methods": "area: median", "units": "K",
