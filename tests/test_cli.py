@@ -182,7 +182,8 @@ def test_other_sensors_are_labelled_from_their_files(tmp_path, capsys, attrs, st
     atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5", {"gt1l": dict(
         lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00") + np.arange(300) * 0.5)})
     code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--max-dt-s", "900",
-                          "--min-quality-level", "3", "--out", str(tmp_path / "o.nc")], capsys)
+                          "--min-quality-level", "3", "--sst-collection", attrs["id"],
+                          "--out", str(tmp_path / "o.nc")], capsys)
     assert code == 0, err
     with xr.open_dataset(tmp_path / "o.nc") as ds:
         assert ds.attrs["platform"] == f"ICESat-2, {attrs['platform']}"
@@ -195,4 +196,5 @@ def test_other_sensors_are_labelled_from_their_files(tmp_path, capsys, attrs, st
         m = ds["sst_granule"].values >= 0
         assert m.sum() > 50 and np.isfinite(ds["sst_sses_bias"].values[m]).all()
         assert "sst_dt_analysis" in ds and np.isfinite(ds["sst_dt_analysis"].values[m]).all()
+        assert list(ds["sst_collection_name"].values) == [attrs["id"]] and (ds["sst_collection"].values[m] == 0).all()
         assert (ds["sst_n_valid"].values[m] >= 1).all() and (ds["sst_n_valid"].values[~m] == 0).all()

@@ -107,3 +107,23 @@ def test_request_fields_no_screening_footprint_and_several_collections():
         with pytest.raises(Exception) as err:
             ColocationRequest.model_validate({**SEED, **bad})
         assert field in str(err.value)
+
+
+def test_multi_sensor_event_passes_the_api_model_and_the_request_model():
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from tests.test_template import sam_template
+
+    event = json.loads((Path(__file__).resolve().parents[1] / "events" / "direct_multi_sensor.json").read_text())
+    model = sam_template()["Resources"]["ColocationApi"]["Properties"]["Models"]["ColocationRequest"]
+    jsonschema.Draft4Validator(model).validate(event)  # what API Gateway checks first
+    jsonschema.Draft4Validator(model).validate({**SEED, "min_quality_level": None})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(model).validate({**SEED, "radius_m": "far"})
+    r = parse_request(event, Settings())
+    assert len(r.collections) == 4 and r.colocation_params().radius_m == "footprint"
+    task = DateTask.from_item(DateTask(r, r.dates()[0]).to_item())  # the Step Functions item
+    assert task.request.collections == r.collections

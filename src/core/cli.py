@@ -86,6 +86,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     files = sub.add_parser("files", help="colocate local files")
     files.add_argument("--atl07", action="append", required=True, metavar="FILE", help="ATL07 HDF5 granule (repeatable)")
     files.add_argument("--sst", action="append", required=True, metavar="FILE", help="GHRSST L2P netCDF granule (repeatable)")
+    files.add_argument("--sst-collection", action="append", default=[], metavar="COLLECTION",
+                       help="collection of the --sst files: once for all, or once per --sst in order "
+                            "(labels each match; platform/sensor/DOI from the collection profiles)")
     files.add_argument("--bbox", type=parse_bbox, metavar="W,S,E,N", help="restrict segments (west > east crosses 180°)")
     files.add_argument("--radius-m", type=_radius, default=s.radius_m,
                        help="metres, or 'footprint': each swath's local pixel size")
@@ -107,13 +110,20 @@ def run_files(args: argparse.Namespace) -> dict:
 
     params = ColocationParams(radius_m=args.radius_m, max_dt_s=args.max_dt_s,
                               min_quality_level=args.min_quality_level)
-    sources = [L2PSource.local(path) for path in args.sst]  # every input is listed, used or not
+    collections = list(args.sst_collection)
+    if len(collections) not in (0, 1, len(args.sst)):
+        raise InputError(f"--sst-collection given {len(collections)} times: give it once, or once per --sst "
+                         f"({len(args.sst)})", field="sst_collection")
+    if len(collections) == 1:
+        collections *= len(args.sst)
+    # every input is listed, used or not
+    sources = [L2PSource.local(path, c) for path, c in zip(args.sst, collections or [None] * len(args.sst))]
     tracks: list[Track] = []
     swaths: list = []
     reached: set[str] = set()
     atl07_attrs: dict | None = None
     warnings: list[str] = []
-    infos = [SstSource(s.name) for s in sources]
+    infos = [SstSource(s.name, s.collection) for s in sources]
     for path in args.atl07:
         granule = read_atl07(path, bbox=args.bbox, margin_deg=args.margin_deg)
         pairing = pair_granule(granule, sources, params)
@@ -130,12 +140,14 @@ def run_files(args: argparse.Namespace) -> dict:
     for k, (info, path) in enumerate(zip(infos, args.sst)):
         if not info.attrs:  # never reached the segments: label it from the file all the same
             with open_l2p(path, lat_band=(91.0, 92.0)) as g:  # no latitude there: no longitude read
-                infos[k] = SstSource(info.name, None, dict(g.ds.attrs), g.variable_attrs())
+                infos[k] = SstSource(info.name, info.collection, dict(g.ds.attrs), g.variable_attrs())
                 warnings += [f"{info.name}: {w}" for w in g.warnings]
 
     from .product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
 
     attrs = params.as_attrs()
+    if collections:
+        attrs["sst_collections"] = list(dict.fromkeys(collections))
     if args.bbox is not None:
         attrs["bbox"] = str(args.bbox)
     ds = build_dataset(tracks, infos, attrs, atl07_attrs=atl07_attrs, warnings=warnings,
