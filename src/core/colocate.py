@@ -41,6 +41,14 @@ def lonlat_to_xyz(lon: np.ndarray, lat: np.ndarray, radius: float = EARTH_RADIUS
                             radius * np.sin(lat_r)))
 
 
+def arc_from_chord(chord_m: np.ndarray, radius: float = EARTH_RADIUS_M) -> np.ndarray:
+    """Great-circle distance for a chord length (inf, e.g. no k-d tree neighbour, stays inf)."""
+    chord = np.asarray(chord_m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        arc = 2.0 * radius * np.arcsin(np.minimum(chord / (2.0 * radius), 1.0))
+    return np.where(np.isfinite(chord), arc, np.inf)
+
+
 def chord_from_arc(arc_m: float | np.ndarray, radius: float = EARTH_RADIUS_M):
     return 2.0 * radius * np.sin(np.minimum(np.asarray(arc_m, dtype=np.float64), np.pi * radius) / (2.0 * radius))
 
@@ -136,12 +144,14 @@ def colocate(
     sst_ok = np.isfinite(p_sst)
     screened = swath.quality_level is not None and min_quality_level is not None
     quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level if screened else np.ones(pix.size, bool)
-    classes = np.stack([
-        sst_ok & quality_ok,  # valid: may be matched
-        sst_ok & ~quality_ok,  # rejected by quality level
-        swath.sst_out_of_range.ravel()[pix] if swath.sst_out_of_range is not None else np.zeros(pix.size, bool),
-        swath.ice().ravel()[pix] if swath.l2p_flags is not None else np.zeros(pix.size, bool),
-    ])
+    # packed class bits per pixel: 1 valid (may be matched), 2 rejected by quality level,
+    # 4 SST outside the valid range, 8 ice bit set
+    classes = ((sst_ok & quality_ok).astype(np.uint8)
+               | ((sst_ok & ~quality_ok).astype(np.uint8) << 1))
+    if swath.sst_out_of_range is not None:
+        classes |= swath.sst_out_of_range.ravel()[pix].astype(np.uint8) << 2
+    if swath.l2p_flags is not None:
+        classes |= swath.ice().ravel()[pix].astype(np.uint8) << 3
     tree = KDTree(lonlat_to_xyz(p_lon, p_lat))
 
     seg_idx = np.flatnonzero(seg_ok)
@@ -235,25 +245,39 @@ def _neighbourhood(tree, n_pix, lon, lat, t_ns, radius, p_lon, p_lat, p_ns, p_ti
         if done.size:
             i, f = idx[~more], found[~more]
             safe = np.where(f, i, 0)
-            arc = haversine_m(lon[done][:, None], lat[done][:, None], p_lon[safe], p_lat[safe])
-            in_space = f & (arc <= radius[done][:, None])
+            # arc length from the tree's chord (exact on the sphere; haversine only for the match)
+            arc = arc_from_chord(np.where(f, dist[~more], np.inf))
+            in_space = arc <= radius[done][:, None]
             in_time = p_timed[safe] & (np.abs(p_ns[safe] - t_ns[done][:, None]) <= max_dt_ns)
             near = in_space & in_time
-            in_class = classes[:, safe] & near[None]
-            res.counts[:4, done] = in_class.sum(axis=2)
+            bits = np.where(near, classes[safe], 0)  # one gather of the packed class bits
+            for c in range(4):
+                res.counts[c, done] = ((bits >> c) & 1).sum(axis=1)
             res.counts[4, done] = (in_space & ~in_time).sum(axis=1)  # why a segment may have none
-            valid = in_class[0]
+            valid = (bits & 1).astype(bool)
             has = valid.any(axis=1)
             first = np.argmax(valid, axis=1)
-            res.best[done[has]] = safe[has, first[has]]
-            res.distance[done[has]] = arc[has, first[has]]
-            if has.any():  # rows without a valid pixel keep NaN (and raise no all-NaN warning)
-                values = np.where(valid[has], p_sst[safe[has]], np.nan)
-                res.median[done[has]] = np.nanmedian(values, axis=1)
-                res.std[done[has]] = np.nanstd(values, axis=1)
+            chosen = safe[has, first[has]]
+            res.best[done[has]] = chosen
+            res.distance[done[has]] = haversine_m(lon[done[has]], lat[done[has]], p_lon[chosen], p_lat[chosen])
+            if has.any():
+                res.median[done[has]], res.std[done[has]] = _median_std(np.where(valid[has], p_sst[safe[has]], np.nan))
         pending = pending[more]
         k = min(k * _K_GROWTH, n_pix)
     return res
+
+
+def _median_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise median and standard deviation (ddof 0) of the finite values; every row has one.
+    (np.nanmedian takes a masked-array path for short rows: far slower.)"""
+    ok = np.isfinite(values)
+    n = ok.sum(axis=1)
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    rows = np.arange(values.shape[0])
+    median = 0.5 * (ordered[rows, (n - 1) // 2] + ordered[rows, n // 2])
+    mean = np.where(ok, values, 0.0).sum(axis=1) / n
+    std = np.sqrt(np.where(ok, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / n)
+    return median, std
 
 
 def best_of(a: Matches, b: Matches) -> Matches:

@@ -44,8 +44,7 @@ DTIME_NAMES = ("sst_dtime", "dtime", "sst_dt")
 QUALITY_NAMES = ("quality_level", "sst_quality_level")
 FLAGS_NAMES = ("l2p_flags", "flags")
 # GDS 2.0 per-pixel error statistics and the analysis difference; read when present
-OPTIONAL_VARS = {"sses_bias": "sses_bias", "sses_standard_deviation": "sses_standard_deviation",
-                 "dt_analysis": "dt_analysis"}
+OPTIONAL_VARS = ("sses_bias", "sses_standard_deviation", "dt_analysis")
 # GDS 2.0 Table 8.3-2: generic l2p_flags bits 0-4, used when a file gives meanings without masks
 GDS2_GENERIC_FLAGS = ("microwave", "land", "ice", "lake", "river")
 # attributes of a flag or error variable worth carrying into the product
@@ -156,13 +155,13 @@ class L2PGranule:
         flags = None
         if self.flags_var:
             flags = _to_int(dec[self.flags_var].values, np.int16, FLAGS_FILL)
-        extra = {}
+        statistics = {}  # SSES and dt_analysis, with their own valid ranges applied
         for key, var in self.optional_vars.items():
             values = np.asarray(dec[var].values, dtype=np.float32)
             vlo, vhi = _valid_range(self.ds[var].attrs)
             with np.errstate(invalid="ignore"):
                 values[(values < vlo) | (values > vhi)] = np.nan
-            extra[key] = values
+            statistics[key] = values
         return SstSwath(
             granule=self.name,
             # copies: views would keep the whole granule's geolocation alive
@@ -179,7 +178,7 @@ class L2PGranule:
             sst_out_of_range=out_of_range,
             ice_mask=self.ice_mask,
             variable_attrs=self.variable_attrs(),
-            **extra,
+            **statistics,
         )
 
     @property
@@ -311,8 +310,7 @@ def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = N
     quality = pick(QUALITY_NAMES, "no quality_level variable: no quality screening possible "
                                   "(pixels filtered on SST, location and time only; matches report quality_level -1)")
     flags = pick(FLAGS_NAMES, "no l2p_flags variable")
-    optional = {key: var for key, var in OPTIONAL_VARS.items()
-                if var in ds.variables and set(dims) <= set(ds[var].dims)}
+    optional = {var: var for var in OPTIONAL_VARS if var in ds.variables and set(dims) <= set(ds[var].dims)}
 
     lat = _decoded(ds, lat_name)
     if lat_band is None:
