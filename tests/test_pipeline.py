@@ -234,3 +234,27 @@ def test_atl07_read_in_place_gives_the_same_segments_as_the_download(seed_run, s
         # of each file is needed; tests/test_atl07.py checks the bbox read on a whole track)
         size = next(g.size_bytes for g in sandbox.scene.granules if g.file_name == product["atl07_granule"])
         assert 0 < product["atl07_bytes"] <= size
+
+
+def test_several_sst_collections_in_one_request(seed_run, sandbox):
+    """MODIS Aqua plus a collection with no granules in the sandbox: the same matches as Aqua
+    alone, every match labelled with its collection, both collections searched and recorded."""
+    _, _, single, files = seed_run
+    services = _services(sandbox)
+    collections = ["C1940473819-POCLOUD", "MODIS_T-JPL-L2P-v2019.0"]
+    task = _task(sandbox, sst_collections=collections)
+    manifest = run_task(task, services)
+    assert manifest["parameters"]["sst_collections"] == collections
+    assert [p["matched"] for p in manifest["products"]] == [p["matched"] for p in single["products"]]
+    for p in manifest["products"]:
+        assert p["sst_collections_matched"] == (["C1940473819-POCLOUD"] if p["matched"] else [])
+    s3 = sandbox.boto3_client("s3")
+    key = next(k for k in manifest["outputs"] if k.endswith(".nc"))
+    path = files[key.rsplit("/", 1)[-1]].with_name("multi.nc")
+    s3.download_file(sandbox.settings.output_bucket, key, str(path))
+    with xr.open_dataset(path) as ds:
+        assert list(ds["sst_collection_name"].values) == ["C1940473819-POCLOUD"]
+        m = ds["sst_granule"].values >= 0
+        assert (ds["sst_collection"].values[m] == 0).all() and (ds["sst_collection"].values[~m] == -1).all()
+        assert "GHMDT-2PJ19" in ds.attrs["references"] and "GHMDA-2PJ19" in ds.attrs["references"]
+        assert ds.attrs["sst_collections"] == ",".join(collections)
