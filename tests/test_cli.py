@@ -198,3 +198,18 @@ def test_other_sensors_are_labelled_from_their_files(tmp_path, capsys, attrs, st
         assert "sst_dt_analysis" in ds and np.isfinite(ds["sst_dt_analysis"].values[m]).all()
         assert list(ds["sst_collection_name"].values) == [attrs["id"]] and (ds["sst_collection"].values[m] == 0).all()
         assert (ds["sst_n_valid"].values[m] >= 1).all() and (ds["sst_n_valid"].values[~m] == 0).all()
+
+
+def test_footprint_radius_from_the_command_line(scene, capsys):
+    tmp, atl, sst, _ = scene
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--radius-m", "footprint",
+                          "--max-dt-s", "600", "--min-quality-level", "3", "--out", str(tmp / "fp.nc")], capsys)
+    assert code == 0, err
+    with xr.open_dataset(tmp / "fp.nc") as ds:
+        assert ds.attrs["colocation_radius_m"] == "footprint"
+        radius = ds["sst_radius"].values
+        near = np.isfinite(radius)
+        # the fixture's ~1 km jittered grid: half a cell diagonal, ~0.7 km, varying pixel to pixel
+        assert near.any() and 500 < np.median(radius[near]) < 900 and np.ptp(radius[near]) > 10
+        m = ds["sst_granule"].values >= 0
+        assert (ds["sst_distance"].values[m] <= radius[m] + 1e-3).all()
