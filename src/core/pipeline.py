@@ -27,14 +27,14 @@ import requests
 
 from core.atl07 import read_atl07
 from core.cmr import CmrClient, Granule
-from core.colocate import best_of, colocate
 from core.config import Settings
 from core.credentials import CredentialsCache
 from core.download import downloaded
 from core.earthdata import redact_url
 from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
 from core.l2p import read_l2p
-from core.model import Atl07Granule, Matches, SstSwath, Track
+from core.model import Atl07Granule, SstSwath
+from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_window
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
 from core.results import OutputStore
@@ -243,43 +243,6 @@ def _size_warning(title: str, cmr_size: int | None, actual: int) -> str | None:
     return None
 
 
-@dataclass
-class _Segments:
-    """All beams of one ATL07 granule, concatenated for one colocation call per L2P granule."""
-
-    granule: Atl07Granule
-    lat: np.ndarray
-    lon: np.ndarray
-    time: np.ndarray
-    offsets: np.ndarray  # beam i is [offsets[i], offsets[i+1])
-
-    @classmethod
-    def of(cls, granule: Atl07Granule, lo: datetime, hi: datetime) -> "_Segments":
-        # keep only segments inside the task's time window so dates never overlap
-        t_lo, t_hi = _np_utc(lo), _np_utc(hi)
-        for beam in granule.beams:
-            keep = (beam.time >= t_lo) & (beam.time <= t_hi)
-            if not keep.all():
-                for name in ("time", "lat", "lon", "height_segment_id", "height", "quality", "segment_type"):
-                    setattr(beam, name, getattr(beam, name)[keep])
-        granule.beams = [b for b in granule.beams if len(b)]
-        sizes = [len(b) for b in granule.beams]
-        cat = (lambda name, dtype: np.concatenate([getattr(b, name) for b in granule.beams]).astype(dtype)
-               if granule.beams else np.empty(0, dtype))
-        return cls(granule, cat("lat", np.float64), cat("lon", np.float64), cat("time", "datetime64[ns]"),
-                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-
-    def __len__(self) -> int:
-        return int(self.lat.shape[0])
-
-    def tracks(self, matches: Matches) -> list[Track]:
-        out = []
-        for i, beam in enumerate(self.granule.beams):
-            part = slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-            out.append(Track(beam, Matches(**{k: v[part] for k, v in vars(matches).items()})))
-        return out
-
-
 # --- the task ----------------------------------------------------------------------------------
 
 
@@ -315,34 +278,37 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     lo, hi = req.window(task.date)
     bbox = req.bounding_box
     max_dt = timedelta(seconds=float(req.max_dt_s))
+    sst_report: dict[str, dict] = {}
     # the EarthdataSession already mounts core.http's retry policy for every host; mounting it
     # again per task would only replace the adapter and drop its pooled connections
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
     with timer("search"):
         atl07_granules = cmr.search(req.atl07_collection, bbox, lo, hi)
-        sst_all = cmr.search(req.sst_collection, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)
-    placeholders = [g for g in sst_all if g.is_placeholder]
-    sst_granules = [g for g in sst_all if not g.is_placeholder]
+        # every requested SST collection; a granule remembers the collection it was found in
+        sst_all = [(c, g) for c in req.collections
+                   for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)]
+    placeholders = [g for _, g in sst_all if g.is_placeholder]
+    sst_granules = [g for _, g in sst_all if not g.is_placeholder]
+    collection_of = {g.title: c for c, g in sst_all}
     if placeholders:
         log.info("skipping %d placeholder L2P granules: %s", len(placeholders),
                  ", ".join(g.title for g in placeholders))
 
+    science = req.colocation_params()
     params = {
-        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi),
-        "radius_m": float(req.radius_m), "max_dt_s": float(req.max_dt_s),
-        "min_quality_level": int(req.min_quality_level),
+        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
+        "sst_collections": list(req.collections),
     }
+    ctx = _GranuleContext(task=task, services=services, params=params, science=science, lo=lo, hi=hi,
+                          timer=timer, sst_report=sst_report, collection_of=collection_of)
     uploaded: list[str] = []
     products: list[dict] = []
-    sst_report: dict[str, dict] = {}
-    warnings: list[str] = []
     try:
         with _workdir(Path(settings.download_dir)) as workdir:
             for granule in atl07_granules:
-                product = _colocate_granule(granule, sst_granules, req, bbox, lo, hi, max_dt, services,
-                                            timer, sst_report, workdir, warnings)
+                product = _colocate_granule(granule, sst_granules, ctx, workdir)
                 if product is None:
                     products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
                     continue
@@ -380,7 +346,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "sst_per_granule": sst_report,
             },
             "outputs": list(uploaded),
-            "warnings": list(dict.fromkeys(warnings)),
+            "warnings": list(dict.fromkeys(ctx.warnings)),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
             "created": _iso(datetime.now(timezone.utc)),
         }
@@ -425,92 +391,108 @@ def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: di
         log.warning("could not remove unpublished objects of earlier runs of %s: %s", date, type(exc).__name__)
 
 
-def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: ColocationRequest, bbox, lo, hi,
-                      max_dt: timedelta, services: Services, timer: _Timer, sst_report: dict,
-                      workdir: Path, warnings: list[str]) -> dict | None:
-    settings = services.settings
-    atl07_bytes = 0
+@dataclass
+class _GranuleContext:
+    """What every ATL07 granule of one date task shares (built once in _run_task)."""
+
+    task: DateTask
+    services: Services
+    params: dict  # processing parameters, as recorded in the manifest and the product
+    science: ColocationParams
+    lo: datetime
+    hi: datetime
+    timer: _Timer
+    sst_report: dict  # per L2P granule: size, bytes fetched, requests, window, access path
+    collection_of: dict = field(default_factory=dict)  # L2P granule title -> its SST collection
+    warnings: list = field(default_factory=list)  # the date's warnings (e.g. CMR sizes that disagree)
+
+    def warn(self, text: str | None) -> str | None:
+        if text:
+            log.warning("%s", text)
+            self.warnings.append(text)
+        return text
+
+
+class _Atl07Read(NamedTuple):
+    granule: Atl07Granule
+    direct: bool
+    bytes_fetched: int
+    size_warning: str | None
+
+
+def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07Read:
+    """The ATL07 granule's segments in the bbox, by download or in place."""
+    settings, services = ctx.services.settings, ctx.services
+    bbox = ctx.task.request.bounding_box
     direct = _use_direct_access(granule, settings)
-    with timer("atl07_read"):
+    with ctx.timer("atl07_read"):
         if direct:
             fs = services.s3_filesystem(granule.s3credentials_url)
             with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                atl07_bytes = fh.bytes_fetched
-                size_warning = _size_warning(granule.title, granule.size_bytes, int(fh.size))
-        else:
-            if not granule.https_url:
-                raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
-            service = f"download {redact_url(granule.https_url)}"
-            try:
-                with downloaded(services.http, granule.https_url, workdir,
-                                expected_size=granule.size_bytes or None,
-                                file_name=granule.producer_granule_id or None,
-                                disk_usage=_disk_usage(settings)) as path:
-                    atl07_bytes = path.stat().st_size
-                    size_warning = _size_warning(granule.title, granule.size_bytes, atl07_bytes)
-                    try:
-                        atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                    except UnreadableFileError as exc:
-                        # the bytes matched the catalogue's size: the DAAC served a corrupt file
-                        raise UpstreamError(f"{granule.title}: {exc}", service=service) from None
-            except requests.RequestException as exc:
-                # connection refused / timed out after the session's retries; the message of
-                # requests' exception carries the URL with its query (presigned hops): not repeated
-                raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
-                                    service=service) from None
-    if size_warning:
-        log.warning("%s", size_warning)
-        warnings.append(size_warning)
-    segments = _Segments.of(atl07, lo, hi)
-    if not len(segments):
+                warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
+                return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
+        if not granule.https_url:
+            raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
+        service = f"download {redact_url(granule.https_url)}"
+        try:
+            with downloaded(services.http, granule.https_url, workdir,
+                            expected_size=granule.size_bytes or None,
+                            file_name=granule.producer_granule_id or None,
+                            disk_usage=_disk_usage(settings)) as path:
+                size = path.stat().st_size
+                warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
+                try:
+                    return _Atl07Read(read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg),
+                                      False, size, warning)
+                except UnreadableFileError as exc:
+                    # the bytes matched the server's size: the DAAC served a corrupt file
+                    raise UpstreamError(f"{granule.title}: {exc}", service=service) from None
+        except requests.RequestException as exc:
+            # connection refused / timed out after the session's retries; the message of
+            # requests' exception carries the URL with its query (presigned hops): not repeated
+            raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
+                                service=service) from None
+
+
+def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _GranuleContext,
+                      workdir: Path) -> dict | None:
+    req = ctx.task.request
+    atl07, direct, atl07_bytes, size_warning = _read_atl07(granule, ctx, workdir)
+    restrict_to_window(atl07, _np_utc(ctx.lo), _np_utc(ctx.hi))
+    if not sum(len(b) for b in atl07.beams):
         log.info("%s: no segments in the bbox and time window", granule.title)
         return None
 
-    t_min, t_max = segments.time.min(), segments.time.max()
-    window = np.timedelta64(int(max_dt.total_seconds() * 1e9), "ns")
+    t_min = min(b.time.min() for b in atl07.beams)
+    t_max = max(b.time.max() for b in atl07.beams)
+    window = np.timedelta64(int(round(float(req.max_dt_s) * 1e9)), "ns")
     candidates = [g for g in sst_granules
                   if _np_utc(g.start) - window <= t_max and _np_utc(g.end) + window >= t_min]
-    matches = Matches.empty(len(segments))
-    names: list[str] = []
-    swaths: list[SstSwath] = []
-    for sst in candidates:
-        swath = _read_sst_window(sst, segments, req, services, timer, sst_report, warnings)
-        if swath is None:
-            continue
-        with timer("colocate"):
-            found = colocate(segments.lat, segments.lon, segments.time, swath, radius_m=float(req.radius_m),
-                             max_dt_s=float(req.max_dt_s), min_quality_level=int(req.min_quality_level),
-                             granule_index=len(names))
-            matches = best_of(matches, found)
-        names.append(sst.title)
-        swaths.append(swath)
+    pairing = pair_granule(atl07, [_l2p_source(g, ctx) for g in candidates], ctx.science, timer=ctx.timer)
 
-    tracks = segments.tracks(matches)
     stem = _stem(atl07.name)
-    with timer("write"):
-        ds = build_dataset(
-            tracks, names,
-            {"bbox": list(req.bbox), "radius_m": float(req.radius_m), "max_dt_s": float(req.max_dt_s),
-             "min_quality_level": int(req.min_quality_level), "atl07_collection": req.atl07_collection,
-             "sst_collection": req.sst_collection, "start": _iso(lo), "end": _iso(hi)},
-            atl07_attrs=atl07.attrs, request_id=req.request_id(),
-        )
+    with ctx.timer("write"):
+        ds = build_dataset(pairing.tracks, pairing.source_info(), ctx.params, atl07_attrs=atl07.attrs,
+                           request_id=ctx.task.request_id,
+                           warnings=[*(f"{atl07.name}: {w}" for w in atl07.warnings), *pairing.warnings])
         nc = write_netcdf(ds, workdir / f"{stem}_sst.nc")
         files = {"netcdf": nc}
-        png = _render(ds, workdir / f"{stem}_sst.png", swaths)
+        png = _render(ds, workdir / f"{stem}_sst.png", pairing.swaths)
         if png is not None:
             files["png"] = png
     return {
         "atl07_granule": granule.title,
-        "segments": len(segments),
-        "matched": int(matches.matched.sum()),
+        "segments": pairing.segments,
+        "matched": pairing.matched,
         "beams": [b.beam for b in atl07.beams],
-        "sst_granules_matched": sorted({names[i] for i in np.unique(matches.granule_index) if i >= 0}),
+        "sst_granules_matched": pairing.matched_sources(),
         "sst_granules_considered": [g.title for g in candidates],
+        "sst_collections_matched": sorted({ctx.collection_of.get(n, "") for n in pairing.matched_sources()} - {""}),
         "atl07_access": "direct" if direct else "download",
         "atl07_bytes": int(atl07_bytes),
         "warnings": list(atl07.warnings) + ([size_warning] if size_warning else []),
+        "sst_warnings": list(pairing.warnings),
         "files": files,
     }
 
@@ -530,29 +512,30 @@ def _open_sst(sst: Granule, access: str, services: Services):
     return open_granule(services.s3_filesystem(endpoint), sst.s3_url, settings)
 
 
-def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, services: Services,
-                     timer: _Timer, sst_report: dict, warnings: list[str]) -> SstSwath | None:
-    access = l2p_access(services.settings)
-    service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
-    with timer("sst_read"), _read_errors(sst.title, service):
-        with _open_sst(sst, access, services) as fh:
-            swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
-                             name=sst.title)
-            report = sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
-            report["access"] = access
-            report["bytes_fetched"] += int(fh.bytes_fetched)
-            report["requests"] += int(fh.fetch_requests)
-            if access == "https":
-                report["resolves"] = report.get("resolves", 0) + int(fh.resolves)
-                report["resolved_host"] = fh.resolved_host
-            report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
-            report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
-                                                            swath.cols.start, swath.cols.stop]
-            size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
-    if size_warning:
-        log.warning("%s", size_warning)
-        warnings.append(size_warning)
-    return swath
+def _l2p_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
+    """An L2P granule read where it lies (S3 in region, HTTPS ranges outside): only the window
+    that can reach the segments."""
+    def read(lat: np.ndarray, lon: np.ndarray, radius_m: float) -> SstSwath | None:
+        access = l2p_access(ctx.services.settings)
+        service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
+        with ctx.timer("sst_read"), _read_errors(sst.title, service):
+            with _open_sst(sst, access, ctx.services) as fh:
+                swath = read_l2p(fh, lat=lat, lon=lon, radius_m=radius_m, name=sst.title)
+                report = ctx.sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
+                report["access"] = access
+                report["bytes_fetched"] += int(fh.bytes_fetched)
+                report["requests"] += int(fh.fetch_requests)
+                if access == "https":
+                    report["resolves"] = report.get("resolves", 0) + int(fh.resolves)
+                    report["resolved_host"] = fh.resolved_host
+                report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
+                report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
+                                                                swath.cols.start, swath.cols.stop]
+                size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
+        ctx.warn(size_warning)  # (an L2P granule read for two ATL07 granules: deduplicated in the manifest)
+        return swath
+
+    return L2PSource(sst.title, read, ctx.collection_of.get(sst.title))
 
 
 @contextlib.contextmanager
