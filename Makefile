@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LAYERS := layers/build/sizes.json
 
-.PHONY: install test test-fast demo bench layers lint clean
+.PHONY: install test test-fast demo bench layers lint clean build deploy
 
 $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,22 @@ layers: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 
+# Deploying (needs AWS credentials for us-west-2): the layers first, so `sam build` never
+# packages a template whose layer folders do not exist (that only fails at upload time).
+DEPLOY_VENV := .venv-deploy
+SAM         := $(DEPLOY_VENV)/bin/sam
+
+$(SAM): requirements/deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install -q -r requirements/deploy.txt
+	touch $(SAM)
+
+build: $(LAYERS) $(SAM)
+	$(SAM) validate --lint
+	$(SAM) build
+
+deploy: build
+	$(SAM) deploy --guided
+
 clean:
-	rm -rf $(VENV) demo-output layers/build .cache build *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) demo-output layers/build .cache build .aws-sam *.egg-info

@@ -7,13 +7,26 @@ change too). Behaviour follows tests/data/realdata/s3credentials_and_EDL_flow.md
 * EDL (``edl``): ``/oauth/authorize`` (Basic or bearer, else 401 challenge) → 302 back to the
   client's ``redirect_uri`` with ``code`` and ``state``; the token API
   (``/api/users/find_or_create_token``, ``/api/users/tokens``, ``/api/users/token``); ``/profile``.
-* TEA (``nsidc``, ``podaac``): ``/s3credentials`` (camelCase keys, ``expiration`` like
-  ``2021-01-27 00:50:09+00:00``) and ``/<bucket>/<key>`` → 307 to a presigned URL on ``s3``.
-  Without a bearer token or session cookie: 302 to EDL, ``/redirect?code=`` sets the cookie.
+* TEA (``nsidc``, ``podaac``), after asfadmin/thin-egress-app ``src/thin_egress_app/app.py``:
+  ``/s3credentials`` (camelCase keys, ``expiration`` like ``2021-01-27 00:50:09+00:00``) and
+  ``/<bucket>/<key>`` → **303** to a presigned URL on ``s3`` (``try_download_from_bucket``), or,
+  for a caller outside us-west-2 (``state.caller_in_region = False``), 303 to a signed CloudFront
+  URL ``/s3-<hash>/<bucket>.s3.us-west-2.amazonaws.com/<key>?A-userid=…&Expires=…&Signature=…``
+  on ``cloudfront`` (``state.cloudfront_hops = 2``: that host redirects once more, to
+  ``cloudfront2``). Without a bearer token or session cookie: 302 to EDL, ``/redirect?code=``
+  sets the cookie. A bearer token is decoded as a JWT without verification (TEA's
+  ``get_profile_with_jwt_bearer``): one that is not a JWT gets the same **302 to EDL**, not a
+  401; a JWT is checked with EDL (``/api/users/<uid>``): EDL's refusal (expired, revoked) comes
+  back with EDL's status and JSON body; an EULA the user has not accepted
+  (``state.require_eula``) is **403 JSON** ``{"status_code", "error_description",
+  "resolution_url"}`` (rain-api-core's ``EulaException`` sample).
 * On-prem (``onprem``, n5eil01u style): no cookie → 302 to EDL ``/oauth/authorize`` with
   ``state`` → ``/OPS/redirect?code=`` → cookie → 302 to the file → 200 with ``Content-Length``.
 * Presigned S3 (``s3``): serves the bytes (``Range`` → 206); like real S3 it answers 400 to a
   request that carries an ``Authorization`` header as well as a presigned query.
+* CloudFront (``cloudfront``, ``cloudfront2``): checks ``Expires``/``Signature`` (signed for
+  GET only: a HEAD is 403, as gdal issue 4641 reports), refuses a second auth mechanism like
+  its S3 origin, serves the bytes with ``Range``.
 
 Every request is recorded (``state.requests``) with its headers so tests can prove where a
 token went; every app honours the shared :class:`sandbox.faults.Faults` rule set.
@@ -44,6 +57,8 @@ DAAC_BUCKETS = {
     "podaac": ("podaac-ops-cumulus-protected", "podaac-ops-cumulus-public"),  # public: .md5, .cmr.json
 }
 ONPREM_CLIENT_ID = "_JLuwMHxb2xX6NwYTb4dRA"  # NSIDC_DATAPOOL_OPS, as in the recorded flow
+S3_REGION_HOST = "s3.us-west-2.amazonaws.com"
+TOKEN_TTL_S = 60 * 86400  # EDL user tokens live 60 days
 _CHUNK = 256 * 1024
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -72,6 +87,10 @@ class EarthdataState:
     requests: list[RecordedRequest] = field(default_factory=list)
     issued_credentials: list[dict] = field(default_factory=list)  # {"daac", "accessKeyId", ...}
     faults: Faults = field(default_factory=Faults)
+    # where the caller is, as TEA decides it from the source IP (check_in_region_request)
+    caller_in_region: bool = True
+    cloudfront_hops: int = 1  # 2: the first CloudFront host redirects to a second one
+    cloudfront_ttl_s: int = 3600  # lifetime of a signed CloudFront URL (ASF's are 15 s)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -80,6 +99,8 @@ class EarthdataState:
         self._signing_key = secrets.token_bytes(32)
         self._serial = itertools.count(1)
         self.clients: dict[str, str] = {}  # client_id -> redirect_uri
+        self._expired: set[str] = set()  # tokens past their expiry (EDL still knows them)
+        self._eula: dict[tuple[str, str], str] = {}  # (username, daac) -> EULA name not accepted
 
     # --- users and tokens ------------------------------------------------------------------
     def add_user(self, username: str, password: str) -> str:
@@ -88,8 +109,15 @@ class EarthdataState:
             self.users[username] = password
         return self.new_token(username)
 
-    def new_token(self, username: str) -> str:
-        token = "EDL-" + secrets.token_urlsafe(32)
+    def new_token(self, username: str, ttl_s: float = TOKEN_TTL_S) -> str:
+        """An EDL user token: a JWT (RS256 in EDL; an HMAC here) with ``uid`` and ``exp``."""
+        now = int(time.time())
+        header = {"typ": "JWT", "origin": "Earthdata Login", "sig": "edljwtpubkey_sandbox", "alg": "RS256"}
+        claims = {"type": "User", "uid": username, "exp": now + int(ttl_s), "iat": now,
+                  "iss": "Earthdata Login", "jti": secrets.token_hex(8)}
+        body = f"{_b64json(header)}.{_b64json(claims)}"
+        sig = base64.urlsafe_b64encode(hmac.new(self._signing_key, body.encode(), hashlib.sha256).digest())
+        token = f"{body}.{sig.decode().rstrip('=')}"
         with self._lock:
             self.tokens[token] = username
         return token
@@ -97,6 +125,36 @@ class EarthdataState:
     def revoke_token(self, token: str) -> None:
         with self._lock:
             self.tokens.pop(token, None)
+
+    def expire_token(self, token: str) -> None:
+        """Let a token run past its ``exp`` (EDL answers with its own 'expired' error)."""
+        with self._lock:
+            self._expired.add(token)
+
+    def require_eula(self, username: str, daac: str, eula: str = "sandbox_eula") -> None:
+        with self._lock:
+            self._eula[(username, daac)] = eula
+
+    def accept_eula(self, username: str, daac: str) -> None:
+        with self._lock:
+            self._eula.pop((username, daac), None)
+
+    def edl_user_error(self, token: str, uid: str, client_id: str, daac: str | None = None) -> tuple[int, dict] | None:
+        """EDL's answer to ``GET /api/users/<uid>?client_id=`` with this bearer token, if it
+        refuses: (status, JSON body). The error shape is OAuth's (RFC 6750: ``error`` and
+        ``error_description``); an EULA is rain-api-core's recorded sample."""
+        with self._lock:
+            user = self.tokens.get(token)
+            expired = token in self._expired or _jwt_expiry(token) < time.time()
+            eula = self._eula.get((user or "", daac or ""))
+        if user is None or user != uid:
+            return 401, {"error": "invalid_token", "error_description": "Invalid or revoked token"}
+        if expired:
+            return 401, {"error": "invalid_token", "error_description": "The token has expired"}
+        if eula is not None:
+            return 403, {"status_code": 403, "error_description": "EULA Acceptance Failure",
+                         "resolution_url": f"{self.base_urls['edl']}/approve_app?client_id={client_id}"}
+        return None
 
     def tokens_of(self, username: str) -> list[str]:
         with self._lock:
@@ -166,6 +224,22 @@ class EarthdataState:
             return False
         good = hmac.compare_digest(self._sign(bucket, key, expires), args.get("X-Amz-Signature", ""))
         return good and expires >= time.time()
+
+    def cloudfront_url(self, app: str, bucket: str, key: str, user: str) -> str:
+        """A signed CloudFront URL (the shape TEA hands a caller outside us-west-2)."""
+        expires = int(time.time()) + self.cloudfront_ttl_s
+        path = f"/s3-{hashlib.sha1(bucket.encode()).hexdigest()[:12]}/{bucket}.{S3_REGION_HOST}/{key}"
+        query = {"A-userid": user, "Expires": str(expires), "Signature": self._sign(app + path, user, expires),
+                 "Key-Pair-Id": "KSANDBOXCLOUDFRONT"}
+        return f"{self.base_urls[app]}{path}?{urlencode(query)}"
+
+    def verify_cloudfront(self, app: str, path: str, args) -> bool:
+        try:
+            expires = int(args.get("Expires", ""))
+        except ValueError:
+            return False
+        want = self._sign(app + path, args.get("A-userid", ""), expires)
+        return hmac.compare_digest(want, args.get("Signature", "")) and expires >= time.time()
 
     def credentials_for(self, access_key_id: str) -> dict | None:
         """The issued /s3credentials set with this access key id, if any."""
@@ -245,6 +319,42 @@ def _s3_error(status: int, code: str, message: str) -> Response:
     return Response(xml, status, {"Content-Type": "application/xml"})
 
 
+def _b64json(obj: dict) -> str:
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _jwt_claims(token: str) -> dict:
+    """The payload of a JWT, unverified (as TEA's ``jwt.decode(verify_signature=False)``);
+    raises ValueError if ``token`` is not a JWT."""
+    import json
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a JWT")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a JWT") from exc
+    if not isinstance(claims, dict):
+        raise ValueError("not a JWT")
+    return claims
+
+
+def _jwt_expiry(token: str) -> float:
+    try:
+        return float(_jwt_claims(token).get("exp", 0))
+    except (ValueError, TypeError):
+        return 0.0
+
+
+def _json_response(status: int, body: dict) -> Response:
+    import json
+
+    return Response(json.dumps(body), status, {"Content-Type": "application/json"})
+
+
 def _state_param(url: str) -> str:
     return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
@@ -260,9 +370,10 @@ def create_edl_app(state: EarthdataState) -> Flask:
     def _user() -> str | None:
         token = _bearer()
         if token is not None:
-            user = state.tokens.get(token)
-            if user is None:
-                abort(Response('{"error": "invalid_token"}', 401, {"Content-Type": "application/json"}))
+            user = state.tokens.get(token, "")
+            refusal = state.edl_user_error(token, user, "")  # unknown, revoked or expired
+            if refusal is not None:
+                abort(_json_response(*refusal))
             return user
         return _basic_user(state) or state.session_user(request.cookies.get("urs_session"))
 
@@ -311,6 +422,17 @@ def create_edl_app(state: EarthdataState) -> Flask:
             return _challenge()
         return jsonify([_token_json(t) for t in state.tokens_of(user)])
 
+    @app.get("/api/users/<uid>")
+    def user_profile(uid: str):
+        # what TEA asks EDL for a bearer token (rain-api-core EdlClient, get_profile_with_jwt_bearer)
+        token = _bearer()
+        if token is None:
+            return _json_response(401, {"error": "invalid_token", "error_description": "Token is missing"})
+        refusal = state.edl_user_error(token, uid, request.args.get("client_id", ""))
+        if refusal is not None:
+            return _json_response(*refusal)
+        return jsonify({"uid": uid, "first_name": "Sandbox", "last_name": "User", "user_groups": []})
+
     @app.get("/profile")
     def profile():
         user = _user()
@@ -339,17 +461,7 @@ def _protected(app: Flask, name: str, state: EarthdataState, redirect_path: str,
     def redirect_uri() -> str:
         return f"{state.base_urls[name]}{redirect_path}"
 
-    def current_user():
-        state.clients[client_id] = redirect_uri()
-        token = _bearer() if accept_bearer else None
-        if token is not None:
-            user = state.tokens.get(token)
-            if user is None:
-                return Response("Invalid or expired token", 401, {"WWW-Authenticate": "Bearer"})
-            return user
-        user = state.session_user(request.cookies.get(cookie))
-        if user is not None:
-            return user
+    def login_redirect():
         original = f"{state.base_urls[name]}{request.full_path.rstrip('?')}"
         query = urlencode(
             {
@@ -360,6 +472,28 @@ def _protected(app: Flask, name: str, state: EarthdataState, redirect_path: str,
             }
         )
         return redirect(f"{state.base_urls['edl']}/oauth/authorize?{query}", 302)
+
+    def current_user():
+        state.clients[client_id] = redirect_uri()
+        user = state.session_user(request.cookies.get(cookie))
+        if user is not None:
+            return user
+        token = _bearer() if accept_bearer else None
+        if token is None:
+            return login_redirect()
+        try:
+            # TEA decodes the bearer token as a JWT without verifying it; anything else ends in
+            # its catch-all: no profile -> do_auth_and_return -> 302 to EDL (not a 401)
+            uid = str(_jwt_claims(token)["uid"])
+        except (ValueError, KeyError):
+            return login_redirect()
+        refusal = state.edl_user_error(token, uid, client_id, name)
+        if refusal is not None:
+            status, body = refusal
+            # EulaException: 403 with EDL's message plus status_code; other EdlException: EDL's
+            # own status and body
+            return _json_response(status, {**body, "status_code": status} if status == 403 else body)
+        return uid
 
     @app.get(redirect_path)
     def oauth_redirect():
@@ -398,7 +532,13 @@ def create_tea_app(state: EarthdataState, daac: str) -> Flask:
             return user
         if bucket not in DAAC_BUCKETS.get(daac, ()) or (bucket, key) not in state.files:
             return Response("Not Found", 404)
-        return redirect(state.presign(bucket, key), 307)
+        if state.caller_in_region:
+            target = state.presign(bucket, key)
+        else:
+            target = state.cloudfront_url("cloudfront", bucket, key, user)
+        resp = redirect(target, 303)  # TEA: make_redirect(presigned_url, redirheaders, 303)
+        resp.headers["Cache-Control"] = f"private, max-age={state.presign_ttl_s - 60}"
+        return resp
 
     return app
 
@@ -425,7 +565,7 @@ def create_onprem_app(state: EarthdataState) -> Flask:
 
 
 def create_s3_presign_app(state: EarthdataState) -> Flask:
-    """Serves presigned GETs like in-region S3 (the TEA 307 target)."""
+    """Serves presigned GETs like in-region S3 (the target of TEA's 303)."""
     app = _new_app("s3", state)
 
     @app.get("/<bucket>/<path:key>")
@@ -439,6 +579,28 @@ def create_s3_presign_app(state: EarthdataState) -> Flask:
             )
         if not state.verify_presigned(bucket, key, request.args):
             return _s3_error(403, "AccessDenied", "Request has expired or signature does not match")
+        file = state.files.get((bucket, key))
+        if file is None:
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        return serve_file(file)
+
+    return app
+
+
+def create_cloudfront_app(state: EarthdataState, name: str = "cloudfront") -> Flask:
+    """A CloudFront distribution in front of the DAAC bucket, as a caller outside us-west-2
+    reaches it: signed URLs, GET only, Range, no second auth mechanism."""
+    app = _new_app(name, state)
+
+    @app.route("/s3-<tag>/<host>/<path:key>", methods=["GET", "HEAD"])
+    def get_object(tag: str, host: str, key: str):
+        if "Authorization" in request.headers:
+            return _s3_error(400, "InvalidArgument", "Only one auth mechanism allowed")
+        if request.method != "GET" or not state.verify_cloudfront(name, request.path, request.args):
+            return _s3_error(403, "AccessDenied", "Access denied")
+        bucket = host.removesuffix("." + S3_REGION_HOST)
+        if name == "cloudfront" and state.cloudfront_hops > 1:
+            return redirect(state.cloudfront_url("cloudfront2", bucket, key, request.args.get("A-userid", "")), 307)
         file = state.files.get((bucket, key))
         if file is None:
             return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
@@ -498,6 +660,9 @@ def create_s3_proxy_app(state: EarthdataState, upstream: str) -> Flask:
         issued = state.credentials_for(key) if key else None
         if issued is None:
             return None  # not a set the emulator issued (e.g. the output bucket's own client)
+        if not state.caller_in_region:
+            # the DAAC's bucket policy allows its temporary credentials only from us-west-2
+            return _s3_error(403, "AccessDenied", "Access Denied")
         token = request.headers.get("X-Amz-Security-Token") or request.args.get("X-Amz-Security-Token")
         if token != issued["sessionToken"]:
             return _s3_error(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")

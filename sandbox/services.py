@@ -35,6 +35,7 @@ from sandbox.emulator import (
     DAAC_BUCKETS,
     EarthdataState,
     ServerThread,
+    create_cloudfront_app,
     create_edl_app,
     create_onprem_app,
     create_s3_presign_app,
@@ -69,6 +70,7 @@ class Sandbox:
         edl_username: str = "sandbox-user",
         edl_password: str = "sandbox-password-not-secret",
         s3_faults: bool = False,
+        in_region: bool = True,
     ):
         self.scene = scene
         self.workdir = Path(workdir)
@@ -88,6 +90,7 @@ class Sandbox:
         self.settings: Settings | None = None
         # route settings.s3_endpoint_url through a proxy that applies fault rules (app "s3api")
         self.s3_faults = s3_faults
+        self.state.caller_in_region = in_region
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -124,6 +127,8 @@ class Sandbox:
             "podaac": create_tea_app(self.state, "podaac"),
             "onprem": create_onprem_app(self.state),
             "s3": create_s3_presign_app(self.state),
+            "cloudfront": create_cloudfront_app(self.state, "cloudfront"),
+            "cloudfront2": create_cloudfront_app(self.state, "cloudfront2"),
         }
         if self.s3_faults:
             apps["s3api"] = create_s3_proxy_app(self.state, self.moto_url)
@@ -166,6 +171,14 @@ class Sandbox:
             "s3": f"s3://{granule.bucket}/{granule.key}",
             "s3credentials": f"{tea}/s3credentials",
         }
+
+    def set_in_region(self, in_region: bool) -> None:
+        """Put the caller inside us-west-2 (TEA → presigned S3, S3 credentials work) or outside
+        it (TEA → CloudFront, S3 refuses the DAAC's credentials); ``settings.l2p_access``
+        follows, as ``auto`` would decide from AWS_REGION."""
+        self.state.caller_in_region = in_region
+        if self.settings is not None:
+            self.settings = dataclasses.replace(self.settings, l2p_access="s3" if in_region else "https")
 
     def onprem_url(self, granule) -> str:
         return self.url("onprem") + onprem_path(granule)
@@ -233,6 +246,8 @@ class Sandbox:
             edl_url=self.url("edl"),
             earthdata_hosts=tuple(host(n) for n in ("edl", "cmr", "nsidc", "podaac", "onprem")),
             extra_allowed_hosts=(host("s3"), self.s3_url.split("://", 1)[1]),
+            cloudfront_hosts=(host("cloudfront"), host("cloudfront2")),
+            l2p_access="s3" if self.state.caller_in_region else "https",
             s3credentials_endpoints={
                 "NSIDC_CPRD": f"{self.url('nsidc')}/s3credentials",
                 "NSIDC_ECS": f"{self.url('nsidc')}/s3credentials",
@@ -294,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     repo = Path(__file__).resolve().parents[1]
     parser.add_argument("--cache", default=str(repo / ".sandbox-cache"), help="scene cache directory")
     parser.add_argument("--workdir", default=str(repo / ".sandbox-cache" / "services-run"))
+    parser.add_argument("--outside-region", action="store_true",
+                        help="the caller is outside us-west-2: TEA redirects to CloudFront, L2P is read over HTTPS")
     args = parser.parse_args(argv)
     from sandbox.scene import build_scene
 
     scene = build_scene(Path(args.cache))
-    with Sandbox(scene, workdir=args.workdir) as sb:
+    with Sandbox(scene, workdir=args.workdir, in_region=not args.outside_region) as sb:
         for key, value in sorted(sb.env().items()):
             print(f"export {key}={shlex.quote(value)}")
         sys.stdout.flush()

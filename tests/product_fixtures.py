@@ -65,7 +65,6 @@ def granule_beams(granule, lat0, lon0, az, n, t0, *, step_m=60.0, seed=0, sc_ori
             height_segment_id=np.arange(100_000, 100_000 + nb, dtype=np.int64),
             height=height,
             quality=rng.choice(np.array([0, 1, 1, 1], np.int16), nb),
-            quality_source="heights/height_segment_quality",
             segment_type=rng.integers(0, 10, nb).astype(np.int16),
         ))
     return beams

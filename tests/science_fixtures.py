@@ -108,6 +108,11 @@ def write_l2p(
     dims: tuple[str, str] = ("nj", "ni"),
     with_time_dim: bool = True,
     title: str = "Synthetic L2P SST",
+    global_attrs: dict | None = None,
+    sses: bool = False,
+    dt_analysis: bool = False,
+    dtime_units: str = "seconds",
+    sst_standard_name: str = "sea_surface_skin_temperature",
 ) -> Path:
     """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999."""
     A = _battr if byte_attrs else (lambda s: s)
@@ -122,6 +127,8 @@ def write_l2p(
         f.attrs["Conventions"] = A("CF-1.7, ACDD-1.3")
         f.attrs["processing_level"] = A("L2P")
         f.attrs["file_quality_level"] = F(3, np.int32)
+        for key, value in (global_attrs or {}).items():
+            f.attrs[key] = A(value)
         t = f.create_variable("time", ("time",), np.int32)
         t[:] = [tsec]
         t.attrs["units"] = A("seconds since 1981-01-01 00:00:00")
@@ -144,14 +151,14 @@ def write_l2p(
         v.attrs["add_offset"] = F(273.15, np.float32)
         v.attrs["valid_min"] = F(-1000, np.int16)
         v.attrs["valid_max"] = F(10000, np.int16)
-        v.attrs["standard_name"] = A("sea_surface_skin_temperature")
+        v.attrs["standard_name"] = A(sst_standard_name)
         v.attrs["coordinates"] = A(f"{lon_name} {lat_name}")
 
         v = f.create_variable("sst_dtime", grid, np.int16, fillvalue=np.int16(-32768), **gkw)
         scale = dtime_scale or 1.0
         raw = np.where(np.isfinite(dtime_s), np.round(dtime_s / scale), -32768).astype(np.int16)
         v[:] = raw[sl] if with_time_dim else raw
-        v.attrs["units"] = A("seconds")
+        v.attrs["units"] = A(dtime_units)
         if dtime_scale:
             v.attrs["scale_factor"] = F(dtime_scale, np.float32)
             v.attrs["add_offset"] = F(0.0, np.float32)
@@ -166,6 +173,21 @@ def write_l2p(
             v = f.create_variable("l2p_flags", grid, np.int16, **gkw)
             v[:] = flags.astype(np.int16)[sl] if with_time_dim else flags.astype(np.int16)
             v.attrs["flag_meanings"] = A("microwave land ice lake river")
+        # GDS 2.0 SSES and dt_analysis: signed bytes with scale/offset, as PO.DAAC's MODIS L2P
+        for name, on, scale, offset, values in (
+            ("sses_bias", sses, 0.1574803144, 0.0, np.round(np.linspace(-0.8, 0.8, rows * cols)).reshape(rows, cols)),
+            ("sses_standard_deviation", sses, 0.07874015719, 10.0, np.full((rows, cols), -120.0)),
+            ("dt_analysis", dt_analysis, 0.1, 0.0, np.arange(rows * cols).reshape(rows, cols) % 50 - 25.0),
+        ):
+            if on:
+                v = f.create_variable(name, grid, np.int8, fillvalue=np.int8(-128), **gkw)
+                raw = np.clip(values, -127, 127).astype(np.int8)
+                v[:] = raw[sl] if with_time_dim else raw
+                v.attrs["units"] = A("kelvin")
+                v.attrs["scale_factor"] = F(scale, np.float32)
+                v.attrs["add_offset"] = F(offset, np.float32)
+                v.attrs["valid_min"] = F(-127, np.int8)
+                v.attrs["valid_max"] = F(127, np.int8)
         if extra_vars:
             rng = np.random.default_rng(5)
             for name in ("chlorophyll_a", "wind_speed_f"):  # incompressible noise: costly to read
@@ -207,8 +229,15 @@ def write_atl07(
     fill_as_array: bool = True,
     chunks: int | None = None,
     skip_vars: tuple[str, ...] = (),
+    ice_conc_v006: bool = False,
+    beam_type_attr: bool = False,
+    sc_orient_time: list[float] | None = None,
 ):
-    """beams: {beam: {lat, lon, delta_time, height, quality, type, id}}; NaN height → fill."""
+    """beams: {beam: {lat, lon, delta_time, height, quality, type, id, ...}}; NaN height → fill.
+
+    Also writes the v003-v006 fields the reader copies (confidence, ssh_flag, length_seg,
+    seg_dist_x, stats/ice_conc or, with ``ice_conc_v006``, stats/ice_conc_amsr2 and _ssmi) with
+    their flag attributes; ``sc_orient`` may be a list (a yaw flip) with ``sc_orient_time``."""
     with h5py.File(path, "w") as h:
         if short_name:
             h.attrs["short_name"] = np.bytes_(short_name)
@@ -216,7 +245,9 @@ def write_atl07(
             d = h.create_dataset("ancillary_data/atlas_sdp_gps_epoch", data=np.array([epoch]))
             d.attrs["units"] = np.bytes_("seconds since 1980-01-06T00:00:00.000000Z")
         if sc_orient is not None:
-            h.create_dataset("orbit_info/sc_orient", data=np.array([sc_orient], dtype=np.int8))
+            h.create_dataset("orbit_info/sc_orient", data=np.atleast_1d(np.array(sc_orient, dtype=np.int8)))
+        if sc_orient_time is not None:
+            h.create_dataset("orbit_info/sc_orient_time", data=np.asarray(sc_orient_time, np.float64))
         for beam, v in beams.items():
             g = h.create_group(f"{beam}/sea_ice_segments")
             g.create_group("stats")
@@ -240,6 +271,23 @@ def write_atl07(
             put("heights/height_segment_quality", np.asarray(v.get("quality", np.ones(n)), np.int8))
             put("heights/height_segment_fit_quality_flag", np.asarray(v.get("fit_quality", np.full(n, 2)), np.int8), -1)
             put("heights/height_segment_type", np.asarray(v.get("type", np.ones(n)), np.int8))
+            put("heights/height_segment_confidence", np.asarray(v.get("confidence", np.linspace(0.2, 1, n)), np.float32))
+            put("heights/height_segment_ssh_flag", np.asarray(v.get("ssh_flag", np.arange(n) % 2), np.int8))
+            put("heights/height_segment_length_seg", np.asarray(v.get("length_seg", np.full(n, 25.0)), np.float32))
+            put("seg_dist_x", np.asarray(v.get("seg_dist_x", 1e6 + 10.0 * np.arange(n)), np.float64))
+            conc = np.asarray(v.get("ice_conc", np.full(n, 95.0)), np.float32)
+            for name in (("stats/ice_conc_amsr2", "stats/ice_conc_ssmi") if ice_conc_v006 else ("stats/ice_conc",)):
+                put(name, conc)
+            for name, values, meanings in (
+                ("heights/height_segment_quality", [0, 1], "bad_quality good_quality"),
+                ("heights/height_segment_fit_quality_flag", [-1, 1, 2, 3, 4, 5], "invalid best high med low poor"),
+                ("heights/height_segment_ssh_flag", [0, 1], "sea_ice sea_surface"),
+            ):
+                if name in g:
+                    g[name].attrs["flag_values"] = np.array(values, np.int8)
+                    g[name].attrs["flag_meanings"] = np.bytes_(meanings)
+            if beam_type_attr:
+                h[beam].attrs["atlas_beam_type"] = np.bytes_("strong" if beam.endswith("l") else "weak")
     return path
 
 
@@ -271,3 +319,70 @@ class CountingReader(io.RawIOBase):
     def close(self):
         self._f.close()
         super().close()
+
+
+# --------------------------------------------------------------------------- neighbourhood oracle
+def footprint_oracle(lat, lon):
+    """Per pixel half the cell diagonal from neighbour spacing, by explicit loops (independent
+    of core.colocate.footprint_radius_m)."""
+    rows, cols = lat.shape
+    out = np.full(lat.shape, np.nan)
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    for r in range(rows):
+        for c in range(cols):
+            if not ok[r, c]:
+                continue
+            sides = []
+            for nbrs in (((r, c - 1), (r, c + 1)), ((r - 1, c), (r + 1, c))):
+                d = [haversine(lat[r, c], lon[r, c], lat[i, j], lon[i, j]) for i, j in nbrs
+                     if 0 <= i < rows and 0 <= j < cols and ok[i, j]]
+                sides.append(float(np.mean(d)) if d else np.nan)
+            across, along = sides
+            across = along if np.isnan(across) else across
+            along = across if np.isnan(along) else along
+            out[r, c] = 0.5 * np.hypot(across, along)
+    if np.isfinite(out).any():
+        out[ok & ~np.isfinite(out)] = np.median(out[np.isfinite(out)])
+    return out
+
+
+def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql, ice_mask=None,
+                         out_of_range=None):
+    """Brute force over every pixel: per segment the radius used, the class counts within radius
+    and Δt (valid, rejected by quality, outside the valid range, ice) and the median/std of the
+    valid SSTs. ``radius_m="footprint"``: the footprint of the nearest geolocated pixel."""
+    lat, lon = swath.lat.ravel(), swath.lon.ravel()
+    sst, t = swath.sst.ravel(), swath.time.ravel()
+    geo = np.isfinite(lat) & np.isfinite(lon)
+    timed = ~np.isnat(t)
+    ql = swath.quality_level.ravel() if swath.quality_level is not None else None
+    q_ok = (ql >= min_ql) if ql is not None and min_ql is not None else np.ones(lat.size, bool)
+    flags = swath.l2p_flags.ravel() if swath.l2p_flags is not None else None
+    ice = ((flags.astype(np.int32) & ice_mask) != 0) & (flags != -1) if flags is not None and ice_mask else np.zeros(lat.size, bool)
+    oor = out_of_range.ravel() if out_of_range is not None else np.zeros(lat.size, bool)
+    fp = footprint_oracle(swath.lat, swath.lon).ravel() if radius_m == "footprint" else None
+    n = len(seg_lat)
+    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")}
+    res.update(radius=np.full(n, np.nan), median=np.full(n, np.nan), std=np.full(n, np.nan))
+    for i in range(n):
+        d = np.where(geo, haversine(seg_lat[i], seg_lon[i], np.where(geo, lat, 0), np.where(geo, lon, 0)), np.inf)
+        if fp is not None:
+            j = int(np.argmin(d))
+            if not d[j] <= 5000.0:
+                continue
+            r = fp[j]
+        else:
+            r = radius_m
+        res["radius"][i] = r
+        dt = np.where(timed, (t - seg_time[i]) / np.timedelta64(1, "s"), np.inf)
+        near = geo & timed & (d <= r) & (np.abs(dt) <= max_dt_s)
+        valid = near & np.isfinite(sst) & q_ok
+        res["n_valid"][i] = valid.sum()
+        res["n_rejected_quality"][i] = (near & np.isfinite(sst) & ~q_ok).sum()
+        res["n_out_of_range"][i] = (near & oor).sum()
+        res["n_ice"][i] = (near & ice).sum()
+        res["n_outside_dt"][i] = (geo & (d <= r) & ~(np.abs(dt) <= max_dt_s)).sum()
+        if valid.any():
+            res["median"][i] = np.median(sst[valid].astype(np.float64))
+            res["std"][i] = np.std(sst[valid].astype(np.float64))
+    return res

@@ -28,8 +28,16 @@ def test_real_granule_beams_and_warnings(realdata, name):
     assert {w.split(":")[0] for w in g.warnings} == skipped  # e.g. gt2r holds only `stats`
     for b in g.beams:
         assert b.strength == ("strong" if b.beam.endswith("l") else "weak")  # sc_orient 0: backward
-        assert b.quality_source == "heights/height_segment_quality"
         assert set(np.unique(b.quality)) <= {0, 1}
+        # the two quality variables stay apart, with the granule's own flag tables (v003)
+        assert set(np.unique(b.fields["height_segment_fit_quality_flag"])) <= {-1, 1, 2, 3, 4, 5}
+        assert b.field_attrs["height_segment_fit_quality_flag"]["flag_meanings"] == "invalid best high med low poor"
+        assert b.field_attrs["height_segment_quality"]["flag_meanings"] == "bad_quality good_quality"
+        assert b.field_attrs["height_segment_ssh_flag"]["flag_meanings"] == "sea_ice sea_surface"
+        for name in ("height_segment_confidence", "height_segment_ssh_flag", "height_segment_length_seg",
+                     "seg_dist_x", "ice_conc"):  # v003: stats/ice_conc, no _amsr2/_ssmi
+            assert b.fields[name].shape == (len(b),), name
+        assert "ice_conc_amsr2" not in b.fields
         assert not (b.height > 1e30).any()  # the 3.4e38 fill became NaN
         assert np.all(np.isfinite(b.lat)) and not np.isnat(b.time).any()
         assert b.height_segment_id.dtype == np.int64 and (b.height_segment_id > 0).all()
@@ -98,7 +106,7 @@ def test_synthetic_granule_values_and_strength(tmp_path):
 
 
 @pytest.mark.parametrize("fill_as_array", [True, False])
-def test_fill_scalar_or_array_and_fallback_quality(tmp_path, fill_as_array):
+def test_fill_scalar_or_array_and_quality_variables_apart(tmp_path, fill_as_array):
     beams = {"gt2l": dict(lat=[80.0, 80.001, np.nan, 80.003], lon=[1.0, 1.0, 1.0, 1.0],
                           delta_time=[1.0, 2.0, 3.0, 4.0], height=[1.0, np.nan, 2.0, 3.0],
                           fit_quality=np.array([1, -1, 2, 3]))}
@@ -108,8 +116,10 @@ def test_fill_scalar_or_array_and_fallback_quality(tmp_path, fill_as_array):
     (b,) = g.beams
     assert len(b) == 3  # the segment without a location is dropped
     np.testing.assert_array_equal(b.height, np.array([1.0, np.nan, 3.0], np.float32))
-    assert b.quality_source == "heights/height_segment_fit_quality_flag"
-    np.testing.assert_array_equal(b.quality, [1, -1, 3])
+    # no height_segment_quality: it is filled, never taken from the fit flag (opposite sense)
+    np.testing.assert_array_equal(b.quality, [-1, -1, -1])
+    np.testing.assert_array_equal(b.fields["height_segment_fit_quality_flag"], [1, -1, 3])
+    assert any("heights/height_segment_quality missing" in w for w in g.warnings)
     np.testing.assert_array_equal(b.height_segment_id, [-1, -1, -1])
     assert any("height_segment_id missing" in w for w in g.warnings)
     assert any("gt1l" in w for w in g.warnings)
@@ -170,7 +180,7 @@ def test_not_atl07_raises_input_error(tmp_path, realdata):
         read_atl07(write_atl07(tmp_path / "atl10.h5", _beams(5), short_name="ATL10"))
 
 
-def test_yaw_flip_inside_granule_gives_unknown_strength(tmp_path):
+def test_yaw_flip_without_orient_times_gives_unknown_strength(tmp_path):
     p = write_atl07(tmp_path / "flip.h5", _beams(20))
     with h5py.File(p, "r+") as h:
         del h["orbit_info/sc_orient"]
@@ -178,3 +188,30 @@ def test_yaw_flip_inside_granule_gives_unknown_strength(tmp_path):
     g = read_atl07(p)
     assert g.sc_orient is None and {b.strength for b in g.beams} == {"unknown"}
     assert any("changes within the granule" in w for w in g.warnings)
+
+
+def test_yaw_flip_splits_strength_per_segment(tmp_path):
+    beams = _beams(100)  # delta_time runs over 1 s from 2019-06-22T10:00:00
+    flip = delta_time_for("2019-06-22T10:00:00.5")
+    p = write_atl07(tmp_path / "flip.h5", beams, sc_orient=[0, 1], beam_type_attr=True,
+                    sc_orient_time=[delta_time_for("2019-06-22T09:00:00"), flip])
+    g = read_atl07(p)
+    for b in g.beams:
+        assert b.strength == "mixed"  # the group attribute cannot be right on both sides of the flip
+        before = beams[b.beam]["delta_time"] < flip
+        left = b.beam.endswith("l")
+        # backward (0) first: left beams strong; forward (1) after the flip: right beams strong
+        np.testing.assert_array_equal(b.strength_flag, np.where(before, int(left), int(not left)))
+    assert any("yaw flip" in w for w in g.warnings)
+
+
+def test_strength_from_the_beam_attribute_and_v006_ice_concentration(tmp_path):
+    # the beams' own atlas_beam_type wins over the sc_orient rule (here deliberately contradicting it)
+    p = write_atl07(tmp_path / "v6.h5", _beams(30), sc_orient=1, beam_type_attr=True, ice_conc_v006=True)
+    g = read_atl07(p)
+    assert {b.beam: b.strength for b in g.beams}["gt1l"] == "strong"
+    for b in g.beams:
+        assert "ice_conc" not in b.fields
+        np.testing.assert_array_equal(b.fields["ice_conc_amsr2"], np.full(len(b), 95.0, np.float32))
+        assert b.fields["ice_conc_ssmi"].shape == (len(b),)
+    assert not any("ice concentration" in w for w in g.warnings)

@@ -134,8 +134,82 @@ def test_real_granules_through_console_script(realdata, tmp_path):
                           "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"),
                           "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190225115500_09020201_003_02.h5"),
                           "--sst", str(realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_cut.nc"),
+                          # the subset has no quality_level: only an explicit "none" colocates it
+                          "--min-quality-level", "none",
                           "--out", str(tmp_path / "real.nc")], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["segments"] == 75 + 33 + 27 + 368 + 304 + 882 + 874 and summary["matched"] == 0
     assert summary["granules"]["atl07"] == 2 and summary["beams"] == 7
+    with xr.open_dataset(tmp_path / "real.nc") as ds:
+        assert ds.attrs["colocation_quality_screening"].startswith("none")
+        assert "no quality screening" in ds["sst"].attrs["comment"].lower()
+        assert "quality_level" in ds.attrs["reader_warnings"]  # the L2P reader's warning reached the product
+        assert ds["height_segment_fit_quality_flag"].attrs["flag_meanings"] == "best high med low poor"
+        assert ds["height_segment_quality"].attrs["flag_meanings"] == "bad_quality good_quality"
+
+
+def test_product_without_quality_level_is_refused_unless_asked(realdata, tmp_path, capsys):
+    l2p = realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"
+    with open_l2p(l2p) as g:
+        full = g.window(slice(None), slice(None))
+    # ATL07 segments laid onto the L2P subset, so the granule reaches them
+    i = np.flatnonzero(np.isfinite(full.sst.ravel()))[:300]
+    t0 = full.time.ravel()[i]
+    beams = {"gt1l": dict(lat=full.lat.ravel()[i], lon=full.lon.ravel()[i],
+                          delta_time=(t0 - np.datetime64("2018-01-01T00:00:00", "ns")) / np.timedelta64(1, "s"))}
+    path = write_atl07(tmp_path / "ATL07-01_on_l2p.h5", beams)
+    code, out, err = run(["files", "--atl07", str(path), "--sst", str(l2p), "--out", str(tmp_path / "r.nc")], capsys)
+    assert code != 0 and "min_quality_level" in err and "none" in err and not (tmp_path / "r.nc").exists()
+    code, out, err = run(["files", "--atl07", str(path), "--sst", str(l2p), "--min-quality-level", "none",
+                          "--out", str(tmp_path / "r.nc")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["matched"] > 250
+
+
+@pytest.mark.parametrize("attrs,standard_name,doi", [
+    ({"platform": "Terra", "sensor": "MODIS", "id": "MODIS_T-JPL-L2P-v2019.0"},
+     "sea_surface_skin_temperature", "10.5067/GHMDT-2PJ19"),
+    ({"platform": "Suomi-NPP", "sensor": "VIIRS", "id": "VIIRS_NPP-JPL-L2P-v2016.2"},
+     "sea_surface_skin_temperature", "10.5067/GHVRS-2PJ62"),
+    ({"platform": "NOAA-20", "sensor": "VIIRS", "id": "VIIRS_N20-OSPO-L2P-v2.61"},
+     "sea_surface_subskin_temperature", "10.5067/GHV20-2PO28"),
+], ids=["modis-terra", "viirs-npp", "viirs-noaa20"])
+def test_other_sensors_are_labelled_from_their_files(tmp_path, capsys, attrs, standard_name, doi):
+    sst, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=50, cols=40, name="OTHER_L2P.nc",
+                                  global_attrs=attrs, sst_standard_name=standard_name, sses=True, dt_analysis=True)
+    lat, lon = track_geometry(82.3, -60.0, n=300, length_m=80_000, angle_deg=20, rng=np.random.default_rng(0))
+    atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5", {"gt1l": dict(
+        lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00") + np.arange(300) * 0.5)})
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--max-dt-s", "900",
+                          "--min-quality-level", "3", "--sst-collection", attrs["id"],
+                          "--out", str(tmp_path / "o.nc")], capsys)
+    assert code == 0, err
+    with xr.open_dataset(tmp_path / "o.nc") as ds:
+        assert ds.attrs["platform"] == f"ICESat-2, {attrs['platform']}"
+        assert ds.attrs["instrument"] == f"ATLAS, {attrs['sensor']}"
+        assert doi in ds.attrs["references"] and "GHMDA" not in ds.attrs["references"]
+        assert "Aqua" not in repr(ds.attrs)
+        assert ds["sst"].attrs["standard_name"] == standard_name
+        assert list(ds["sst_source_platform"].values) == [attrs["platform"]]
+        assert list(ds["sst_source_sensor"].values) == [attrs["sensor"]]
+        m = ds["sst_granule"].values >= 0
+        assert m.sum() > 50 and np.isfinite(ds["sst_sses_bias"].values[m]).all()
+        assert "sst_dt_analysis" in ds and np.isfinite(ds["sst_dt_analysis"].values[m]).all()
+        assert list(ds["sst_collection_name"].values) == [attrs["id"]] and (ds["sst_collection"].values[m] == 0).all()
+        assert (ds["sst_n_valid"].values[m] >= 1).all() and (ds["sst_n_valid"].values[~m] == 0).all()
+
+
+def test_footprint_radius_from_the_command_line(scene, capsys):
+    tmp, atl, sst, _ = scene
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--radius-m", "footprint",
+                          "--max-dt-s", "600", "--min-quality-level", "3", "--out", str(tmp / "fp.nc")], capsys)
+    assert code == 0, err
+    with xr.open_dataset(tmp / "fp.nc") as ds:
+        assert ds.attrs["colocation_radius_m"] == "footprint"
+        radius = ds["sst_radius"].values
+        near = np.isfinite(radius)
+        # the fixture's ~1 km jittered grid: half a cell diagonal, ~0.7 km, varying pixel to pixel
+        assert near.any() and 500 < np.median(radius[near]) < 900 and np.ptp(radius[near]) > 10
+        m = ds["sst_granule"].values >= 0
+        assert (ds["sst_distance"].values[m] <= radius[m] + 1e-3).all()

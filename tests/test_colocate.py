@@ -6,10 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.colocate import best_of, colocate, colocate_swaths
+from core.colocate import FOOTPRINT, best_of, colocate, colocate_swaths, footprint_radius_m
 from core.l2p import open_l2p, read_l2p
 from core.model import FLAGS_FILL, QL_FILL, Matches, SstSwath
-from tests.science_fixtures import haversine, oracle, rotate_to, swath_geometry, track_geometry
+from tests.science_fixtures import (
+    footprint_oracle, haversine, neighbourhood_oracle, oracle, rotate_to, swath_geometry, track_geometry,
+)
 
 T0 = np.datetime64("2019-06-22T10:00:00", "ns")
 
@@ -24,7 +26,11 @@ def make_swath(lat0, lon0, rows=40, cols=30, seed=0, with_quality=True, fill_fra
     lat[rng.random((rows, cols)) < 0.03] = np.nan
     ql = rng.integers(0, 6, (rows, cols)).astype(np.int8) if with_quality else None
     flags = rng.integers(0, 32, (rows, cols)).astype(np.int16)
-    return SstSwath(granule=f"g{seed}", lat=lat, lon=lon, sst=sst, time=time, quality_level=ql, l2p_flags=flags)
+    # some SSTs were present but outside valid_min/valid_max (the reader made them NaN)
+    out_of_range = np.isnan(sst) & (rng.random((rows, cols)) < 0.5)
+    return SstSwath(granule=f"g{seed}", lat=lat, lon=lon, sst=sst, time=time, quality_level=ql, l2p_flags=flags,
+                    sst_out_of_range=out_of_range, ice_mask=4, rows=slice(7, 7 + rows), cols=slice(3, 3 + cols),
+                    sses_bias=(sst - 271.0) / 10.0, sses_standard_deviation=np.full(sst.shape, 0.4, np.float32))
 
 
 def make_track(lat0, lon0, n=300, seed=1, angle=30.0, length_m=40000.0):
@@ -222,3 +228,82 @@ def test_real_subset_agrees_with_oracle(realdata, name):
     np.testing.assert_array_equal(m.sst[hit], full.sst.ravel()[idx[hit]])
     assert np.all(np.abs(haversine(lat[hit], lon[hit], full.lat.ravel()[idx[hit]], full.lon.ravel()[idx[hit]])
                          - m.distance_m[hit]) <= 1.0)
+
+
+def assert_neighbourhood_agrees(lat, lon, t, swath, m: Matches, radius, max_dt, min_ql):
+    """Counts, median, std and the radius used, against brute force over every pixel."""
+    want = neighbourhood_oracle(lat, lon, t, swath, radius, max_dt, min_ql, ice_mask=swath.ice_mask,
+                                out_of_range=swath.sst_out_of_range)
+    for name in Matches.COUNTS:
+        np.testing.assert_array_equal(getattr(m, name), want[name], err_msg=name)
+    np.testing.assert_array_equal(m.matched, want["n_valid"] > 0)  # a match iff a valid pixel was near
+    np.testing.assert_allclose(m.sst_median, want["median"], atol=1e-4)
+    np.testing.assert_allclose(m.sst_std, want["std"], atol=1e-4)
+    np.testing.assert_allclose(m.radius_m, want["radius"], rtol=1e-5)
+    return want
+
+
+@pytest.mark.parametrize("lat0,lon0", CENTRES)
+def test_neighbourhood_counts_and_median_match_brute_force(lat0, lon0):
+    swath = make_swath(lat0, lon0, seed=int(abs(lat0 * 7 + lon0)) + 5)
+    lat, lon, t = make_track(lat0, lon0)
+    m = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=300.0, min_quality_level=3)
+    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, 1500.0, 300.0, 3)
+    assert (want["n_valid"] > 1).any() and (want["n_rejected_quality"] > 0).any()
+    assert (want["n_out_of_range"] > 0).any() and (want["n_ice"] > 0).any()
+    # the matched pixel's own values and position in the full swath
+    idx, _, _ = oracle(lat, lon, t, swath, 1500.0, 300.0, 3)
+    hit = idx >= 0
+    r, c = np.unravel_index(idx[hit], swath.shape)
+    np.testing.assert_array_equal(m.pixel_nj[hit], r + 7)
+    np.testing.assert_array_equal(m.pixel_ni[hit], c + 3)
+    np.testing.assert_array_equal(m.sses_bias[hit], swath.sses_bias.ravel()[idx[hit]])
+    np.testing.assert_array_equal(m.ice[hit], (swath.l2p_flags.ravel()[idx[hit]] & 4) != 0)
+    assert (m.pixel_nj[~hit] == -1).all() and (m.ice[~hit] == -1).all() and np.isnan(m.sses_bias[~hit]).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lat0=st.floats(-89.9, 89.9), lon0=st.floats(-180.0, 180.0), seed=st.integers(0, 10_000),
+       radius=st.floats(300.0, 3000.0), max_dt=st.floats(1.0, 900.0), min_ql=st.integers(0, 5))
+def test_property_neighbourhood_agrees_with_brute_force(lat0, lon0, seed, radius, max_dt, min_ql):
+    swath = make_swath(lat0, lon0, rows=12, cols=10, seed=seed)
+    lat, lon, t = make_track(lat0, lon0, n=40, seed=seed + 1, angle=seed % 180, length_m=15000)
+    m = colocate(lat, lon, t, swath, radius_m=radius, max_dt_s=max_dt, min_quality_level=min_ql)
+    assert_neighbourhood_agrees(lat, lon, t, swath, m, radius, max_dt, min_ql)
+
+
+def test_footprint_radius_follows_the_swath_grid():
+    # pixels 1 km along track, widening from 1 km at nadir to 4.8 km across-scan at the edges
+    cols = 41
+    across = 1000.0 + 3800.0 * (np.abs(np.arange(cols) - 20) / 20.0) ** 2
+    east = np.cumsum(across) - np.cumsum(across)[20]
+    north = np.arange(30)[:, None] * 1000.0 + np.zeros(cols)
+    lat, lon = rotate_to(82.0, -60.0, north, np.broadcast_to(east, north.shape))
+    fp = footprint_radius_m(lat, lon)
+    np.testing.assert_allclose(fp, footprint_oracle(lat, lon), rtol=1e-9)
+    assert fp[15, 20] == pytest.approx(0.5 * np.hypot(1000.0, 1000.0), rel=0.02)
+    assert fp[15, 0] > 2000.0  # the scan edge: a 1000 m radius would miss pixels a segment lies in
+
+
+@pytest.mark.parametrize("lat0,lon0", CENTRES[:4])
+def test_footprint_mode_matches_brute_force(lat0, lon0):
+    swath = make_swath(lat0, lon0, seed=17, fill_frac=0.4)
+    lat, lon, t = make_track(lat0, lon0)
+    m = colocate(lat, lon, t, swath, radius_m=FOOTPRINT, max_dt_s=600.0, min_quality_level=2)
+    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, "footprint", 600.0, 2)
+    assert np.isfinite(want["radius"]).any() and m.matched.any()
+    for i in np.flatnonzero(np.isfinite(want["radius"]))[::7]:  # the nearest valid pixel inside its own radius
+        idx, dist, _ = oracle(lat[i:i + 1], lon[i:i + 1], t[i:i + 1], swath, want["radius"][i], 600.0, 2)
+        assert m.matched[i] == (idx[0] >= 0)
+        if idx[0] >= 0:
+            assert abs(m.distance_m[i] - dist[0]) <= 1.0 and m.distance_m[i] <= m.radius_m[i] + 1e-3
+
+
+def test_best_of_sums_counts_where_nothing_matched():
+    a, b = Matches.empty(2), Matches.empty(2)
+    a.n_rejected_quality[:] = [3, 1]
+    b.n_ice[:] = [2, 5]
+    b.granule_index[1], b.distance_m[1], b.n_valid[1] = 1, 10.0, 1
+    m = best_of(a, b)
+    assert m.n_rejected_quality.tolist() == [3, 0] and m.n_ice.tolist() == [2, 5]
+    assert m.n_valid.tolist() == [0, 1]

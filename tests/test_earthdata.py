@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import uuid
+
 import pytest
 import requests
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -49,7 +51,7 @@ def test_tea_redirect_keeps_token_off_the_presigned_host(sb, session):
     resp = session.get(sb.links(g)["https"])
     assert resp.status_code == 200
     assert resp.content == g.path.read_bytes()
-    assert [h.status_code for h in resp.history] == [307]
+    assert [h.status_code for h in resp.history] == [303]  # TEA: make_redirect(presigned_url, ..., 303)
     tea = sb.state.requests_to("nsidc")
     s3 = sb.state.requests_to("s3")
     assert tea and tea[-1].headers.get("Authorization") == f"Bearer {sb.edl_token}"
@@ -181,8 +183,19 @@ def test_secrets_manager_token(sb):
     tok = SecretsManagerToken(sb.settings, sb.settings.edl_secret_name, max_age=60, provider=provider)
     assert tok.token() == sb.edl_token
     missing = SecretsManagerToken(sb.settings, "no/such/secret", provider=provider)
-    with pytest.raises(AuthError, match="no/such/secret"):
+    with pytest.raises(AuthError, match=r"cannot read secret 'no/such/secret' \(ResourceNotFoundException\)"):
         missing.token()
+
+
+def test_secret_created_without_a_value_says_put_secret_value_first(sb):
+    # the stack creates the secret empty; the operator's first call must say what to do
+    client = sb.boto3_client("secretsmanager")
+    name = f"coloc/test/empty-{uuid.uuid4().hex[:8]}"
+    client.create_secret(Name=name)
+    empty = SecretsManagerToken(sb.settings, name, provider=SecretsProvider(boto3_client=client))
+    with pytest.raises(AuthError, match=r"has no value yet: put-secret-value first") as info:
+        empty.token()
+    assert f"--secret-id {name}" in str(info.value)
 
 
 def test_production_defaults_allow_only_nasa_and_s3():

@@ -148,7 +148,7 @@ def test_a_record_without_a_data_link_is_skipped_with_its_reason(sb):
     manifest = run_task(t, ff.services(sb))
     assert manifest["status"] == "complete"
     assert manifest["counts"]["atl07_granules_found"] == 2 and manifest["counts"]["atl07_granules"] == 1
-    assert manifest["inputs"]["skipped"] == [{"granule": atl07[1].title, "collection": "atl07",
+    assert manifest["inputs"]["skipped"] == [{"granule": atl07[1].title, "collection": t.request.atl07_collection,
                                               "reason": "no data link in the CMR record"}]
     assert manifest["counts"]["skipped"] == 1 and manifest["counts"]["matched"] > 0
     ff.assert_one_complete_result(sb, t, manifest)

@@ -13,7 +13,7 @@ from core.pipeline import WORKDIR_LOCK, run_task
 from tests import faults_fixtures as ff
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FILE = "/nsidc-cumulus-prod-protected/"  # served by the presigned-S3 app after TEA's 307
+FILE = "/nsidc-cumulus-prod-protected/"  # served by the presigned-S3 app after TEA's 303
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@
 * API: handlers.api.handler with the proxy events from events/ (POST starts the real state
   machine, GET reads its status and presigned URLs)
 * Step Functions: statemachine/colocation.asl.json executed by moto (execute_state_machine),
-  its Lambda tasks routed to the real handler modules, across 3 dates where one fails and is
-  recorded while the others succeed.
+  its Lambda tasks routed to the real handler modules, across 3 dates where the DAAC fails
+  one; re-POSTing the request re-runs only that date (docs/RERUNS.md), inline and distributed.
 
 AWS is the sandbox's moto server; NASA is the loopback Earthdata emulator; the EDL token comes
 from Secrets Manager (the production path). Only moto's Lambda *runtime* is replaced (it would
-need Docker): an invocation imports the function's Handler and calls it in-process.
+need Docker): an invocation imports the function's Handler and calls it in-process and answers
+an exception as the Python runtime does (errorMessage, errorType, stackTrace). Where moto's
+executor differs from AWS it is made to answer as AWS: its Distributed Map ResultWriter writes
+the result files (sandbox/stepfunctions.py), and the Map's retry waits are recorded and shortened.
 """
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ import importlib
 import io
 import json
 import time
+import traceback
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -113,17 +118,36 @@ def state_machine(lambda_env, sandbox, monkeypatch):
     """The real definition in moto, executing, with its Lambda tasks routed to our handlers."""
     from moto.awslambda.models import LambdaFunction
 
+    calls: list[tuple[str, dict]] = []
+
     def run_handler(self, event):
         module, func = self.handler.rsplit(".", 1)
         fn = getattr(importlib.import_module(module), func)
+        event = event if isinstance(event, dict) else json.loads(event)
+        calls.append((self.function_name, event))
         try:
-            result = fn(event if isinstance(event, dict) else json.loads(event),
-                        LambdaContext(self.function_name))
+            result = fn(event, LambdaContext(self.function_name))
             return json.dumps(result), False, ""
-        except Exception as exc:  # what the Lambda runtime reports: type and message, no frames
-            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)[:1000]}), True, ""
+        except Exception as exc:  # what the Python Lambda runtime reports, frames included
+            return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
+                               "requestId": "sandbox-0000",
+                               "stackTrace": traceback.format_tb(exc.__traceback__)}), True, ""
 
     monkeypatch.setattr(LambdaFunction, "_invoke_lambda", run_handler)
+    # moto's Distributed Map ResultWriter writes no result files; AWS does (sandbox/stepfunctions.py)
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+        resource_eval_s3,
+    )
+
+    from sandbox.stepfunctions import aws_result_writer
+
+    monkeypatch.setattr(resource_eval_s3.ResourceEvalS3, "_handle_put_object", staticmethod(aws_result_writer))
+    # The Map's Retry waits 5, 15, 45 s (full jitter): record each wait, sleep a tenth of a second
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    waits: list[float] = []
+    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(
+        sleep=lambda s: (waits.append(s), time.sleep(min(s, 0.1)))))
     port = sandbox.moto_url.rsplit(":", 1)[1]
     monkeypatch.setenv("MOTO_PORT", port)  # moto's executor calls Lambda through its own server
     requests.post(f"{sandbox.moto_url}/moto-api/config",
@@ -161,19 +185,9 @@ def state_machine(lambda_env, sandbox, monkeypatch):
     arn = sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
     _reset_handler_caches()
-    yield sfn, arn
+    yield SimpleNamespace(sfn=sfn, arn=arn, calls=calls, waits=waits)
     requests.post(f"{sandbox.moto_url}/moto-api/config",
                   json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
-
-
-def _wait(sfn, execution_arn: str, timeout_s: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        desc = sfn.describe_execution(executionArn=execution_arn)
-        if desc["status"] != "RUNNING":
-            return desc
-        time.sleep(0.5)
-    raise AssertionError(f"execution still running after {timeout_s} s")
 
 
 def _api(event: dict) -> tuple[int, dict]:
@@ -184,55 +198,127 @@ def _api(event: dict) -> tuple[int, dict]:
     return resp["statusCode"], json.loads(resp["body"])
 
 
+# --------------------------------------------------------------------------- re-runs (docs/RERUNS.md)
+SEED_BBOX = [-62.8, 81.7, -56.4, 83.0]
+THREE_DATES = ["2019-06-21", "2019-06-22", "2019-06-23"]
+# the DAAC path of the ATL07 granules of 2019-06-22 (the only date of the three with data)
+ATL07_OF_THE_22ND = "/nsidc-cumulus-prod-protected/ATLAS/ATL07/007/2019/06/22/"
+
+
+def _post(body: dict) -> tuple[int, dict]:
+    event = copy.deepcopy(load("api_post.json"))
+    event["body"] = json.dumps(body)
+    return _api(event)
+
+
+def _get(job: str) -> tuple[int, dict]:
+    event = copy.deepcopy(load("api_get.json"))
+    event["pathParameters"] = {"job_id": job}
+    event["path"] = f"/colocations/{job}"
+    return _api(event)
+
+
+def _wait_job(job: str, timeout_s: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, body = _get(job)
+        assert status == 200, body
+        if body["status"] != "running":
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"job {job} still running after {timeout_s} s")
+
+
+def _colocated_dates(calls: list[tuple[str, dict]]) -> list[str]:
+    return sorted(e["date"] for name, e in calls if name == "e2e-ColocateFunction")
+
+
+def _show(step: str, status: int, body: dict) -> None:
+    """The status bodies a user sees, for the closing note of the issue (run with -s)."""
+    print(f"\n--- {step}: HTTP {status}\n{json.dumps(body, indent=1)}")
+
+
 @pytest.mark.parametrize("mode", ["inline", "distributed"])
-def test_api_and_state_machine_three_dates_one_failing(state_machine, sandbox, monkeypatch, mode):
-    sfn, arn = state_machine
-    body = {"bbox": [-62.8, 81.7, -56.4, 83.0], "start": "2019-06-21", "end": "2019-06-23", "radius_m": 1000.0}
+def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine, sandbox, monkeypatch, mode):
+    """The issue's done-when: a 3-date job whose middle date fails because the DAAC answers 503
+    for its granules ends `failed` naming that date; once the DAAC is back, re-POSTing the same
+    request runs only that date and the job ends complete with all three dates' outputs."""
     from core.request import parse_request
     from handlers.common import settings
 
+    body = {"bbox": SEED_BBOX, "start": THREE_DATES[0], "end": THREE_DATES[-1], "radius_m": 1000.0}
     if mode == "distributed":  # the long-range path: the plan goes to S3, a Distributed Map reads it
         monkeypatch.setenv("INLINE_MAX_DATES", "2")
         body["radius_m"] = 999.0  # a job of its own
-    request = parse_request(body, settings())
-    job = request.request_id()
-    # 2019-06-23 fails: a corrupt stored manifest (run_task cannot read it) - not retried,
-    # caught by the Map, recorded; the other two dates must still complete.
-    s3 = sandbox.boto3_client("s3")
-    s3.put_object(Bucket=sandbox.settings.output_bucket,
-                  Key=f"{sandbox.settings.output_prefix}/{job}/2019-06-23/manifest.json", Body=b"{corrupt")
+    job = parse_request(body, settings()).request_id()
+    sm, s3, bucket = state_machine, sandbox.boto3_client("s3"), sandbox.settings.output_bucket
 
-    post = copy.deepcopy(load("api_post.json"))
-    post["body"] = json.dumps(body)
-    t0 = time.monotonic()
-    status, started = _api(post)
-    assert status == 202 and started["job_id"] == job, started
+    # --- attempt 1: the DAAC answers 503 for every ATL07 granule of 2019-06-22
+    outage = sandbox.faults.add(ATL07_OF_THE_22ND, app="nsidc", status=503, body="Service Unavailable")
+    try:
+        status, started = _post(body)
+        _show("POST (new job)", status, started)
+        assert status == 202 and started["job_id"] == job and started["attempt"] == 1, started
+        status, busy = _post(body)  # asked again while attempt 1 runs
+        _show("POST again while attempt 1 runs", status, busy)
+        assert status == 409 and busy["status"] == "running" and busy["status_url"] == f"https://abc123defg.execute-api.us-west-2.amazonaws.com/v1/colocations/{job}"
+        assert "still running" in busy["error"] and "POST the same request again" in busy["error"]
+        status, running = _get(job)
+        _show("GET while attempt 1 runs", status, running)
+        assert running["status"] == "running" and running["progress"]["dates_total"] == 3
+        failed = _wait_job(job)
+        _show("GET after attempt 1", 200, failed)
+    finally:
+        sandbox.faults.remove(outage)
+    assert outage.hits > 0
+    assert failed["status"] == "failed" and failed["attempt"] == 1 and failed["n_failed"] == 1, failed
+    assert [f["date"] for f in failed["failed_dates"]] == ["2019-06-22"]
+    dates = {d["date"]: d for d in failed["dates"]}
+    assert [dates[d]["status"] for d in THREE_DATES] == ["complete", "failed", "complete"]
+    bad = dates["2019-06-22"]
+    # the service's one-line message, naming the DAAC's answer, not the Lambda's stack trace
+    assert bad["type"] == "UpstreamError" and "503" in bad["error"] and "ATL07" in bad["error"], bad
+    assert "\n" not in bad["error"] and 'File "' not in json.dumps(failed) and "stackTrace" not in json.dumps(failed)
+    assert "urls" not in bad and {"manifest.json"} <= set(dates["2019-06-21"]["urls"])
+    assert failed["rerun"] and failed["attempts"] == [
+        {"attempt": 1, "status": "failed", "started": failed["started"], "stopped": failed["stopped"],
+         "dates_run": 3, "failed_dates": ["2019-06-22"]}]
+    # the Map retried the upstream error (5, 15, 45 s, full jitter) before recording the date
+    assert len(sm.waits) == 3 and all(0 <= w <= 45 for w in sm.waits), sm.waits
+    assert _colocated_dates(sm.calls) == ["2019-06-21"] + ["2019-06-22"] * 4 + ["2019-06-23"]
+    prefix = f"{sandbox.settings.output_prefix}/{job}/2019-06-22/"
+    assert not s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount")  # nothing half-written
 
-    desc = _wait(sfn, f"{arn.replace(':stateMachine:', ':execution:')}:{job}")
-    elapsed = time.monotonic() - t0
-    assert desc["status"] == "SUCCEEDED", desc
-    out = json.loads(desc["output"])
-    assert out["n_dates"] == 3 and out["n_failed"] == 1
-    assert [f["date"] for f in out["failed_dates"]] == ["2019-06-23"]
-    if mode == "inline":  # the Map result carries the Lambda error name
-        assert out["failed_dates"][0]["error"] == "JSONDecodeError"
-    assert len(desc["output"]) < 4096  # keys, not data
-
-    run = json.loads(s3.get_object(Bucket=sandbox.settings.output_bucket, Key=out["manifest_key"])["Body"].read())
-    by_date = {d["date"]: d for d in run["dates"]}
-    assert [by_date[d]["status"] for d in ("2019-06-21", "2019-06-22", "2019-06-23")] == ["complete", "complete", "failed"]
-    assert run["counts"]["matched"] > 0 and by_date["2019-06-22"]["outputs"]
-
-    # GET through the API: succeeded, per-date status, presigned URLs that work
-    get = copy.deepcopy(load("api_get.json"))
-    get["pathParameters"] = {"job_id": job}
-    get["path"] = f"/colocations/{job}"
-    status, report = _api(get)
-    assert status == 200 and report["status"] == "succeeded", report
-    dates = {d["date"]: d for d in report["dates"]}
-    assert dates["2019-06-23"]["status"] == "failed" and dates["2019-06-23"]["error"]
+    # --- attempt 2: the DAAC is back; the same request again runs only the failed date
+    sm.calls.clear()
+    status, rerun = _post(body)
+    _show("POST again after the failure (DAAC back)", status, rerun)
+    assert status == 202 and rerun["attempt"] == 2 and rerun["status"] == "running", rerun
+    done = _wait_job(job)
+    _show("GET after attempt 2", 200, done)
+    assert _colocated_dates(sm.calls) == ["2019-06-22"]
+    assert done["status"] == "complete" and done["attempt"] == 2 and done["n_failed"] == 0, done
+    assert [a["status"] for a in done["attempts"]] == ["failed", "complete"]
+    assert done["attempts"][1]["dates_run"] == 1 and done["attempts"][1]["failed_dates"] == []
+    assert "rerun" not in done
+    dates = {d["date"]: d for d in done["dates"]}
+    assert [dates[d]["status"] for d in THREE_DATES] == ["complete"] * 3
+    assert done["counts"]["matched"] > 0
     nc = [u for name, u in dates["2019-06-22"]["urls"].items() if name.endswith(".nc")]
-    assert nc
+    assert len(nc) == 2  # both ATL07 granules of the day
     data = requests.get(nc[0], timeout=30)
     assert data.status_code == 200 and data.content[:4] == b"\x89HDF"
-    print(f"3-date state machine run ({mode}): {elapsed:.1f} s")
+    for day in THREE_DATES:
+        assert s3.head_object(Bucket=bucket, Key=f"{sandbox.settings.output_prefix}/{job}/{day}/manifest.json")
+    names = sorted(e["name"] for e in sm.sfn.list_executions(stateMachineArn=sm.arn)["executions"]
+                   if e["name"].startswith(job))
+    assert names == [job, f"{job}-a2"]
+    desc = sm.sfn.describe_execution(executionArn=f"{sm.arn.replace(':stateMachine:', ':execution:')}:{job}-a2")
+    assert len(desc["output"]) < 4096  # keys, not data
+
+    # --- a complete job behaves as before: the stored result, no new attempt
+    status, again = _post(body)
+    _show("POST once the job is complete", status, again)
+    assert status == 200 and again["status"] == "complete" and again["attempt"] == 2
+    assert len([e for e in sm.sfn.list_executions(stateMachineArn=sm.arn)["executions"]
+                if e["name"].startswith(job)]) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 import uuid
 from pathlib import Path
 
@@ -163,15 +164,26 @@ def test_api_post_starts_one_execution_per_job(aws):
     assert status == 202, body
     job = body["job_id"]
     assert job == load("api_get.json")["pathParameters"]["job_id"]
-    assert body["status_url"] == f"/colocations/{job}"
+    assert body["status_url"] == f"https://abc123defg.execute-api.us-west-2.amazonaws.com/v1/colocations/{job}"
     executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
     assert [e["name"] for e in executions] == [job]
     started = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])
     assert started["date"] == "2019-06-22" and started["radius_m"] == 1000.0 and started["bbox"][0] == -62.8
-    # same parameters again: the same job, not a second run
+    # same parameters again while it runs: the same job, not a second run, and a clear 409
     status, again = call_api(load("api_post.json"))
-    assert status in (200, 202) and again["job_id"] == job
+    assert status == 409 and again["job_id"] == job and again["status"] == "running", again
+    assert again["status_url"] == body["status_url"] and "still running (attempt 1" in again["error"]
     assert len(aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]) == 1
+
+
+def test_status_url_is_absolute_with_the_stage_or_base_path(aws):
+    # following a relative /colocations/<id> would drop the stage (/v1) and meet API Gateway's 403
+    event = load("api_post.json")
+    event["body"] = json.dumps({"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-21"})
+    event["requestContext"].update(domainName="coloc.example.org", path="/sea-ice/colocations")
+    status, body = call_api(event)
+    assert status == 202, body
+    assert body["status_url"] == f"https://coloc.example.org/sea-ice/colocations/{body['job_id']}"
 
 
 def test_api_get_reports_a_running_job_and_404s(aws):
@@ -241,6 +253,7 @@ def test_plan_inline_for_the_seed_and_distributed_for_long_ranges(aws):
 
     out = handler(load("stepfunctions_input.json"), CTX)
     assert out["mode"] == "inline" and out["dates"] == ["2019-06-22"] and out["count"] == 1
+    assert out["pending"] == 1 and out["done"] == 0
     assert out["request_id"] == load("api_get.json")["pathParameters"]["job_id"]
     assert len(json.dumps(out)) < 2048
 
@@ -250,6 +263,37 @@ def test_plan_inline_for_the_seed_and_distributed_for_long_ranges(aws):
     assert "dates" not in out and len(json.dumps(out)) < 2048
     plan = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out["plan"]["key"])["Body"].read())
     assert plan[0] == "2019-01-01" and plan[-1] == "2020-12-31" and len(plan) == 731
+
+
+def test_plan_of_a_later_attempt_lists_only_the_unpublished_dates(aws):
+    """A re-run (docs/RERUNS.md): dates whose manifest is in the bucket are not planned again,
+    and the mode stays the one the request's size chose, so every attempt takes the same path."""
+    from handlers.common import settings
+    from handlers.plan import handler
+
+    s3 = aws["s3"]
+    prefix = settings().output_prefix
+    for body, total in (({"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-06-21", "end": "2019-06-23",
+                          "radius_m": 1234.0}, 3),
+                        ({"bbox": [-62.8, 81.7, -56.4, 83], "start": "2019-01-01", "end": "2019-12-31",
+                          "radius_m": 1234.0}, 365)):
+        job = parse_request(body, settings()).request_id()
+        first = handler(body, CTX)
+        assert first["pending"] == total and first["done"] == 0
+        for day in ("2019-06-21", "2019-06-23"):
+            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{job}/{day}/manifest.json", Body=b"{}")
+        # an output file or a run manifest is not a published date
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{job}/2019-06-22/run1/a.nc", Body=b"x")
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{job}/run-manifest.json", Body=b"{}")
+        again = handler(body, CTX)
+        assert again["count"] == total and again["done"] == 2 and again["pending"] == total - 2
+        assert again["mode"] == first["mode"]
+        if again["mode"] == "inline":
+            assert again["dates"] == ["2019-06-22"]
+        else:
+            plan = json.loads(s3.get_object(Bucket=BUCKET, Key=again["plan"]["key"])["Body"].read())
+            assert len(plan) == 363 and "2019-06-21" not in plan and "2019-06-23" not in plan
+            assert "2019-06-22" in plan
 
 
 def test_plan_rejects_bad_input_with_a_named_error(aws):
@@ -270,18 +314,24 @@ def test_summarize_records_failures_and_writes_the_run_manifest(aws):
     from handlers.api import _finished
     from handlers.summarize import handler
 
-    results = [_date_result("2019-06-21", 5), {"date": "2019-06-22", "status": "failed", "error": "UpstreamError"},
+    results = [_date_result("2019-06-21", 5),
+               {"date": "2019-06-22", "status": "failed", "type": "UpstreamError",
+                "error": "download https://x/ATL07.h5: HTTP 503 after retries\n  File \"/var/task/core/x.py\""},
                _date_result("2019-06-23", 7)]
-    out = handler({"request_id": "r1", "request": {"bbox": [0, 0, 1, 1]}, "results": results}, CTX)
-    assert out["n_dates"] == 3 and out["n_failed"] == 1
-    assert out["failed_dates"] == [{"date": "2019-06-22", "error": "UpstreamError"}]
+    request = {"bbox": [0, 0, 1, 1], "start": "2019-06-21", "end": "2019-06-23"}
+    out = handler({"request_id": "r1", "request": request, "results": results, "execution": "r1"}, CTX)
+    assert out["n_dates"] == 3 and out["n_failed"] == 1 and out["n_run"] == 3 and out["execution"] == "r1"
+    # one line a user can act on, and the error class for programs
+    assert out["failed_dates"] == [{"date": "2019-06-22", "type": "UpstreamError",
+                                    "error": "download https://x/ATL07.h5: HTTP 503 after retries"}]
     assert out["counts"] == {"matched": 12, "segments": 24}
     run = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
     assert [d["status"] for d in run["dates"]] == ["complete", "failed", "complete"]
     assert len(run["output_keys"]) == 4
     # what GET /colocations/{id} makes of it: presigned URLs per date, the failure named
     done = _finished(out)
-    assert done["dates"][1] == {"date": "2019-06-22", "status": "failed", "error": "UpstreamError"}
+    assert done["dates"][1] == {"date": "2019-06-22", "status": "failed", "type": "UpstreamError",
+                                "error": "download https://x/ATL07.h5: HTTP 503 after retries"}
     urls = done["dates"][0]["urls"]
     assert set(urls) == {"manifest.json", "a.nc", "a.png"}
     assert all("X-Amz-Expires=3600" in u and "X-Amz-Signature=" in u for u in urls.values())
@@ -306,7 +356,80 @@ def test_summarize_distributed_map_uses_the_bucket_and_the_result_writer(aws):
     out = handler({"request_id": "r2", "request": request, "results": {
         "MapRunArn": "arn:x", "ResultWriterDetails": {"Bucket": BUCKET, "Key": "res/manifest.json"}}}, CTX)
     assert out["n_dates"] == 3 and out["counts"] == {"matched": 3}
-    assert out["failed_dates"] == [{"date": "2019-06-22", "error": "States.Timeout"},
-                                   {"date": "2019-06-23", "error": "no result for this date"}]
+    assert out["failed_dates"][0] == {"date": "2019-06-22", "error": "States.Timeout"}
+    assert out["failed_dates"][1]["date"] == "2019-06-23"
+    assert "colocations/r2/2019-06-23/manifest.json is unreadable" in out["failed_dates"][1]["error"]
+    assert len(out["failed_dates"]) == 2
     run = json.loads(s3.get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
     assert run["output_keys"] == ["colocations/r2/2019-06-21/x/a.nc"]
+
+
+def test_summarize_of_a_later_attempt_takes_the_other_dates_from_the_bucket(aws):
+    """Attempt 2 ran only the date attempt 1 failed: the dates it did not run come from their
+    manifests, so the run manifest covers the whole job again."""
+    from handlers.summarize import handler
+
+    s3 = aws["s3"]
+    request = {"bbox": [0, 80, 1, 81], "start": "2019-06-21", "end": "2019-06-23"}
+    for day, n in (("2019-06-21", 4), ("2019-06-23", 6)):
+        s3.put_object(Bucket=BUCKET, Key=f"colocations/r3/{day}/manifest.json", Body=json.dumps(
+            {"date": day, "status": "complete", "outputs": [f"colocations/r3/{day}/x/a.nc"], "counts": {"matched": n}}))
+    ran = [{**_date_result("2019-06-22", 5), "manifest_key": "colocations/r3/2019-06-22/manifest.json",
+            "outputs": ["colocations/r3/2019-06-22/y/a.nc"]}]
+    out = handler({"request_id": "r3", "request": request, "results": ran, "execution": "r3-a2"}, CTX)
+    assert (out["n_dates"], out["n_run"], out["n_failed"]) == (3, 1, 0) and out["execution"] == "r3-a2"
+    assert out["counts"] == {"matched": 15, "segments": 10}
+    run = json.loads(s3.get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
+    assert [d["status"] for d in run["dates"]] == ["complete"] * 3
+    assert run["output_keys"] == [f"colocations/r3/{d}/{r}/a.nc" for d, r in
+                                  (("2019-06-21", "x"), ("2019-06-22", "y"), ("2019-06-23", "x"))]
+    # nothing ran (every date published): still one result per date
+    out = handler({"request_id": "r3", "request": request, "results": [], "execution": "r3-a3"}, CTX)
+    assert (out["n_dates"], out["n_run"], out["n_failed"]) == (3, 0, 1)
+    assert out["failed_dates"] == [{"date": "2019-06-22", "error": "no result for this date"}]
+
+
+def test_an_attempt_that_failed_as_a_whole_is_named_and_rerun_up_to_the_limit(aws, monkeypatch, mini_sandbox):
+    """An execution that fails outright (here a Fail state with a Lambda-style cause): the status
+    names the error in one line, a POST starts the next attempt, and the attempts are bounded."""
+    import requests
+
+    from handlers import api
+
+    cause = json.dumps({"errorMessage": "output bucket s3://x: AccessDenied\nsecond line", "errorType": "UpstreamError",
+                        "stackTrace": ['  File "/var/task/handlers/summarize.py", line 9, in handler\n']})
+    machine = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "UpstreamError", "Cause": cause}}}
+    config = f"{mini_sandbox.moto_url}/moto-api/config"
+    # (moto keeps executing state machines in a backend of their own: create it once switched)
+    requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    arn = aws["sfn"].create_state_machine(name=f"coloc-fail-{uuid.uuid4().hex[:8]}", definition=json.dumps(machine),
+                                          roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    monkeypatch.setattr(api, "MAX_ATTEMPTS", 2)
+
+    def finished() -> dict:
+        for _ in range(200):
+            status, body = call_api(load("api_get.json"))
+            if body["status"] != "running":
+                return body
+            time.sleep(0.05)
+        raise AssertionError("still running")
+
+    try:
+        status, first = call_api(load("api_post.json"))
+        assert status == 202 and first["attempt"] == 1
+        body = finished()
+        assert body["status"] == "failed" and body["error"] == "UpstreamError: output bucket s3://x: AccessDenied"
+        assert body["progress"] == {"dates_total": 1, "dates_done": 0} and body["rerun"]
+        assert body["attempts"][0]["error"] == body["error"] and "stackTrace" not in json.dumps(body)
+        status, second = call_api(load("api_post.json"))
+        assert status == 202 and second["attempt"] == 2 and "run again" in second["message"]
+        body = finished()
+        assert body["attempt"] == 2 and [a["status"] for a in body["attempts"]] == ["failed", "failed"]
+        assert "rerun" not in body  # no attempt left
+        status, refused = call_api(load("api_post.json"))
+        assert status == 409 and "has failed 2 times" in refused["error"], refused
+        names = [e["name"] for e in aws["sfn"].list_executions(stateMachineArn=arn)["executions"]]
+        assert sorted(names) == sorted([first["job_id"], f"{first['job_id']}-a2"])
+    finally:
+        requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)

@@ -250,6 +250,43 @@ def test_layout_of_the_full_podaac_granule(tmp_path, realdata):
     d = raw["sst_dtime"][0]
     ref = np.datetime64("2020-09-11T00:00:01", "ns")
     np.testing.assert_array_equal(sw.time[d != -32768], ref + d[d != -32768].astype("timedelta64[s]"))
+    # SSES and dt_analysis decoded by hand from the raw bytes (scale/offset of the real granule)
+    for name, scale, offset in (("sses_bias", 0.1574803144, 0.0), ("sses_standard_deviation", 0.07874015719, 10.0),
+                                ("dt_analysis", 0.1000000015, 0.0)):
+        b = raw[name][0].astype(np.float64)
+        ok = b != -128
+        np.testing.assert_allclose(getattr(sw, name)[ok], b[ok] * scale + offset, atol=1e-4, err_msg=name)
+        assert np.isnan(getattr(sw, name)[~ok]).all()
+    # SST present but outside valid_min/valid_max (-1000..10000 raw = 268.15..323.15 K) is flagged
+    r = raw["sea_surface_temperature"][0]
+    np.testing.assert_array_equal(sw.sst_out_of_range, (r != -32767) & ((r < -1000) | (r > 10000)))
+    # the ice bit and the flag tables come from the file
+    assert sw.ice_mask == 4
+    assert sw.variable_attrs["l2p_flags"]["flag_meanings"] == "microwave land ice lake river"
+    assert sw.variable_attrs["quality_level"]["flag_meanings"].startswith("no_data bad_data")
+    assert sw.attrs["platform"] == "Aqua" and sw.attrs["sensor"] == "MODIS"
+
+
+@pytest.mark.parametrize("units,ok", [("seconds", True), ("s", True), ("minutes", True), ("fortnights", False),
+                                      ("days since 1981-01-01", False)])
+def test_unknown_sst_dtime_units_are_an_error(tmp_path, units, ok):
+    path, _ = synthetic_swath_file(tmp_path, 80.0, 0.0, rows=6, cols=5, dtime_units=units)
+    with open_l2p(path) as g:
+        if ok:
+            sw = g.window(slice(None), slice(None))
+            assert not np.isnat(sw.time).all()
+        else:
+            with pytest.raises(InputError, match="sst_dtime has units"):
+                g.window(slice(None), slice(None))
+
+
+def test_ice_bit_from_meanings_without_masks(tmp_path):
+    # the fixture writes GDS 2.0 meanings without flag_masks: bit 2 is ice
+    path, data = synthetic_swath_file(tmp_path, 80.0, 0.0, rows=6, cols=5)
+    with open_l2p(path) as g:
+        sw = g.window(slice(None), slice(None))
+    assert sw.ice_mask == 4
+    np.testing.assert_array_equal(sw.ice(), (data["flags"] & 4) != 0)
 
 
 def test_longitude_is_read_only_where_latitude_can_reach_the_points(tmp_path):

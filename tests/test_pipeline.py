@@ -50,6 +50,24 @@ def seed_run(sandbox, tmp_path_factory):
     return task, services, manifest, files
 
 
+def test_seed_case_product_carries_the_per_match_fields(seed_run):
+    _, _, manifest, files = seed_run
+    nc = sorted(p for name, p in files.items() if name.endswith(".nc"))
+    with xr.open_dataset(nc[0]) as ds:
+        for name in ("sst_pixel_nj", "sst_pixel_ni", "sst_sses_bias", "sst_sses_standard_deviation", "sst_ice",
+                     "sst_n_valid", "sst_n_rejected_quality", "sst_n_out_of_range", "sst_n_ice", "sst_n_outside_dt",
+                     "sst_median", "sst_stddev", "sst_radius", "sst_collection", "height_segment_fit_quality_flag",
+                     "beam_strength_flag"):
+            assert name in ds, name
+        assert ds.attrs["platform"] == "ICESat-2, Aqua" and ds.attrs["instrument"] == "ATLAS, MODIS"
+        assert list(ds["sst_collection_name"].values) == ["C1940473819-POCLOUD"]
+        assert ds["sst_l2p_flags"].attrs["flag_meanings"].split()[:3] == ["microwave", "land", "ice"]
+        radius = ds["sst_radius"].values
+        assert (radius[np.isfinite(radius)] == 1000.0).all() and np.isfinite(radius).any()
+    for product in manifest["products"]:
+        assert "sst_warnings" in product
+
+
 def test_seed_case_manifest(seed_run, sandbox_scene):
     task, _, manifest, files = seed_run
     assert manifest["status"] == "complete"
@@ -86,12 +104,17 @@ def _read_l2p_oracle(path):
         draw = f["sst_dtime"][0].astype(np.float64)
         dtime = draw * attr("sst_dtime", "scale_factor", 1.0) + attr("sst_dtime", "add_offset", 0.0)
         dtime[draw == attr("sst_dtime", "_FillValue")] = np.nan
+        # CF valid range, applied to the raw integers: outside it an SST is not valid
+        in_range = (raw >= attr("sea_surface_temperature", "valid_min", -np.inf)) & (
+            raw <= attr("sea_surface_temperature", "valid_max", np.inf))
+        sst[~in_range] = np.nan
         t0 = float(f["time"][0])  # seconds since 1981-01-01
         ql = f["quality_level"][0].astype(np.int16)
     epoch = np.datetime64("1981-01-01T00:00:00", "s").astype("datetime64[ns]").astype(np.int64) / 1e9
     seconds = epoch + t0 + dtime  # UTC seconds since 1970
     ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & np.isfinite(sst) & np.isfinite(seconds)
-    return lat[ok], lon[ok], sst[ok], seconds[ok], ql[ok]
+    nj, ni = np.nonzero(ok)
+    return lat[ok], lon[ok], sst[ok], seconds[ok], ql[ok], nj, ni
 
 
 def _haversine(lon1, lat1, lon2, lat2):
@@ -105,10 +128,14 @@ def test_seed_case_matches_brute_force_oracle(seed_run, sandbox_scene):
     req = task.request
     nc = [p for name, p in files.items() if name.endswith(".nc")]
     obs = {}
+    names = ("lat", "lon", "time", "sst", "sst_distance", "sst_dt", "sst_n_valid", "sst_median",
+             "sst_pixel_nj", "sst_pixel_ni", "sst_n_rejected_quality")
     for p in nc:
         with xr.open_dataset(p) as one:
-            for name in ("lat", "lon", "time", "sst", "sst_distance", "sst_dt"):
+            for name in names:
                 obs.setdefault(name, []).append(one[name].values)
+            source = np.asarray(one["sst_source_name"].values)[np.clip(one["sst_granule"].values, 0, None)]
+            obs.setdefault("source", []).append(np.where(one["sst_granule"].values >= 0, source, ""))
     ds = {name: np.concatenate(parts) for name, parts in obs.items()}
     rng = np.random.default_rng(7)
     matched = np.flatnonzero(np.isfinite(ds["sst"]))
@@ -118,30 +145,46 @@ def test_seed_case_matches_brute_force_oracle(seed_run, sandbox_scene):
     seg_t = ds["time"][sample].astype("datetime64[ns]").astype(np.int64) / 1e9
 
     # candidate pixels near the sample, over every L2P granule of the scene
-    pix = []
+    pix = {}
     for g in sandbox_scene.granules:
         if g.short_name == "ATL07":
             continue
-        lat, lon, sst, sec, ql = _read_l2p_oracle(g.path)
+        lat, lon, sst, sec, ql, nj, ni = _read_l2p_oracle(g.path)
         near = (lat > seg_lat.min() - 0.2) & (lat < seg_lat.max() + 0.2)
-        keep = near & (ql >= req.min_quality_level)
-        pix.append((lat[keep], lon[keep], sst[keep], sec[keep]))
-    lat = np.concatenate([p[0] for p in pix])
-    lon = np.concatenate([p[1] for p in pix])
-    sst = np.concatenate([p[2] for p in pix])
-    sec = np.concatenate([p[3] for p in pix])
+        pix[g.title] = tuple(a[near] for a in (lat, lon, sst, sec, ql, nj, ni))
 
+    checked_counts = 0
     for i in range(len(sample)):
-        d = _haversine(seg_lon[i], seg_lat[i], lon, lat)
-        ok = (d <= req.radius_m) & (np.abs(sec - seg_t[i]) <= req.max_dt_s)
+        # per granule: the valid pixels within radius and Δt, and the nearest of them
+        best = None
+        rejected = 0
+        for title, (lat, lon, sst, sec, ql, nj, ni) in pix.items():
+            d = _haversine(seg_lon[i], seg_lat[i], lon, lat)
+            near = (d <= req.radius_m) & (np.abs(sec - seg_t[i]) <= req.max_dt_s)
+            ok = near & (ql >= req.min_quality_level)
+            rejected += int((near & ~ok).sum())
+            if ok.any():
+                j = np.flatnonzero(ok)[np.argmin(d[ok])]
+                if best is None or d[j] < best[1]:
+                    best = (title, d[j], j, ok, sst, sec, nj, ni)
         got_sst = float(ds["sst"][sample[i]])
-        if not ok.any():
+        if best is None:
             assert np.isnan(got_sst), f"segment {sample[i]} matched but the oracle finds no valid pixel"
+            assert ds["sst_n_valid"][sample[i]] == 0
+            # nothing matched: the rejected pixels of every granule read are summed
+            assert ds["sst_n_rejected_quality"][sample[i]] == rejected
             continue
-        j = np.flatnonzero(ok)[np.argmin(d[ok])]
+        title, dist, j, ok, sst, sec, nj, ni = best
         assert got_sst == pytest.approx(sst[j], abs=1e-3), f"segment {sample[i]}"
-        assert float(ds["sst_distance"][sample[i]]) == pytest.approx(d[j], abs=1.0)
+        assert float(ds["sst_distance"][sample[i]]) == pytest.approx(dist, abs=1.0)
         assert float(ds["sst_dt"][sample[i]]) == pytest.approx(sec[j] - seg_t[i], abs=1.0)
+        # the neighbourhood of the matched pixel's granule, and the pixel's place in its swath
+        assert ds["source"][sample[i]] == title
+        assert (ds["sst_pixel_nj"][sample[i]], ds["sst_pixel_ni"][sample[i]]) == (nj[j], ni[j])
+        assert ds["sst_n_valid"][sample[i]] == ok.sum()
+        assert float(ds["sst_median"][sample[i]]) == pytest.approx(float(np.median(sst[ok])), abs=1e-3)
+        checked_counts += int(ok.sum() > 1)
+    assert checked_counts > 0, "the sample must include segments with several valid pixels around"
 
 
 def test_rerun_returns_stored_result_without_recomputing(seed_run, sandbox):
@@ -192,3 +235,27 @@ def test_atl07_read_in_place_gives_the_same_segments_as_the_download(seed_run, s
         # of each file is needed; tests/test_atl07.py checks the bbox read on a whole track)
         size = next(g.size_bytes for g in sandbox.scene.granules if g.file_name == product["atl07_granule"])
         assert 0 < product["atl07_bytes"] <= size
+
+
+def test_several_sst_collections_in_one_request(seed_run, sandbox):
+    """MODIS Aqua plus a collection with no granules in the sandbox: the same matches as Aqua
+    alone, every match labelled with its collection, both collections searched and recorded."""
+    _, _, single, files = seed_run
+    services = _services(sandbox)
+    collections = ["C1940473819-POCLOUD", "MODIS_T-JPL-L2P-v2019.0"]
+    task = _task(sandbox, sst_collections=collections)
+    manifest = run_task(task, services)
+    assert manifest["parameters"]["sst_collections"] == collections
+    assert [p["matched"] for p in manifest["products"]] == [p["matched"] for p in single["products"]]
+    for p in manifest["products"]:
+        assert p["sst_collections_matched"] == (["C1940473819-POCLOUD"] if p["matched"] else [])
+    s3 = sandbox.boto3_client("s3")
+    key = next(k for k in manifest["outputs"] if k.endswith(".nc"))
+    path = files[key.rsplit("/", 1)[-1]].with_name("multi.nc")
+    s3.download_file(sandbox.settings.output_bucket, key, str(path))
+    with xr.open_dataset(path) as ds:
+        assert list(ds["sst_collection_name"].values) == ["C1940473819-POCLOUD"]
+        m = ds["sst_granule"].values >= 0
+        assert (ds["sst_collection"].values[m] == 0).all() and (ds["sst_collection"].values[~m] == -1).all()
+        assert "GHMDT-2PJ19" in ds.attrs["references"] and "GHMDA-2PJ19" in ds.attrs["references"]
+        assert ds.attrs["sst_collections"] == ",".join(collections)

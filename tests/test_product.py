@@ -16,10 +16,14 @@ from tests.product_fixtures import (
 
 OBS_VARS = {
     "time", "lat", "lon", "height_segment_id", "height_segment_height", "height_segment_quality",
-    "height_segment_type", "sst", "sst_distance", "sst_dt", "sst_quality_level", "sst_l2p_flags",
-    "sst_granule",
+    "height_segment_type", "beam_strength_flag", "sst", "sst_distance", "sst_dt", "sst_quality_level",
+    "sst_l2p_flags", "sst_granule", "sst_radius", "sst_pixel_nj", "sst_pixel_ni", "sst_ice",
+    "sst_sses_bias", "sst_sses_standard_deviation", "sst_n_valid", "sst_n_rejected_quality",
+    "sst_n_out_of_range", "sst_n_ice", "sst_n_outside_dt", "sst_median", "sst_stddev", "sst_collection",
 }
-TRAJ_VARS = {"trajectory_id", "atl07_granule", "beam", "beam_strength", "height_segment_quality_source", "rowSize"}
+TRAJ_VARS = {"trajectory_id", "atl07_granule", "beam", "beam_strength", "rowSize"}
+SOURCE_VARS = {"sst_source_name", "sst_source_platform", "sst_source_sensor", "sst_source_standard_name",
+               "sst_collection_name"}
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
@@ -42,7 +46,7 @@ def test_layout_is_contiguous_ragged_trajectory(seed):
     tracks, _, ds = seed
     assert ds.attrs["featureType"] == "trajectory"
     assert ds.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
-    assert set(ds.variables) == OBS_VARS | TRAJ_VARS | {"sst_source_name"}
+    assert set(ds.variables) == OBS_VARS | TRAJ_VARS | SOURCE_VARS
     assert all(ds[v].dims == ("obs",) for v in OBS_VARS)
     assert all(ds[v].dims == ("trajectory",) for v in TRAJ_VARS)
     assert ds.sizes["trajectory"] == 6

@@ -134,3 +134,20 @@ def test_real_l2p_swath(realdata, tmp_path):
     assert int((ds["sst_granule"] >= 0).sum()) > 0
     rgb = _read(render_quicklook(ds, tmp_path / "real.png", [sw]))
     assert _colourful(rgb, slice(0, int(WIDTH * 0.45))) > 1_000
+
+
+def test_tracks_without_matches_say_why(tmp_path):
+    from core.quicklook import _no_match_reasons
+
+    tracks, _ = unmatched_scene(n=300)
+    tracks[0].matches.n_outside_dt[:] = 2  # pixels near in space, none inside the time window
+    tracks[1].matches.n_rejected_quality[:5] = 1
+    ds = build_dataset(tracks, [], PARAMS, now=NOW)
+    starts = np.concatenate([[0], np.cumsum(ds["rowSize"].values)[:-1]])
+    lines = _no_match_reasons(ds, starts, ds["rowSize"].values, [str(b) for b in ds["beam"].values])
+    assert len(lines) == len(tracks)
+    assert f"{2 * int(ds['rowSize'].values[0])} outside Δt" in lines[0]
+    assert "5 rejected by quality" in lines[1]
+    assert lines[2].endswith("no L2P pixel within the radius")
+    path = render_quicklook(ds, tmp_path / "why.png")
+    assert path.stat().st_size > 20_000

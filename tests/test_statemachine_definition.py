@@ -5,6 +5,8 @@ import copy
 import json
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,12 +48,28 @@ def test_definition_shape_the_service_relies_on():
         retried = {e for r in run["Retry"] for e in r["ErrorEquals"]}
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "UpstreamError"} <= retried
         assert all(r["BackoffRate"] > 1 and r["MaxAttempts"] >= 2 for r in run["Retry"])
-        # one bad date is caught and recorded, it does not sink the run
+        # one bad date is caught and recorded, it does not sink the run; every way out of the
+        # failure branch is a Pass that records the date as failed (executed in moto below)
         assert run["Catch"][0]["ErrorEquals"] == ["States.ALL"]
-        assert m["ItemProcessor"]["States"][run["Catch"][0]["Next"]]["Type"] == "Pass"
+        failure = failure_branch(m)
+        ends = [st for st in failure.values() if st.get("End")]
+        assert ends and all(st["Type"] == "Pass" and st["Parameters"]["status"] == "failed"
+                            and {"date.$", "error.$", "type.$"} <= set(st["Parameters"]) for st in ends)
         assert m["Next"] == "Summarize"
         # items carry parameters only
         assert m["ItemSelector"] == {"request.$": "$.request", "date.$": "$$.Map.Item.Value"}
+    # both Maps record a failure the same way
+    assert failure_branch(inline) == failure_branch(dist)
+    # a later attempt with nothing left to run goes straight to Summarize, which learns the attempt
+    nothing = next(c for c in states["ChooseMode"]["Choices"] if c.get("Variable") == "$.pending")
+    assert nothing["NumericEquals"] == 0 and states[nothing["Next"]]["Next"] == "Summarize"
+    assert states["Summarize"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Name"
+
+
+def failure_branch(map_state: dict) -> dict:
+    """The states a date's caught error goes through (everything of the processor but RunDate)."""
+    states = map_state["ItemProcessor"]["States"]
+    return {name: st for name, st in states.items() if name != "RunDate"}
 
 
 def mutate(fn) -> list[str]:
@@ -85,7 +103,7 @@ def _inline(d):
         ("Catch without Next", lambda d: d["States"]["Plan"]["Catch"][0].pop("Next"), "Next"),
         ("Retry on Pass", lambda d: d["States"]["Done"].update(Type="Pass", End=True, Retry=[]), "Retry"),
         ("unknown type", lambda d: d["States"]["Plan"].update(Type="Lambda"), "unknown Type"),
-        ("choice operator missing", lambda d: d["States"]["ChooseMode"]["Choices"][0].pop("StringEquals"),
+        ("choice operator missing", lambda d: d["States"]["ChooseMode"]["Choices"][-1].pop("StringEquals"),
          "comparison operator"),
         ("inline map broken inside", lambda d: _inline(d)["ItemProcessor"]["States"]["RunDate"]["Catch"][0].update(
             Next="Missing"), "Missing"),
@@ -137,3 +155,48 @@ def test_cli_fails_on_a_broken_file(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "check_asl.py"), "--no-template", str(bad)],
                          capture_output=True, text=True)
     assert out.returncode == 1 and "Nowhere" in out.stdout
+
+
+# ------------------------------------------------------------------ the failure branch, executed
+LAMBDA_CAUSE = json.dumps({"errorMessage": "download https://daac/ATL07.h5: HTTP 503", "errorType": "UpstreamError",
+                           "requestId": "0000", "stackTrace": ['  File "/var/task/core/download.py", line 64\n']})
+
+
+@pytest.mark.parametrize(
+    "error,recorded",
+    [
+        # a Lambda function's error: Cause is JSON with the message and the stack; keep the message
+        ({"Error": "UpstreamError", "Cause": LAMBDA_CAUSE},
+         {"error": "download https://daac/ATL07.h5: HTTP 503", "type": "UpstreamError"}),
+        # Lambda.Unknown (e.g. the runtime died): Cause is prose, not JSON
+        ({"Error": "Lambda.Unknown", "Cause": "The cause could not be determined because Lambda did not return"},
+         {"error": "Lambda.Unknown", "type": "Lambda.Unknown"}),
+        ({"Error": "States.Timeout"}, {"error": "States.Timeout", "type": "States.Timeout"}),  # no Cause at all
+        ({"Error": "Runtime.ExitError", "Cause": json.dumps({"errorType": "Runtime.ExitError"})},
+         {"error": "Runtime.ExitError", "type": "Runtime.ExitError"}),  # JSON without a message
+        ({"Error": "X", "Cause": json.dumps({"errorMessage": 42})}, {"error": "X", "type": "X"}),
+    ],
+)
+def test_the_failure_branch_records_a_one_line_message_whatever_the_cause(mini_sandbox, error, recorded):
+    """The definition's own failure states, executed by moto's Step Functions interpreter."""
+    import requests
+
+    branch = failure_branch(defn()["States"]["DatesInline"])
+    machine = {"StartAt": defn()["States"]["DatesInline"]["ItemProcessor"]["States"]["RunDate"]["Catch"][0]["Next"],
+               "States": branch}
+    sfn = mini_sandbox.boto3_client("stepfunctions")
+    config = f"{mini_sandbox.moto_url}/moto-api/config"
+    requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    try:
+        arn = sfn.create_state_machine(name=f"failure-branch-{uuid.uuid4().hex[:8]}", definition=json.dumps(machine),
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps(
+            {"request": {"bbox": [0, 0, 1, 1]}, "date": "2019-06-22", "error": error}))["executionArn"]
+        deadline = time.monotonic() + 60
+        while (desc := sfn.describe_execution(executionArn=run))["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
+    assert desc["status"] == "SUCCEEDED", desc
+    assert json.loads(desc["output"]) == {"date": "2019-06-22", "status": "failed", **recorded}

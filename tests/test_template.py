@@ -174,6 +174,20 @@ ALLOWED_RESOURCES = {
 }
 
 
+# The one statement allowed on "*": CloudWatch Logs' vended-log delivery (state machine logging)
+# has no resource-level permissions. Exactly these actions, only in the state machine's role.
+LOG_DELIVERY_ROLE = "ColocationStateMachineRole"
+LOG_DELIVERY_ACTIONS = {
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+}
+
+
+def _is_log_delivery_exception(role: str, actions: list[str], resources: list) -> bool:
+    return role == LOG_DELIVERY_ROLE and set(actions) == LOG_DELIVERY_ACTIONS and len(actions) == len(
+        LOG_DELIVERY_ACTIONS) and resources == ["*"]
+
+
 def privilege_problems(template: dict) -> list[str]:
     problems = []
     for name, res in template["Resources"].items():
@@ -190,6 +204,8 @@ def privilege_problems(template: dict) -> list[str]:
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
                 resources = st.get("Resource", [])
                 resources = resources if isinstance(resources, list) else [resources]
+                if _is_log_delivery_exception(name, actions, resources):
+                    continue
                 for action in actions:
                     service, _, verb = action.partition(":")
                     if "*" in action:
@@ -206,6 +222,11 @@ def privilege_problems(template: dict) -> list[str]:
 
 def test_least_privilege(transformed):
     assert privilege_problems(transformed) == []
+    # the "*" exception is there, once, in the state machine's role only
+    found = [(name, st) for name, res in transformed["Resources"].items() if res["Type"] == "AWS::IAM::Role"
+             for policy in res["Properties"].get("Policies", []) for st in policy["PolicyDocument"]["Statement"]
+             if st.get("Resource") == "*"]
+    assert [(name, set(st["Action"])) for name, st in found] == [(LOG_DELIVERY_ROLE, LOG_DELIVERY_ACTIONS)]
     roles = [n for n, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
     assert len(roles) == 5  # four functions + the state machine
     # the API can start and read jobs but cannot read the EDL secret
@@ -229,6 +250,64 @@ def test_least_privilege_check_can_fail(transformed, statement):
     assert privilege_problems(bad)
 
 
+def _logs_statement(template: dict) -> dict:
+    statements = template["Resources"][LOG_DELIVERY_ROLE]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    return next(st for st in statements if st.get("Resource") == "*")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda st: st["Action"].append("logs:PutLogEvents"),  # one action more on "*"
+        lambda st: st["Action"].append("s3:GetObject"),
+        lambda st: st.update(Action=["logs:*"]),
+        lambda st: st["Action"].remove("logs:DescribeLogGroups") or st["Action"].append("logs:DeleteLogGroup"),
+    ],
+)
+def test_the_log_delivery_exception_is_exactly_that(transformed, change):
+    bad = copy.deepcopy(transformed)
+    change(_logs_statement(bad))
+    assert privilege_problems(bad)
+
+
+def test_the_log_delivery_exception_is_only_for_the_state_machine(transformed):
+    bad = copy.deepcopy(transformed)
+    stolen = copy.deepcopy(_logs_statement(bad))
+    bad["Resources"]["ApiFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(stolen)
+    assert privilege_problems(bad) == [f"ApiFunctionRole: action outside the service's needs: {a}"
+                                       for a in stolen["Action"]]
+
+
+def test_state_machine_logs_to_a_log_group_with_retention(transformed):
+    sm = transformed["Resources"]["ColocationStateMachine"]["Properties"]
+    logging = sm["LoggingConfiguration"]
+    assert logging["Level"] in ("ERROR", "ALL") and logging["IncludeExecutionData"] is True
+    (dest,) = logging["Destinations"]
+    assert dest["CloudWatchLogsLogGroup"]["LogGroupArn"] == {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}
+    group = sam_template()["Resources"]["StateMachineLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    param = sam_template()["Parameters"]["LogRetentionDays"]
+    assert param["Default"] in param["AllowedValues"] and 1 <= param["Default"] <= 365
+    assert group["LogGroupName"]["Fn::Sub"].startswith("/aws/vendedlogs/states/")
+
+
+def test_failed_dates_alarm_watches_the_metric_summarize_emits():
+    tpl = sam_template()
+    alarm = tpl["Resources"]["FailedDatesAlarm"]["Properties"]
+    env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    assert alarm["Namespace"] == env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    source = (ROOT / "src" / "handlers" / "summarize.py").read_text()
+    assert f'name="{alarm["MetricName"]}"' in source
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] >= 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"  # no jobs is not an outage
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    jobs = tpl["Resources"]["FailedJobsAlarm"]["Properties"]
+    assert jobs["Namespace"] == "AWS/States" and jobs["MetricName"] == "ExecutionsFailed"
+    assert jobs["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "ColocationStateMachine"}}]
+
+
 def test_managed_policy_outside_the_allowlist_fails(transformed):
     bad = copy.deepcopy(transformed)
     bad["Resources"]["ApiFunctionRole"]["Properties"]["ManagedPolicyArns"].append(
@@ -245,3 +324,28 @@ def test_api_validates_bodies_and_requires_a_key(transformed):
     assert body["paths"]["/colocations/{job_id}"]["get"]["security"] == [{"api_key": []}]
     bad_body = body["x-amazon-apigateway-gateway-responses"]["BAD_REQUEST_BODY"]
     assert "validationErrorString" in json.dumps(bad_body)
+
+
+def test_the_stack_refuses_any_region_but_us_west_2():
+    rules = sam_template()["Rules"]
+    assertions = [a for rule in rules.values() for a in rule["Assertions"]]
+    assert {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-west-2"]} in [a["Assert"] for a in assertions]
+    assert all("us-west-2" in a["AssertDescription"] for a in assertions)
+
+
+def test_every_function_logs_to_a_group_that_expires(transformed):
+    res = transformed["Resources"]
+    retention = {"Ref": "LogRetentionDays"}
+    for fn in layer_build.FUNCTIONS:
+        group = res[fn]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert res[group]["Type"] == "AWS::Logs::LogGroup", fn
+        assert res[group]["Properties"]["RetentionInDays"] == retention, fn
+    assert sam_template()["Parameters"]["LogRetentionDays"]["Default"] in (
+        sam_template()["Parameters"]["LogRetentionDays"]["AllowedValues"])
+
+
+def test_outputs_tell_the_caller_which_api_key_to_send(transformed):
+    outputs = sam_template()["Outputs"]
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": "ColocationApiApiKey"}
+    assert transformed["Resources"]["ColocationApiApiKey"]["Type"] == "AWS::ApiGateway::ApiKey"
+    assert "x-api-key" in outputs["ApiKeyId"]["Description"]

@@ -36,8 +36,35 @@ _LEAP_GPS_S = np.array(
 _LEAP_N = np.array([n for _, n in _LEAPS_UTC], dtype=np.int64)
 DEFAULT_SDP_EPOCH_GPS_S = 1198800018.0  # 2018-01-01T00:00:00Z in GPS seconds
 
-# ATL07 quality variables in order of preference (v001 lacks height_segment_quality)
-QUALITY_CANDIDATES = ("heights/height_segment_quality", "heights/height_segment_fit_quality_flag")
+# Per-segment ATL07 variables carried into the product (output name, path under
+# gtx/sea_ice_segments, dtype). ATL07 data dictionary / ATBD (ICESat-2-SIPS-SPEC-4261, Kwok et
+# al.): height_segment_quality 1 good / 0 bad; height_segment_fit_quality_flag 1 best ... 5
+# poor (opposite sense: never one column); height_segment_ssh_flag 1 = sea surface (lead);
+# ice concentration from stats/ice_conc up to v005, stats/ice_conc_amsr2 / _ssmi from v006.
+ATL07_FIELDS = (
+    ("height_segment_fit_quality_flag", "heights/height_segment_fit_quality_flag", np.int16),
+    ("height_segment_confidence", "heights/height_segment_confidence", np.float32),
+    ("height_segment_ssh_flag", "heights/height_segment_ssh_flag", np.int16),
+    ("height_segment_length_seg", "heights/height_segment_length_seg", np.float32),
+    ("seg_dist_x", "seg_dist_x", np.float64),
+    ("ice_conc", "stats/ice_conc", np.float32),
+    ("ice_conc_amsr2", "stats/ice_conc_amsr2", np.float32),
+    ("ice_conc_ssmi", "stats/ice_conc_ssmi", np.float32),
+)
+# Flag tables of the ATL07 data dictionary (v003-v006), used only where a granule read does not
+# declare its own (synthetic inputs); a granule's attributes always win.
+DOCUMENTED_FLAGS = {
+    "height_segment_quality": ([0, 1], "bad_quality good_quality"),
+    "height_segment_fit_quality_flag": ([1, 2, 3, 4, 5], "best high med low poor"),
+    "height_segment_ssh_flag": ([0, 1], "sea_ice sea_surface"),
+    "height_segment_type": (list(range(10)), "cloud_covered other specular_lead_low_w_bkg specular_lead_low "
+                            "specular_lead_high_w_bkg specular_lead_high dark_lead_smooth_w_bkg "
+                            "dark_lead_smooth dark_lead_rough_w_bkg dark_lead_rough"),
+}
+ICE_CONC_FIELDS = ("ice_conc", "ice_conc_amsr2", "ice_conc_ssmi")  # one of them is enough
+# attributes of a read variable copied into the product
+COPIED_ATTRS = ("flag_values", "flag_meanings", "flag_masks", "units", "long_name", "description",
+                "valid_min", "valid_max")
 _MERGE_GAP = 2000  # read index runs separated by fewer segments than this as one slice
 
 
@@ -172,17 +199,7 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
     else:
         warn("ancillary_data/atlas_sdp_gps_epoch missing: assuming 2018-01-01 (1198800018 GPS s)")
 
-    sc_orient: int | None = None
-    if "orbit_info/sc_orient" in h5:
-        values = np.unique(np.asarray(h5["orbit_info/sc_orient"][()]).ravel())
-        if values.size == 1:
-            sc_orient = int(values[0])
-            if sc_orient not in (0, 1):
-                warn(f"orbit_info/sc_orient = {sc_orient} (transition): beam strength unknown")
-        else:  # a yaw flip inside the granule: strength differs before and after it
-            warn(f"orbit_info/sc_orient changes within the granule ({values.tolist()}): beam strength unknown")
-    else:
-        warn("orbit_info/sc_orient missing: beam strength unknown")
+    sc_orient, orient_of = _orientation(h5, epoch, warn)
 
     attrs = {k: _attr_str(h5.attrs[k]) for k in (
         "short_name", "title", "identifier_product_doi", "identifier_product_format_version",
@@ -203,13 +220,60 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
         if missing:
             warn(f"{beam}: {', '.join(missing)} missing, beam skipped")
             continue
-        beam_segments = _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, warn)
+        beam_type = _attr_str(h5[beam].attrs["atlas_beam_type"]).lower() if "atlas_beam_type" in h5[beam].attrs else ""
+        beam_segments = _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, orient_of, beam_type, warn)
         if beam_segments is not None:
             beams.append(beam_segments)
     return Atl07Granule(name=name, beams=beams, sc_orient=sc_orient, attrs=attrs, warnings=warnings)
 
 
-def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, warn) -> BeamSegments | None:
+def _orientation(h5: h5py.File, epoch: float, warn):
+    """(sc_orient of the whole granule or None, per-delta_time orientation function or None).
+
+    ``orbit_info/sc_orient`` holds one value per orientation period and ``sc_orient_time`` the
+    delta_time each began: with a yaw flip inside the granule, each segment takes the
+    orientation in force at its own time (0 backward, 1 forward, 2 transition)."""
+    if "orbit_info/sc_orient" not in h5:
+        warn("orbit_info/sc_orient missing: beam strength unknown")
+        return None, None
+    values = np.asarray(h5["orbit_info/sc_orient"][()]).ravel().astype(np.int64)
+    if np.unique(values).size == 1:
+        sc_orient = int(values[0])
+        if sc_orient not in (0, 1):
+            warn(f"orbit_info/sc_orient = {sc_orient} (transition): beam strength unknown")
+        return sc_orient, None
+    times = np.asarray(h5["orbit_info/sc_orient_time"][()]).ravel().astype(np.float64) \
+        if "orbit_info/sc_orient_time" in h5 else np.empty(0)
+    if times.size != values.size:
+        warn(f"orbit_info/sc_orient changes within the granule ({values.tolist()}) without matching "
+             "sc_orient_time: beam strength unknown")
+        return None, None
+    order = np.argsort(times)
+    times, values = times[order], values[order]
+    warn(f"yaw flip inside the granule (orbit_info/sc_orient {values.tolist()} from delta_time "
+         f"{times.tolist()}): beam strength set per segment")
+
+    def orient_of(delta_time: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(times, delta_time, side="right") - 1
+        return np.where(i >= 0, values[np.clip(i, 0, None)], -1)
+
+    return None, orient_of
+
+
+def _h5_attrs(ds: h5py.Dataset) -> dict:
+    """The copied attributes of one variable, as plain str / numpy values."""
+    out = {}
+    for key in COPIED_ATTRS:
+        if key in ds.attrs:
+            value = ds.attrs[key]
+            is_text = isinstance(value, (bytes, np.bytes_, str)) or (
+                isinstance(value, np.ndarray) and value.dtype.kind in "SUO")
+            out[key] = _attr_str(value) if is_text else np.atleast_1d(np.asarray(value))
+    return out
+
+
+def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, orient_of, beam_type,
+               warn) -> BeamSegments | None:
     lat_ds, lon_ds = grp["latitude"], grp["longitude"]
     lat = _as_float(lat_ds[()], _fill_value(lat_ds))
     lon = _as_float(lon_ds[()], _fill_value(lon_ds))
@@ -244,17 +308,33 @@ def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, warn) -> Bea
                       np.full(m, np.nan, np.float32))
     seg_type = optional("heights/height_segment_type", lambda a, f: _as_int(a, f, np.int16),
                         np.full(m, -1, np.int16))
-    quality_source = ""
-    quality = np.full(m, -1, np.int16)
-    for var in QUALITY_CANDIDATES:
+    quality = optional("heights/height_segment_quality", lambda a, f: _as_int(a, f, np.int16),
+                       np.full(m, -1, np.int16))
+    extra: dict[str, np.ndarray] = {}
+    field_attrs = {out: _h5_attrs(grp[var]) for out, var in (
+        ("height_segment_quality", "heights/height_segment_quality"),
+        ("height_segment_type", "heights/height_segment_type"),
+        ("height_segment_height", "heights/height_segment_height")) if var in grp}
+    for out, var, dtype in ATL07_FIELDS:
         if var in grp and grp[var].shape and grp[var].shape[0] == n:
-            quality = _as_int(_read(grp[var], runs), _fill_value(grp[var]), np.int16)
-            quality_source = var
-            break
-    if not quality_source:
-        warn(f"{beam}: no quality variable ({', '.join(QUALITY_CANDIDATES)}), quality filled")
-    elif quality_source != QUALITY_CANDIDATES[0]:
-        warn(f"{beam}: {QUALITY_CANDIDATES[0]} missing, quality from {quality_source}")
+            ds = grp[var]
+            convert = _as_int if np.issubdtype(dtype, np.integer) else _as_float
+            extra[out] = convert(_read(ds, runs), _fill_value(ds), dtype)
+            field_attrs[out] = _h5_attrs(ds)
+        elif out not in ICE_CONC_FIELDS:
+            warn(f"{beam}: {var} missing, filled")
+    if not any(f in extra for f in ICE_CONC_FIELDS):
+        warn(f"{beam}: no ice concentration (stats/ice_conc, stats/ice_conc_amsr2, stats/ice_conc_ssmi)")
+
+    strength = beam_strength(beam, sc_orient)
+    strength_flag = None
+    if beam_type in ("strong", "weak") and orient_of is None and sc_orient in (0, 1, None):
+        strength = beam_type  # the beam group's own attribute (v003 onwards)
+    elif orient_of is not None:
+        codes = {0: beam_strength(beam, 0), 1: beam_strength(beam, 1)}
+        orient = orient_of(delta_time)
+        strength_flag = np.select([orient == o for o in codes], [int(codes[o] == "strong") for o in codes],
+                                  -1).astype(np.int8)
 
     good = keep & ~np.isnat(time)
     dropped = int(np.count_nonzero(~valid_loc)) if runs is None else 0
@@ -264,13 +344,24 @@ def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, warn) -> Bea
     return BeamSegments(
         granule=name,
         beam=beam,
-        strength=beam_strength(beam, sc_orient),
+        strength=strength if strength_flag is None else _summary_strength(strength_flag[good]),
         time=time[good],
         lat=lat[good],
         lon=lon[good],
         height_segment_id=seg_id[good],
         height=height[good],
         quality=quality[good],
-        quality_source=quality_source,
         segment_type=seg_type[good],
+        strength_flag=None if strength_flag is None else strength_flag[good],
+        fields={k: v[good] for k, v in extra.items()},
+        field_attrs=field_attrs,
     )
+
+
+def _summary_strength(flag: np.ndarray) -> str:
+    kinds = set(np.unique(flag).tolist())
+    if kinds == {1}:
+        return "strong"
+    if kinds == {0}:
+        return "weak"
+    return "mixed" if kinds & {0, 1} else "unknown"

@@ -16,11 +16,12 @@ from typing import Sequence
 import numpy as np
 
 from .atl07 import read_atl07
-from .colocate import best_of, colocate
 from .config import Settings
 from .errors import ColocationError, InputError
-from .l2p import find_window, open_l2p
-from .model import BBox, Matches, Track
+from .l2p import open_l2p
+from .model import BBox, SstSource, Track
+from .colocate import FOOTPRINT
+from .pairing import ColocationParams, L2PSource, pair_granule
 
 log = logging.getLogger("core.cli")
 
@@ -60,14 +61,22 @@ def _positive(kind):
     return conv
 
 
-def _quality(text: str) -> int:
+def _quality(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None  # no quality screening (products without quality_level)
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an integer or 'none': {text!r}") from None
     if not 0 <= value <= 5:
         raise argparse.ArgumentTypeError(f"GHRSST quality levels are 0..5, not {value}")
     return value
+
+
+def _radius(text: str) -> float | str:
+    if text.strip().lower() == FOOTPRINT:
+        return FOOTPRINT
+    return _positive(float)(text)
 
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
@@ -77,10 +86,15 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     files = sub.add_parser("files", help="colocate local files")
     files.add_argument("--atl07", action="append", required=True, metavar="FILE", help="ATL07 HDF5 granule (repeatable)")
     files.add_argument("--sst", action="append", required=True, metavar="FILE", help="GHRSST L2P netCDF granule (repeatable)")
+    files.add_argument("--sst-collection", action="append", default=[], metavar="COLLECTION",
+                       help="collection of the --sst files: once for all, or once per --sst in order "
+                            "(labels each match; platform/sensor/DOI from the collection profiles)")
     files.add_argument("--bbox", type=parse_bbox, metavar="W,S,E,N", help="restrict segments (west > east crosses 180°)")
-    files.add_argument("--radius-m", type=_positive(float), default=s.radius_m)
+    files.add_argument("--radius-m", type=_radius, default=s.radius_m,
+                       help="metres, or 'footprint': each swath's local pixel size")
     files.add_argument("--max-dt-s", type=_positive(float), default=s.max_dt_s)
-    files.add_argument("--min-quality-level", type=_quality, default=s.min_quality_level)
+    files.add_argument("--min-quality-level", type=_quality, default=s.min_quality_level,
+                       help="0..5, or 'none': no quality screening (needed for products without quality_level)")
     files.add_argument("--margin-deg", type=float, default=s.bbox_margin_deg, help=argparse.SUPPRESS)
     files.add_argument("--out", required=True, metavar="RESULT.nc")
     files.add_argument("--png", metavar="RESULT.png")
@@ -94,58 +108,58 @@ def run_files(args: argparse.Namespace) -> dict:
         if not os.path.isfile(path):
             raise InputError(f"missing file: {path}", field="atl07" if path in args.atl07 else "sst")
 
-    beams = []
+    params = ColocationParams(radius_m=args.radius_m, max_dt_s=args.max_dt_s,
+                              min_quality_level=args.min_quality_level)
+    collections = list(args.sst_collection)
+    if len(collections) not in (0, 1, len(args.sst)):
+        raise InputError(f"--sst-collection given {len(collections)} times: give it once, or once per --sst "
+                         f"({len(args.sst)})", field="sst_collection")
+    if len(collections) == 1:
+        collections *= len(args.sst)
+    # every input is listed, used or not
+    sources = [L2PSource.local(path, c) for path, c in zip(args.sst, collections or [None] * len(args.sst))]
+    tracks: list[Track] = []
+    swaths: list = []
+    reached: set[str] = set()
     atl07_attrs: dict | None = None
+    warnings: list[str] = []
+    infos = [SstSource(s.name, s.collection) for s in sources]
     for path in args.atl07:
         granule = read_atl07(path, bbox=args.bbox, margin_deg=args.margin_deg)
-        beams.extend(b for b in granule.beams if len(b))
+        pairing = pair_granule(granule, sources, params)
+        tracks.extend(pairing.tracks)
+        warnings += [*(f"{granule.name}: {w}" for w in granule.warnings), *pairing.warnings]
+        # the first ATL07 granule that reached a source read its attributes
+        infos = [i if i.attrs else new for i, new in zip(infos, pairing.source_info())]
+        reached.update(s.granule for s in pairing.swaths)
+        if args.png:
+            swaths.extend(pairing.swaths)
         if len(args.atl07) == 1:
             atl07_attrs = granule.attrs
-    n = sum(len(b) for b in beams)
-    lat = np.concatenate([b.lat for b in beams]) if beams else np.empty(0)
-    lon = np.concatenate([b.lon for b in beams]) if beams else np.empty(0)
-    time = np.concatenate([b.time for b in beams]) if beams else np.empty(0, "datetime64[ns]")
 
-    matches = Matches.empty(n)
-    names: list[str] = []
-    swaths = []
-    reached = 0
-    for path in args.sst:
-        with open_l2p(path) as granule:
-            names.append(granule.name)  # every input is listed, used or not
-            win = find_window(granule.lat, granule.lon, lat, lon, args.radius_m) if n else None
-            if win is None:
-                log.info("%s does not reach the segments", granule.name)
-                continue
-            swath = granule.window(*win)
-            reached += 1
-        found = colocate(lat, lon, time, swath, radius_m=args.radius_m, max_dt_s=args.max_dt_s,
-                         min_quality_level=args.min_quality_level, granule_index=len(names) - 1)
-        matches = best_of(matches, found)
-        if args.png:
-            swaths.append(swath)
-
-    tracks, start = [], 0
-    for b in beams:
-        stop = start + len(b)
-        part = Matches(**{k: getattr(matches, k)[start:stop] for k in
-                          ("sst", "distance_m", "dt_s", "quality_level", "l2p_flags", "granule_index")})
-        tracks.append(Track(segments=b, matches=part))
-        start = stop
+    for k, (info, path) in enumerate(zip(infos, args.sst)):
+        if not info.attrs:  # never reached the segments: label it from the file all the same
+            with open_l2p(path, lat_band=(91.0, 92.0)) as g:  # no latitude there: no longitude read
+                infos[k] = SstSource(info.name, info.collection, dict(g.ds.attrs), g.variable_attrs())
+                warnings += [f"{info.name}: {w}" for w in g.warnings]
 
     from .product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
 
-    params = {"radius_m": args.radius_m, "max_dt_s": args.max_dt_s, "min_quality_level": args.min_quality_level}
+    attrs = params.as_attrs()
+    if collections:
+        attrs["sst_collections"] = list(dict.fromkeys(collections))
     if args.bbox is not None:
-        params["bbox"] = str(args.bbox)
-    ds = build_dataset(tracks, names, params, atl07_attrs=atl07_attrs, history="colocate files (command line)")
+        attrs["bbox"] = str(args.bbox)
+    ds = build_dataset(tracks, infos, attrs, atl07_attrs=atl07_attrs, warnings=warnings,
+                       history="colocate files (command line)")
     write_netcdf(ds, args.out)
+    used = {int(i) for t in tracks for i in np.unique(t.matches.granule_index) if i >= 0}
     summary = {
-        "segments": int(n),
-        "matched": int(np.count_nonzero(matches.matched)),
-        "granules": {"atl07": len(args.atl07), "sst": len(args.sst), "sst_reaching_segments": reached,
-                     "sst_matched": int(np.unique(matches.granule_index[matches.matched]).size)},
-        "beams": len(beams),
+        "segments": sum(len(t.segments) for t in tracks),
+        "matched": sum(int(t.matches.matched.sum()) for t in tracks),
+        "granules": {"atl07": len(args.atl07), "sst": len(args.sst), "sst_reaching_segments": len(reached),
+                     "sst_matched": len(used)},
+        "beams": len(tracks),
         "out": os.fspath(args.out),
     }
     if args.png:

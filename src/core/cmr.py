@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from posixpath import basename
@@ -38,15 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from core.config import ATL07_RETIRED_COLLECTION, Settings
+from core.catalog import CONCEPT_ID, CollectionQuery, parse_collection  # noqa: F401 (public here too)
+from core.config import Settings
 from core.http import retry_policy
 from core.errors import InputError, UpstreamError
 from core.model import BBox
 
 log = logging.getLogger(__name__)
 
-CONCEPT_ID = re.compile(r"^C\d+-[A-Z0-9_]+$")
-NSIDC_VERSION = re.compile(r"^(?P<short>.+)\.(?P<version>\d{3})$")
 MAX_PAGE_SIZE = 2000
 _SIZE_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
 
@@ -73,54 +71,6 @@ class Granule:
         if not (self.https_url or self.s3_url):
             return "no data link in the CMR record"
         return None
-
-
-@dataclass(frozen=True)
-class CollectionQuery:
-    """The CMR parameters that select one collection."""
-
-    concept_id: str | None = None
-    short_name: str | None = None
-    version: str | None = None
-    provider: str | None = None
-
-    def params(self) -> dict[str, str]:
-        if self.concept_id:
-            return {"collection_concept_id": self.concept_id}
-        out = {"short_name": self.short_name or ""}
-        if self.version:
-            out["version"] = self.version
-        if self.provider:
-            out["provider"] = self.provider
-        return out
-
-    def __str__(self) -> str:
-        return self.concept_id or "/".join(p for p in (self.short_name, self.version, self.provider) if p)
-
-
-def parse_collection(collection: str, settings: Settings | None = None) -> CollectionQuery:
-    """``C...-PROV`` | ``SHORT/VERSION[/PROVIDER]`` | ``SHORT.VVV`` | ``SHORT`` -> a query."""
-    text = (collection or "").strip()
-    if not text:
-        raise InputError("collection is empty", "collection")
-    if text == ATL07_RETIRED_COLLECTION:
-        current = (settings or Settings()).atl07_collection
-        log.info("collection %s (ATL07 v004, on-premises) is retired; searching %s", text, current)
-        text = current
-    if CONCEPT_ID.match(text):
-        return CollectionQuery(concept_id=text)
-    if text.startswith("C") and "-" in text and " " not in text and "/" not in text and text[1:2].isdigit():
-        raise InputError(f"collection {text!r} is not a valid CMR concept id", "collection")
-    if "/" in text:
-        parts = [p for p in text.split("/") if p]
-        if not 1 <= len(parts) <= 3:
-            raise InputError(f"collection {text!r}: expected SHORTNAME/VERSION[/PROVIDER]", "collection")
-        return CollectionQuery(short_name=parts[0], version=parts[1] if len(parts) > 1 else None,
-                               provider=parts[2] if len(parts) > 2 else None)
-    m = NSIDC_VERSION.match(text)
-    if m:
-        return CollectionQuery(short_name=m["short"], version=m["version"])
-    return CollectionQuery(short_name=text)
 
 
 def mount_retries(session: requests.Session, settings: Settings, prefix: str | None = None) -> Retry:

@@ -32,6 +32,10 @@ EXTRA_ALLOWED_HOSTS = (
     "s3.us-west-2.amazonaws.com",
     "*.s3.amazonaws.com",
 )
+# Reached only as a redirect target of an Earthdata host: TEA sends a caller outside us-west-2
+# to a signed CloudFront URL (never trusted as a link from CMR, never given the EDL token).
+CLOUDFRONT_HOSTS = ("*.cloudfront.net",)
+L2P_ACCESS = ("s3", "https", "auto")
 # The DAAC that owns a provider's buckets hands out its temporary S3 credentials.
 S3CREDENTIALS_ENDPOINTS = {
     "POCLOUD": "https://archive.podaac.earthdata.nasa.gov/s3credentials",
@@ -50,6 +54,7 @@ class Settings:
     edl_url: str = "https://urs.earthdata.nasa.gov"
     earthdata_hosts: tuple[str, ...] = EARTHDATA_HOSTS
     extra_allowed_hosts: tuple[str, ...] = EXTRA_ALLOWED_HOSTS
+    cloudfront_hosts: tuple[str, ...] = CLOUDFRONT_HOSTS
     s3credentials_endpoints: Mapping[str, str] = field(
         default_factory=lambda: dict(S3CREDENTIALS_ENDPOINTS)
     )
@@ -72,6 +77,9 @@ class Settings:
     # download: stream over HTTPS with EDL (works anywhere); direct: read in place from S3;
     # auto: direct when the granule has an s3:// link and we run in the DAAC's region
     atl07_access: str = "download"
+    # L2P: s3 = in place with /s3credentials (works only in us-west-2); https = range requests
+    # on the URL TEA redirects to (anywhere); auto = s3 when AWS_REGION is aws_region
+    l2p_access: str = "auto"
     download_dir: str = "/tmp"
     # Most bytes this process may keep in download_dir (0: only the disk's free space limits);
     # a Lambda's /tmp is shared by everything in the container.

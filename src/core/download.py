@@ -1,6 +1,8 @@
 """Streamed HTTPS downloads to local disk (Lambda: /tmp) that never hold a file in memory.
 
 * free space is checked against ``Content-Length`` (or ``expected_size``) before writing;
+* the body is verified against the transfer's own ``Content-Length``: the catalogue's
+  ``expected_size`` (CMR) only sizes the first space check and may disagree;
 * bytes go to a unique hidden ``.part`` name and are renamed only once the size is verified,
   so a file under its final name is always complete;
 * a broken connection resumes with ``Range`` (at most ``max_resumes`` times) from the last
@@ -37,8 +39,8 @@ _BROKEN = (
     requests.exceptions.Timeout,
 )
 # Byte offsets and Content-Length must refer to the stored bytes, not a gzip transfer encoding.
-_IDENTITY = {"Accept-Encoding": "identity"}
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+IDENTITY = {"Accept-Encoding": "identity"}
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def file_name_from_url(url: str) -> str:
@@ -109,16 +111,16 @@ def stream_download(
         # the catalogue's size is known: refuse before the server starts sending
         _check_space(dest_dir, name, expected_size, disk_usage)
 
-    resp = session.get(url, stream=True, headers=_IDENTITY)
+    resp = session.get(url, stream=True, headers=IDENTITY)
     _check_status(resp, url)
     total = _content_length(resp)
     if total is not None and expected_size is not None and total != expected_size:
-        resp.close()
-        raise UpstreamError(
-            f"server announces {total} bytes but the catalogue says {expected_size}", service=_service(url)
-        )
+        # CMR's size and the server's can disagree: the transfer's own Content-Length is the one
+        # the body is verified against (the caller records the catalogue's as a warning)
+        log.warning("%s: server announces %d bytes, the catalogue says %d; using the server's",
+                    redact_url(url), total, expected_size)
     need = total if total is not None else expected_size
-    if need is not None and expected_size is None:
+    if need is not None and (expected_size is None or need > expected_size):
         try:
             _check_space(dest_dir, name, need, disk_usage)
         except InsufficientSpaceError:
@@ -170,13 +172,13 @@ def stream_download(
 def _resume(session: requests.Session, url: str, out, written: int, total: int | None):
     """Re-request from byte ``written``; returns (response, bytes already kept)."""
     try:
-        resp = session.get(url, stream=True, headers={**_IDENTITY, "Range": f"bytes={written}-"})
+        resp = session.get(url, stream=True, headers={**IDENTITY, "Range": f"bytes={written}-"})
     except _BROKEN:
         # the next loop turn reads nothing and counts another resume
         return _EmptyResponse(), written
     _check_status(resp, url)
     if resp.status_code == 206:
-        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
         if (
             match
             and int(match.group(1)) == written

@@ -3,17 +3,28 @@
 The session sends ``Authorization: Bearer <token>`` only to Earthdata hosts
 (``settings.earthdata_hosts``) and keeps it across redirects *between* those hosts (plain
 ``requests`` drops it on every host change, which breaks EDL's redirect chain). It removes it
-before any other hop, e.g. TEA's 307 to a presigned S3 URL (S3 answers 400 to a request with
-two auth mechanisms), follows the on-prem OAuth redirect with cookies, and refuses to contact
-any host outside ``settings.allowed_hosts()`` — including redirect targets — before the
-request is sent.
+(and every cookie) before any other hop, e.g. TEA's 303 to a presigned S3 URL (S3 answers 400
+to a request with two auth mechanisms), follows the on-prem OAuth redirect with cookies, and
+refuses to contact any host outside ``settings.allowed_hosts()`` — including redirect targets —
+before the request is sent. A CloudFront host (``settings.cloudfront_hosts``: where TEA sends a
+caller outside us-west-2) is accepted only as the target of a redirect from an Earthdata host
+(or from such a CloudFront URL, its second hop), and afterwards only for that exact URL: a
+CloudFront link handed over by CMR is refused like any other host.
+
+Refusals name what the user must do (core.errors): TEA's 403 JSON (``error_description``,
+``resolution_url``: an EULA or an application to authorise) → AuthorisationRequiredError; a
+token TEA cannot decode (not a JWT) is answered with a 302 to the EDL login, not a 401, which
+ends in InvalidTokenError; EDL's own JSON error for an expired token → TokenExpiredError.
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import netrc
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Mapping, Protocol
 from urllib.parse import urlsplit
@@ -22,8 +33,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from core.config import Settings
-from core.errors import AuthError, DisallowedHostError, UpstreamError
-from core.http import retry_policy
+from core.errors import (
+    AuthError,
+    AuthorisationRequiredError,
+    DisallowedHostError,
+    InvalidTokenError,
+    TokenExpiredError,
+    UpstreamError,
+)
+from core.http import failure_cause, retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +86,35 @@ def redact_url(url: str) -> str:
     """scheme://host/path without the query (codes, signatures) for messages and logs."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Whether ``token`` has a JWT's shape (three base64url parts, a JSON payload): EDL user
+    tokens do, and TEA decodes the bearer token as one before anything else."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        return isinstance(json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))), dict)
+    except (ValueError, TypeError):
+        return False
+
+
+def _one_line(text: object, n: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= n else line[: n - 1] + "…"
+
+
+def error_json(resp: requests.Response) -> dict:
+    """TEA's / EDL's JSON error body (``error``, ``error_description``, ``resolution_url``), or {}."""
+    length = resp.headers.get("Content-Length", "")
+    if (length.isdigit() and int(length) > 16384) or "json" not in resp.headers.get("Content-Type", "").lower():
+        return {}
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 # --- token providers -------------------------------------------------------------------------
@@ -118,9 +165,8 @@ class PasswordToken:
             resp = session.post(url, auth=(self._username, self._password), timeout=self._settings.http_timeout_s)
         except requests.RequestException as exc:
             # otherwise the caller that needed the token (CMR, a DAAC) would be blamed
-            reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-            raise UpstreamError(f"token API failed after retries ({cause})", service="Earthdata Login") from None
+            raise UpstreamError(f"token API failed after retries ({failure_cause(exc)})",
+                                service="Earthdata Login") from None
         if resp.status_code == 401:
             raise AuthError(
                 f"Earthdata Login rejected the username/password for user {self._username!r}",
@@ -165,7 +211,7 @@ class SecretsManagerToken:
             else:
                 raw = parameters.get_secret(self._name, max_age=self._max_age)
         except Exception as exc:  # GetParameterError wraps the boto error
-            raise AuthError(f"cannot read secret {self._name!r} ({type(exc).__name__})", service="Secrets Manager") from None
+            raise AuthError(_secret_read_error(self._name, exc), service="Secrets Manager") from None
         if isinstance(raw, bytes):
             raw = raw.decode()
         raw = (raw or "").strip()
@@ -188,6 +234,20 @@ class SecretsManagerToken:
         if not raw:
             raise AuthError(f"secret {self._name!r} is empty", service="Secrets Manager")
         return raw
+
+
+def _secret_read_error(name: str, exc: BaseException) -> str:
+    """One actionable line for a failed GetSecretValue (never the secret's value)."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    error = getattr(cause, "response", {}).get("Error", {})
+    if error.get("Code") == "ResourceNotFoundException" and "secret value" in error.get("Message", ""):
+        # the stack creates the secret empty: the operator sets its value once after deploy
+        return (
+            f"secret {name!r} has no value yet: put-secret-value first "
+            f"(aws secretsmanager put-secret-value --secret-id {name} --secret-string <Earthdata Login token>)"
+        )
+    code = error.get("Code") or type(exc).__name__
+    return f"cannot read secret {name!r} ({code})"
 
 
 def token_provider_from_env(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenProvider:
@@ -237,6 +297,9 @@ class EarthdataSession(requests.Session):
     def __init__(self, settings: Settings, token_provider: TokenProvider | None, *, max_redirects: int = 10):
         super().__init__()
         self.settings = settings
+        # CloudFront URLs reached by a redirect from an Earthdata host (exact URLs, newest last)
+        self._vouched: OrderedDict[str, None] = OrderedDict()
+        self._vouched_lock = threading.Lock()
         self.token_provider = token_provider
         self.max_redirects = max_redirects
         # No ~/.netrc Basic auth or proxies picked up behind our back: credentials are explicit.
@@ -253,9 +316,32 @@ class EarthdataSession(requests.Session):
     def is_earthdata_host(self, url: str) -> bool:
         return host_matches(url, self.settings.earthdata_hosts)
 
+    def is_cloudfront_host(self, url: str) -> bool:
+        return host_matches(url, self.settings.cloudfront_hosts)
+
+    def _vouch(self, url: str) -> None:
+        with self._vouched_lock:
+            self._vouched[url] = None
+            self._vouched.move_to_end(url)
+            while len(self._vouched) > 1024:
+                self._vouched.popitem(last=False)
+
+    def is_vouched(self, url: str) -> bool:
+        """Whether ``url`` is a CloudFront URL this session reached by a redirect from an
+        Earthdata host (then it may be fetched again, e.g. with Range)."""
+        with self._vouched_lock:
+            return url in self._vouched
+
     def check_allowed(self, url: str) -> None:
-        if not host_matches(url, self.settings.allowed_hosts()):
-            raise DisallowedHostError(f"refusing to contact {redact_url(url)}: host is not on the allowlist")
+        if host_matches(url, self.settings.allowed_hosts()):
+            return
+        if self.is_cloudfront_host(url):
+            if self.is_vouched(url):
+                return
+            raise DisallowedHostError(
+                f"refusing to contact {redact_url(url)}: a CloudFront host is accepted only as the "
+                "redirect target of an Earthdata host, not as a link")
+        raise DisallowedHostError(f"refusing to contact {redact_url(url)}: host is not on the allowlist")
 
     def _apply_token(self, prepared: requests.PreparedRequest) -> None:
         if not self.is_earthdata_host(prepared.url):
@@ -267,7 +353,12 @@ class EarthdataSession(requests.Session):
 
     # requests calls rebuild_auth for every redirect hop, before sending it.
     def rebuild_auth(self, prepared_request, response):
-        self.check_allowed(prepared_request.url)
+        source, target = response.request.url, prepared_request.url
+        if self.is_cloudfront_host(target) and (
+            self.is_earthdata_host(source) or (self.is_cloudfront_host(source) and self.is_vouched(source))
+        ):
+            self._vouch(target)  # TEA's answer for a caller outside us-west-2 (or its second hop)
+        self.check_allowed(target)
         if not (self.is_earthdata_host(prepared_request.url) and self.is_earthdata_host(response.request.url)):
             prepared_request.headers.pop("Authorization", None)
         self._apply_token(prepared_request)
@@ -295,20 +386,73 @@ class EarthdataSession(requests.Session):
         self._check_response(resp, url)
         return resp
 
+    def _sent_to_login(self, resp: requests.Response) -> str | None:
+        """The host that answered our bearer token with a redirect to EDL's login, if any hop did."""
+        login = self.settings.edl_url.rstrip("/") + "/oauth/authorize"
+        for hop in resp.history:
+            location = hop.headers.get("Location", "")
+            if (location.startswith(login) and "Authorization" in hop.request.headers
+                    and not hop.request.url.startswith(self.settings.edl_url.rstrip("/") + "/")):
+                return urlsplit(hop.request.url).netloc
+        return None
+
+    def _token_hint(self) -> str:
+        try:
+            token = self.token_provider.token() if self.token_provider is not None else ""
+        except AuthError:
+            return ""
+        return "" if not token or looks_like_jwt(token) else " (the configured token is not a JWT, which EDL user tokens are)"
+
     def _check_response(self, resp: requests.Response, url: str) -> None:
         where = redact_url(resp.url or url)
-        if resp.status_code == 401:
-            resp.close()
-            raise AuthError(
-                f"HTTP 401 from {where}: the Earthdata token or credentials are missing, expired or invalid",
+        ctype = resp.headers.get("Content-Type", "").lower()
+        html = 200 <= resp.status_code < 300 and ctype.startswith("text/html")
+        failed = resp.status_code in (401, 403) or html
+        if not failed:
+            return
+        detail = error_json(resp) if resp.status_code in (401, 403) else {}
+        refused_by = self._sent_to_login(resp)
+        if resp.status_code == 403 and not detail and refused_by is None:
+            return  # e.g. S3's AccessDenied: the caller names it
+        resp.close()
+        new_token = (f"create a new user token at {self.settings.edl_url.rstrip('/')}/user_tokens and set it "
+                     "as EARTHDATA_TOKEN (or in the configured secret)")
+        description = _one_line(detail.get("error_description") or detail.get("error") or "")
+        resolution = str(detail.get("resolution_url") or "")
+        said = f" ({description})" if description else ""
+        if resp.status_code == 401 and ("expire" in description.lower() or detail.get("error") == "token_expired"):
+            raise TokenExpiredError(
+                f"HTTP 401 from {where}: Earthdata Login says the token has expired{said}: {new_token}",
                 service="Earthdata Login",
             )
-        ctype = resp.headers.get("Content-Type", "").lower()
-        if 200 <= resp.status_code < 300 and ctype.startswith("text/html"):
+        if resolution.startswith(("https://", "http://")) and resp.status_code in (401, 403):
+            resolution = _one_line(resolution, 300)
+            raise AuthorisationRequiredError(
+                f"{where} refused the download: {description or f'HTTP {resp.status_code}'}; accept it at "
+                f"{resolution} (logged in as the Earthdata user of the token), then run again",
+                service="Earthdata Login", resolution_url=resolution,
+            )
+        if refused_by is not None:
+            # TEA answers a bearer token it cannot decode with its login redirect, not a 401
+            raise InvalidTokenError(
+                f"{refused_by} did not accept the Earthdata token and redirected to the Earthdata Login "
+                f"page{self._token_hint()}; then {where} answered "
+                f"{'an HTML page' if html else f'HTTP {resp.status_code}'}{said}: {new_token}",
+                service="Earthdata Login",
+            )
+        if resp.status_code == 401:
+            cls = InvalidTokenError if description else AuthError
+            raise cls(
+                f"HTTP 401 from {where}: the Earthdata token or credentials are missing, expired or invalid"
+                f"{said}{self._token_hint()}: {new_token}",
+                service="Earthdata Login",
+            )
+        if html:
             # Nothing this service fetches is HTML: it is EDL's login or approval page.
-            resp.close()
             raise AuthError(
                 f"got an HTML page instead of data from {where}: log in to Earthdata and authorise "
                 "the DAAC's application for this user",
                 service="Earthdata Login",
             )
+        # a 403 with an Earthdata JSON error but no resolution_url
+        raise AuthError(f"HTTP 403 from {where}{said}", service="Earthdata Login")

@@ -44,6 +44,24 @@ class AuthError(UpstreamError):
     """Earthdata Login or /s3credentials refused us (bad/expired token, unapproved app)."""
 
 
+class InvalidTokenError(AuthError):
+    """The Earthdata token was refused: not an EDL user token (TEA redirects those to the
+    login page), revoked, or for another user."""
+
+
+class TokenExpiredError(InvalidTokenError):
+    """Earthdata Login says the token has expired."""
+
+
+class AuthorisationRequiredError(AuthError):
+    """The user must accept an EULA or authorise an application first (TEA's 403 JSON);
+    ``resolution_url`` is where."""
+
+    def __init__(self, message: str, service: str, resolution_url: str | None = None):
+        super().__init__(message, service=service)
+        self.resolution_url = resolution_url
+
+
 class DisallowedHostError(ColocationError):
     """A link pointed at a host outside the allowlist (SSRF guard)."""
 

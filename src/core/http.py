@@ -26,3 +26,10 @@ def retry_policy(settings: Settings, methods: tuple[str, ...] = ("GET", "HEAD"))
         raise_on_status=False,
         raise_on_redirect=False,
     )
+
+
+def failure_cause(exc: BaseException) -> str:
+    """What finally failed behind a requests error raised after the retries (urllib3's last
+    error, e.g. ReadTimeoutError), rather than requests' generic ConnectionError."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__

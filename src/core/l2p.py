@@ -10,9 +10,9 @@ every pixel that can lie within ``radius_m`` of a query point, so bytes fetched 
 memory follow the region, not the granule.
 
 Products without ``quality_level`` (e.g. the MODIS subsets in tests/data/realdata/l2p) are
-accepted: ``SstSwath.quality_level`` is None, a warning says so, and the colocation kernel then
-cannot apply ``min_quality_level`` (it filters on SST/location/time validity only and reports
-quality level -1 for such matches).
+read: ``SstSwath.quality_level`` is None and a warning says so; core.pairing then refuses to
+colocate them unless the request asks for no quality screening (min_quality_level null).
+``sst_dtime`` in units this reader does not know is an error, never silently seconds.
 """
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ SST_STANDARD_NAMES = (
 DTIME_NAMES = ("sst_dtime", "dtime", "sst_dt")
 QUALITY_NAMES = ("quality_level", "sst_quality_level")
 FLAGS_NAMES = ("l2p_flags", "flags")
+# GDS 2.0 per-pixel error statistics and the analysis difference; read when present
+OPTIONAL_VARS = ("sses_bias", "sses_standard_deviation", "dt_analysis")
+# GDS 2.0 Table 8.3-2: generic l2p_flags bits 0-4, used when a file gives meanings without masks
+GDS2_GENERIC_FLAGS = ("microwave", "land", "ice", "lake", "river")
+# attributes of a flag or error variable worth carrying into the product
+FLAG_ATTRS = ("flag_values", "flag_masks", "flag_meanings", "long_name", "comment", "units", "standard_name")
 _TIME_UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
                 "ms": 1e-3, "milliseconds": 1e-3, "millisecond": 1e-3,
                 "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
@@ -106,6 +112,7 @@ class L2PGranule:
     quality_var: str | None
     flags_var: str | None
     warnings: list[str] = field(default_factory=list)
+    optional_vars: dict = field(default_factory=dict)  # SstSwath field -> variable name present
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -123,7 +130,8 @@ class L2PGranule:
     def window(self, rows: slice, cols: slice) -> SstSwath:
         """Read and decode SST, per-pixel time, quality level and flags for one window."""
         d0, d1 = self.dims
-        names = [v for v in (self.sst_var, self.dtime_var, self.quality_var, self.flags_var) if v]
+        names = [v for v in (self.sst_var, self.dtime_var, self.quality_var, self.flags_var,
+                             *self.optional_vars.values()) if v]
         time_name = _find(self.ds, ("time",))
         sub = self.ds[names].isel({d0: rows, d1: cols})
         extra = {d: 0 for d in sub.dims if d not in self.dims}
@@ -133,7 +141,8 @@ class L2PGranule:
         sst = np.asarray(dec[self.sst_var].values, dtype=np.float32)
         lo, hi = _valid_range(self.ds[self.sst_var].attrs)
         with np.errstate(invalid="ignore"):
-            sst[(sst < lo) | (sst > hi)] = np.nan  # CF: outside valid_min/valid_max is missing
+            out_of_range = (sst < lo) | (sst > hi)
+        sst[out_of_range] = np.nan  # CF: outside valid_min/valid_max is missing
         units = str(self.ds[self.sst_var].attrs.get("units", "kelvin")).strip().lower()
         if units in ("celsius", "degc", "deg_c", "degrees_celsius", "c"):
             sst = sst + np.float32(273.15)
@@ -146,6 +155,13 @@ class L2PGranule:
         flags = None
         if self.flags_var:
             flags = _to_int(dec[self.flags_var].values, np.int16, FLAGS_FILL)
+        statistics = {}  # SSES and dt_analysis, with their own valid ranges applied
+        for key, var in self.optional_vars.items():
+            values = np.asarray(dec[var].values, dtype=np.float32)
+            vlo, vhi = _valid_range(self.ds[var].attrs)
+            with np.errstate(invalid="ignore"):
+                values[(values < vlo) | (values > vhi)] = np.nan
+            statistics[key] = values
         return SstSwath(
             granule=self.name,
             # copies: views would keep the whole granule's geolocation alive
@@ -159,7 +175,39 @@ class L2PGranule:
             cols=cols,
             attrs=dict(self.ds.attrs),
             warnings=list(self.warnings),
+            sst_out_of_range=out_of_range,
+            ice_mask=self.ice_mask,
+            variable_attrs=self.variable_attrs(),
+            **statistics,
         )
+
+    @property
+    def ice_mask(self) -> int | None:
+        """The l2p_flags bit whose meaning is "ice", from the file's own flag attributes."""
+        if not self.flags_var:
+            return None
+        attrs = self.ds[self.flags_var].attrs
+        meanings = str(attrs.get("flag_meanings", "")).split()
+        masks = attrs.get("flag_masks")
+        if masks is None:
+            # GDS 2.0 fixes the generic bits; a file naming them in that order without masks
+            if meanings[:len(GDS2_GENERIC_FLAGS)] != list(GDS2_GENERIC_FLAGS)[:len(meanings)]:
+                return None
+            masks = [1 << i for i in range(len(meanings))]
+        masks = np.atleast_1d(np.asarray(masks)).tolist()
+        for meaning, mask in zip(meanings, masks):
+            if meaning.lower() in ("ice", "sea_ice"):
+                return int(mask)
+        return None
+
+    def variable_attrs(self) -> dict:
+        """Flag tables, units and comments of the variables a match copies, as in the file."""
+        out = {}
+        for key, var in (("sst", self.sst_var), ("quality_level", self.quality_var),
+                         ("l2p_flags", self.flags_var), *self.optional_vars.items()):
+            if var:
+                out[key] = {k: v for k, v in self.ds[var].attrs.items() if k in FLAG_ATTRS}
+        return out
 
     def _pixel_time(self, dec: xr.Dataset, time_name: str | None, shape) -> np.ndarray:
         ref = np.datetime64("NaT", "ns")
@@ -175,7 +223,10 @@ class L2PGranule:
             return np.full(shape, ref)
         dtime = np.asarray(dec[self.dtime_var].values, dtype=np.float64)
         unit = str(self.ds[self.dtime_var].attrs.get("units", "seconds")).strip().lower()
-        factor = _TIME_UNIT_S.get(unit, 1.0)
+        if unit not in _TIME_UNIT_S:
+            raise InputError(f"{self.name}: {self.dtime_var} has units {unit!r}, not a time difference "
+                             f"this reader knows ({', '.join(sorted(set(_TIME_UNIT_S)))})", field="sst")
+        factor = _TIME_UNIT_S[unit]
         ns = np.where(np.isfinite(dtime), np.round(dtime * factor * 1e9), 0).astype(np.int64)
         out = ref + ns.astype("timedelta64[ns]")
         out[~np.isfinite(dtime)] = np.datetime64("NaT")
@@ -256,9 +307,10 @@ def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = N
         return var
 
     dtime = pick(DTIME_NAMES, "no sst_dtime: every pixel gets the granule reference time")
-    quality = pick(QUALITY_NAMES, "no quality_level variable: min_quality_level cannot be applied "
+    quality = pick(QUALITY_NAMES, "no quality_level variable: no quality screening possible "
                                   "(pixels filtered on SST, location and time only; matches report quality_level -1)")
     flags = pick(FLAGS_NAMES, "no l2p_flags variable")
+    optional = {var: var for var in OPTIONAL_VARS if var in ds.variables and set(dims) <= set(ds[var].dims)}
 
     lat = _decoded(ds, lat_name)
     if lat_band is None:
@@ -274,7 +326,7 @@ def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = N
     lat[bad] = np.nan
     lon[bad] = np.nan
     return L2PGranule(name=name, ds=ds, lat=lat, lon=lon, dims=dims, sst_var=sst_name, dtime_var=dtime,
-                      quality_var=quality, flags_var=flags, warnings=warnings)
+                      quality_var=quality, flags_var=flags, warnings=warnings, optional_vars=optional)
 
 
 def _decoded(ds: xr.Dataset, var: str, index: dict | None = None) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 ``run_task`` is the unit of work of every entry point. For its date it searches CMR for ATL07
 and L2P granules, streams each ATL07 granule to ``download_dir`` (or reads it in place), reads
-only the window of each overlapping L2P granule in place from S3, keeps the best match per
+only the window of each overlapping L2P granule in place — from S3 in us-west-2, over HTTPS
+range requests elsewhere (``settings.l2p_access``) — keeps the best match per
 segment across granules, and writes one netCDF + PNG per ATL07 granule and the date's manifest
 (last, conditionally: see core.results). A finished date is returned from the bucket, not redone.
 """
@@ -26,17 +27,19 @@ import requests
 
 from core.atl07 import read_atl07
 from core.cmr import CmrClient, Granule
-from core.colocate import best_of, colocate
 from core.config import Settings
 from core.credentials import CredentialsCache
 from core.download import downloaded
 from core.earthdata import redact_url
 from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
 from core.l2p import read_l2p
-from core.model import Atl07Granule, Matches, SstSwath, Track
+from core.model import Atl07Granule, SstSwath
+from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_window
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
 from core.results import OutputStore
+from core.http import failure_cause
+from core.httpfile import open_https_granule
 from core.s3access import open_granule, open_s3_filesystem
 
 log = logging.getLogger(__name__)
@@ -207,6 +210,12 @@ def _stem(name: str) -> str:
     return name
 
 
+def in_daac_region(settings: Settings) -> bool:
+    """Whether this process runs in the DAACs' region (their S3 credentials work only there).
+    Lambda tells its region in AWS_REGION; no EC2 metadata lookup (it fails in Lambda)."""
+    return os.environ.get("AWS_REGION") == settings.aws_region
+
+
 def _use_direct_access(granule: Granule, settings: Settings) -> bool:
     mode = settings.atl07_access
     if mode not in ("download", "direct", "auto"):
@@ -214,47 +223,24 @@ def _use_direct_access(granule: Granule, settings: Settings) -> bool:
     can_direct = bool(granule.s3_url and granule.s3credentials_url)
     if mode == "direct" and not can_direct:
         raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
-    # DAAC credentials only work in-region; Lambda tells its region in AWS_REGION (no EC2
-    # metadata lookup, which fails in Lambda)
-    in_region = os.environ.get("AWS_REGION") == settings.aws_region
-    return mode == "direct" or (mode == "auto" and can_direct and in_region)
+    return mode == "direct" or (mode == "auto" and can_direct and in_daac_region(settings))
 
 
-@dataclass
-class _Segments:
-    """All beams of one ATL07 granule, concatenated for one colocation call per L2P granule."""
+def l2p_access(settings: Settings) -> str:
+    """``s3`` or ``https``: how L2P granules are read (``auto``: s3 in the DAACs' region)."""
+    mode = settings.l2p_access
+    if mode not in ("s3", "https", "auto"):
+        raise InputError(f"l2p_access must be s3, https or auto, not {mode!r}", "l2p_access")
+    if mode == "auto":
+        return "s3" if in_daac_region(settings) else "https"
+    return mode
 
-    granule: Atl07Granule
-    lat: np.ndarray
-    lon: np.ndarray
-    time: np.ndarray
-    offsets: np.ndarray  # beam i is [offsets[i], offsets[i+1])
 
-    @classmethod
-    def of(cls, granule: Atl07Granule, lo: datetime, hi: datetime) -> "_Segments":
-        # keep only segments inside the task's time window so dates never overlap
-        t_lo, t_hi = _np_utc(lo), _np_utc(hi)
-        for beam in granule.beams:
-            keep = (beam.time >= t_lo) & (beam.time <= t_hi)
-            if not keep.all():
-                for name in ("time", "lat", "lon", "height_segment_id", "height", "quality", "segment_type"):
-                    setattr(beam, name, getattr(beam, name)[keep])
-        granule.beams = [b for b in granule.beams if len(b)]
-        sizes = [len(b) for b in granule.beams]
-        cat = (lambda name, dtype: np.concatenate([getattr(b, name) for b in granule.beams]).astype(dtype)
-               if granule.beams else np.empty(0, dtype))
-        return cls(granule, cat("lat", np.float64), cat("lon", np.float64), cat("time", "datetime64[ns]"),
-                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-
-    def __len__(self) -> int:
-        return int(self.lat.shape[0])
-
-    def tracks(self, matches: Matches) -> list[Track]:
-        out = []
-        for i, beam in enumerate(self.granule.beams):
-            part = slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-            out.append(Track(beam, Matches(**{k: v[part] for k, v in vars(matches).items()})))
-        return out
+def _size_warning(title: str, cmr_size: int | None, actual: int) -> str | None:
+    """CMR's size and the transfer's own can disagree; the transfer's is the one verified."""
+    if cmr_size and cmr_size != actual:
+        return f"{title}: CMR lists {cmr_size} bytes, the server sent {actual} (the server's size was used)"
+    return None
 
 
 # --- the task ----------------------------------------------------------------------------------
@@ -292,36 +278,40 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     lo, hi = req.window(task.date)
     bbox = req.bounding_box
     max_dt = timedelta(seconds=float(req.max_dt_s))
+    sst_report: dict[str, dict] = {}
     # the EarthdataSession already mounts core.http's retry policy for every host; mounting it
     # again per task would only replace the adapter and drop its pooled connections
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
     with timer("search"):
         atl07_found = cmr.search(req.atl07_collection, bbox, lo, hi)
-        sst_found = cmr.search(req.sst_collection, bbox, lo - max_dt, hi + max_dt)
+        # every requested SST collection; a granule remembers the collection it was found in
+        sst_all = [(c, g) for c in req.collections for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt)]
+    sst_found = [g for _, g in sst_all]
     # a granule is read whatever its catalogue size; one whose record has no data link is
     # reported with the reason, never dropped silently
-    skipped = [{"granule": g.title, "collection": kind, "reason": g.skip_reason}
-               for kind, found in (("atl07", atl07_found), ("sst", sst_found)) for g in found if g.skip_reason]
+    skipped = [{"granule": g.title, "collection": c, "reason": g.skip_reason}
+               for c, g in [(req.atl07_collection, g) for g in atl07_found] + sst_all if g.skip_reason]
     atl07_granules = [g for g in atl07_found if not g.skip_reason]
     sst_granules = [g for g in sst_found if not g.skip_reason]
+    collection_of = {g.title: c for c, g in sst_all}
     for skip in skipped:
         log.warning("skipping %s granule %s: %s", skip["collection"], skip["granule"], skip["reason"])
 
+    science = req.colocation_params()
     params = {
-        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi),
-        "radius_m": float(req.radius_m), "max_dt_s": float(req.max_dt_s),
-        "min_quality_level": int(req.min_quality_level),
+        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
+        "sst_collections": list(req.collections),
     }
+    ctx = _GranuleContext(task=task, services=services, params=params, science=science, lo=lo, hi=hi,
+                          timer=timer, sst_report=sst_report, collection_of=collection_of)
     uploaded: list[str] = []
     products: list[dict] = []
-    sst_report: dict[str, dict] = {}
     try:
         with _workdir(Path(settings.download_dir)) as workdir:
             for granule in atl07_granules:
-                product = _colocate_granule(granule, sst_granules, req, bbox, lo, hi, max_dt, services,
-                                            timer, sst_report, workdir)
+                product = _colocate_granule(granule, sst_granules, ctx, workdir)
                 if product is None:
                     products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
                     continue
@@ -361,6 +351,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "sst_per_granule": sst_report,
             },
             "outputs": list(uploaded),
+            "warnings": list(dict.fromkeys(ctx.warnings)),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
             "created": _iso(datetime.now(timezone.utc)),
         }
@@ -405,126 +396,166 @@ def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: di
         log.warning("could not remove unpublished objects of earlier runs of %s: %s", date, type(exc).__name__)
 
 
-def _colocate_granule(granule: Granule, sst_granules: list[Granule], req: ColocationRequest, bbox, lo, hi,
-                      max_dt: timedelta, services: Services, timer: _Timer, sst_report: dict,
-                      workdir: Path) -> dict | None:
-    settings = services.settings
-    atl07_bytes = 0
+@dataclass
+class _GranuleContext:
+    """What every ATL07 granule of one date task shares (built once in _run_task)."""
+
+    task: DateTask
+    services: Services
+    params: dict  # processing parameters, as recorded in the manifest and the product
+    science: ColocationParams
+    lo: datetime
+    hi: datetime
+    timer: _Timer
+    sst_report: dict  # per L2P granule: size, bytes fetched, requests, window, access path
+    collection_of: dict = field(default_factory=dict)  # L2P granule title -> its SST collection
+    warnings: list = field(default_factory=list)  # the date's warnings (e.g. CMR sizes that disagree)
+
+    def warn(self, text: str | None) -> str | None:
+        if text:
+            log.warning("%s", text)
+            self.warnings.append(text)
+        return text
+
+
+class _Atl07Read(NamedTuple):
+    granule: Atl07Granule
+    direct: bool
+    bytes_fetched: int
+    size_warning: str | None
+
+
+def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07Read:
+    """The ATL07 granule's segments in the bbox, by download or in place."""
+    settings, services = ctx.services.settings, ctx.services
+    bbox = ctx.task.request.bounding_box
     direct = _use_direct_access(granule, settings)
-    with timer("atl07_read"):
+    with ctx.timer("atl07_read"):
         if direct:
             fs = services.s3_filesystem(granule.s3credentials_url)
-            with _s3_read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
+            with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                atl07_bytes = fh.bytes_fetched
-        else:
-            if not granule.https_url:
-                raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
-            service = f"download {redact_url(granule.https_url)}"
-            try:
-                with downloaded(services.http, granule.https_url, workdir,
-                                expected_size=granule.size_bytes or None,
-                                file_name=granule.producer_granule_id or None,
-                                disk_usage=_disk_usage(settings)) as path:
-                    atl07_bytes = path.stat().st_size
-                    try:
-                        atl07 = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                    except UnreadableFileError as exc:
-                        # the bytes matched the catalogue's size: the DAAC served a corrupt file
-                        raise UpstreamError(f"{granule.title}: {exc}", service=service) from None
-            except requests.RequestException as exc:
-                # connection refused / timed out after the session's retries; the message of
-                # requests' exception carries the URL with its query (presigned hops): not repeated
-                reason = getattr(exc.args[0], "reason", None) if exc.args else None
-                cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-                raise UpstreamError(f"{granule.title}: failed after retries ({cause})", service=service) from None
-    segments = _Segments.of(atl07, lo, hi)
-    if not len(segments):
+                warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
+                return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
+        if not granule.https_url:
+            raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
+        service = f"download {redact_url(granule.https_url)}"
+        try:
+            with downloaded(services.http, granule.https_url, workdir,
+                            expected_size=granule.size_bytes or None,
+                            file_name=granule.producer_granule_id or None,
+                            disk_usage=_disk_usage(settings)) as path:
+                size = path.stat().st_size
+                warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
+                try:
+                    return _Atl07Read(read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg),
+                                      False, size, warning)
+                except UnreadableFileError as exc:
+                    # the bytes matched the server's size: the DAAC served a corrupt file
+                    raise UpstreamError(f"{granule.title}: {exc}", service=service) from None
+        except requests.RequestException as exc:
+            # connection refused / timed out after the session's retries; the message of
+            # requests' exception carries the URL with its query (presigned hops): not repeated
+            raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
+                                service=service) from None
+
+
+def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _GranuleContext,
+                      workdir: Path) -> dict | None:
+    req = ctx.task.request
+    atl07, direct, atl07_bytes, size_warning = _read_atl07(granule, ctx, workdir)
+    restrict_to_window(atl07, _np_utc(ctx.lo), _np_utc(ctx.hi))
+    if not sum(len(b) for b in atl07.beams):
         log.info("%s: no segments in the bbox and time window", granule.title)
         return None
 
-    t_min, t_max = segments.time.min(), segments.time.max()
-    window = np.timedelta64(int(max_dt.total_seconds() * 1e9), "ns")
+    t_min = min(b.time.min() for b in atl07.beams)
+    t_max = max(b.time.max() for b in atl07.beams)
+    window = np.timedelta64(int(round(float(req.max_dt_s) * 1e9)), "ns")
     candidates = [g for g in sst_granules
                   if _np_utc(g.start) - window <= t_max and _np_utc(g.end) + window >= t_min]
-    matches = Matches.empty(len(segments))
-    names: list[str] = []
-    swaths: list[SstSwath] = []
-    for sst in candidates:
-        swath = _read_sst_window(sst, segments, req, services, timer, sst_report)
-        if swath is None:
-            continue
-        with timer("colocate"):
-            found = colocate(segments.lat, segments.lon, segments.time, swath, radius_m=float(req.radius_m),
-                             max_dt_s=float(req.max_dt_s), min_quality_level=int(req.min_quality_level),
-                             granule_index=len(names))
-            matches = best_of(matches, found)
-        names.append(sst.title)
-        swaths.append(swath)
+    pairing = pair_granule(atl07, [_l2p_source(g, ctx) for g in candidates], ctx.science, timer=ctx.timer)
 
-    tracks = segments.tracks(matches)
     stem = _stem(atl07.name)
-    with timer("write"):
-        ds = build_dataset(
-            tracks, names,
-            {"bbox": list(req.bbox), "radius_m": float(req.radius_m), "max_dt_s": float(req.max_dt_s),
-             "min_quality_level": int(req.min_quality_level), "atl07_collection": req.atl07_collection,
-             "sst_collection": req.sst_collection, "start": _iso(lo), "end": _iso(hi)},
-            atl07_attrs=atl07.attrs, request_id=req.request_id(),
-        )
+    with ctx.timer("write"):
+        ds = build_dataset(pairing.tracks, pairing.source_info(), ctx.params, atl07_attrs=atl07.attrs,
+                           request_id=ctx.task.request_id,
+                           warnings=[*(f"{atl07.name}: {w}" for w in atl07.warnings), *pairing.warnings])
         nc = write_netcdf(ds, workdir / f"{stem}_sst.nc")
         files = {"netcdf": nc}
-        png = _render(ds, workdir / f"{stem}_sst.png", swaths)
+        png = _render(ds, workdir / f"{stem}_sst.png", pairing.swaths)
         if png is not None:
             files["png"] = png
     return {
         "atl07_granule": granule.title,
-        "segments": len(segments),
-        "matched": int(matches.matched.sum()),
+        "segments": pairing.segments,
+        "matched": pairing.matched,
         "beams": [b.beam for b in atl07.beams],
-        "sst_granules_matched": sorted({names[i] for i in np.unique(matches.granule_index) if i >= 0}),
+        "sst_granules_matched": pairing.matched_sources(),
         "sst_granules_considered": [g.title for g in candidates],
+        "sst_collections_matched": sorted({ctx.collection_of.get(n, "") for n in pairing.matched_sources()} - {""}),
         "atl07_access": "direct" if direct else "download",
         "atl07_bytes": int(atl07_bytes),
-        "warnings": list(atl07.warnings),
+        "warnings": list(atl07.warnings) + ([size_warning] if size_warning else []),
+        "sst_warnings": list(pairing.warnings),
         "files": files,
     }
 
 
-def _read_sst_window(sst: Granule, segments: _Segments, req: ColocationRequest, services: Services,
-                     timer: _Timer, sst_report: dict) -> SstSwath | None:
+def _open_sst(sst: Granule, access: str, services: Services):
+    """The L2P granule as a block-cached file object: in place on S3, or over HTTPS ranges."""
     settings = services.settings
+    if access == "https":
+        if not sst.https_url:
+            raise UpstreamError(f"{sst.title} has no HTTPS data link", service="cmr")
+        return open_https_granule(services.http, sst.https_url, settings)
     if not sst.s3_url:
         raise UpstreamError(f"{sst.title} has no s3:// link", service="cmr")
     endpoint = sst.s3credentials_url
     if not endpoint:
         raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
-    fs = services.s3_filesystem(endpoint)
-    with timer("sst_read"), _s3_read_errors(sst.title):
-        with open_granule(fs, sst.s3_url, settings) as fh:
-            swath = read_l2p(fh, lat=segments.lat, lon=segments.lon, radius_m=float(req.radius_m),
-                             name=sst.title)
-            report = sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
-            report["bytes_fetched"] += int(fh.bytes_fetched)
-            report["requests"] += int(fh.fetch_requests)
-            report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
-            report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
-                                                            swath.cols.start, swath.cols.stop]
-    return swath
+    return open_granule(services.s3_filesystem(endpoint), sst.s3_url, settings)
+
+
+def _l2p_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
+    """An L2P granule read where it lies (S3 in region, HTTPS ranges outside): only the window
+    that can reach the segments."""
+    def read(lat: np.ndarray, lon: np.ndarray, radius_m: float) -> SstSwath | None:
+        access = l2p_access(ctx.services.settings)
+        service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
+        with ctx.timer("sst_read"), _read_errors(sst.title, service):
+            with _open_sst(sst, access, ctx.services) as fh:
+                swath = read_l2p(fh, lat=lat, lon=lon, radius_m=radius_m, name=sst.title)
+                report = ctx.sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
+                report["access"] = access
+                report["bytes_fetched"] += int(fh.bytes_fetched)
+                report["requests"] += int(fh.fetch_requests)
+                if access == "https":
+                    report["resolves"] = report.get("resolves", 0) + int(fh.resolves)
+                    report["resolved_host"] = fh.resolved_host
+                report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
+                report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
+                                                                swath.cols.start, swath.cols.stop]
+                size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
+        ctx.warn(size_warning)  # (an L2P granule read for two ATL07 granules: deduplicated in the manifest)
+        return swath
+
+    return L2PSource(sst.title, read, ctx.collection_of.get(sst.title))
 
 
 @contextlib.contextmanager
-def _s3_read_errors(title: str) -> Iterator[None]:
-    """A granule read in place fails as a named S3 error, whichever layer (s3fs, aiobotocore,
-    aiohttp, h5py) raised: a cut transfer, a throttled GET, a truncated or corrupt object."""
+def _read_errors(title: str, service: str = "S3") -> Iterator[None]:
+    """A granule read in place fails as a named error of ``service``, whichever layer (s3fs,
+    aiobotocore, aiohttp, requests, h5py) raised: a cut transfer, a throttled GET, a truncated
+    or corrupt object."""
     try:
         yield
     except UnreadableFileError as exc:
-        raise UpstreamError(f"{title}: {exc}", service="S3") from None
+        raise UpstreamError(f"{title}: {exc}", service=service) from None
     except ColocationError:
         raise
     except Exception as exc:
-        raise UpstreamError(f"cannot read {title}: {type(exc).__name__}: {exc}"[:500], service="S3") from None
+        raise UpstreamError(f"cannot read {title}: {type(exc).__name__}: {exc}"[:500], service=service) from None
 
 
 def _render(ds, path: Path, swaths: list[SstSwath]) -> Path | None:

@@ -25,7 +25,6 @@ DPI = 100  # → 1300 × 600 px
 MAX_SWATH_CELLS = 600  # per side: stride larger swaths down, the PNG cannot show more
 MAX_POINTS = 150_000  # segments drawn per layer; ~1.4 M would cost seconds and hundreds of MB
 K0 = 2.0 * 6371.0088  # stereographic scale (km) on a sphere
-ZERO_C = 273.15
 
 
 class _Stereo:
@@ -125,6 +124,47 @@ def _draw_graticule(ax, proj: _Stereo, lat, lon, xlim, ylim):
             ax.annotate(name, (x[i], y[i]), fontsize=7, color="0.4", ha="left", va="top")
 
 
+def _bbox(value) -> tuple[float, float, float, float] | None:
+    try:
+        box = tuple(float(v) for v in str(value).split(","))
+    except ValueError:
+        return None
+    return box if len(box) == 4 else None  # type: ignore[return-value]
+
+
+def _bbox_outline(box, n: int = 60):
+    """Latitudes and longitudes around a W,S,E,N box (edges sampled: parallels curve on the map)."""
+    w, s, e, nth = box
+    east = e if e > w else e + 360.0  # across the antimeridian
+    lons = np.linspace(w, east, n)
+    lats = np.linspace(s, nth, n)
+    lat = np.concatenate([np.full(n, s), lats, np.full(n, nth), lats[::-1]])
+    lon = np.concatenate([lons, np.full(n, east), lons[::-1], np.full(n, w)])
+    return lat, lon
+
+
+def _no_match_reasons(ds: xr.Dataset, starts, row_size, beams) -> list[str]:
+    """One line per trajectory without a match, from the per-segment candidate counts: nothing
+    within the radius, only pixels outside the time window, or only rejected ones."""
+    if "sst_n_outside_dt" not in ds:
+        return []
+    counts = {k: np.asarray(ds[f"sst_{k}"].values) for k in
+              ("n_outside_dt", "n_rejected_quality", "n_out_of_range")}
+    index = np.asarray(ds["sst_granule"].values)
+    lines = []
+    for k, (s0, n) in enumerate(zip(starts, row_size)):
+        part = slice(int(s0), int(s0 + n))
+        if n == 0 or (index[part] >= 0).any():
+            continue
+        dt, q, rng = (int(counts[c][part].sum()) for c in ("n_outside_dt", "n_rejected_quality", "n_out_of_range"))
+        if dt + q + rng == 0:
+            why = "no L2P pixel within the radius"
+        else:
+            why = f"pixels within radius: {dt} outside Δt, {q} rejected by quality, {rng} outside valid range"
+        lines.append(f"{beams[k]}: no match, {why}")
+    return lines[:8]
+
+
 def _thin(n: int) -> slice:
     return slice(None, None, max(1, int(np.ceil(n / MAX_POINTS))))
 
@@ -170,8 +210,11 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     FigureCanvasAgg(fig)
     ax_map, ax_prof = fig.subplots(1, 2, width_ratios=[1.0, 1.25])
 
-    # colour scale shared by swath pixels and matched segments
-    vals = [sst[matched] - ZERO_C]
+    # colour scale shared by swath pixels and matched segments; the background shows only the
+    # pixels that could be matched (quality passes), the others grey
+    min_ql = ds.attrs.get("colocation_min_quality_level")
+    screened = not str(ds.attrs.get("colocation_quality_screening", "")).startswith("none")
+    vals = [sst[matched]]
     swath_xy = []
     for sw in swaths:
         step = max(1, int(np.ceil(max(sw.shape) / MAX_SWATH_CELLS)))
@@ -179,10 +222,13 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
                                             np.asarray(sw.lon[::step, ::step], dtype=np.float64))
         if la.shape[0] < 2:
             continue
-        t = np.asarray(sw.sst[::step, ::step], dtype=np.float64)[rows] - ZERO_C
-        t[~valid] = np.nan
+        t = np.asarray(sw.sst[::step, ::step], dtype=np.float64)[rows]
+        passes = np.isfinite(t)
+        if screened and min_ql is not None and sw.quality_level is not None:
+            passes &= np.asarray(sw.quality_level[::step, ::step])[rows] >= int(min_ql)
+        t[~(valid & passes)] = np.nan
         x, y = proj(la, lo)
-        swath_xy.append((x, y, np.ma.masked_invalid(t)))
+        swath_xy.append((x, y, np.ma.masked_invalid(t), np.ma.masked_where(~valid | passes, np.ones(t.shape))))
         vals.append(t[np.isfinite(t)])
     allv = np.concatenate(vals) if vals else np.zeros(0)
     if allv.size:
@@ -190,15 +236,17 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
         if vmax - vmin < 0.5:
             vmin, vmax = vmin - 0.25, vmax + 0.25
     else:
-        vmin, vmax = -2.0, 5.0
+        vmin, vmax = 271.0, 278.0
     norm = Normalize(vmin=vmin, vmax=vmax)
     cmap = matplotlib.colormaps["turbo"]
 
     mappable = None
-    for x, y, t in swath_xy:
+    for x, y, t, failing in swath_xy:
         with warnings.catch_warnings():
             # a swath is curvilinear in any projection: midpoint cell edges are what we want
             warnings.filterwarnings("ignore", message=".*not monotonically increasing or decreasing.*")
+            ax_map.pcolormesh(x, y, failing, cmap=matplotlib.colors.ListedColormap(["0.72"]), shading="nearest",
+                              rasterized=True, zorder=0)
             mappable = ax_map.pcolormesh(x, y, t, cmap=cmap, norm=norm, shading="nearest", rasterized=True,
                                          zorder=0, alpha=0.75)
 
@@ -210,11 +258,11 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
         ax_map.scatter(tx[every], ty[every], s=22, c="k", lw=0, zorder=2)  # outline: matched colours stand out
         ax_map.scatter(tx[miss], ty[miss], s=8, c="0.85", lw=0, zorder=3, label="segment, no SST match")
         if hit.size:
-            mappable = ax_map.scatter(tx[hit], ty[hit], c=sst[hit] - ZERO_C, s=9, cmap=cmap, norm=norm,
+            mappable = ax_map.scatter(tx[hit], ty[hit], c=sst[hit], s=9, cmap=cmap, norm=norm,
                                       lw=0, zorder=4, label="segment, matched SST")
         ax_map.legend(loc="lower left", fontsize=7, markerscale=3, framealpha=0.8)
     if mappable is not None:
-        fig.colorbar(mappable, ax=ax_map, shrink=0.85, pad=0.01, label="SST (°C)")
+        fig.colorbar(mappable, ax=ax_map, shrink=0.85, pad=0.01, label="SST (K)")
 
     if ref_lat.size:
         rx, ry = proj(ref_lat, ref_lon)
@@ -224,6 +272,10 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
         ax_map.set_xlim(*xlim)
         ax_map.set_ylim(*ylim)
         _draw_graticule(ax_map, proj, ref_lat, ref_lon, xlim, ylim)
+        box = _bbox(ds.attrs.get("colocation_bbox"))
+        if box is not None:
+            bx, by = proj(*_bbox_outline(box))
+            ax_map.plot(bx, by, color="k", lw=1.0, ls="--", zorder=5, label="request bbox")
     else:
         ax_map.text(0.5, 0.5, "no segments and no SST swath", ha="center", va="center", transform=ax_map.transAxes)
     ax_map.set_aspect("equal", adjustable="box")
@@ -262,12 +314,16 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
                        title_fontsize=7)
     ax_sst = ax_prof.twinx()
     if matched.any():
-        ax_sst.plot(xprof[hit], sst[hit] - ZERO_C, "o", ms=1.2, color="crimson", alpha=0.5, label="matched SST")
+        ax_sst.plot(xprof[hit], sst[hit], "o", ms=1.2, color="crimson", alpha=0.5, label="matched SST")
         ax_sst.legend(loc="upper right", fontsize=7, markerscale=3)
     else:
         ax_sst.text(0.5, 0.93, "no SST matches", ha="center", va="center", transform=ax_prof.transAxes,
                     fontsize=12, color="crimson", bbox=dict(fc="white", ec="crimson", alpha=0.9))
-    ax_sst.set_ylabel("matched L2P SST (°C)", color="crimson")
+    reasons = _no_match_reasons(ds, starts, row_size, beams)
+    if reasons:
+        ax_prof.text(0.01, 0.02, "\n".join(reasons), ha="left", va="bottom", transform=ax_prof.transAxes,
+                     fontsize=6.5, family="monospace", bbox=dict(fc="white", ec="0.6", alpha=0.85), zorder=10)
+    ax_sst.set_ylabel("matched L2P SST (K)", color="crimson")
     ax_sst.tick_params(axis="y", colors="crimson")
     if not lat.size:
         ax_prof.text(0.5, 0.4, "no segments", ha="center", va="center", transform=ax_prof.transAxes)

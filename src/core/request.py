@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -38,6 +38,8 @@ SHORTNAME_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,79}\.v?\d{1,4}(\.\
 DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 YEARS = (1980, 2100)  # sane bounds (ICESat-2 flies since 2018); also keeps date arithmetic in range
 MAX_RADIUS_M = 50_000.0
+MAX_SST_COLLECTIONS = 8
+FOOTPRINT = "footprint"  # = core.colocate.FOOTPRINT (not imported: the small functions ship no numpy)
 MAX_DT_S = 7 * 86_400.0
 MAX_TEXT = 64  # longest collection / time string accepted (keeps error paths cheap)
 HARD_MAX_DATES = Settings().max_dates  # model-level cap; resolve() applies the configured one
@@ -89,6 +91,15 @@ def _parse_date(value: Any) -> Any:
     return day
 
 
+def _collection(value: str, field: str) -> str:
+    if CONCEPT_ID.match(value) or SHORTNAME_VERSION.match(value):
+        return value
+    raise ValueError(
+        f"{field} must be a CMR concept id (e.g. C1940473819-POCLOUD) "
+        "or SHORTNAME.VERSION (e.g. MODIS_A-JPL-L2P-v2019.0)"
+    )
+
+
 def _positive_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number")
@@ -114,8 +125,12 @@ class ColocationRequest(BaseModel):
     end: Optional[dt.datetime] = Field(default=None, description="ISO-8601 end, >= start")
     atl07_collection: Collection = None
     sst_collection: Collection = None
-    radius_m: Optional[StrictFloat] = Field(default=None, gt=0, le=MAX_RADIUS_M, allow_inf_nan=False)
+    sst_collections: Optional[tuple[str, ...]] = Field(
+        default=None, description="several SST collections; the best match across all of them wins")
+    radius_m: Optional[Union[StrictFloat, Literal["footprint"]]] = Field(
+        default=None, description="metres, or 'footprint': each L2P swath's local pixel size")
     max_dt_s: Optional[StrictFloat] = Field(default=None, ge=0, le=MAX_DT_S, allow_inf_nan=False)
+    # an explicit null: no quality screening (the only way to colocate a product without quality_level)
     min_quality_level: Optional[StrictInt] = Field(default=None, ge=0, le=5)
 
     # --- field checks ------------------------------------------------------------------------
@@ -158,17 +173,34 @@ class ColocationRequest(BaseModel):
     @field_validator("atl07_collection", "sst_collection")
     @classmethod
     def _check_collection(cls, value: Optional[str], info) -> Optional[str]:
+        return None if value is None else _collection(value, info.field_name)
+
+    @field_validator("sst_collections", mode="before")
+    @classmethod
+    def _check_collections(cls, value: Any) -> Any:
         if value is None:
             return value
-        if CONCEPT_ID.match(value) or SHORTNAME_VERSION.match(value):
+        if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_SST_COLLECTIONS:
+            raise ValueError(f"sst_collections must be a list of 1 to {MAX_SST_COLLECTIONS} collections")
+        if not all(isinstance(v, str) and len(v) <= 100 for v in value):
+            raise ValueError("sst_collections must be a list of collection names (strings)")
+        return tuple(dict.fromkeys(_collection(v.strip(), "sst_collections") for v in value))
+
+    @field_validator("radius_m", mode="before")
+    @classmethod
+    def _check_radius(cls, value: Any) -> Any:
+        if value is None or value == FOOTPRINT:
             return value
-        raise ValueError(
-            f"{info.field_name} must be a CMR concept id (e.g. C1940473819-POCLOUD) "
-            "or SHORTNAME.VERSION (e.g. MODIS_A-JPL-L2P-v2019.0)"
-        )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"radius_m must be a number of metres or {FOOTPRINT!r}")
+        if not (math.isfinite(value) and 0 < value <= MAX_RADIUS_M):
+            raise ValueError(f"radius_m must be greater than 0 and at most {MAX_RADIUS_M:g} m")
+        return float(value)
 
     @model_validator(mode="after")
     def _check_when(self) -> "ColocationRequest":
+        if self.sst_collection is not None and self.sst_collections is not None:
+            raise _field_error("sst_collections", "give sst_collection or sst_collections, not both")
         if self.date is not None:
             if self.start is not None or self.end is not None:
                 raise _field_error("date", "give either date or start and end, not both")
@@ -226,13 +258,17 @@ class ColocationRequest(BaseModel):
         n = len(self.dates())
         if n > settings.max_dates:
             raise InputError(f"end: the range covers {n} days; at most {settings.max_dates} are allowed", "end")
+        collections = self.sst_collections or (self.sst_collection or settings.sst_collection,)
+        radius = self.radius_m if self.radius_m is not None else settings.radius_m
         return self.model_copy(
             update={
                 "atl07_collection": self.atl07_collection or settings.atl07_collection,
-                "sst_collection": self.sst_collection or settings.sst_collection,
-                "radius_m": float(self.radius_m if self.radius_m is not None else settings.radius_m),
+                # one collection keeps the one-collection form (and so its request id)
+                "sst_collection": collections[0] if len(collections) == 1 else None,
+                "sst_collections": collections if len(collections) > 1 else None,
+                "radius_m": radius if radius == FOOTPRINT else float(radius),
                 "max_dt_s": float(self.max_dt_s if self.max_dt_s is not None else settings.max_dt_s),
-                "min_quality_level": int(
+                "min_quality_level": None if self.no_quality_screening else int(
                     self.min_quality_level if self.min_quality_level is not None
                     else settings.min_quality_level
                 ),
@@ -240,13 +276,33 @@ class ColocationRequest(BaseModel):
         )
 
     @property
+    def no_quality_screening(self) -> bool:
+        """The caller asked for min_quality_level null (not merely left it out)."""
+        return self.min_quality_level is None and "min_quality_level" in self.model_fields_set
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        """The SST collections of a resolved request, in the caller's order."""
+        return self.sst_collections or ((self.sst_collection,) if self.sst_collection else ())
+
+    def colocation_params(self):
+        """The science parameters of a resolved request (core.pairing.ColocationParams)."""
+        from core.pairing import ColocationParams  # numpy: kept out of the small functions' imports
+
+        return ColocationParams(radius_m=self.radius_m, max_dt_s=float(self.max_dt_s),
+                                min_quality_level=None if self.min_quality_level is None
+                                else int(self.min_quality_level))
+
+    @property
     def is_resolved(self) -> bool:
-        return None not in (self.atl07_collection, self.sst_collection, self.radius_m,
-                            self.max_dt_s, self.min_quality_level)
+        return None not in (self.atl07_collection, self.radius_m, self.max_dt_s) and bool(self.collections) and (
+            self.min_quality_level is not None or self.no_quality_screening)
 
     def canonical(self) -> dict:
         """JSON-safe, normalised form (what request_id hashes and what travels between steps)."""
         out = self.model_dump(mode="json", exclude_none=True)
+        if self.no_quality_screening:
+            out["min_quality_level"] = None  # explicit: it must survive the trip to the tasks
         out["bbox"] = [float(v) for v in self.bbox]
         if self.start is not None:
             out["start"] = self.start.isoformat().replace("+00:00", "Z")

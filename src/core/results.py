@@ -72,6 +72,17 @@ class OutputStore:
     def get_manifest(self, request_id: str, date: str) -> dict | None:
         return self.get_json(self.manifest_key(request_id, date))
 
+    def published_dates(self, request_id: str) -> set[str]:
+        """Dates of a request whose manifest exists (listing only, no reads): the dates that are done."""
+        done = set()
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{request_id}/"):
+            for obj in page.get("Contents", []):
+                parts = obj["Key"][len(self.prefix) + 1:].split("/")
+                if len(parts) == 3 and parts[2] == MANIFEST:  # <request_id>/<date>/manifest.json
+                    done.add(parts[1])
+        return done
+
     def list_manifests(self, request_id: str) -> list[dict]:
         """Manifests of every finished date of a request, in date order."""
         out = []

@@ -85,7 +85,9 @@ def open_granule(fs: s3fs.S3FileSystem, s3_url: str, settings: Settings):
     except FileNotFoundError:
         raise NotFoundError(f"S3 object not found: {s3_url}") from None
     except PermissionError:
-        raise AuthError(f"access denied to {s3_url}", service="S3") from None
+        raise AuthError(f"access denied to {s3_url} (the DAAC's S3 credentials work only in {settings.aws_region}; "
+                        "outside it read over HTTPS: l2p_access=https|auto, atl07_access=download|auto)",
+                        service="S3") from None
     f.bytes_fetched = 0
     f.fetch_requests = 0
     fetch = f.cache.fetcher  # every cache miss ends up here

@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
+from core.catalog import check_collections
 from core.errors import ColocationError, InputError
 from core.request import DateTask, error_fields, parse_request
 from handlers.common import (
@@ -53,6 +54,7 @@ def direct_tasks(event: Any) -> list[DateTask]:
             f"{cfg.max_direct_dates} — start the state machine (POST /colocations) for longer ranges",
             "end",
         )
+    check_collections(request, cfg)  # CMR answers an unknown collection with zero hits, not an error
     return [DateTask(request, d) for d in dates]
 
 

@@ -49,6 +49,13 @@ def error_body(exc: Exception) -> dict:
     return {"error": "internal error", "type": "InternalError"}
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """The first line of an error message, whitespace collapsed and capped: what a status shows."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    line = " ".join(lines[0].split()) if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 # Errors raised to Step Functions: the Lambda errorType is the class name, which Retry/Catch match.
 class InvalidTaskError(Exception):
     """A Map item or state input failed validation: never retried."""

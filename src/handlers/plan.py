@@ -1,9 +1,15 @@
-"""State machine step 1: validate the request and list its dates.
+"""State machine step 1: validate the request and list the dates this attempt must run.
 
 Output (small: parameters and keys, never data):
-  {"request_id", "request": {...resolved...}, "count": n, "mode": "inline", "dates": [...]}
-  or, above INLINE_MAX_DATES, "mode": "distributed" with the dates written to S3 and
-  "plan": {"bucket", "key"} for the Distributed Map's ItemReader.
+  {"request_id", "request": {...resolved...}, "count": n (all dates), "done": dates already
+  published, "pending": dates to run, "mode": "inline", "dates": [...pending...]}
+  or, above INLINE_MAX_DATES dates in the request, "mode": "distributed" with the pending dates
+  written to S3 and "plan": {"bucket", "key"} for the Distributed Map's ItemReader.
+
+A date is done iff its manifest is in the output bucket (core.results), so a second attempt of
+a job (docs/RERUNS.md) runs only the dates the earlier attempts did not publish. The mode
+depends on the size of the request, not on what is left of it: every attempt of a job takes
+the same path through the state machine.
 """
 from __future__ import annotations
 
@@ -36,15 +42,18 @@ def make_plan(event: Any, *, s3=None) -> dict:
         raise InvalidTaskError(json.dumps(error_fields(exc))[:1000]) from None
     request_id = request.request_id()
     dates = [d.isoformat() for d in request.dates()]
-    out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates)}
-    if len(dates) <= inline_max_dates():
-        out.update(mode="inline", dates=dates)
-        return out
     s3 = s3 or boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)
     store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
+    done = store.published_dates(request_id)
+    pending = [d for d in dates if d not in done]
+    out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates),
+                           "done": len(dates) - len(pending), "pending": len(pending)}
+    if len(dates) <= inline_max_dates():
+        out.update(mode="inline", dates=pending)
+        return out
     key = store.plan_key(request_id)
     # a JSON array of date strings: the Distributed Map's ItemReader turns each into one item
-    s3.put_object(Bucket=cfg.output_bucket, Key=key, Body=json.dumps(dates).encode(),
+    s3.put_object(Bucket=cfg.output_bucket, Key=key, Body=json.dumps(pending).encode(),
                   ContentType="application/json")
     out.update(mode="distributed", plan={"bucket": cfg.output_bucket, "key": key})
     return out
@@ -56,5 +65,5 @@ def make_plan(event: Any, *, s3=None) -> dict:
 def handler(event: Any, context: Any) -> dict:
     result = make_plan(event)
     logger.set_correlation_id(result["request_id"])
-    logger.info("planned", extra={"count": result["count"], "mode": result["mode"]})
+    logger.info("planned", extra={k: result[k] for k in ("count", "done", "pending", "mode")})
     return result

@@ -1,11 +1,13 @@
-"""State machine last step: fold the Map's per-date results into one run manifest on S3.
+"""State machine last step: fold the job's per-date results into one run manifest on S3.
 
-Input: {"request_id", "request", "results": [...]} where results is the inline Map's array of
-per-date manifests / failure records, or the Distributed Map's ResultWriter details
-({"ResultWriterDetails": {"Bucket", "Key"}}), read back from S3 here.
+Input: {"request_id", "request", "execution", "results": [...]} where results is the inline
+Map's array of per-date manifests / failure records of the dates this attempt ran, or the
+Distributed Map's ResultWriter details ({"ResultWriterDetails": {"Bucket", "Key"}}), read back
+from S3 here. Dates the attempt did not run (published by an earlier attempt, docs/RERUNS.md)
+come from their manifests in the bucket.
 Output (the execution output GET /colocations/{id} reads): {"request_id", "bucket",
-"manifest_key", "n_dates", "n_failed", "counts", "failed_dates" (first 50)}; the output keys of
-every date are in the run manifest on S3.
+"manifest_key", "execution", "n_dates", "n_run", "n_failed", "counts", "failed_dates" (first
+50)}; the output keys of every date are in the run manifest on S3.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from core.request import ColocationRequest
 from core.results import OutputStore
 
-from handlers.common import InvalidTaskError, logger, metrics, settings, tracer
+from handlers.common import InvalidTaskError, logger, metrics, one_line, settings, tracer
 
 MAX_LISTED_FAILURES = 50
 
@@ -41,50 +43,63 @@ def _distributed_results(details: dict, s3) -> list[dict]:
     return results
 
 
-def _bucket_results(request_id: str, request: dict, store: OutputStore, known: list[dict]) -> list[dict]:
-    """Per-date results from the date manifests in the bucket (the source of truth).
+def _failure(day: str, error: Any, error_type: Any = None) -> dict:
+    out = {"date": day, "status": "failed", "error": one_line(error or "failed", 300)}
+    if error_type and error_type != error:
+        out["type"] = str(error_type)[:100]
+    return out
 
-    Used for the Distributed Map: its ResultWriter files may be absent or partial (and
-    emulators write none), but a date is done iff its manifest exists.
+
+def merge_results(request_id: str, request: dict, ran: list[dict], store: OutputStore) -> list[dict]:
+    """One result per date of the request: what this attempt reported, else the bucket.
+
+    The bucket is the source of truth (a date is done iff its manifest exists): dates an earlier
+    attempt published were not run again, and a Distributed Map's ResultWriter files may be
+    absent or partial (emulators write none).
     """
-    by_date = {r.get("date"): r for r in known if isinstance(r, dict)}
+    by_date = {r.get("date"): r for r in ran if isinstance(r, dict)}
     try:
         dates = [d.isoformat() for d in ColocationRequest.model_validate(request).dates()]
     except ValueError:
         raise InvalidTaskError("summarize needs the run's request to list its dates") from None
     results = []
     for day in dates:
+        reported = by_date.get(day) or {}
+        if reported.get("status") == "complete":
+            results.append(reported)
+            continue
+        key = store.manifest_key(request_id, day)
         try:
             manifest = store.get_manifest(request_id, day)
-        except ValueError:  # unreadable JSON
-            manifest = None
+        except ValueError:  # unreadable JSON: the date can only be recomputed once it is gone
+            results.append(_failure(day, f"the stored result {key} is unreadable; delete it and "
+                                         "POST the request again to recompute this date"))
+            continue
         if manifest and manifest.get("status") == "complete":
-            results.append({"date": day, "status": "complete",
-                            "manifest_key": store.manifest_key(request_id, day),
+            results.append({"date": day, "status": "complete", "manifest_key": key,
                             "outputs": manifest.get("outputs") or [], "counts": manifest.get("counts") or {}})
+        elif reported:
+            results.append(_failure(day, reported.get("error"), reported.get("type")))
         else:
-            prior = by_date.get(day) or {}
-            error = prior.get("error") if prior.get("status") == "failed" else None
-            results.append({"date": day, "status": "failed", "error": error or "no result for this date"})
+            results.append(_failure(day, "no result for this date"))
     return results
 
 
-def summarize(request_id: str, request: dict, results: Any, *, s3) -> dict:
+def summarize(request_id: str, request: dict, results: Any, *, s3, execution: str | None = None) -> dict:
     cfg = settings()
+    store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
     if isinstance(results, dict) and "ResultWriterDetails" in results:
-        known = _distributed_results(results["ResultWriterDetails"], s3)
-        results = _bucket_results(request_id, request, OutputStore(s3, cfg.output_bucket, cfg.output_prefix), known)
+        results = _distributed_results(results["ResultWriterDetails"], s3)
     if not isinstance(results, list):
         raise InvalidTaskError("results must be a list or ResultWriterDetails")
+    n_run = sum(1 for r in results if isinstance(r, dict) and r.get("date"))
     dates: list[dict] = []
     counts: dict[str, float] = {}
     output_keys: list[str] = []
     failed: list[dict] = []
-    for r in results:
-        r = r if isinstance(r, dict) else {}
-        status = r.get("status", "failed")
-        entry = {"date": r.get("date"), "status": status}
-        if status == "complete":
+    for r in merge_results(request_id, request, results, store):
+        entry = {"date": r["date"], "status": r["status"]}
+        if r["status"] == "complete":
             outs = r.get("outputs") or []
             keys = [v for v in (outs.values() if isinstance(outs, dict) else outs) if isinstance(v, str)]
             entry["outputs"] = keys
@@ -94,24 +109,23 @@ def summarize(request_id: str, request: dict, results: Any, *, s3) -> dict:
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     counts[k] = counts.get(k, 0) + v
         else:
-            entry["error"] = str(r.get("error", "failed"))[:200]
-            failed.append({"date": entry["date"], "error": entry["error"]})
+            entry.update({k: r[k] for k in ("error", "type") if k in r})
+            failed.append({k: entry[k] for k in ("date", "error", "type") if k in entry})
         dates.append(entry)
-    dates.sort(key=lambda e: str(e["date"]))
-    store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
     key = store.run_manifest_key(request_id)
     manifest = {
-        "request_id": request_id, "request": request, "dates": dates,
-        "n_dates": len(dates), "n_failed": len(failed), "counts": counts,
+        "request_id": request_id, "request": request, "execution": execution, "dates": dates,
+        "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
+        "output_keys": sorted(output_keys),
     }
-    # the run manifest is written last: its presence means the run finished
+    # DatesFailed feeds the FailedDatesAlarm (template.yaml): an outage shows without reading logs
     metrics.add_metric(name="DatesFailed", unit=MetricUnit.Count, value=len(failed))
     metrics.add_metric(name="DatesComplete", unit=MetricUnit.Count, value=len(dates) - len(failed))
-    manifest["output_keys"] = sorted(output_keys)
+    # the run manifest is written last: its presence means the attempt finished
     store.put_json(key, manifest)
     # the state output stays small whatever the range: output keys live in the run manifest
-    return {"request_id": request_id, "bucket": cfg.output_bucket, "manifest_key": key,
-            "n_dates": len(dates), "n_failed": len(failed), "counts": counts,
+    return {"request_id": request_id, "bucket": cfg.output_bucket, "manifest_key": key, "execution": execution,
+            "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
             "failed_dates": failed[:MAX_LISTED_FAILURES]}
 
 
@@ -124,4 +138,6 @@ def handler(event: Any, context: Any) -> dict:
     logger.set_correlation_id(str(event["request_id"]))
     cfg = settings()
     s3 = boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)
-    return summarize(str(event["request_id"]), event.get("request") or {}, event["results"], s3=s3)
+    execution = event.get("execution")
+    return summarize(str(event["request_id"]), event.get("request") or {}, event["results"], s3=s3,
+                     execution=str(execution) if execution else None)

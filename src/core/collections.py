@@ -1,0 +1,41 @@
+"""Collection profiles: what is known about an SST collection beyond its files, kept as data.
+
+Looked up by CMR concept id or short name. The product takes platform, sensor and the SST
+standard name from each L2P file's own attributes (GDS 2.0 requires ``platform`` and ``sensor``
+global attributes) and falls back to the profile; the DOI comes from the profile. A collection
+without a profile is still colocated, and labelled from its files alone.
+DOIs: PO.DAAC dataset landing pages (verify against CMR before adding a collection).
+"""
+from __future__ import annotations
+
+PROFILES: tuple[dict, ...] = (
+    {"short_name": "MODIS_A-JPL-L2P-v2019.0", "concept_id": "C1940473819-POCLOUD", "provider": "POCLOUD",
+     "platform": "Aqua", "sensor": "MODIS", "doi": "10.5067/GHMDA-2PJ19",
+     "sst_standard_name": "sea_surface_skin_temperature"},
+    {"short_name": "MODIS_T-JPL-L2P-v2019.0", "provider": "POCLOUD",
+     "platform": "Terra", "sensor": "MODIS", "doi": "10.5067/GHMDT-2PJ19",
+     "sst_standard_name": "sea_surface_skin_temperature"},
+    {"short_name": "VIIRS_NPP-JPL-L2P-v2016.2", "provider": "POCLOUD",
+     "platform": "Suomi-NPP", "sensor": "VIIRS", "doi": "10.5067/GHVRS-2PJ62",
+     "sst_standard_name": "sea_surface_skin_temperature"},
+    {"short_name": "VIIRS_N20-OSPO-L2P-v2.61", "provider": "POCLOUD",
+     "platform": "NOAA-20", "sensor": "VIIRS", "doi": "10.5067/GHV20-2PO28",
+     "sst_standard_name": "sea_surface_subskin_temperature"},
+)
+
+
+def profile(collection: str | None) -> dict:
+    """The profile of a collection named by concept id or short name ({} when unknown)."""
+    if not collection:
+        return {}
+    key = collection.strip().lower()
+    for p in PROFILES:
+        if key in (p["short_name"].lower(), p.get("concept_id", "").lower()):
+            return dict(p)
+    return {}
+
+
+def profile_for_file(attrs: dict) -> dict:
+    """The profile whose short name is the L2P file's ``id`` attribute (GDS 2.0 sets it to the
+    collection's short name, e.g. MODIS_A-JPL-L2P-v2019.0)."""
+    return profile(str(attrs.get("id") or "")) if attrs else {}
