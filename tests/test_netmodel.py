@@ -221,3 +221,31 @@ def test_8_parallel_connections_share_the_aggregate_cap(net_sandbox):
     assert sum(rates) <= cap * 1.1
     for rate in rates:  # each about an eighth
         assert rate == pytest.approx(cap / 8, rel=0.2)
+
+
+# --- the service under the model ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_seed_case_under_the_model_pays_for_every_byte_it_reads(modelled_sandbox):
+    """The production pipeline, seed case: every server on its path is charged, every byte it
+    reports reading went through the model, and pooled connections keep set-ups few."""
+    from core.earthdata import StaticToken
+    from core.pipeline import build_services, plan, run_task
+    from core.request import parse_request
+
+    sb = modelled_sandbox
+    sb.netmodel.reset()
+    settings = sb.settings
+    services = build_services(settings, token_provider=StaticToken(sb.edl_token), s3_client=_s3(sb.aws_url))
+    request = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
+    manifest = run_task(plan(parse_request(request, settings))[0], services)
+    assert manifest["status"] == "complete"
+    rows = sb.netmodel.ledger.snapshot()
+    apps = {r.app for r in rows}
+    assert {"cmr", "aws", "s3"} <= apps and apps & {"nsidc", "podaac"}  # search, S3, TEA's hop, credentials
+    got = lambda app: sum(r.bytes for r in rows if r.app == app and r.method == "GET")  # noqa: E731
+    assert got("s3") == manifest["bytes"]["atl07_downloaded"] > 0  # downloads: TEA 307 → presigned S3
+    assert got("aws") >= manifest["bytes"]["sst_fetched"] > 0  # L2P read in place
+    assert all(r.done and r.first_byte_s > 0 for r in rows)
+    for app in apps:  # connections are pooled: far fewer set-ups than requests where requests repeat
+        n = [r for r in rows if r.app == app]
+        assert sum(r.new_connection for r in n) <= max(2, len(n) // 10), (app, len(n))
