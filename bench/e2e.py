@@ -72,12 +72,12 @@ class CountedSandbox:
     """The seed sandbox with the S3 proxy on (so S3 GETs pass a counter), counters everywhere and
     the network model (``network``: a spec, None = $COLOC_SANDBOX_NETWORK or the bench default)."""
 
-    def __init__(self, workdir: Path, network: str | None = None):
+    def __init__(self, workdir: Path, network: str | None = None, scene=None):
         from sandbox.netmodel import choose
         from sandbox.scene import build_scene
         from sandbox.services import Sandbox
 
-        self.scene = build_scene(REPO / ".sandbox-cache")
+        self.scene = scene or build_scene(REPO / ".sandbox-cache")
         self.network = choose(network, NETWORK_DEFAULT)
         self.sandbox = Sandbox(self.scene, workdir=workdir, s3_faults=True, network=self.network.config or "off")
         self.totals: dict = defaultdict(int)
