@@ -103,7 +103,7 @@ class NetworkConfig:
                 raise NetworkConfigError(
                     f"{ENV_VAR}: unknown network {parts[0]!r} (off, {', '.join(PRESETS)} or key=value,...)")
             base, parts = PRESETS[parts[0]], parts[1:]
-        fields = {f.name: f.type for f in dataclasses.fields(cls)} | {"p99_ms": "float"}
+        fields = {f.name for f in dataclasses.fields(cls)} | {"p99_ms"}
         changes: dict = {}
         for part in parts:
             key, sep, raw = part.partition("=")
@@ -296,7 +296,6 @@ class ShapedApp:
         )
         model.ledger.add(record)
         model._sleep(record.connect_s + record.first_byte_s)
-        conn.next_free = max(conn.next_free, model._clock())
         # moto reads the undecoded path from RAW_URI (werkzeug's name); waitress calls it REQUEST_URI
         if "RAW_URI" not in environ and "REQUEST_URI" in environ:
             environ["RAW_URI"] = environ["REQUEST_URI"]
