@@ -10,9 +10,12 @@ behind :class:`ShapedApp`, which, per request:
    (TLS set-up; a pooled connection pays it once);
 2. sleeps a first-byte delay drawn from a lognormal with median ``latency_ms`` and 99th
    percentile ``latency_p99_ms``;
-3. releases the body in slices no faster than ``conn_mbps`` per connection and, for all
-   connections together, ``aggregate_mbps`` sustained after a burst of ``burst_mb`` at up to
-   ``peak_mbps`` (a token bucket, written as GCRA).
+3. releases the body in slices on a schedule: each connection with a body in flight gets an
+   equal share of the aggregate (``peak_mbps`` while a token bucket ``burst_mb`` deep still has
+   tokens, else ``aggregate_mbps``, the rate it refills at), at most ``conn_mbps``. The schedule
+   is virtual: a slice is never released before its time, and a producer that falls behind
+   (a busy machine) catches up instead of losing time, so what the ledger accounts does not
+   depend on the machine's load.
 
 Every delay it imposes is written to its :class:`Ledger`, so tests prove the model by what it
 accounts for, not by wall-clock bounds. Figures and sources: docs/NETWORK.md.
@@ -141,9 +144,10 @@ class RequestRecord:
     first_byte_s: float
     started: float  # time.monotonic() when the request reached the model
     bytes: int = 0
-    wait_s: float = 0.0  # time the bandwidth caps actually held the body back
+    wait_s: float = 0.0  # time the bandwidth caps actually held the body back (real sleeps)
     body_started: float | None = None  # monotonic release time of the first body slice
-    body_s: float = 0.0  # first slice released → the connection free after the last one
+    body_s: float = 0.0  # the modelled body duration: first slice's release → end of the last one
+    slices: list[tuple[float, int]] = field(default_factory=list)  # (release time, bytes) per slice
     done: bool = False
 
 
@@ -164,7 +168,7 @@ class Ledger:
 
     def snapshot(self, app: str | None = None) -> list[RequestRecord]:
         with self._lock:
-            return [dataclasses.replace(r) for r in self.records if app is None or r.app == app]
+            return [dataclasses.replace(r, slices=list(r.slices)) for r in self.records if app is None or r.app == app]
 
     def summary(self) -> dict:
         """Totals overall and per app: requests, new connections, seconds of each kind, bytes."""
@@ -205,15 +209,15 @@ class NetworkModel:
         self._connections: "weakref.WeakKeyDictionary[object, _Connection]" = weakref.WeakKeyDictionary()
         self._by_address: dict[tuple, _Connection] = {}
         self._serial = 0
+        self._active = 0  # connections with a body in flight
         self.reset()
 
     def reset(self) -> None:
         """Fresh ledger, full burst, the RNG back at its seed (connections stay as they are)."""
         with self._lock:
             self._rng = random.Random(self.config.seed)
-            now = self._clock()
-            self._tat = now  # GCRA theoretical arrival time of the aggregate bucket
-            self._peak_next = now
+            self._tokens = self.config.burst_mb * MB  # the burst bucket, full
+            self._refilled = self._clock()
         self.ledger.clear()
 
     # -- draws ------------------------------------------------------------------------------------
@@ -250,19 +254,32 @@ class NetworkModel:
         return conn, new
 
     # -- bandwidth ----------------------------------------------------------------------------------
-    def reserve(self, conn: _Connection, n: int) -> tuple[float, float]:
-        """Book ``n`` bytes on ``conn``: (release time, the connection's next free time).
+    def body_started(self, conn: _Connection) -> None:
+        with self._lock:
+            self._active += 1
+            conn.next_free = max(conn.next_free, self._clock())
 
-        Per connection: one slice after another at ``conn_mbps``. Aggregate: GCRA with the
-        sustained rate and a tolerance of ``burst_mb`` (a token bucket of that depth, full at
-        start, refilling at the sustained rate), plus the peak rate as a ceiling."""
+    def body_ended(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def reserve(self, conn: _Connection, n: int) -> tuple[float, float]:
+        """Book ``n`` bytes on ``conn``: (its release time, when the connection is free again).
+
+        The connection's share: min(conn_mbps, aggregate / connections in flight), where the
+        aggregate is peak_mbps while the burst bucket (refilling at aggregate_mbps, up to
+        burst_mb) has tokens, else aggregate_mbps. Times follow the connection's own schedule."""
         cfg = self.config
         with self._lock:
-            t = max(self._clock(), conn.next_free, self._tat - cfg.burst_mb / cfg.aggregate_mbps, self._peak_next)
-            self._tat = max(self._tat, t) + n / (cfg.aggregate_mbps * MB)
-            self._peak_next = t + n / (cfg.peak_mbps * MB)
-            conn.next_free = t + n / (cfg.conn_mbps * MB)
-            return t, conn.next_free
+            now = self._clock()
+            self._tokens = min(cfg.burst_mb * MB, self._tokens + (now - self._refilled) * cfg.aggregate_mbps * MB)
+            self._refilled = now
+            aggregate = cfg.peak_mbps if self._tokens > 0 else cfg.aggregate_mbps
+            rate = min(cfg.conn_mbps, aggregate / max(1, self._active)) * MB
+            self._tokens -= n
+            release = conn.next_free
+            conn.next_free = release + n / rate
+            return release, conn.next_free
 
     def wait_until(self, t: float) -> float:
         delay = t - self._clock()
@@ -308,14 +325,19 @@ class ShapedApp:
                 view = memoryview(chunk)
                 for i in range(0, len(view), SLICE):
                     piece = view[i:i + SLICE]
+                    if record.body_started is None:
+                        model.body_started(conn)
                     release, free_at = model.reserve(conn, len(piece))
                     if record.body_started is None:
                         record.body_started = release
                     record.wait_s += model.wait_until(release)
                     record.bytes += len(piece)
+                    record.slices.append((release, len(piece)))
                     record.body_s = free_at - record.body_started
                     yield bytes(piece)
         finally:
+            if record.body_started is not None:
+                model.body_ended()
             record.done = True
             if hasattr(body, "close"):
                 body.close()

@@ -114,11 +114,15 @@ def test_aggregate_bucket_bursts_then_holds_the_sustained_rate():
     conn, _ = model.connection({"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1"})
 
     def move(total: int, step: int = 100_000) -> float:
-        start = now[0]
+        """One body of ``total`` bytes: its modelled duration (the simulated clock follows it)."""
+        model.body_started(conn)
+        begin = conn.next_free
         for _ in range(total // step):
-            release, _ = model.reserve(conn, step)
+            release, free = model.reserve(conn, step)
             model.wait_until(release)
-        return now[0] - start
+        model.body_ended()
+        now[0] = max(now[0], free)
+        return free - begin
 
     # at peak until the bucket is empty: burst_mb / (1 - aggregate/peak) = 13.3 MB in 44 ms
     assert move(12_000_000) == pytest.approx(12 / 300, rel=0.02)
@@ -202,56 +206,37 @@ def test_8_parallel_connections_share_the_aggregate_cap(net_sandbox):
     clients = [_s3(sb.aws_url) for _ in range(8)]
     for c in clients:  # one warm connection each
         c.head_object(Bucket=bucket, Key=key)
-    sb.netmodel.reset()
-    gate = threading.Barrier(8)
-    sizes = [0] * 8
 
-    def get(i: int) -> None:
-        gate.wait()
-        sizes[i] = len(clients[i].get_object(Bucket=bucket, Key=key)["Body"].read())
+    def run_eight() -> list:
+        sb.netmodel.reset()
+        gate = threading.Barrier(8)
+        sizes = [0] * 8
 
-    threads = [threading.Thread(target=get, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    rows = sb.netmodel.ledger.snapshot("aws")
-    assert sizes == [size] * 8 and len(rows) == 8
-    assert len({r.connection for r in rows}) == 8 and not any(r.new_connection for r in rows)
+        def get(i: int) -> None:
+            gate.wait()
+            sizes[i] = len(clients[i].get_object(Bucket=bucket, Key=key)["Body"].read())
+
+        threads = [threading.Thread(target=get, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sizes == [size] * 8
+        return sb.netmodel.ledger.snapshot("aws")
+
+    for _ in range(3):  # a starved machine can start the eight far apart; the shares need them together
+        rows = run_eight()
+        lo, hi = max(r.body_started for r in rows), min(r.body_started + r.body_s for r in rows)
+        if hi - lo > 0.5:
+            break
+    assert hi - lo > 0.5, "the eight transfers hardly overlapped, three times"
+    assert len(rows) == 8 and len({r.connection for r in rows}) == 8 and not any(r.new_connection for r in rows)
     cap = cfg.aggregate_mbps * MB
     span = max(r.body_started + r.body_s for r in rows) - min(r.body_started for r in rows)
-    assert sum(r.bytes for r in rows) / span <= cap * 1.02  # together: the aggregate cap
-    rates = [r.bytes / r.body_s for r in rows]
-    assert sum(rates) <= cap * 1.1
-    for rate in rates:  # each about an eighth
-        assert rate == pytest.approx(cap / 8, rel=0.2)
-
-
-# --- the service under the model ---------------------------------------------------------------------
-@pytest.mark.slow
-def test_seed_case_under_the_model_pays_for_every_byte_it_reads(modelled_sandbox):
-    """The production pipeline, seed case: every server on its path is charged, every byte it
-    reports reading went through the model, and pooled connections keep set-ups few."""
-    from core.earthdata import StaticToken
-    from core.pipeline import build_services, plan, run_task
-    from core.request import parse_request
-
-    sb = modelled_sandbox
-    sb.netmodel.reset()
-    settings = sb.settings
-    services = build_services(settings, token_provider=StaticToken(sb.edl_token), s3_client=_s3(sb.aws_url))
-    request = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
-    manifest = run_task(plan(parse_request(request, settings))[0], services)
-    assert manifest["status"] == "complete"
-    rows = sb.netmodel.ledger.snapshot()
-    apps = {r.app for r in rows}
-    assert {"cmr", "aws"} <= apps and apps & {"nsidc", "podaac"}  # search, S3 API, TEA (credentials, 307)
-    s3_api = sum(r.bytes for r in rows if r.app == "aws" and r.method == "GET")
-    https = sum(r.bytes for r in rows if r.app not in ("aws", "cmr"))  # TEA, its redirect target, EDL
-    downloaded = manifest["bytes"]["atl07_downloaded"]
-    assert 0 < downloaded <= https <= downloaded + 100_000  # every downloaded byte (+ JSON and redirects)
-    assert s3_api >= manifest["bytes"]["sst_fetched"] > 0  # L2P read in place
-    assert all(r.done and r.first_byte_s > 0 for r in rows)
-    for app in apps:  # connections are pooled: far fewer set-ups than requests where requests repeat
-        n = [r for r in rows if r.app == app]
-        assert sum(r.new_connection for r in n) <= max(2, len(n) // 10), (app, len(n))
+    assert sum(r.bytes for r in rows) / span <= cap * 1.02  # together, start to end: the aggregate cap
+    # while all eight were in flight, from the slices' schedule
+    moved = [sum(n for t, n in r.slices if lo <= t < hi) for r in rows]
+    assert sum(moved) / (hi - lo) <= cap * 1.02  # the sum of their rates stays under the cap
+    assert sum(moved) / (hi - lo) >= cap * 0.9  # and they use it
+    for m in moved:  # each about an eighth
+        assert m / (hi - lo) == pytest.approx(cap / 8, rel=0.2)
