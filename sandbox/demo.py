@@ -37,12 +37,12 @@ def network_lines(network, ledger_summary: dict | None, wall_s: float) -> list[s
         f"modelled Lambda time {wall_s:.1f} s (sandbox network model {network.label})",
         f"  the model accounted for {n['requests']} requests on {n['new_connections']} new connections, "
         f"{_mb(n['bytes'])}: connection set-up {n['connect_s']:.2f} s, first byte {n['first_byte_s']:.2f} s, "
-        f"bandwidth waits {n['bandwidth_wait_s']:.2f} s (summed over requests, which may overlap)",
+        f"transfer {n['body_s']:.2f} s (summed over requests, which may overlap)",
     ]
     for app, a in n["by_app"].items():
         lines.append(f"    {app:7s} {a['requests']:4d} requests, {a['new_connections']:3d} new connections, "
                      f"{_mb(a['bytes']):>9s}, set-up {a['connect_s']:.2f} s, first byte {a['first_byte_s']:.2f} s, "
-                     f"bandwidth waits {a['bandwidth_wait_s']:.2f} s")
+                     f"transfer {a['body_s']:.2f} s")
     return lines
 
 
