@@ -392,12 +392,11 @@ class KeepAliveServer:
         self._thread.join(timeout=5)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NetworkChoice:
-    """What a command line asked for, for a banner: the config (None = off) and where it came from."""
+    """What a command line asked for: the config (None = off) and a label for its banner."""
 
     config: NetworkConfig | None
-    source: str = field(default="default")
 
     @property
     def label(self) -> str:
@@ -407,7 +406,5 @@ class NetworkChoice:
 def choose(cli_value: str | None, default: str) -> NetworkChoice:
     """``--network`` if given, else $COLOC_SANDBOX_NETWORK, else ``default``."""
     if cli_value is not None:
-        return NetworkChoice(NetworkConfig.parse(cli_value), "--network")
-    if os.environ.get(ENV_VAR):
-        return NetworkChoice(NetworkConfig.parse(os.environ[ENV_VAR]), ENV_VAR)
-    return NetworkChoice(NetworkConfig.parse(default), "default")
+        return NetworkChoice(NetworkConfig.parse(cli_value))
+    return NetworkChoice(NetworkConfig.parse(os.environ.get(ENV_VAR) or default))

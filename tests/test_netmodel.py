@@ -88,6 +88,17 @@ def test_sandbox_takes_the_model_from_the_environment(mini_scene, tmp_path, monk
     assert Sandbox(mini_scene, workdir=tmp_path, network="off").netmodel is None  # argument wins
 
 
+def test_command_lines_choose_flag_then_environment_then_their_default(monkeypatch):
+    from sandbox.netmodel import choose
+
+    assert choose(None, "lambda-us-west-2").config == LAMBDA  # the demo's and the bench's default
+    assert choose(None, "off").config is None  # python -m sandbox.services
+    monkeypatch.setenv("COLOC_SANDBOX_NETWORK", "off")
+    assert choose(None, "lambda-us-west-2").config is None
+    assert choose("seed=4", "off").config.seed == 4
+    assert "off" in choose("off", "off").label and "85 MB/s" in choose("lambda-us-west-2,seed=1", "off").label
+
+
 def test_first_byte_delays_are_lognormal_with_the_configured_median_and_p99():
     model = NetworkModel(LAMBDA)
     draws = np.array([model.first_byte_s() for _ in range(20000)]) * 1e3
