@@ -623,6 +623,15 @@ class ServerThread:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{name}", daemon=True
         )
 
+    @property
+    def app(self):
+        """The WSGI app served (assignable, e.g. to wrap it in a byte counter)."""
+        return self._server.app
+
+    @app.setter
+    def app(self, value) -> None:
+        self._server.app = value
+
     def start(self) -> "ServerThread":
         self._thread.start()
         return self

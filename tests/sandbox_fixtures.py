@@ -6,6 +6,8 @@
 ``mini_sandbox``  session-scoped Sandbox over a tiny stand-in scene (two random files), for
                   the access-layer tests; ``faults`` are cleared after every test by
                   ``clean_faults``.
+``modelled_sandbox``  the seed scene behind the ``lambda-us-west-2`` network model
+                  (sandbox/netmodel.py), for the end-to-end tests that measure I/O behaviour.
 """
 from __future__ import annotations
 
@@ -117,6 +119,14 @@ def full_scene():
 def sandbox(sandbox_scene, tmp_path_factory):
     """The sandbox over the seed-case scene (session-scoped)."""
     with Sandbox(sandbox_scene, workdir=tmp_path_factory.mktemp("sandbox")) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def modelled_sandbox(sandbox_scene, tmp_path_factory):
+    """The seed-case sandbox with Lambda's network modelled; its ledger is reset per test."""
+    with Sandbox(sandbox_scene, workdir=tmp_path_factory.mktemp("modelled-sandbox"),
+                 network="lambda-us-west-2") as sb:
         yield sb
 
 
