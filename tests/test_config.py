@@ -51,6 +51,7 @@ def test_settings_without_from_env_ignore_the_process_environment(monkeypatch):
     ("COLOC_CMR_URL", "cmr.earthdata.nasa.gov", "should match pattern"),
     ("COLOC_S3CREDENTIALS_ENDPOINTS", "POCLOUD=https://x", "must be a JSON object"),
     ("COLOC_S3CREDENTIALS_ENDPOINTS", "[1, 2]", "valid dictionary"),
+    ("COLOC_SST_COLLECTION", "MODIS Aqua", "must be a CMR concept id"),
 ])
 def test_a_bad_value_is_refused_naming_its_variable(name, value, message):
     with pytest.raises(ConfigError) as info:
@@ -80,3 +81,27 @@ def test_a_bad_variable_fails_the_handlers_cold_start(module):
     assert "ConfigError: invalid settings: COLOC_L2P_ACCESS: Input should be 's3', 'https' or 'auto'" in out.stderr
     env["COLOC_L2P_ACCESS"] = "https"
     assert subprocess.run([sys.executable, "-c", f"import {module}"], env=env).returncode == 0
+
+
+def test_requests_settings_and_searches_accept_one_collection_syntax():
+    from pydantic import ValidationError
+
+    from core.catalog import parse_collection
+    from core.errors import InputError
+    from core.request import ColocationRequest
+
+    seed = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
+    good = ["C1940473819-POCLOUD", "ATL07.007", "ATL07/007", "ATL07/007/NSIDC_CPRD", "MODIS_A-JPL-L2P-v2019.0",
+            "MODIS_A-JPL-L2P-v2019.0/2019.0", "VIIRS_N20-OSPO-L2P-v2.61"]
+    bad = ["ATL07", "c123-nsidc", "C1940473819-POCLOUD&provider=EVIL", "my favourite SST", "ATL07/", "a/b/c/d"]
+    for c in good:
+        assert ColocationRequest.model_validate({**seed, "sst_collection": c}).sst_collection == c
+        assert Settings().replace(sst_collection=c).sst_collection == c
+        parse_collection(c)
+    for c in bad:
+        with pytest.raises(ValidationError):
+            ColocationRequest.model_validate({**seed, "sst_collection": c})
+        with pytest.raises(ConfigError):
+            Settings().replace(sst_collection=c)
+        with pytest.raises(InputError):
+            parse_collection(c)

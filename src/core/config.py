@@ -2,7 +2,9 @@
 
 Production defaults point at the real NASA services; every base URL can be overridden
 (environment variables prefixed ``COLOC_``), which is how the offline sandbox and the
-tests route the *same* code to loopback emulators.
+tests route the *same* code to loopback emulators. The values are validated when the settings
+are built (pydantic-settings), so a bad ``COLOC_*`` value stops a function's cold start with a
+:class:`ConfigError` naming the variable. ``settings.replace(**changes)`` is a validated copy.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Annotated, Any, Literal, Mapping, get_args
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
+
+from core.collections import s3credentials_endpoints
 
 # Current ATL07 (v007, Earthdata Cloud). The tutorial's v004 on-prem id (C2003771980-NSIDC_ECS)
 # is retired but still accepted wherever a collection is given.
@@ -46,11 +50,8 @@ Atl07Access = Literal["download", "direct", "auto"]
 L2pAccess = Literal["s3", "https", "auto"]
 ATL07_ACCESS: tuple[str, ...] = get_args(Atl07Access)
 L2P_ACCESS: tuple[str, ...] = get_args(L2pAccess)
-# The DAAC that owns a provider's buckets hands out its temporary S3 credentials.
-S3CREDENTIALS_ENDPOINTS = {
-    "POCLOUD": "https://archive.podaac.earthdata.nasa.gov/s3credentials",
-    "NSIDC_CPRD": "https://data.nsidc.earthdatacloud.nasa.gov/s3credentials",
-}
+# The DAAC that owns a provider's buckets hands out its temporary S3 credentials (core.collections).
+S3CREDENTIALS_ENDPOINTS = s3credentials_endpoints()
 
 
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("coloc_environ", default=None)
@@ -154,6 +155,15 @@ class Settings(BaseSettings):
                 value = json.loads(value)
             except ValueError:
                 raise ValueError('must be a JSON object, e.g. {"POCLOUD": "https://…/s3credentials"}') from None
+        return value
+
+    @field_validator("atl07_collection", "sst_collection")
+    @classmethod
+    def _collection_syntax(cls, value: str) -> str:
+        from core.catalog import COLLECTION_SYNTAX, is_collection  # (core.catalog imports this module)
+
+        if not is_collection(value):
+            raise ValueError(f"must be {COLLECTION_SYNTAX}")
         return value
 
     @field_validator("s3_endpoint_url", mode="before")
