@@ -4,7 +4,7 @@
     python layers/build.py [--arch arm64|x86_64] [--python 3.12] [--skip-install]
 
 Layers (installed with pip for the *Lambda* platform, binary wheels only):
-  base     aws-lambda-powertools + pydantic (lambda.txt lines) — every function
+  base     aws-lambda-powertools + pydantic + pydantic-settings (lambda.txt lines) — every function
   science  requirements/lambda.txt  — everything the handlers import at run time
   plot     requirements/plot.txt    — matplotlib for the quicklook PNG, minus what science already has
 
