@@ -4,7 +4,7 @@
     python layers/build.py [--arch arm64|x86_64] [--python 3.12] [--skip-install]
 
 Layers (installed with pip for the *Lambda* platform, binary wheels only):
-  base     aws-lambda-powertools + pydantic (lambda.txt lines) — every function
+  base     aws-lambda-powertools + pydantic + pydantic-settings (lambda.txt lines) — every function
   science  requirements/lambda.txt  — everything the handlers import at run time
   plot     requirements/plot.txt    — matplotlib for the quicklook PNG, minus what science already has
 
@@ -40,9 +40,9 @@ LAYERS = {
     "science": LAMBDA_REQ,
     "plot": ROOT / "requirements" / "plot.txt",
 }
-# The small functions (API, plan, summarize) need only pydantic + Powertools; boto3 comes from the
+# The small functions (API, plan, summarize) need only pydantic(-settings) + Powertools; boto3 comes from the
 # Lambda runtime for them. Only the colocate function carries the science and plot stacks.
-BASE_PACKAGES = ("aws-lambda-powertools", "pydantic")
+BASE_PACKAGES = ("aws-lambda-powertools", "pydantic", "pydantic-settings", "python-dotenv")
 # Which layers each function in template.yaml attaches (tests/test_template.py checks the template).
 FUNCTIONS = {
     "ColocateFunction": ("base", "science", "plot"),

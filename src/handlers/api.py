@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -25,10 +22,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from typing_extensions import Annotated
 
 from core.catalog import check_collections
-from core.errors import ColocationError, InputError
+from core.errors import ColocationError
 from core.request import ColocationRequest, fields_from_errors
-from core.results import OutputStore
+from handlers.common import client as _client
 from handlers.common import error_body, logger, metrics, one_line, settings, state_machine_arn, tracer
+from handlers.common import output_store as _store
 
 MAX_BODY_BYTES = 4096  # a request is a handful of parameters
 JOB_ID = re.compile(r"^r[0-9a-f]{20}$")
@@ -41,16 +39,6 @@ FAILED_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED"}
 RUNNING_EXECUTION = {"RUNNING", "PENDING_REDRIVE"}
 
 app = APIGatewayRestResolver(enable_validation=True)
-
-
-@lru_cache(maxsize=None)
-def _client(service: str):
-    cfg = settings()
-    if service == "s3":
-        # SigV4 presigned URLs: regional, and ExpiresIn is honoured (max 7 days)
-        return boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url,
-                            config=Config(signature_version="s3v4"))
-    return boto3.client(service, region_name=cfg.aws_region)
 
 
 def _json(status: int, body: dict) -> Response:
@@ -131,7 +119,8 @@ def _invalid(exc: RequestValidationError) -> Response:
 
 @app.exception_handler(ColocationError)
 def _colocation_error(exc: ColocationError) -> Response:
-    return _json(exc.status if isinstance(exc, InputError) else 502, error_body(exc))
+    # each error class carries its HTTP status (400 input, 404 not found, 502 upstream, ...)
+    return _json(exc.status, error_body(exc))
 
 
 def _status_url(job_id: str) -> str:
@@ -210,11 +199,6 @@ def job_status(job_id: str):
         body["rerun"] = "POST the same request again to run the failed dates again"
     body["attempts"] = [_attempt_row(i, d) for i, d in enumerate(attempts, start=1)]
     return _json(200, body)
-
-
-def _store() -> OutputStore:
-    cfg = settings()
-    return OutputStore(_client("s3"), cfg.output_bucket, cfg.output_prefix)
 
 
 def _progress(job_id: str, desc: dict) -> dict:

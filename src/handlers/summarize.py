@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 
 from core.request import ColocationRequest
 from core.results import OutputStore
 
-from handlers.common import InvalidTaskError, logger, metrics, one_line, settings, tracer
+from handlers.common import InvalidTaskError, logger, metrics, one_line, output_store, tracer
 
 MAX_LISTED_FAILURES = 50
 
@@ -85,11 +84,10 @@ def merge_results(request_id: str, request: dict, ran: list[dict], store: Output
     return results
 
 
-def summarize(request_id: str, request: dict, results: Any, *, s3, execution: str | None = None) -> dict:
-    cfg = settings()
-    store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
+def summarize(request_id: str, request: dict, results: Any, *, store: OutputStore,
+              execution: str | None = None) -> dict:
     if isinstance(results, dict) and "ResultWriterDetails" in results:
-        results = _distributed_results(results["ResultWriterDetails"], s3)
+        results = _distributed_results(results["ResultWriterDetails"], store.s3)
     if not isinstance(results, list):
         raise InvalidTaskError("results must be a list or ResultWriterDetails")
     n_run = sum(1 for r in results if isinstance(r, dict) and r.get("date"))
@@ -124,7 +122,7 @@ def summarize(request_id: str, request: dict, results: Any, *, s3, execution: st
     # the run manifest is written last: its presence means the attempt finished
     store.put_json(key, manifest)
     # the state output stays small whatever the range: output keys live in the run manifest
-    return {"request_id": request_id, "bucket": cfg.output_bucket, "manifest_key": key, "execution": execution,
+    return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
             "failed_dates": failed[:MAX_LISTED_FAILURES]}
 
@@ -136,8 +134,6 @@ def handler(event: Any, context: Any) -> dict:
     if not isinstance(event, dict) or "request_id" not in event or "results" not in event:
         raise InvalidTaskError("summarize needs request_id and results")
     logger.set_correlation_id(str(event["request_id"]))
-    cfg = settings()
-    s3 = boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)
     execution = event.get("execution")
-    return summarize(str(event["request_id"]), event.get("request") or {}, event["results"], s3=s3,
-                     execution=str(execution) if execution else None)
+    return summarize(str(event["request_id"]), event.get("request") or {}, event["results"],
+                     store=output_store(), execution=str(execution) if execution else None)
