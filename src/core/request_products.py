@@ -184,7 +184,7 @@ class RequestNetcdf:
             if var.dims == (OBS,):
                 values = np.asarray(var.values)
                 if vname in remap and n:
-                    values = np.where(values >= 0, remap[vname][np.clip(values, 0, None)], values)
+                    values = np.where(values >= 0, remap[vname][np.clip(values, 0, None)], values).astype(values.dtype)
                 self._write_obs(vname, var, values, start, label)
             elif var.dims == (TRAJ,):
                 self._add_traj(vname, var, label)
@@ -551,3 +551,10 @@ def write_request_products(
         raise
     return RequestProducts(netcdf=summary.get("path"), partitions=partitions, products=summary.get("products", 0),
                            trajectories=summary.get("trajectories", 0), matched=summary.get("matched", 0))
+
+
+def glue_columns(frame) -> list[tuple[str, str]]:
+    """(name, Glue/Athena type) of a :func:`matches_frame`'s columns (template.yaml lists them)."""
+    kinds = {"str": "string", "object": "string", "float32": "float", "float64": "double", "int8": "tinyint",
+             "int16": "smallint", "int32": "int", "int64": "bigint", "datetime64[us]": "timestamp"}
+    return [(name, kinds[str(dtype).lower()]) for name, dtype in frame.dtypes.items()]
