@@ -192,14 +192,18 @@ def test_a_product_missing_a_variable_without_fill_is_refused(products, tmp_path
 
 def test_a_granule_on_two_dates_gives_two_trajectories_and_in_memory_products_merge(tmp_path):
     """A granule that spans midnight appears in two dates' products: its trajectory ids stay
-    unique. Products straight from build_dataset (not from a file) merge the same way."""
+    unique. Products straight from build_dataset (not from a file) merge the same way, and a
+    trajectory variable one of them lacks is empty there (not shifted onto other trajectories)."""
     tracks, swaths = seed_scene(n=800)
     ds = build_dataset(tracks, [s.granule for s in swaths], PARAMS, request_id="rtest", now=NOW)
-    result = write_request_products([("2019-06-22", [ds]), ("2019-06-23", [ds])], tmp_path / "r.nc",
-                                    tmp_path / "pq", request_id="rtest")
+    result = write_request_products([("2019-06-22", [ds]), ("2019-06-23", [ds.drop_vars("beam_strength")])],
+                                    tmp_path / "r.nc", tmp_path / "pq", request_id="rtest")
     with xr.open_dataset(result.netcdf) as req:
         ids = req["trajectory_id"].values
         assert len(set(ids)) == len(ids) == 2 * (req.sizes["trajectory"] // 2)
+        second = req["colocation_date"].values == "2019-06-23"
+        assert set(req["beam_strength"].values[~second]) <= {"strong", "weak"}
+        assert set(req["beam_strength"].values[second]) == {""} and all(i.endswith(":2019-06-23") for i in ids[second])
         assert req.sizes["obs"] == 2 * int((ds["sst_granule"].values >= 0).sum())
     table = duckdb.sql(f"SELECT sst_quality_level FROM read_parquet('{tmp_path}/pq/**/*.parquet')").df()
     assert table["sst_quality_level"].notna().all() and (table["sst_quality_level"] >= 4).all()

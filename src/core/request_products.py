@@ -188,6 +188,12 @@ class RequestNetcdf:
                 self._write_obs(vname, var, values, start, label)
             elif var.dims == (TRAJ,):
                 self._add_traj(vname, var, label)
+        for vname, have in self._traj.items():  # trajectory variables this product lacks: fill
+            if vname != DATE_VAR and vname not in enc and ds.sizes[TRAJ]:
+                fill = self._traj_attrs[vname].get("_FillValue", "" if isinstance(have[0], str) else None)
+                if fill is None:
+                    raise MergeError(f"{label} has no {vname}, which has no fill value to stand in for it")
+                have.extend([fill] * ds.sizes[TRAJ])
         for vname, meta in self._obs.items():
             if vname not in enc and meta.fill is None and n:
                 raise MergeError(f"{label} has no {vname}, which has no fill value to stand in for it")
