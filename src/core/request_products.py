@@ -72,6 +72,9 @@ def matched_segments(ds: xr.Dataset) -> xr.Dataset:
     any are dropped and ``rowSize`` is recounted, so the result is still a contiguous ragged array."""
     if MATCH_INDEX not in ds or ROW_SIZE not in ds:
         raise MergeError(f"not a colocation product: no {MATCH_INDEX} or {ROW_SIZE}")
+    # one product in memory (bounded: one granule's segments): a fancy index on a lazily opened
+    # file reads element by element (netCDF4: ~100x slower); load() is in place, so once
+    ds.load()
     matched = np.asarray(ds[MATCH_INDEX].values) >= 0
     rows = np.asarray(ds[ROW_SIZE].values, dtype=np.int64)
     if rows.sum() != matched.size:
