@@ -117,7 +117,6 @@ class _Obs:
     dtype: np.dtype
     fill: Any  # None: the variable has no fill value (every product must then carry it)
     attrs: dict
-    since: int  # obs rows before its first product (filled)
 
 
 @dataclass
@@ -154,6 +153,7 @@ class RequestNetcdf:
         self._traj: dict[str, list] = {}
         self._traj_attrs: dict[str, dict] = {}
         self._traj_ids: set[str] = set()
+        self._time_encoding: dict[str, dict] = {}
         self._targets: dict[str, _Target] = {}  # by name variable
         self._index: dict[str, str] = {}  # index variable -> name variable
         self._global: dict | None = None
@@ -178,6 +178,10 @@ class RequestNetcdf:
             self.dates.append(date)
         # the index variables' rows in the shared lists, then the obs values re-indexed
         remap = {var: self._add_targets(ds, var, target) for var, target in index.items()}
+        for vname, var in ds.variables.items():  # one time encoding (units, dtype) for the file
+            if np.issubdtype(var.dtype, np.datetime64):
+                keep = {k: var.encoding[k] for k in ("units", "calendar", "dtype") if k in var.encoding}
+                var.encoding.update(self._time_encoding.setdefault(vname, keep))
         enc = _encoded(ds)
         n = ds.sizes[OBS]
         start = self.n_obs
@@ -253,7 +257,7 @@ class RequestNetcdf:
             for k, val in attrs.items():
                 if name not in self._index or not k.startswith("flag_"):
                     v.attrs[k] = val
-            meta = self._obs[name] = _Obs(dtype, fill, attrs, start)
+            meta = self._obs[name] = _Obs(dtype, fill, attrs)
         elif name not in self._index and not _same(_flag_attrs(meta.attrs), _flag_attrs(attrs)):
             self._conflicts.append(f"{name}: {label} declares another flag table (the first one is kept)")
         if values.size:
@@ -262,10 +266,7 @@ class RequestNetcdf:
             self._file.variables[name][start:start + values.size] = values.astype(meta.dtype, copy=False)
 
     def _add_traj(self, name: str, var: xr.Variable, label: str) -> None:
-        if name == ROW_SIZE:
-            values = list(np.asarray(var.values))
-        else:
-            values = [v for v in np.asarray(var.values)]
+        values = list(np.asarray(var.values))
         have = self._traj.setdefault(name, [])
         if name not in self._traj_attrs:
             self._traj_attrs[name] = dict(var.attrs)
