@@ -71,6 +71,15 @@ def state_machine_arn() -> str:
     return arn
 
 
+def athena_table() -> tuple[str, str]:
+    """The Glue database and table over the request-level Parquet (template.yaml); "" if unset."""
+    return os.environ.get("ATHENA_DATABASE", ""), os.environ.get("ATHENA_TABLE", "")
+
+
+def athena_workgroup() -> str:
+    return os.environ.get("ATHENA_WORKGROUP", "")
+
+
 def error_body(exc: Exception) -> dict:
     """What a caller sees for a failure: a message and field list, never a traceback."""
     if isinstance(exc, ValidationError):
