@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import duckdb  # pinned dev dependency: a missing one is a failure, not a skip
 import numpy as np
 import pytest
 import xarray as xr
@@ -16,7 +17,6 @@ from core.product import build_dataset, write_netcdf
 from core.request_products import MergeError, glue_columns, matches_frame, write_request_products
 from tests.product_fixtures import PARAMS, antimeridian_scene, every_field_pairing, seed_scene, unmatched_scene
 
-duckdb = pytest.importorskip("duckdb")
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 REQUEST = {"bbox": [-62.8, 81.7, -56.4, 83.0], "start": "2019-06-22T00:00:00Z", "end": "2019-06-24T23:59:59Z"}
 
