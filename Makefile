@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LAYERS := layers/build/sizes.json
 
-.PHONY: install test test-fast demo bench layers lint clean
+.PHONY: install test test-fast demo bench layers lint clean mutate
 
 $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,16 @@ bench: $(STAMP)
 layers: $(STAMP)
 	$(PY) layers/build.py
 
+# mutation testing (not CI): prints the mutants no test kills; see [tool.mutmut] in pyproject.toml
+mutate: $(STAMP)
+	$(PY) -m pip install -q -r requirements/mutate.txt
+	rm -rf mutants
+	COLOC_SCENE_CACHE=$(CURDIR)/.sandbox-cache $(VENV)/bin/mutmut run --max-children $${MUTATE_JOBS:-2} || true
+	$(VENV)/bin/mutmut results
+	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
+
 lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 
 clean:
-	rm -rf $(VENV) demo-output layers/build .cache build *.egg-info
+	rm -rf $(VENV) demo-output layers/build .cache build *.egg-info mutants

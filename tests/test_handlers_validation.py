@@ -168,9 +168,20 @@ def test_api_post_starts_one_execution_per_job(aws):
     assert [e["name"] for e in executions] == [job]
     started = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])
     assert started["date"] == "2019-06-22" and started["radius_m"] == 1000.0 and started["bbox"][0] == -62.8
-    # same parameters again: the same job, not a second run
+    # same parameters while it runs: Step Functions answers StartExecution for the same name and
+    # input idempotently (the same execution), so the API answers as the first time
     status, again = call_api(load("api_post.json"))
-    assert status in (200, 202) and again["job_id"] == job
+    assert status == 202 and again == body, again
+    assert len(aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]) == 1
+
+
+def test_api_post_of_a_finished_job_reports_its_state_instead_of_rerunning(aws):
+    status, body = call_api(load("api_post.json"))
+    assert status == 202, body
+    arn = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"][0]["executionArn"]
+    aws["sfn"].stop_execution(executionArn=arn)  # closed (ABORTED): a name is never reused
+    status, again = call_api(load("api_post.json"))
+    assert status == 200 and again["job_id"] == body["job_id"] and again["status"] == "failed", again
     assert len(aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]) == 1
 
 
