@@ -39,19 +39,22 @@ def _keys(sb, prefix):
     return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
 
 
-@pytest.fixture(scope="module")
-def seed_run(sandbox, tmp_path_factory):
-    services = _services(sandbox)
-    task = _task(sandbox)
-    manifest = run_task(task, services)
-    out = tmp_path_factory.mktemp("seed-outputs")
+def _download(sandbox, manifest, out):
     s3 = sandbox.boto3_client("s3")
     files = {}
     for key in manifest["outputs"]:
         path = out / key.rsplit("/", 1)[-1]
         s3.download_file(sandbox.settings.output_bucket, key, str(path))
         files[path.name] = path
-    return task, services, manifest, files
+    return files
+
+
+@pytest.fixture(scope="module")
+def seed_run(sandbox, tmp_path_factory):
+    services = _services(sandbox)
+    task = _task(sandbox)
+    manifest = run_task(task, services)
+    return task, services, manifest, _download(sandbox, manifest, tmp_path_factory.mktemp("seed-outputs"))
 
 
 def _day(task):
@@ -151,13 +154,12 @@ def raw_l2p(sandbox_scene):
         swaths.append(read_l2p_raw(g.path))
         names.append(g.title)
     tables = {ql: pixel_table(swaths, ql, lat_band) for ql in range(6)}
-    ranges = []
-    with h5py.File(next(g.path for g in sandbox_scene.granules if g.short_name != "ATL07" and is_l2p_file(g.path))) as f:
+    first = next(g.path for g in sandbox_scene.granules if g.short_name != "ATL07" and is_l2p_file(g.path))
+    with h5py.File(first) as f:  # the valid range in Kelvin, from the attributes
         a = f["sea_surface_temperature"].attrs
         scale, offset = float(np.ravel(a["scale_factor"])[0]), float(np.ravel(a["add_offset"])[0])
-        ranges = (float(np.ravel(a["valid_min"])[0]) * scale + offset, float(np.ravel(a["valid_max"])[0]) * scale + offset)
-    del swaths
-    return names, tables, ranges
+        valid = tuple(float(np.ravel(a[k])[0]) * scale + offset for k in ("valid_min", "valid_max"))
+    return names, tables, valid
 
 
 @pytest.fixture(scope="module")
@@ -167,16 +169,6 @@ def any_quality_run(sandbox):
     task = _task(sandbox, min_quality_level=0, radius_m=1500.0)
     manifest = run_task(task, _services(sandbox))
     return task, manifest
-
-
-def _download(sandbox, manifest, out):
-    s3 = sandbox.boto3_client("s3")
-    files = {}
-    for key in manifest["outputs"]:
-        path = out / key.rsplit("/", 1)[-1]
-        s3.download_file(sandbox.settings.output_bucket, key, str(path))
-        files[path.name] = path
-    return files
 
 
 @pytest.mark.parametrize("which", ["seed", "any_quality"])
