@@ -35,11 +35,12 @@ bench: $(STAMP)
 layers: $(STAMP)
 	$(PY) layers/build.py
 
-# mutation testing (not CI): prints the mutants no test kills; see [tool.mutmut] in pyproject.toml
+# mutation testing (not CI): prints the mutants no test kills; see [tool.mutmut] in pyproject.toml.
+# MUTANTS='core.l2p.x__valid_range*' restricts the run (fnmatch on mutant names)
 mutate: $(STAMP)
 	$(PY) -m pip install -q -r requirements/mutate.txt
 	rm -rf mutants
-	COLOC_SCENE_CACHE=$(CURDIR)/.sandbox-cache $(VENV)/bin/mutmut run --max-children $${MUTATE_JOBS:-2} || true
+	COLOC_SCENE_CACHE=$(CURDIR)/.sandbox-cache $(VENV)/bin/mutmut run --max-children $${MUTATE_JOBS:-2} $(MUTANTS) || true
 	$(VENV)/bin/mutmut results
 	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 
