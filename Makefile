@@ -40,7 +40,7 @@ layers: $(STAMP)
 mutate: $(STAMP)
 	$(PY) -m pip install -q -r requirements/mutate.txt
 	rm -rf mutants
-	COLOC_SCENE_CACHE=$(CURDIR)/.sandbox-cache $(VENV)/bin/mutmut run --max-children $${MUTATE_JOBS:-2} $(MUTANTS) || true
+	HYPOTHESIS_PROFILE=mutate COLOC_SCENE_CACHE=$(CURDIR)/.sandbox-cache $(VENV)/bin/mutmut run --max-children $${MUTATE_JOBS:-2} $(MUTANTS) || true
 	$(VENV)/bin/mutmut results
 	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 

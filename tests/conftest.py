@@ -1,9 +1,16 @@
 """Shared fixtures. Area-specific fixtures live in the test modules or in tests/<area>_fixtures.py."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
+
+# `make mutate`: a failing example is enough to kill a mutant; shrinking it would only time out
+settings.register_profile("mutate", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO / "tests" / "data" / "realdata"
