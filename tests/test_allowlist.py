@@ -8,6 +8,8 @@ case, IDNA labels, trailing dots.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 import urllib3
@@ -16,8 +18,8 @@ from hypothesis import example, given, settings, strategies as st
 from core.config import EARTHDATA_HOSTS, EXTRA_ALLOWED_HOSTS
 from core.earthdata import host_matches
 
-LOOPBACK = "127.0.0.1:5000"
-PATTERNS = (*EARTHDATA_HOSTS, *EXTRA_ALLOWED_HOSTS, LOOPBACK)
+LOOPBACK = ("127.0.0.1:5000", "[::1]:5000")
+PATTERNS = (*EARTHDATA_HOSTS, *EXTRA_ALLOWED_HOSTS, *LOOPBACK)
 DEFAULT_PORT = {"http": 80, "https": 443}
 
 
@@ -38,8 +40,8 @@ def reference(scheme: str, host: str | None, port: int | None, patterns=PATTERNS
         return False
     for pattern in patterns:
         pattern = pattern.lower()
-        if ":" in pattern:
-            name, pport = pattern.split(":")
+        if re.fullmatch(r".+:[0-9]+", pattern):
+            name, pport = pattern.rsplit(":", 1)
             if host == name and port == int(pport):
                 return True
             continue
@@ -69,7 +71,7 @@ def ascii_host(host: str) -> str | None:
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 unicode_label = st.sampled_from(["bücher", "médiathèque", "δοκιμή", "пример", "数据"])
 # every allowlisted name, with the wildcards' suffixes as bases too
-BASES = sorted({p.split(":")[0].removeprefix("*.") for p in PATTERNS})
+BASES = sorted({p.rsplit(":", 1)[0].removeprefix("*.") for p in PATTERNS})
 
 
 @st.composite
@@ -116,12 +118,14 @@ def build(scheme, user, host, port) -> str:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(scheme=schemes, user=userinfo, host=hosts(), port=ports)
-@example(scheme="https", user="", host="bucket.s3.us-west-2.amazonaws.com", port=None)  # the positive case
-def test_host_matches_agrees_with_the_reference_rule(scheme, user, host, port):
+@given(scheme=schemes, user=userinfo, host=hosts(), port=ports, patterns=st.permutations(PATTERNS))
+@example(scheme="https", user="", host="bucket.s3.us-west-2.amazonaws.com", port=None,  # the positive case
+         patterns=PATTERNS)
+def test_host_matches_agrees_with_the_reference_rule(scheme, user, host, port, patterns):
+    """The order of the patterns never matters."""
     url = build(scheme, user, host, port)
     expected = reference(scheme, ascii_host(host), port)
-    got = host_matches(url, PATTERNS)
+    got = host_matches(url, patterns)
     if host.isascii():
         assert got == expected, url
     else:
@@ -139,6 +143,7 @@ def test_reference_rule_examples():
     assert not reference("https", "urs.earthdata.nasa.gov.", None)
     assert not reference("http", "urs.earthdata.nasa.gov", None)
     assert reference("http", "127.0.0.1", 5000) and not reference("http", "127.0.0.1", 5001)
+    assert reference("http", "[::1]", 5000) and not reference("https", "[::1]", 443)
     assert reference("https", ascii_host("bücher.s3.us-west-2.amazonaws.com"), None)
 
 
@@ -168,6 +173,8 @@ def _connects_to(url: str) -> tuple[str, str | None, int | None] | None:
     "https://urs.earthdata.nasa.gov:0443/",
     "https://evil\uff0es3.us-west-2.amazonaws.com/",
     "https://[::1]:5000/",
+    "http://[::1]:5000/",
+    "http://[0:0::1]:5000/",
     "HTTPS://URS.EARTHDATA.NASA.GOV/",
 ])
 def test_host_matches_judges_the_host_the_client_connects_to(url):
