@@ -118,11 +118,12 @@ def build(scheme, user, host, port) -> str:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(scheme=schemes, user=userinfo, host=hosts(), port=ports, patterns=st.permutations(PATTERNS))
+@given(scheme=schemes, user=userinfo, host=hosts(), port=ports,
+       patterns=st.permutations(PATTERNS + ("", " ")))  # blanks, as a comma-separated setting leaves
 @example(scheme="https", user="", host="bucket.s3.us-west-2.amazonaws.com", port=None,  # the positive case
          patterns=PATTERNS)
 def test_host_matches_agrees_with_the_reference_rule(scheme, user, host, port, patterns):
-    """The order of the patterns never matters."""
+    """Neither the order of the patterns nor blank ones matter."""
     url = build(scheme, user, host, port)
     expected = reference(scheme, ascii_host(host), port)
     got = host_matches(url, patterns)
