@@ -23,7 +23,17 @@ spec = importlib.util.spec_from_file_location("layers_build", BUILD_PY)
 layer_build = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(layer_build)
 
-needs_build = pytest.mark.skipif(not SIZES.exists(), reason="no layer build: run `make layers` (layers/build.py)")
+
+
+@pytest.fixture
+def built_layers():
+    # a missing build is a failure, not a skip: `make test` builds the layers before the tests
+    assert SIZES.exists(), "no layer build in layers/build: run `make layers` (`make test` does it first)"
+
+
+def needs_build(test):
+    """The test reads layers/build. Slow: the fast suite (`make test-fast`) builds no layers."""
+    return pytest.mark.slow(pytest.mark.usefixtures("built_layers")(test))
 
 
 def run_build(*args: str) -> subprocess.CompletedProcess:
