@@ -37,7 +37,7 @@ from core.model import Atl07Granule, SstSwath
 from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_window
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
-from core.results import OutputStore
+from core.results import OutputStore, ResultStore
 from core.http import failure_cause
 from core.httpfile import open_https_granule
 from core.s3access import open_granule, open_s3_filesystem
@@ -56,7 +56,7 @@ class Services:
     settings: Settings
     http: requests.Session  # an EarthdataSession: token, host allowlist, retries
     credentials: CredentialsCache
-    output: OutputStore
+    output: ResultStore  # the bucket (OutputStore) or a local folder (LocalOutputStore)
     clock: Callable[[], float] = time.time
     _filesystems: dict = field(default_factory=dict, repr=False)
 
@@ -82,8 +82,10 @@ def quiet_secret_bearing_loggers() -> None:
             logger.setLevel(logging.INFO)
 
 
-def build_services(settings: Settings, *, token_provider=None, s3_client=None) -> Services:
-    """Production wiring: EDL token from the environment / netrc / Secrets Manager."""
+def build_services(settings: Settings, *, token_provider=None, s3_client=None,
+                   output: ResultStore | None = None) -> Services:
+    """Production wiring: EDL token from the environment / netrc / Secrets Manager; results
+    in the output bucket unless ``output`` says where (``colocate run``: a local folder)."""
     import boto3
 
     quiet_secret_bearing_loggers()
@@ -91,15 +93,17 @@ def build_services(settings: Settings, *, token_provider=None, s3_client=None) -
     from core.earthdata import EarthdataSession, token_provider_from_env
 
     http = EarthdataSession(settings, token_provider or token_provider_from_env(settings))
-    if s3_client is None:
-        s3_client = boto3.client(
-            "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url or None
-        )
+    if output is None:
+        if s3_client is None:
+            s3_client = boto3.client(
+                "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url or None
+            )
+        output = OutputStore(s3_client, settings.output_bucket, settings.output_prefix)
     return Services(
         settings=settings,
         http=http,
         credentials=CredentialsCache(http, refresh_margin_s=settings.credentials_refresh_margin_s),
-        output=OutputStore(s3_client, settings.output_bucket, settings.output_prefix),
+        output=output,
     )
 
 
@@ -258,7 +262,7 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
         raise UpstreamError(f"{type(exc).__name__} {code}: {exc}"[:500],
-                            service=f"output bucket s3://{services.output.bucket}") from None
+                            service=f"output bucket {services.output.location}") from None
 
 
 def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
@@ -368,22 +372,20 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
         raise
 
 
-def _is_published_by(store: OutputStore, request_id: str, date: str, run_id: str) -> bool:
+def _is_published_by(store: ResultStore, request_id: str, date: str, run_id: str) -> bool:
     """Whether the date's manifest is this run's (then its outputs must stay)."""
     current = store.get_manifest(request_id, date)
     return current is not None and current.get("run_id") == run_id
 
 
-def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: dict) -> None:
+def _remove_orphans(store: ResultStore, request_id: str, date: str, manifest: dict) -> None:
     """Once a date is published, anything else under it is a dead or losing run's output.
 
     Best effort and never raising: the date is published, and a failure here must not reach
     run_task's clean-up of the (now published) outputs; the bucket's lifecycle rule is the backstop."""
     keep = set(manifest["outputs"]) | {store.manifest_key(request_id, date)}
     try:
-        paginator = store.s3.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=store.bucket, Prefix=store.date_prefix(request_id, date) + "/")
-        orphans = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] not in keep]
+        orphans = [k for k in store.list_keys(store.date_prefix(request_id, date) + "/") if k not in keep]
         if orphans:
             log.info("removing %d unpublished objects of earlier runs of %s", len(orphans), date)
             store.delete_keys(orphans)
