@@ -71,7 +71,9 @@ class Settings:
     radius_m: float = 1000.0
     max_dt_s: float = 3 * 3600.0
     min_quality_level: int = 4  # GHRSST: 4 = acceptable, 5 = best
-    bbox_margin_deg: float = 0.1
+    # ATL07 segments kept this far outside the requested bbox (0: exactly the box the user asked
+    # for); recorded in the products' colocation_bbox_margin_deg
+    bbox_margin_deg: float = 0.0
 
     # --- access ----------------------------------------------------------------------------
     # download: stream over HTTPS with EDL (works anywhere); direct: read in place from S3;

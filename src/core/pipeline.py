@@ -301,7 +301,8 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
 
     science = req.colocation_params()
     params = {
-        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
+        "bbox": list(req.bbox), "bbox_margin_deg": float(settings.bbox_margin_deg),
+        "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
         "sst_collections": list(req.collections),
     }
