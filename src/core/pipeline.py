@@ -58,7 +58,15 @@ class Services:
     credentials: CredentialsCache
     output: ResultStore  # the bucket (OutputStore) or a local folder (LocalOutputStore)
     clock: Callable[[], float] = time.time
+    # progress(event, info) as the task goes (``colocate run``'s progress bar); None in Lambda.
+    # Events: "found" {date, atl07, sst, placeholders}, "stage" {name}, "bytes" {n},
+    # "granule" {title, segments, matched}
+    progress: Callable[[str, dict], None] | None = None
     _filesystems: dict = field(default_factory=dict, repr=False)
+
+    def report(self, event: str, **info) -> None:
+        if self.progress is not None:
+            self.progress(event, info)
 
     def s3_filesystem(self, endpoint: str):
         """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves)."""
@@ -118,12 +126,15 @@ def plan(request: ColocationRequest) -> list[DateTask]:
 
 
 class _Timer:
-    def __init__(self, clock: Callable[[], float]):
+    def __init__(self, clock: Callable[[], float], on_stage: Callable[..., None] | None = None):
         self.clock = clock
+        self.on_stage = on_stage
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        if self.on_stage is not None:
+            self.on_stage("stage", name=name)
         t0 = self.clock()
         try:
             yield
@@ -277,7 +288,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
 
     run_id = run_id or uuid.uuid4().hex[:12]
     clock = services.clock
-    timer = _Timer(clock)
+    timer = _Timer(clock, services.report if services.progress else None)
     started = clock()
     lo, hi = req.window(task.date)
     bbox = req.bounding_box
@@ -295,6 +306,8 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     placeholders = [g for _, g in sst_all if g.is_placeholder]
     sst_granules = [g for _, g in sst_all if not g.is_placeholder]
     collection_of = {g.title: c for c, g in sst_all}
+    services.report("found", date=date, atl07=len(atl07_granules), sst=len(sst_granules),
+                    placeholders=len(placeholders))
     if placeholders:
         log.info("skipping %d placeholder L2P granules: %s", len(placeholders),
                  ", ".join(g.title for g in placeholders))
@@ -324,6 +337,8 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                     uploaded.append(key)
                     product.setdefault("outputs", {})[kind] = key
                 products.append(product)
+                services.report("granule", title=granule.title, segments=product["segments"],
+                                matched=product["matched"])
 
         manifest = {
             "request_id": request_id,
@@ -434,6 +449,7 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
             with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
                 warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
+                services.report("bytes", n=int(fh.bytes_fetched))
                 return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
         if not granule.https_url:
             raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
@@ -442,7 +458,8 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
             with downloaded(services.http, granule.https_url, workdir,
                             expected_size=granule.size_bytes or None,
                             file_name=granule.producer_granule_id or None,
-                            disk_usage=_disk_usage(settings)) as path:
+                            disk_usage=_disk_usage(settings),
+                            on_bytes=(lambda n: services.report("bytes", n=n)) if services.progress else None) as path:
                 size = path.stat().st_size
                 warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
                 try:
@@ -527,6 +544,7 @@ def _l2p_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
                 report = ctx.sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
                 report["access"] = access
                 report["bytes_fetched"] += int(fh.bytes_fetched)
+                ctx.services.report("bytes", n=int(fh.bytes_fetched))
                 report["requests"] += int(fh.fetch_requests)
                 if access == "https":
                     report["resolves"] = report.get("resolves", 0) + int(fh.resolves)
