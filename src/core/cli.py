@@ -221,8 +221,6 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
                          f"({len(args.sst)})")
     atl07_files = _distinct_files(args.atl07, "--atl07")
     sst_files = _distinct_files(args.sst, "--sst")
-    if set(map(os.path.realpath, atl07_files)) & set(map(os.path.realpath, sst_files)):
-        raise UsageError("the same file is given as --atl07 and --sst")
     if len(collections) == 1:
         collections *= len(sst_files)
     params = request.colocation_params()

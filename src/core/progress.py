@@ -54,7 +54,7 @@ class ProgressReporter:
             if self.dates_bar is not None:
                 self.dates_bar.set_postfix(ATL07=self.found["atl07"], L2P=self.found["l2p"], refresh=True)
         elif event == "stage" and self.bytes_bar is not None:
-            self.bytes_bar.set_description(STAGES.get(info.get("name", ""), str(info.get("name", ""))))
+            self.bytes_bar.set_description_str(STAGES.get(info.get("name", ""), str(info.get("name", ""))))
         elif event == "bytes" and self.bytes_bar is not None:
             self.bytes_bar.update(int(info.get("n", 0)))
 
