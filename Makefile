@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LAYERS := layers/build/sizes.json
 
-.PHONY: install test test-fast demo bench layers lint clean build deploy
+.PHONY: install test test-fast demo bench layers lint clean build deploy smoke
 
 $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,4 +56,8 @@ deploy: build
 	$(SAM) deploy --guided
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) demo-output layers/build .cache build .aws-sam *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) demo-output smoke-output layers/build .cache build .aws-sam *.egg-info
+
+# the seed case against the real NASA services (needs Earthdata credentials; skipped without)
+smoke: $(STAMP)
+	$(PY) -m tools.smoke --out smoke-output

@@ -38,6 +38,7 @@ from core.errors import (
     AuthorisationRequiredError,
     DisallowedHostError,
     InvalidTokenError,
+    NoCredentialsError,
     TokenExpiredError,
     UpstreamError,
 )
@@ -265,7 +266,7 @@ def token_provider_from_env(settings: Settings, environ: Mapping[str, str] | Non
         creds = netrc_credentials(netrc_path, settings)
         if creds is not None:
             return PasswordToken(settings, *creds)
-    raise AuthError(
+    raise NoCredentialsError(
         "no Earthdata credentials: set EARTHDATA_TOKEN, or EARTHDATA_USERNAME and "
         "EARTHDATA_PASSWORD, or COLOC_EDL_SECRET_NAME, or a netrc entry for the EDL host",
         service="Earthdata Login",
