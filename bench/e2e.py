@@ -1,5 +1,11 @@
 """End to end in the sandbox: the service's ``run_task`` vs the tutorial's way, seed case.
 
+The sandbox's network model is on (``lambda-us-west-2`` unless ``--network`` or
+$COLOC_SANDBOX_NETWORK say otherwise; docs/NETWORK.md): every byte either way of doing the work
+receives pays Lambda's first-byte latency, connection set-up and bandwidth caps, and each run
+records what the model accounted for (``network``). The model is reset before each run (full
+burst, RNG at its seed), as for a fresh invocation.
+
 The parent starts one sandbox and wraps every emulator / S3 server in a WSGI byte counter, so
 bytes sent over HTTP (ATL07 downloads via the TEA redirect) and from S3 (GETs through the S3
 proxy in front of moto) are counted on the server side, independently of the code measured.
@@ -9,17 +15,18 @@ Service runs use a fresh output prefix each time, so no run finds a stored manif
 Baseline = the tutorial, scaled to the same pairing the service does: for every ATL07 granule,
 ``requests.get(url).content`` of the whole file (through an Earthdata session, which the
 tutorial got from .netrc), h5py read of lat/lon/time/height of all six beams; for every
-non-placeholder L2P granule, ``s3fs.S3FileSystem(key, secret, token).open()`` with s3fs's
+readable L2P granule, ``s3fs.S3FileSystem(key, secret, token).open()`` with s3fs's
 default caching, ``xr.open_dataset(f, decode_cf=False)`` + the tutorial's ``fix_attributes`` +
 ``xr.decode_cf``, then ``pyresample.kd_tree.resample_nearest`` over the full swath (radius
 1000 m) for each ATL07 granule with its six beams concatenated (one call per pair, which is
 kinder to the baseline than the tutorial's one call per beam).
 
-    .venv/bin/python -m bench.e2e [--repeats 3]
+    .venv/bin/python -m bench.e2e [--repeats 3] [--network SPEC]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +37,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import REPO, child_env, emit, median, peak_rss_mb, proc_status, run_child
+from bench.common import NETWORK_DEFAULT, REPO, child_env, emit, median, peak_rss_mb, proc_status, run_child
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 1000.0}
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
@@ -62,21 +69,24 @@ class ByteCounter:
 
 
 class CountedSandbox:
-    """The seed sandbox with the S3 proxy on (so S3 GETs pass a counter) and counters everywhere."""
+    """The seed sandbox with the S3 proxy on (so S3 GETs pass a counter), counters everywhere and
+    the network model (``network``: a spec, None = $COLOC_SANDBOX_NETWORK or the bench default)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, network: str | None = None, scene=None):
+        from sandbox.netmodel import choose
         from sandbox.scene import build_scene
         from sandbox.services import Sandbox
 
-        self.scene = build_scene(REPO / ".sandbox-cache")
-        self.sandbox = Sandbox(self.scene, workdir=workdir, s3_faults=True)
+        self.scene = scene or build_scene(REPO / ".sandbox-cache")
+        self.network = choose(network, NETWORK_DEFAULT)
+        self.sandbox = Sandbox(self.scene, workdir=workdir, s3_faults=True, network=self.network.config or "off")
         self.totals: dict = defaultdict(int)
         self.lock = threading.Lock()
 
     def __enter__(self):
         sb = self.sandbox.__enter__()
         for name, server in sb.servers.items():
-            server._server.app = ByteCounter(server._server.app, name, self.totals, self.lock)
+            server.app = ByteCounter(server.app, name, self.totals, self.lock)
         return self
 
     def __exit__(self, *exc):
@@ -85,6 +95,13 @@ class CountedSandbox:
     def reset(self) -> None:
         with self.lock:
             self.totals.clear()
+        if self.sandbox.netmodel is not None:
+            self.sandbox.netmodel.reset()
+
+    def network_summary(self) -> dict | None:
+        """What the network model accounted for since the last reset (None when off)."""
+        model = self.sandbox.netmodel
+        return None if model is None else model.ledger.summary()
 
     def counted(self) -> dict:
         with self.lock:
@@ -98,7 +115,8 @@ class CountedSandbox:
         per_object = {p.rsplit("/", 1)[-1]: {"served": n, "size": sizes[p], "fraction": round(n / sizes[p], 4)}
                       for (kind, app, p), n in ((k, v) for k, v in t.items() if len(k) == 3 and k[0] == "path")
                       if app == "s3api" and p in sizes}
-        return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http, "s3_per_object": per_object}
+        return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http, "s3_per_object": per_object,
+                "network": self.network_summary()}
 
     def env(self, **extra) -> dict:
         return child_env({**self.sandbox.env(), **extra})
@@ -187,8 +205,7 @@ def child_baseline() -> dict:
     lo, hi = request.window(request.dates()[0])
     cmr = CmrClient(session, settings)
     atl07_granules = cmr.search(request.atl07_collection, request.bounding_box, lo, hi)
-    sst_granules = [g for g in cmr.search(request.sst_collection, request.bounding_box, lo, hi,
-                                          include_placeholders=True) if not g.is_placeholder]
+    sst_granules = [g for g in cmr.search(request.sst_collection, request.bounding_box, lo, hi) if not g.skip_reason]
     only = [t for t in os.environ.get("BENCH_ONLY_GRANULES", "").split(",") if t]
     if only:  # the "same granules as the service" variant
         sst_granules = [g for g in sst_granules if g.title in only]
@@ -272,14 +289,16 @@ def child_baseline() -> dict:
 
 
 # --- parent -------------------------------------------------------------------------------------
-def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
+def measure(repeats: int = 3, workdir: Path | None = None, network: str | None = None) -> dict:
     if workdir is None:  # downloads and sandbox files go away afterwards
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="coloc-bench-") as tmp:
-            return measure(repeats, Path(tmp))
+            return measure(repeats, Path(tmp), network)
     runs = {"service": [], "baseline": [], "baseline_same_granules": []}
-    with CountedSandbox(workdir / "sandbox") as csb:
+    with CountedSandbox(workdir / "sandbox", network) as csb:
+        config = csb.network.config
+        print(f"  e2e network: {csb.network.label}", file=sys.stderr)
         for i in range(repeats):
             for kind in runs:
                 csb.reset()
@@ -331,6 +350,12 @@ def measure(repeats: int = 3, workdir: Path | None = None) -> dict:
         (summary["service_peak_rss_mb"] - summary["service_import_rss_mb"])
         / (summary["baseline_peak_rss_mb"] - summary["baseline_import_rss_mb"]), 3)
     summary["s3_bytes_fraction_max"] = max(fractions.values()) if fractions else None
+    summary["network"] = None if config is None else {**dataclasses.asdict(config), "label": csb.network.label}
+    if config is not None:  # what the model charged each way, median over runs
+        summary["network_accounted"] = {
+            kind: {k: median([r["network"][k] for r in rows]) for k in
+                   ("requests", "new_connections", "connect_s", "first_byte_s", "bandwidth_wait_s", "bytes")}
+            for kind, rows in runs.items()}
     return {"summary": summary, "runs": runs}
 
 
@@ -338,11 +363,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--child", choices=("service", "baseline"))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--network", default=None, help=f"network model (default: $COLOC_SANDBOX_NETWORK or {NETWORK_DEFAULT})")
     a = p.parse_args(argv)
     if a.child:
         emit(child_service() if a.child == "service" else child_baseline())
         return 0
-    print(json.dumps(measure(a.repeats)["summary"], indent=1))
+    print(json.dumps(measure(a.repeats, network=a.network)["summary"], indent=1))
     return 0
 
 

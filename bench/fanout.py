@@ -110,16 +110,17 @@ def _run_handlers_directly(env: dict) -> tuple[dict, list[dict], float]:
     return {"status": "SUCCEEDED" if not summary["error"] else "FAILED"}, calls, time.perf_counter() - t0
 
 
-def measure(workdir: Path | None = None, *, use_state_machine: bool = True) -> dict:
+def measure(workdir: Path | None = None, *, use_state_machine: bool = True, network: str | None = None) -> dict:
     from bench.e2e import CountedSandbox
 
     if workdir is None:  # sandbox files go away afterwards
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="coloc-fanout-") as tmp:
-            return measure(Path(tmp), use_state_machine=use_state_machine)
+            return measure(Path(tmp), use_state_machine=use_state_machine, network=network)
     driver, note = "moto Step Functions", None
-    with CountedSandbox(workdir / "sandbox") as csb:
+    with CountedSandbox(workdir / "sandbox", network) as csb:
+        network_label = csb.network.label
         env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-fanout-{uuid.uuid4().hex[:8]}")
         try:
             if not use_state_machine:
@@ -179,6 +180,7 @@ def measure(workdir: Path | None = None, *, use_state_machine: bool = True) -> d
         "usd_per_request_configured": round(total_gb_s * LAMBDA_GB_S_USD + len(calls) * LAMBDA_REQUEST_USD, 6),
         "s3_get_bytes": s3_bytes,
         "lambda_invocations": len(calls),
+        "network": network_label,
     }
 
 
@@ -210,6 +212,7 @@ smallest 64 MB step holding peak RSS + 25 %.
 - Wall time of the whole execution ({f['driver']}): {f['wall_s']:.0f} s here, all 7 dates at
   once on a shared 2-core machine; with one Lambda per date ≈ {f['projected_parallel_wall_s']:.0f} s
   (plan + slowest date + summarize, each cold).
+- Network: {f.get('network', 'not recorded')} (docs/NETWORK.md).
 - Sandbox times are single-core figures from a shared machine; Lambda CPU scales with memory
   (≈ {f['colocate_memory_mb'] / 1769:.1f} vCPU at {f['colocate_memory_mb']} MB), so a smaller
   memory size is cheaper per second but slower.

@@ -1,9 +1,11 @@
 """`make bench`: every benchmark, bench/results.json, bench/kernel_vs_n.png, bench/cost.md and a
 table of targets on stdout (also written into bench/README.md between the table markers).
 
-    .venv/bin/python -m bench.run [--quick]
+    .venv/bin/python -m bench.run [--quick] [--network SPEC]
 
 ``--quick`` (one repeat each, small kernel sizes) is for trying the machinery, not for numbers.
+The end-to-end and fan-out runs go through the sandbox's network model, ``lambda-us-west-2``
+unless ``--network`` or $COLOC_SANDBOX_NETWORK say otherwise (docs/NETWORK.md).
 """
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ def update_readme(text: str) -> None:
         README.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{tail}")
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, network: str | None = None) -> dict:
     t_start = time.perf_counter()
     timings = {}
 
@@ -88,11 +90,11 @@ def run(quick: bool = False) -> dict:
     from sandbox.scene import build_scene
 
     step("scene", build_scene, REPO / ".sandbox-cache")
-    end_to_end = step("end_to_end", e2e.measure, 1 if quick else 3)
+    end_to_end = step("end_to_end", e2e.measure, 1 if quick else 3, network=network)
     k = step("kernel", kernel.sweep, (10_000, 100_000) if quick else kernel.SWEEP_N, repeats=1 if quick else 3,
              plot=None if quick else BENCH / "kernel_vs_n.png")  # --quick leaves the committed outputs alone
     cold = step("cold_start", coldstart.measure, 1 if quick else 5)
-    fan = step("fan_out", fanout.measure)
+    fan = step("fan_out", fanout.measure, network=network)
     l2p = step("l2p_bytes", l2p_bytes.measure)
 
     s = end_to_end["summary"]
@@ -110,6 +112,7 @@ def run(quick: bool = False) -> dict:
             "machine": {"python": platform.python_version(), "platform": platform.platform(),
                         "cpus": __import__("os").cpu_count()},
             "quick": quick,
+            "network": end_to_end["summary"].get("network"),
             "end_to_end": end_to_end,
             "kernel": k,
             "cold_start": cold,
@@ -126,8 +129,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--network", default=None, help="off | lambda-us-west-2 | key=value,... "
+                   "(default: $COLOC_SANDBOX_NETWORK, else lambda-us-west-2)")
     a = p.parse_args(argv)
-    results = run(a.quick)
+    results = run(a.quick, a.network)
     Path(a.out).write_text(json.dumps(results, indent=1, default=str) + "\n")
     text = table(results)
     if not a.quick:
@@ -138,6 +143,8 @@ def main(argv=None) -> int:
     print(f"\nend to end (median of runs): service {s['service_work_s']:.1f} s / {s['service_peak_rss_mb']:.0f} MB, "
           f"baseline {s['baseline_work_s']:.1f} s / {s['baseline_peak_rss_mb']:.0f} MB; "
           f"S3 bytes service {s['service_s3_bytes'] / 1e6:.0f} MB vs baseline {s['baseline_s3_bytes'] / 1e6:.0f} MB")
+    net = results["details"]["network"]
+    print(f"network model: {net['label'] if net else 'off (loopback)'}")
     print(f"bench took {results['details']['bench_step_s']['total']:.0f} s; results in {a.out}")
     return 0
 

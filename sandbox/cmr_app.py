@@ -13,13 +13,18 @@ granule (the sandbox supplies loopback DAAC URLs). ``faults`` is an optional
 Routes, with the real response shapes (``tests/data/realdata/cmr/``):
 
 * ``GET /search/granules.umm_json`` -> ``{"hits", "took", "items": [{"meta", "umm"}]}`` (UMM-G
-  1.6.5: RelatedUrls "GET DATA" https, "GET DATA VIA DIRECT ACCESS" s3, "VIEW RELATED
-  INFORMATION" /s3credentials as PO.DAAC advertises it, "EXTENDED METADATA" .md5 links, and an
-  OPeNDAP "USE SERVICE API" link for PO.DAAC; ArchiveAndDistributionInformation with Size in MB
-  and SizeInBytes).
+  1.6.5) answered as the recorded records are (``tests/data/realdata/cmr/recorded/``): the data
+  file ("GET DATA", https) and its siblings (``.nc.md5``, ``.cmr.json``: "EXTENDED METADATA", in
+  PO.DAAC's public bucket) in a per-granule order of their own; "GET DATA VIA DIRECT ACCESS" s3
+  links on NSIDC records and on half the PO.DAAC ones (the recorded PO.DAAC item has none: the
+  client derives the S3 location from the HTTPS path); "VIEW RELATED INFORMATION" /s3credentials
+  and an OPeNDAP "USE SERVICE API" link for PO.DAAC. ``ArchiveAndDistributionInformation`` has
+  one entry per file with its own Size (MB), SizeInBytes and MD5; the records of the four
+  granules the tutorial's feed showed at 9.346e-5 MB list the 98-byte ``.nc.md5`` first.
 * ``GET /search/granules.json`` -> ``{"feed": {"updated", "id", "title", "entry": [...]}}`` with
   ``links`` (rel ``.../data#`` for https and s3 — PO.DAAC lists the s3 link first, as in the
-  tutorial — and ``.../metadata#`` for /s3credentials), ``granule_size`` in MB, ``polygons``
+  tutorial — and ``.../metadata#`` for /s3credentials), ``granule_size`` in MB of the first
+  listed file (so 9.346e-5 MB where that is the .md5, as the tutorial saw), ``polygons``
   ("lat lon ..." strings) or ``boxes`` ("S W N E").
 * ``GET /search/collections.json`` -> the feed of collections matching short_name/version/
   provider/concept_id.
@@ -28,14 +33,16 @@ Query parameters: ``concept_id`` / ``collection_concept_id`` / ``echo_collection
 collection ``C...`` or granule ``G...`` id), ``short_name`` + ``version`` (+ ``provider``),
 ``bounding_box`` (W,S,E,N; W > E crosses the antimeridian), ``temporal`` (``start,end``, either
 side may be empty), ``page_size`` (default 10, 0..2000, otherwise 400), ``page_num``. Each of
-them may also be given with a ``[]`` suffix. Paging: results are sorted by (start time, id); a
-non-empty page carries ``CMR-Search-After`` (JSON ``["provider", start_ms, id]``), which the
-client sends back as a request header. Every response carries ``CMR-Request-Id``, ``CMR-Hits``
+them may also be given with a ``[]`` suffix. Paging: results are sorted by (start time, id); as
+in the recorded cassettes, every non-empty page carries ``CMR-Search-After`` (JSON
+``["provider", start_ms, id]``), even one holding all hits, and an empty page has none; the
+client sends it back as a request header. Every response carries ``CMR-Request-Id``, ``CMR-Hits``
 (searches) and ``CMR-Took``. Spatial matching uses the granule's footprint: its polygon ring
 (densified) or its bounding rectangles.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -239,23 +246,59 @@ def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+def _sibling_url(ln: dict, g, sibling: dict) -> str:
+    """A sibling's HTTPS URL on the granule's TEA host (PO.DAAC keeps them in its public bucket)."""
+    return ln["https"].replace(f"/{g.bucket}/{g.key}", f"/{sibling['bucket']}/{sibling['key']}")
+
+
+def _varied(items: list, g, salt: str) -> list:
+    """A fixed per-granule permutation: real records list their files in no fixed order."""
+    digest = hashlib.sha256(f"{salt}:{g.concept_id}".encode()).digest()
+    return [item for _, item in sorted(zip(digest, items), key=lambda pair: pair[0])]
+
+
+def has_direct_link(g) -> bool:
+    """Whether the record carries a "GET DATA VIA DIRECT ACCESS" link. PO.DAAC's recorded UMM-G
+    item has none (HTTPS only); the recorded SSH-grid records have one: half the L2P granules
+    get one, so both readings of a record are exercised."""
+    if g.provider != "POCLOUD":
+        return True
+    return hashlib.sha256(g.concept_id.encode()).digest()[0] % 2 == 0
+
+
 def _related_urls(g, ln: dict) -> list[dict]:
     name = g.file_name
-    urls = [
-        {"URL": f"{ln['https']}.md5", "Description": f"Download {name}.md5", "Type": "EXTENDED METADATA"},
-        {"URL": f"{ln['s3']}.md5", "Description": "This link provides direct download access via S3 to the granule",
-         "Type": "EXTENDED METADATA"},
-        {"URL": ln["https"], "Description": f"Download {name}", "Type": "GET DATA"},
-        {"URL": ln["s3"], "Description": "This link provides direct download access via S3 to the granule",
-         "Type": "GET DATA VIA DIRECT ACCESS"},
-        {"URL": ln["s3credentials"],
-         "Description": "api endpoint to retrieve temporary credentials valid for same-region direct s3 access",
-         "Type": "VIEW RELATED INFORMATION"},
-    ]
+    files = [{"URL": ln["https"], "Description": f"Download {name}", "Type": "GET DATA"}]
+    files += [{"URL": _sibling_url(ln, g, sib), "Description": f"Download {sib['name']}", "Type": "EXTENDED METADATA"}
+              for sib in getattr(g, "siblings", None) or []]
+    urls = _varied(files, g, "related-urls")
+    if has_direct_link(g):
+        urls.append({"URL": ln["s3"], "Description": "This link provides direct download access via S3 to the granule",
+                     "Type": "GET DATA VIA DIRECT ACCESS"})
+    urls.append({"URL": ln["s3credentials"],
+                 "Description": "api endpoint to retrieve temporary credentials valid for same-region direct s3 access",
+                 "Type": "VIEW RELATED INFORMATION"})
     if g.provider == "POCLOUD":
         urls.append({"URL": f"https://opendap.earthdata.nasa.gov/collections/{g.collection_concept_id}/granules/{g.title}",
                      "Type": "USE SERVICE API", "Subtype": "OPENDAP DATA", "Description": "OPeNDAP request URL"})
     return urls
+
+
+def _file_info(name: str, size: int, md5: str | None) -> dict:
+    info = {"SizeUnit": "MB", "Size": size / 2**20, "SizeInBytes": size, "Name": name}
+    if md5:
+        info["Checksum"] = {"Value": md5, "Algorithm": "MD5"}
+    return info
+
+
+def archive_info(g) -> list[dict]:
+    """ArchiveAndDistributionInformation: the data file and its checksum sidecar, each with its
+    own size. PO.DAAC lists them in either order; the four granules the tutorial's feed showed at
+    9.346e-5 MB are those listing the .md5 first (``md5_listed_first``)."""
+    files = [_file_info(g.file_name, g.size_bytes, getattr(g, "md5", None))]
+    files += [_file_info(sib["name"], sib["size_bytes"], sib.get("md5")) for sib in getattr(g, "siblings", None) or []
+              if sib["name"].endswith(".md5")]
+    return files[::-1] if getattr(g, "md5_listed_first", False) else files
 
 
 def _spatial_umm(g) -> dict:
@@ -270,7 +313,6 @@ def _spatial_umm(g) -> dict:
 
 
 def umm_item(g, ln: dict) -> dict:
-    mb = g.size_bytes / 2**20
     return {
         "meta": {
             "concept-type": "granule", "concept-id": g.concept_id, "revision-id": 1, "native-id": g.title,
@@ -284,10 +326,7 @@ def umm_item(g, ln: dict) -> dict:
             "GranuleUR": g.title,
             "SpatialExtent": _spatial_umm(g),
             "DataGranule": {
-                "ArchiveAndDistributionInformation": [
-                    {"SizeUnit": "MB", "Size": mb, "SizeInBytes": g.size_bytes, "Name": g.file_name},
-                    {"SizeUnit": "MB", "Size": 65 / 2**20, "SizeInBytes": 65, "Name": f"{g.file_name}.md5"},
-                ],
+                "ArchiveAndDistributionInformation": archive_info(g),
                 "DayNightFlag": getattr(g, "day_night", "") or "Unspecified",
                 "ProductionDateTime": "2024-01-15T10:00:00.000Z",
             },
@@ -321,7 +360,8 @@ def feed_entry(g, ln: dict) -> dict:
         "time_end": _iso(g.end),
         "id": g.concept_id,
         "original_format": "UMM_JSON",
-        "granule_size": str(g.size_bytes / 2**20),
+        # the feed's granule_size is the first listed file's: the .md5's where PO.DAAC lists it first
+        "granule_size": str(archive_info(g)[0]["Size"]),
         "browse_flag": False,
         "collection_concept_id": g.collection_concept_id,
         "online_access_flag": True,

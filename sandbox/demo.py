@@ -4,6 +4,10 @@ Builds (or reuses) the seed scene, starts the sandbox, invokes the *Lambda handl
 ``events/direct.json`` exactly as Lambda would, copies the outputs from the output bucket to
 ``--out`` and prints a summary. Nothing here is special-cased for the demo: the handler reads
 its settings from the environment the sandbox provides.
+
+The sandbox models Lambda's network in us-west-2 by default (``--network``, else
+$COLOC_SANDBOX_NETWORK, else ``lambda-us-west-2``; docs/NETWORK.md), so the times it prints are
+modelled Lambda times, with the delays the model accounted for; ``--network off`` gives loopback.
 """
 from __future__ import annotations
 
@@ -20,10 +24,26 @@ from sandbox.lambda_context import LambdaContext
 REPO = Path(__file__).resolve().parents[1]
 
 
-
-
 def _mb(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+def network_lines(network, ledger_summary: dict | None, wall_s: float) -> list[str]:
+    """The time line, labelled by the world it was measured in, and the model's accounting."""
+    if network.config is None:
+        return [f"wall time {wall_s:.1f} s on loopback (no network model: not a Lambda time)"]
+    n = ledger_summary
+    lines = [
+        f"modelled Lambda time {wall_s:.1f} s (sandbox network model {network.label})",
+        f"  the model accounted for {n['requests']} requests on {n['new_connections']} new connections, "
+        f"{_mb(n['bytes'])}: connection set-up {n['connect_s']:.2f} s, first byte {n['first_byte_s']:.2f} s, "
+        f"transfer {n['body_s']:.2f} s (summed over requests, which may overlap)",
+    ]
+    for app, a in n["by_app"].items():
+        lines.append(f"    {app:7s} {a['requests']:4d} requests, {a['new_connections']:3d} new connections, "
+                     f"{_mb(a['bytes']):>9s}, set-up {a['connect_s']:.2f} s, first byte {a['first_byte_s']:.2f} s, "
+                     f"transfer {a['body_s']:.2f} s")
+    return lines
 
 
 def summarize(result: dict, wall_s: float, peak_rss_mb: float) -> str:
@@ -34,12 +54,11 @@ def summarize(result: dict, wall_s: float, peak_rss_mb: float) -> str:
             continue
         counts, inputs = day["counts"], day["inputs"]
         lines.append(
-            f"  {day['date']}: ATL07 granules {counts['atl07_granules']}, L2P granules "
-            f"{counts['sst_granules'] + counts['sst_placeholders_skipped']} found, "
-            f"{counts['sst_placeholders_skipped']} placeholders skipped"
+            f"  {day['date']}: ATL07 granules {counts['atl07_granules_found']} found, "
+            f"L2P granules {counts['sst_granules_found']} found, {counts['skipped']} skipped"
         )
-        for name in inputs["sst_placeholders_skipped"]:
-            lines.append(f"      skipped placeholder {name}")
+        for skip in inputs["skipped"]:
+            lines.append(f"      skipped {skip['collection']} {skip['granule']}: {skip['reason']}")
         for p in day["products"]:
             lines.append(
                 f"    {p['atl07_granule']}: {p['segments']} segments in bbox, {p['matched']} matched "
@@ -50,8 +69,9 @@ def summarize(result: dict, wall_s: float, peak_rss_mb: float) -> str:
             lines.append(
                 f"      {name}: {_mb(r['bytes_fetched'])} / {_mb(r['size'])} = {100 * r['fraction']:.1f} %"
             )
-        lines.append(f"    segments {counts['segments']}, matched {counts['matched']}")
-    lines.append(f"wall time {wall_s:.1f} s, peak RSS {peak_rss_mb:.0f} MB")
+        lines.append(f"    segments {counts['segments']}, matched {counts['matched']}; ATL07 downloaded "
+                     f"{_mb(day['bytes']['atl07_downloaded'])}, L2P read in place {_mb(day['bytes']['sst_fetched'])}")
+    lines.append(f"peak RSS {peak_rss_mb:.0f} MB")
     return "\n".join(lines)
 
 
@@ -60,28 +80,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="demo-output", help="local folder for the outputs")
     parser.add_argument("--event", default=str(REPO / "events" / "direct.json"))
     parser.add_argument("--cache", default=str(REPO / ".sandbox-cache"), help="scene cache folder")
+    parser.add_argument("--network", default=None, help="off | lambda-us-west-2 | key=value,... "
+                        "(default: $COLOC_SANDBOX_NETWORK, else lambda-us-west-2)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
+    from sandbox.netmodel import choose
     from sandbox.scene import build_scene
     from sandbox.services import Sandbox
+
+    network = choose(args.network, "lambda-us-west-2")
 
     t_scene = time.monotonic()
     scene = build_scene(Path(args.cache))
     print(f"scene ready in {time.monotonic() - t_scene:.1f} s ({len(scene.granules)} granules)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with Sandbox(scene, workdir=Path(args.cache) / "run") as sb:
+    print(f"network: {network.label}", flush=True)
+    with Sandbox(scene, workdir=Path(args.cache) / "run", network=network.config or "off") as sb:
         os.environ.update(sb.env())
         from handlers.colocate import handler  # reads settings from the sandbox environment
 
         event = json.loads(Path(args.event).read_text())
+        if sb.netmodel is not None:
+            sb.netmodel.reset()  # account the handler's traffic only
         t0 = time.monotonic()
         result = handler(event, LambdaContext())
         wall = time.monotonic() - t0
+        ledger = sb.netmodel.ledger.summary() if sb.netmodel is not None else None
         if "error" in result:
             print(json.dumps(result, indent=2))
             return 1
@@ -99,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {**result, "dates": manifests}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(summarize(result, wall, peak))
+    print("\n".join(network_lines(network, ledger, wall)))
     print(f"outputs in {out.resolve()}:")
     for path in sorted(out.iterdir()):
         print(f"  {path.name} ({path.stat().st_size / 1e3:.0f} kB)")

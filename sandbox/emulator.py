@@ -54,7 +54,7 @@ from sandbox.faults import Faults
 
 DAAC_BUCKETS = {
     "nsidc": ("nsidc-cumulus-prod-protected",),
-    "podaac": ("podaac-ops-cumulus-protected",),
+    "podaac": ("podaac-ops-cumulus-protected", "podaac-ops-cumulus-public"),  # public: .md5, .cmr.json
 }
 ONPREM_CLIENT_ID = "_JLuwMHxb2xX6NwYTb4dRA"  # NSIDC_DATAPOOL_OPS, as in the recorded flow
 S3_REGION_HOST = "s3.us-west-2.amazonaws.com"
@@ -622,6 +622,15 @@ class ServerThread:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{name}", daemon=True
         )
+
+    @property
+    def app(self):
+        """The WSGI app served (assignable, e.g. to wrap it in a byte counter)."""
+        return self._server.app
+
+    @app.setter
+    def app(self, value) -> None:
+        self._server.app = value
 
     def start(self) -> "ServerThread":
         self._thread.start()

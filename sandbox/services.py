@@ -9,8 +9,12 @@
 ``daac`` ("nsidc" | "podaac"), ``file_name``, ``short_name``, ``version``, ``start``
 (sandbox/scene.py's ``Scene``, or a stand-in in tests).
 
-``python -m sandbox.services [--cache DIR]`` builds the seed scene, starts everything in the
-foreground and prints the environment for a shell (``eval``-able ``export`` lines).
+``network`` (or $COLOC_SANDBOX_NETWORK when not given): ``off`` (default), ``lambda-us-west-2`` or
+custom figures; with a model on, every server the code under test talks to is served through
+it (sandbox/netmodel.py, docs/NETWORK.md) and ``sb.netmodel.ledger`` accounts every delay.
+
+``python -m sandbox.services [--cache DIR] [--network SPEC]`` builds the seed scene, starts
+everything in the foreground and prints the environment for a shell (``eval``-able ``export`` lines).
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from sandbox.emulator import (
     create_tea_app,
 )
 from sandbox.faults import Faults
+from sandbox.netmodel import NetworkConfig, NetworkModel, choose
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,7 @@ class Sandbox:
         edl_password: str = "sandbox-password-not-secret",
         s3_faults: bool = False,
         in_region: bool = True,
+        network: str | NetworkConfig | None = None,
     ):
         self.scene = scene
         self.workdir = Path(workdir)
@@ -83,7 +89,10 @@ class Sandbox:
         self.edl_token = ""
         self.servers: dict[str, ServerThread] = {}
         self._moto = None
-        self.moto_url = ""
+        self.moto_url = ""  # moto itself: the sandbox's own calls (seeding, moto-api, the S3 proxy)
+        self.aws_url = ""  # the AWS endpoint the code under test uses (through the model if on)
+        config = NetworkConfig.from_env() if network is None else NetworkConfig.parse(network)
+        self.netmodel: NetworkModel | None = NetworkModel(config) if config is not None else None
         # moto's backends are process-global: names of our own are unique per sandbox so two
         # sandboxes in one process (the test session) never see each other's outputs or secret
         suffix = uuid.uuid4().hex[:8]
@@ -113,11 +122,18 @@ class Sandbox:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
-        self.moto_url = f"http://{host}:{port}"
+        self.moto_url = self.aws_url = f"http://{host}:{port}"
+        if self.netmodel is not None:  # a modelled front end; moto's backends are process-global
+            from moto.server import DomainDispatcherApplication, create_backend_app
+
+            self.servers["aws"] = self.netmodel.server(DomainDispatcherApplication(create_backend_app), "aws")
+            self.aws_url = self.servers["aws"].url
 
         self.edl_token = self.state.add_user(self.edl_username, self.edl_password)
         for g in self.scene.granules:
             self.state.files[(g.bucket, g.key)] = Path(g.path)
+            for sibling in getattr(g, "siblings", None) or []:  # .md5, .cmr.json beside the data file
+                self.state.files[(sibling["bucket"], sibling["key"])] = Path(sibling["path"])
             if g.daac == "nsidc":
                 self.state.onprem_files[onprem_path(g)] = Path(g.path)
 
@@ -133,10 +149,10 @@ class Sandbox:
         if self.s3_faults:
             apps["s3api"] = create_s3_proxy_app(self.state, self.moto_url)
         for name, app in apps.items():
-            self.servers[name] = ServerThread(app, name)
+            self.servers[name] = self._server(app, name)
             self.state.base_urls[name] = self.servers[name].url
         # CMR needs the other URLs for its links, so it is created last.
-        self.servers["cmr"] = ServerThread(self._cmr_app(), "cmr")
+        self.servers["cmr"] = self._server(self._cmr_app(), "cmr")
         self.state.base_urls["cmr"] = self.servers["cmr"].url
         for server in self.servers.values():
             server.start()
@@ -156,10 +172,13 @@ class Sandbox:
             self._moto = None
 
     # --- wiring ------------------------------------------------------------------------------
+    def _server(self, app, name: str):
+        return ServerThread(app, name) if self.netmodel is None else self.netmodel.server(app, name)
+
     @property
     def s3_url(self) -> str:
-        """The S3 endpoint clients use: moto, or the fault proxy in front of it."""
-        return self.url("s3api") if self.s3_faults else self.moto_url
+        """The S3 endpoint clients use: moto (modelled if on), or the fault proxy in front of it."""
+        return self.url("s3api") if self.s3_faults else self.aws_url
 
     def url(self, name: str) -> str:
         return self.state.base_urls[name]
@@ -269,7 +288,7 @@ class Sandbox:
             {
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
-                "AWS_ENDPOINT_URL": self.moto_url,  # S3, Secrets Manager, Step Functions
+                "AWS_ENDPOINT_URL": self.aws_url,  # S3, Secrets Manager, Step Functions
                 "AWS_ENDPOINT_URL_S3": self.s3_url,
                 "EARTHDATA_TOKEN": self.edl_token,
             }
@@ -329,11 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=str(repo / ".sandbox-cache" / "services-run"))
     parser.add_argument("--outside-region", action="store_true",
                         help="the caller is outside us-west-2: TEA redirects to CloudFront, L2P is read over HTTPS")
+    parser.add_argument("--network", default=None,
+                        help="off | lambda-us-west-2 | key=value,... (default: $COLOC_SANDBOX_NETWORK or off)")
     args = parser.parse_args(argv)
     from sandbox.scene import build_scene
 
+    network = choose(args.network, "off")
     scene = build_scene(Path(args.cache))
-    with Sandbox(scene, workdir=args.workdir, in_region=not args.outside_region) as sb:
+    print(f"# network model: {network.label}", file=sys.stderr)
+    with Sandbox(scene, workdir=args.workdir, network=network.config or "off",
+                 in_region=not args.outside_region) as sb:
         for key, value in sorted(sb.env().items()):
             print(f"export {key}={shlex.quote(value)}")
         sys.stdout.flush()

@@ -1,9 +1,14 @@
 """Shared fixtures. Area-specific fixtures live in the test modules or in tests/<area>_fixtures.py."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Unit tests run on plain loopback whatever the shell exports; the tests that measure I/O ask
+# for a modelled sandbox explicitly (tests/test_netmodel.py, the ``modelled_sandbox`` fixture).
+os.environ.pop("COLOC_SANDBOX_NETWORK", None)
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO / "tests" / "data" / "realdata"

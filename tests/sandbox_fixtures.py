@@ -1,10 +1,13 @@
 """Sandbox fixtures (imported by tests/conftest.py).
 
-``sandbox``       session-scoped Sandbox over the real seed scene (sandbox/scene.py), built
-                  once into a cache directory.
+``sandbox``       session-scoped Sandbox over the seed scene (sandbox/scene.py) with its ATL07
+                  tracks cut to +/-200 km (``extent="cut"``; the L2P granules are full), built
+                  once into a cache directory. ``full_sandbox``: the same at full scale (slow).
 ``mini_sandbox``  session-scoped Sandbox over a tiny stand-in scene (two random files), for
                   the access-layer tests; ``faults`` are cleared after every test by
                   ``clean_faults``.
+``modelled_sandbox``  the seed scene behind the ``lambda-us-west-2`` network model
+                  (sandbox/netmodel.py), for the end-to-end tests that measure I/O behaviour.
 """
 from __future__ import annotations
 
@@ -54,7 +57,6 @@ def make_mini_scene(root: Path, *, atl07_size: int = 3 * 1024 * 1024 + 123, l2p_
                 bucket=bucket,
                 key=key,
                 daac=daac,
-                placeholder=False,
             )
         )
     return SimpleNamespace(granules=granules)
@@ -94,18 +96,37 @@ def clean_faults(mini_sandbox):
     mini_sandbox.state.credentials_ttl_s = ttl
 
 
+def scene_cache() -> Path:
+    cache = os.environ.get("COLOC_SCENE_CACHE")
+    return Path(cache) if cache else Path(__file__).resolve().parents[1] / ".sandbox-cache"
+
+
 @pytest.fixture(scope="session")
 def sandbox_scene(tmp_path_factory):
     from sandbox.scene import build_scene
 
-    cache = Path(os.environ.get("COLOC_SCENE_CACHE", "")) if os.environ.get("COLOC_SCENE_CACHE") else None
-    return build_scene(cache or Path(__file__).resolve().parents[1] / ".sandbox-cache")
+    return build_scene(scene_cache(), extent="cut")
+
+
+@pytest.fixture(scope="session")
+def full_scene():
+    from sandbox.scene import build_scene
+
+    return build_scene(scene_cache(), extent="full")
 
 
 @pytest.fixture(scope="session")
 def sandbox(sandbox_scene, tmp_path_factory):
     """The sandbox over the seed-case scene (session-scoped)."""
     with Sandbox(sandbox_scene, workdir=tmp_path_factory.mktemp("sandbox")) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def modelled_sandbox(sandbox_scene, tmp_path_factory):
+    """The seed-case sandbox with Lambda's network modelled; its ledger is reset per test."""
+    with Sandbox(sandbox_scene, workdir=tmp_path_factory.mktemp("modelled-sandbox"),
+                 network="lambda-us-west-2") as sb:
         yield sb
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import coldstart, kernel, l2p_bytes, run
-from bench.e2e import ByteCounter, fix_attributes
+from bench.e2e import ByteCounter, CountedSandbox, fix_attributes
 
 TINY = {"rows": 160, "cols": 120, "n_per_beam": 300}
 
@@ -101,3 +101,20 @@ def test_committed_results_have_the_agreed_keys():
     for key in run.TARGETS:
         assert isinstance(data[key], (int, float)), key
     assert isinstance(data["details"], dict)
+
+
+def test_counted_sandbox_counts_and_models_every_server(mini_scene, tmp_path):
+    """The bench's counters sit on the modelled servers too, and each run gets the model's accounts."""
+    import requests
+
+    from sandbox.netmodel import ShapedApp
+
+    with CountedSandbox(tmp_path, "latency_ms=1,p99_ms=1,connect_ms=1", scene=mini_scene) as csb:
+        sb = csb.sandbox
+        assert all(isinstance(s.app, ByteCounter) and isinstance(s.app.app, ShapedApp) for s in sb.servers.values())
+        g = mini_scene.granules[1]
+        csb.reset()
+        body = requests.get(sb.state.presign(g.bucket, g.key), timeout=30).content
+        counted = csb.counted()
+        assert counted["http_bytes"] == len(body) == counted["network"]["by_app"]["s3"]["bytes"]
+        assert counted["network"]["requests"] == 1 and counted["network"]["new_connections"] == 1

@@ -25,8 +25,7 @@ ATL07_EXTRA, L2P_SHORT = 4096, 7  # CMR's sizes in this scene are off by these m
 @pytest.fixture(scope="module")
 def wrong_sizes_sb(sandbox_scene, tmp_path_factory):
     """The seed scene with CMR listing wrong sizes (files and S3 objects unchanged)."""
-    granules = [dataclasses.replace(g, size_bytes=g.size_bytes + (ATL07_EXTRA if g.short_name == "ATL07" else
-                                                                   0 if g.placeholder else -L2P_SHORT))
+    granules = [dataclasses.replace(g, size_bytes=g.size_bytes + (ATL07_EXTRA if g.short_name == "ATL07" else -L2P_SHORT))
                 for g in sandbox_scene.granules]
     with Sandbox(dataclasses.replace(sandbox_scene, granules=granules),
                  workdir=tmp_path_factory.mktemp("wrong-sizes")) as sb:

@@ -318,7 +318,7 @@ def test_progress_shows_dates_granules_and_bytes_on_a_terminal():
 
     term = _Terminal()
     with ProgressReporter(3, enabled=True, stream=term) as progress:
-        progress("found", {"date": "2019-06-22", "atl07": 2, "sst": 10, "placeholders": 4})
+        progress("found", {"date": "2019-06-22", "atl07": 2, "sst": 14, "skipped": 0})
         progress("stage", {"name": "atl07_read"})
         progress("bytes", {"n": 5 * 1024 * 1024})
         progress.date_done(True)
@@ -333,7 +333,7 @@ def test_progress_is_off_when_disabled():
 
     term = _Terminal()
     with ProgressReporter(3, enabled=False, stream=term) as progress:
-        progress("found", {"atl07": 2, "sst": 10, "placeholders": 4})
+        progress("found", {"atl07": 2, "sst": 14, "skipped": 0})
         progress("bytes", {"n": 1000})
         progress.date_done(True)
         progress.write("2019-06-22: done")
@@ -365,7 +365,7 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     (day,) = summary["dates"]
     assert day["status"] == "complete" and summary["sandbox"] is True
     counts = day["counts"]
-    assert counts["atl07_granules"] == 2 and counts["sst_granules"] + counts["sst_placeholders_skipped"] == 14
+    assert counts["atl07_granules"] == 2 and counts["sst_granules"] == 14 and counts["skipped"] == 0
     assert 0 < counts["matched"] < counts["segments"]
     # the bucket's layout, in the folder: <prefix>/<request_id>/<date>/manifest.json and the run's outputs
     rid = summary["request_id"]

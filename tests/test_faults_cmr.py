@@ -129,3 +129,26 @@ def test_a_huge_retry_after_does_not_stall_the_task(sb):
     assert time.monotonic() - t0 < 10
     assert isinstance(outcome[0], UpstreamError) and outcome[0].service == "cmr" and "429" in str(outcome[0])
     ff.assert_nothing_written(sb, t)
+
+
+def test_a_record_without_a_data_link_is_skipped_with_its_reason(sb):
+    """CMR lists a granule whose record has no data link (only siblings): the date completes, the
+    manifest names the granule and why it was not read."""
+    import json
+
+    from sandbox.cmr_app import umm_item
+
+    atl07 = [g for g in sb.scene.granules if g.short_name == "ATL07"]
+    stripped = umm_item(atl07[1], sb.links(atl07[1]))
+    stripped["umm"]["RelatedUrls"] = [u for u in stripped["umm"]["RelatedUrls"]
+                                      if u["Type"] not in ("GET DATA", "GET DATA VIA DIRECT ACCESS")]
+    page = {"hits": 2, "took": 1, "items": [umm_item(atl07[0], sb.links(atl07[0])), stripped]}
+    sb.faults.add(SEARCH, app="cmr", body=json.dumps(page), content_type="application/json", times=1)
+    t = ff.task(sb)
+    manifest = run_task(t, ff.services(sb))
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["atl07_granules_found"] == 2 and manifest["counts"]["atl07_granules"] == 1
+    assert manifest["inputs"]["skipped"] == [{"granule": atl07[1].title, "collection": t.request.atl07_collection,
+                                              "reason": "no data link in the CMR record"}]
+    assert manifest["counts"]["skipped"] == 1 and manifest["counts"]["matched"] > 0
+    ff.assert_one_complete_result(sb, t, manifest)

@@ -89,7 +89,7 @@ def test_the_s3_proxy_refuses_expired_or_forged_daac_credentials(sb):
     import boto3
     from botocore.exceptions import ClientError
 
-    g = next(g for g in sb.scene.granules if g.daac == "podaac" and not g.placeholder)
+    g = next(g for g in sb.scene.granules if g.daac == "podaac")
 
     def get(creds, token=None):
         s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=sb.s3_url,

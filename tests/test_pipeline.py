@@ -2,7 +2,7 @@
 
 The science check is an independent oracle: it reads the scene's L2P files with plain h5py
 (raw integers, scale/offset by hand), and brute-forces the haversine distance to every valid
-pixel of every non-placeholder granule for a sample of segments.
+pixel of every L2P granule for a sample of segments.
 """
 from __future__ import annotations
 
@@ -87,9 +87,10 @@ def test_seed_case_manifest(seed_run, sandbox_scene):
     counts = manifest["counts"]
     atl07 = [g for g in sandbox_scene.granules if g.short_name == "ATL07"]
     l2p = [g for g in sandbox_scene.granules if g.short_name != "ATL07"]
-    assert counts["atl07_granules"] == len(atl07) == 2
-    assert counts["sst_placeholders_skipped"] == sum(g.placeholder for g in l2p)
-    assert counts["sst_granules"] + counts["sst_placeholders_skipped"] == len(l2p) == 14
+    assert counts["atl07_granules"] == counts["atl07_granules_found"] == len(atl07) == 2
+    # every L2P granule of the recorded search is a full granule: none skipped
+    assert counts["sst_granules"] == counts["sst_granules_found"] == len(l2p) == 14
+    assert counts["skipped"] == 0 and manifest["inputs"]["skipped"] == []
     assert 0 < counts["matched"] < counts["segments"]
     # one netCDF and one PNG per ATL07 granule with segments, all six beams read
     assert len([f for f in files if f.endswith(".nc")]) == len([f for f in files if f.endswith(".png")]) == 2
@@ -156,10 +157,10 @@ def test_seed_case_matches_brute_force_oracle(seed_run, sandbox_scene):
     seg_lat, seg_lon = ds["lat"][sample], ds["lon"][sample]
     seg_t = ds["time"][sample].astype("datetime64[ns]").astype(np.int64) / 1e9
 
-    # candidate pixels near the sample, over every non-placeholder L2P granule of the scene
+    # candidate pixels near the sample, over every L2P granule of the scene
     pix = {}
     for g in sandbox_scene.granules:
-        if g.short_name == "ATL07" or g.placeholder:
+        if g.short_name == "ATL07":
             continue
         lat, lon, sst, sec, ql, nj, ni = _read_l2p_oracle(g.path)
         near = (lat > seg_lat.min() - 0.2) & (lat < seg_lat.max() + 0.2)

@@ -168,7 +168,7 @@ def test_cmr_data_link_to_another_host_is_refused_without_contacting_it(sb, trip
 
 
 def test_cmr_s3credentials_link_to_another_host_is_refused(sb, tripwire):
-    l2p = [g for g in sb.scene.granules if g.short_name != "ATL07" and not g.placeholder
+    l2p = [g for g in sb.scene.granules if g.short_name != "ATL07"
            and g.file_name.startswith("20190622064501")]
     services = ff.services(sb)
     evil = {"s3credentials": f"http://127.0.0.1:{tripwire.port}/s3credentials"}

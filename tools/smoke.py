@@ -43,9 +43,10 @@ def missing_credentials(environ: Mapping[str, str] | None = None) -> str | None:
 
 def l2p_of_the_day(manifest: dict, day: str = "20190622") -> list[str]:
     """The L2P granules of the manifest that start on ``day`` (GDS 2.0 names begin with the
-    start time, YYYYMMDDHHMMSS), placeholders included."""
+    start time, YYYYMMDDHHMMSS), read or skipped."""
     inputs = manifest.get("inputs") or {}
-    return [t for t in [*inputs.get("sst", []), *inputs.get("sst_placeholders_skipped", [])] if t.startswith(day)]
+    skipped = [s.get("granule", "") for s in inputs.get("skipped", []) if isinstance(s, dict)]
+    return [t for t in [*inputs.get("sst", []), *skipped] if t.startswith(day)]
 
 
 def check(summary: dict) -> list[str]:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     day = json.loads(lines[-1])["dates"][0]
     c = day["counts"]
-    searched = c["sst_granules"] + c["sst_placeholders_skipped"]
+    searched = c["sst_granules"] + c.get("skipped", 0)
     print(f"smoke: OK: {c['atl07_granules']} ATL07 granules, {EXPECTED_L2P} L2P granules on the day ({searched} "
           f"within ±max_dt_s), {c['segments']} segments, {c['matched']} matched; products in "
           f"{Path(args.out).resolve()}")

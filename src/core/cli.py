@@ -312,10 +312,10 @@ def _date_line(day: dict, store) -> str:
         return f"{day['date']}: FAILED {day.get('error')}"
     c = day["counts"]
     cached = " (already in the folder)" if day.get("cached") else ""
-    return (f"{day['date']}: {c['atl07_granules']} ATL07 granules, "
-            f"{c['sst_granules'] + c['sst_placeholders_skipped']} L2P granules "
-            f"({c['sst_placeholders_skipped']} placeholders skipped), {c['segments']} segments, "
-            f"{c['matched']} matched{cached} → {store.path(store.date_prefix(day['request_id'], day['date']))}")
+    skipped = f" ({c['skipped']} skipped: no data link)" if c.get("skipped") else ""
+    return (f"{day['date']}: {c['atl07_granules']} ATL07 granules, {c['sst_granules']} L2P granules{skipped}, "
+            f"{c['segments']} segments, {c['matched']} matched{cached} → "
+            f"{store.path(store.date_prefix(day['request_id'], day['date']))}")
 
 
 def run_request(args: argparse.Namespace, settings: Settings) -> tuple[dict, bool]:
@@ -357,7 +357,7 @@ def run_request(args: argparse.Namespace, settings: Settings) -> tuple[dict, boo
         "out": str(out),
         "dates": [_date_summary(r, store) for r in results],
         "counts": {k: sum(r.get("counts", {}).get(k, 0) for r in results)
-                   for k in ("atl07_granules", "sst_granules", "sst_placeholders_skipped", "segments", "matched")},
+                   for k in ("atl07_granules", "sst_granules", "skipped", "segments", "matched")},
     }
     if args.sandbox:
         summary["sandbox"] = True

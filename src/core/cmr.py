@@ -1,4 +1,4 @@
-"""CMR granule search: collection resolution, CMR-Search-After paging, retries, links, placeholders.
+"""CMR granule search: collection resolution, CMR-Search-After paging, retries, data-file selection.
 
     client = CmrClient(session, settings)        # mounts urllib3 Retry for settings.cmr_url
     granules = client.search("ATL07/007", BBox(-62.8, 81.7, -56.4, 83), start, end)
@@ -6,8 +6,16 @@
 We read ``/search/granules.umm_json`` (UMM-G) rather than the JSON feed: UMM-G types every
 RelatedUrl ("GET DATA", "GET DATA VIA DIRECT ACCESS", "VIEW RELATED INFORMATION" for
 /s3credentials, "EXTENDED METADATA", "USE SERVICE API"), gives sizes in bytes
-(``SizeInBytes``) and the collection concept id, while the feed only has ``rel`` URIs and MB.
-:func:`granule_from_feed_entry` parses the feed too (same link rules) for recorded responses.
+(``SizeInBytes``) and the collection concept id, while the feed only has ``rel`` URIs and MB
+(and took its ``granule_size`` from whichever file PO.DAAC listed first: the tutorial's
+"9.3e-5 MB" granules are the 98-byte ``.nc.md5`` sidecars of full granules).
+
+Real records (tests/data/realdata/cmr/recorded/) list sibling files (``.nc.md5``,
+``.cmr.json``, ``.dmrpp``) in no fixed order and some carry only HTTPS links, so
+:func:`granule_from_umm` picks the data file by name and type, takes its size from its own
+``ArchiveAndDistributionInformation`` entry, and derives the ``s3://`` location from the HTTPS
+path (``https://<TEA host>/<bucket>/<key>``) when a cloud-hosted record has no direct-access link.
+Records are parsed with small pydantic models of the UMM-G fields we read.
 
 A collection is a concept id (``C3564876395-NSIDC_CPRD``) or a short name and version
 (``ATL07/007``, ``ATL07.007``, ``MODIS_A-JPL-L2P-v2019.0/2019.0``, optionally ``/PROVIDER``).
@@ -25,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -55,7 +64,13 @@ class Granule:
     s3credentials_url: str | None = None
     provider: str = ""
     collection: str = ""
-    is_placeholder: bool = False
+
+    @property
+    def skip_reason(self) -> str | None:
+        """Why this granule cannot be read, or None (CMR lists granules whose record has no data link)."""
+        if not (self.https_url or self.s3_url):
+            return "no data link in the CMR record"
+        return None
 
 
 def mount_retries(session: requests.Session, settings: Settings, prefix: str | None = None) -> Retry:
@@ -65,10 +80,9 @@ def mount_retries(session: requests.Session, settings: Settings, prefix: str | N
     return retry
 
 
-def _utc(text: str | None) -> datetime | None:
-    if not text:
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
         return None
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
@@ -86,132 +100,206 @@ def _is_opendap(url: str, kind: str = "", subtype: str = "") -> bool:
     return "opendap" in url.lower() or "OPENDAP" in subtype.upper() or kind == "USE SERVICE API"
 
 
-def _is_sidecar(url: str) -> bool:
-    return url.lower().endswith((".md5", ".sha256", ".sha512", ".xml", ".cmr.json", ".dmrpp", ".jpg", ".png"))
+# Files published beside a granule's data file (PO.DAAC, NSIDC, SWOT records): checksums,
+# metadata copies, DMR++ sidecars, browse images. They are listed in no fixed order.
+SIDECAR_SUFFIXES = (".md5", ".sha256", ".sha512", ".xml", ".cmr.json", ".met.json", ".dmrpp", ".log",
+                    ".jpg", ".png")
 
 
-def select_umm_links(related_urls: list[dict]) -> dict[str, str | None]:
-    """HTTPS data link, s3:// link and /s3credentials endpoint from UMM-G RelatedUrls."""
-    https = s3 = creds = None
-    for u in related_urls or []:
-        url, kind, subtype = u.get("URL", ""), u.get("Type", ""), u.get("Subtype", "")
-        if not url or _is_sidecar(url):
-            continue
-        if kind in ("GET DATA", "GET DATA VIA DIRECT ACCESS") and not _is_opendap(url, kind, subtype):
-            if url.startswith("s3://"):
-                s3 = s3 or url
-            elif _is_https(url):
-                https = https or url
-        elif kind == "VIEW RELATED INFORMATION" and "s3credentials" in url:
-            creds = creds or url
-    return {"https": https, "s3": s3, "s3credentials": creds}
+def is_sidecar(name: str) -> bool:
+    """Whether a file name or URL names a sibling of the data file rather than the data."""
+    return urlparse(name).path.lower().endswith(SIDECAR_SUFFIXES) if name else False
 
 
-def select_feed_links(links: list[dict]) -> dict[str, str | None]:
-    """The same selection for JSON-feed links (``rel`` URIs instead of types)."""
-    https = s3 = creds = None
-    for ln in links or []:
-        href, rel = ln.get("href", ""), ln.get("rel", "")
-        if not href or ln.get("inherited") or _is_sidecar(href):
-            continue
-        if rel.endswith("/data#") and not _is_opendap(href):
-            if href.startswith("s3://"):
-                s3 = s3 or href
-            elif _is_https(href):
-                https = https or href
-        elif "s3credentials" in href and _is_https(href):
-            creds = creds or href
-    return {"https": https, "s3": s3, "s3credentials": creds}
+# --- UMM-G (https://cdn.earthdata.nasa.gov/umm/granule/v1.6.5): only the fields we read ------
 
 
-def _data_file_size(umm: dict, file_name: str | None) -> int | None:
-    infos = (umm.get("DataGranule") or {}).get("ArchiveAndDistributionInformation") or []
-    chosen = None
-    for info in infos:
-        if file_name and info.get("Name") == file_name:
-            chosen = info
-            break
-    if chosen is None:
-        chosen = next((i for i in infos if not _is_sidecar(i.get("Name", ""))), None)
-    if chosen is None:
+class _Umm(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class RelatedUrl(_Umm):
+    url: str = Field("", alias="URL")
+    type: str = Field("", alias="Type")
+    subtype: str = Field("", alias="Subtype")
+
+    @property
+    def file_name(self) -> str:
+        return basename(urlparse(self.url).path)
+
+    @property
+    def is_data(self) -> bool:
+        return (self.type in ("GET DATA", "GET DATA VIA DIRECT ACCESS") and bool(self.url)
+                and not _is_opendap(self.url, self.type, self.subtype) and not is_sidecar(self.url))
+
+
+class FileInfo(_Umm):
+    """One ``ArchiveAndDistributionInformation`` entry (the data file or a sibling)."""
+
+    name: str = Field("", alias="Name")
+    size_in_bytes: int | None = Field(None, alias="SizeInBytes")
+    size: float | None = Field(None, alias="Size")
+    size_unit: str = Field("MB", alias="SizeUnit")
+
+    @property
+    def bytes(self) -> int | None:
+        if self.size_in_bytes is not None:
+            return int(self.size_in_bytes)
+        if self.size is not None:
+            return int(round(float(self.size) * _SIZE_UNITS.get(self.size_unit.upper(), 2**20)))
         return None
-    if chosen.get("SizeInBytes") is not None:
-        return int(chosen["SizeInBytes"])
-    if chosen.get("Size") is not None:
-        return int(round(float(chosen["Size"]) * _SIZE_UNITS.get(str(chosen.get("SizeUnit", "MB")).upper(), 2**20)))
-    return None
 
 
-def _umm_footprint(umm: dict) -> tuple[list[tuple[float, float]] | None, list[BBox]]:
-    geometry = ((umm.get("SpatialExtent") or {}).get("HorizontalSpatialDomain") or {}).get("Geometry") or {}
-    polygon = None
-    for gp in geometry.get("GPolygons") or []:
-        points = (gp.get("Boundary") or {}).get("Points") or []
-        polygon = [(float(p["Longitude"]), float(p["Latitude"])) for p in points]
-        break
-    rects = [BBox(float(r["WestBoundingCoordinate"]), float(r["SouthBoundingCoordinate"]),
-                  float(r["EastBoundingCoordinate"]), float(r["NorthBoundingCoordinate"]))
-             for r in geometry.get("BoundingRectangles") or []]
-    return polygon, rects
+class _Identifier(_Umm):
+    identifier: str = Field("", alias="Identifier")
+    identifier_type: str = Field("", alias="IdentifierType")
 
 
-def granule_from_umm(item: dict, settings: Settings, collection: str = "") -> Granule:
-    """One UMM-G search item -> :class:`Granule` (KeyError/TypeError/ValueError if malformed)."""
-    meta, umm = item["meta"], item["umm"]
-    concept_id = meta["concept-id"]
-    provider = meta.get("provider-id", "")
-    links = select_umm_links(umm.get("RelatedUrls") or [])
-    data_url = links["https"] or links["s3"]
-    ids = {i.get("IdentifierType"): i.get("Identifier") for i in (umm.get("DataGranule") or {}).get("Identifiers") or []}
-    file_name = ids.get("ProducerGranuleId") or (basename(urlparse(data_url).path) if data_url else umm.get("GranuleUR", ""))
-    rng = (umm.get("TemporalExtent") or {}).get("RangeDateTime") or {}
-    single = (umm.get("TemporalExtent") or {}).get("SingleDateTime")
-    polygon, rects = _umm_footprint(umm)
-    size = _data_file_size(umm, file_name)
+class _DataGranule(_Umm):
+    files: list[FileInfo] = Field(default_factory=list, alias="ArchiveAndDistributionInformation")
+    identifiers: list[_Identifier] = Field(default_factory=list, alias="Identifiers")
+
+
+class _Range(_Umm):
+    begin: datetime | None = Field(None, alias="BeginningDateTime")
+    end: datetime | None = Field(None, alias="EndingDateTime")
+
+
+class _Temporal(_Umm):
+    range: _Range | None = Field(None, alias="RangeDateTime")
+    single: datetime | None = Field(None, alias="SingleDateTime")
+
+
+class _Point(_Umm):
+    lon: float = Field(alias="Longitude")
+    lat: float = Field(alias="Latitude")
+
+
+class _Boundary(_Umm):
+    points: list[_Point] = Field(default_factory=list, alias="Points")
+
+
+class _GPolygon(_Umm):
+    boundary: _Boundary = Field(alias="Boundary")
+
+
+class _Rectangle(_Umm):
+    west: float = Field(alias="WestBoundingCoordinate")
+    south: float = Field(alias="SouthBoundingCoordinate")
+    east: float = Field(alias="EastBoundingCoordinate")
+    north: float = Field(alias="NorthBoundingCoordinate")
+
+
+class _Geometry(_Umm):
+    polygons: list[_GPolygon] = Field(default_factory=list, alias="GPolygons")
+    rectangles: list[_Rectangle] = Field(default_factory=list, alias="BoundingRectangles")
+
+
+class _Horizontal(_Umm):
+    geometry: _Geometry = Field(default_factory=_Geometry, alias="Geometry")
+
+
+class _Spatial(_Umm):
+    horizontal: _Horizontal = Field(default_factory=_Horizontal, alias="HorizontalSpatialDomain")
+
+
+class UmmGranule(_Umm):
+    granule_ur: str = Field("", alias="GranuleUR")
+    temporal: _Temporal = Field(default_factory=_Temporal, alias="TemporalExtent")
+    spatial: _Spatial = Field(default_factory=_Spatial, alias="SpatialExtent")
+    data_granule: _DataGranule = Field(default_factory=_DataGranule, alias="DataGranule")
+    related_urls: list[RelatedUrl] = Field(default_factory=list, alias="RelatedUrls")
+
+
+class UmmMeta(_Umm):
+    concept_id: str = Field(alias="concept-id")
+    provider_id: str = Field("", alias="provider-id")
+    native_id: str = Field("", alias="native-id")
+    collection_concept_id: str = Field("", alias="collection-concept-id")
+
+
+class UmmItem(_Umm):
+    """One item of a ``granules.umm_json`` page."""
+
+    meta: UmmMeta
+    umm: UmmGranule
+
+
+def _pick(links: list[RelatedUrl], file_name: str) -> str | None:
+    """The link to ``file_name`` if there is one, else the first (records list links in no order)."""
+    return next((u.url for u in links if u.file_name == file_name), links[0].url if links else None)
+
+
+def select_umm_links(related_urls: list[RelatedUrl | dict], file_name: str = "") -> dict[str, str | None]:
+    """HTTPS data link, s3:// link and /s3credentials endpoint from UMM-G RelatedUrls.
+
+    The data link is the one named ``file_name`` (the granule's data file) where given; siblings
+    (.md5, .cmr.json, .dmrpp, ...) and OPeNDAP service links are never data links."""
+    urls = [u if isinstance(u, RelatedUrl) else RelatedUrl.model_validate(u) for u in related_urls or []]
+    data = [u for u in urls if u.is_data]
+    creds = next((u.url for u in urls if u.type == "VIEW RELATED INFORMATION" and "s3credentials" in u.url
+                  and _is_https(u.url)), None)
+    return {
+        "https": _pick([u for u in data if _is_https(u.url)], file_name),
+        "s3": _pick([u for u in data if u.url.startswith("s3://")], file_name),
+        "s3credentials": creds,
+    }
+
+
+def s3_url_from_https(url: str) -> str:
+    """A cloud (TEA) download URL's S3 location: the bucket and key are the path after the host."""
+    path = urlparse(url).path.lstrip("/")
+    if "/" not in path:
+        raise ValueError(f"{url} has no bucket/key path")
+    return f"s3://{path}"
+
+
+def data_file(umm: UmmGranule) -> tuple[str, FileInfo | None]:
+    """The data file's name and its own ArchiveAndDistributionInformation entry (if listed).
+
+    The name is the ProducerGranuleId where given, else the one listed file that is not a
+    sibling, else the name in the first data link. The entry is the one of that name, or the
+    only non-sibling entry (NSIDC's ECS records name it "Not provided")."""
+    ids = {i.identifier_type: i.identifier for i in umm.data_granule.identifiers}
+    data_files = [f for f in umm.data_granule.files if not is_sidecar(f.name)]
+    name = ids.get("ProducerGranuleId") or (data_files[0].name if len(data_files) == 1 else "")
+    if not name:
+        name = next((u.file_name for u in umm.related_urls if u.is_data), "")
+    info = next((f for f in umm.data_granule.files if f.name == name), None)
+    if info is None and len(data_files) == 1 and not any(u.file_name == data_files[0].name for u in umm.related_urls):
+        info = data_files[0]
+    return name, info
+
+
+def granule_from_umm(item: dict | UmmItem, settings: Settings, collection: str = "") -> Granule:
+    """One UMM-G search item -> :class:`Granule` (pydantic.ValidationError if malformed)."""
+    parsed = item if isinstance(item, UmmItem) else UmmItem.model_validate(item)
+    meta, umm = parsed.meta, parsed.umm
+    file_name, info = data_file(umm)
+    links = select_umm_links(umm.related_urls, file_name)
+    s3credentials = links["s3credentials"] or settings.s3credentials_endpoints.get(meta.provider_id)
+    s3_url = links["s3"]
+    if s3_url is None and links["https"] and s3credentials:
+        # a cloud-hosted record with only HTTPS links (PO.DAAC's UMM-G often has no direct-access
+        # link): TEA serves https://<host>/<bucket>/<key>, so the S3 location is the path
+        s3_url = s3_url_from_https(links["https"])
+    temporal = umm.temporal
+    geometry = umm.spatial.horizontal.geometry
+    polygon = ([(p.lon, p.lat) for p in geometry.polygons[0].boundary.points] if geometry.polygons else None)
     return Granule(
-        concept_id=concept_id,
-        title=umm.get("GranuleUR") or meta.get("native-id", concept_id),
+        concept_id=meta.concept_id,
+        title=umm.granule_ur or meta.native_id or meta.concept_id,
         producer_granule_id=file_name,
-        size_bytes=size,
-        start=_utc(rng.get("BeginningDateTime") or single),
-        end=_utc(rng.get("EndingDateTime") or single),
+        size_bytes=info.bytes if info is not None else None,
+        start=_utc((temporal.range.begin if temporal.range else None) or temporal.single),
+        end=_utc((temporal.range.end if temporal.range else None) or temporal.single),
         polygon=polygon,
-        bbox=rects,
+        bbox=[BBox(r.west, r.south, r.east, r.north) for r in geometry.rectangles],
         https_url=links["https"],
-        s3_url=links["s3"],
-        s3credentials_url=links["s3credentials"] or settings.s3credentials_endpoints.get(provider),
-        provider=provider,
-        collection=meta.get("collection-concept-id") or collection,
-        is_placeholder=size is not None and size <= settings.placeholder_max_bytes,
-    )
-
-
-def granule_from_feed_entry(entry: dict, settings: Settings) -> Granule:
-    """One JSON-feed entry -> :class:`Granule` (used for the recorded responses)."""
-    links = select_feed_links(entry.get("links") or [])
-    data_url = links["https"] or links["s3"]
-    file_name = entry.get("producer_granule_id") or (basename(urlparse(data_url).path) if data_url else entry["title"])
-    size = None
-    if entry.get("granule_size") not in (None, ""):
-        size = int(round(float(entry["granule_size"]) * 2**20))
-    polygon = None
-    for poly in entry.get("polygons") or []:
-        ring = poly[0] if isinstance(poly, list) else poly
-        vals = [float(v) for v in ring.split()]
-        polygon = list(zip(vals[1::2], vals[0::2]))  # the feed gives "lat lon" pairs
-        break
-    rects = []
-    for box in entry.get("boxes") or []:
-        s, w, n, e = (float(v) for v in box.split())
-        rects.append(BBox(w, s, e, n))
-    provider = entry.get("data_center", "")
-    return Granule(
-        concept_id=entry["id"], title=entry["title"], producer_granule_id=file_name, size_bytes=size,
-        start=_utc(entry.get("time_start")), end=_utc(entry.get("time_end")), polygon=polygon, bbox=rects,
-        https_url=links["https"], s3_url=links["s3"],
-        s3credentials_url=links["s3credentials"] or settings.s3credentials_endpoints.get(provider),
-        provider=provider, collection=entry.get("collection_concept_id", ""),
-        is_placeholder=size is not None and size <= settings.placeholder_max_bytes,
+        s3_url=s3_url,
+        s3credentials_url=s3credentials,
+        provider=meta.provider_id,
+        collection=meta.collection_concept_id or collection,
     )
 
 
@@ -268,12 +356,11 @@ class CmrClient:
             log.info("%d collections match %s; using %s", len(entries), query, entries[0]["id"])
         return entries[0]["id"]
 
-    def search(self, collection: str, bbox: BBox, start: datetime, end: datetime, *,
-               include_placeholders: bool = False) -> list[Granule]:
+    def search(self, collection: str, bbox: BBox, start: datetime, end: datetime) -> list[Granule]:
         """Every granule of ``collection`` intersecting ``bbox`` and [start, end], in CMR order.
 
-        Placeholder granules (size <= settings.placeholder_max_bytes) are logged and dropped, or
-        kept with ``is_placeholder=True`` when ``include_placeholders``."""
+        Granules whose record has no data link are returned too (``skip_reason`` says so): the
+        caller reports them rather than losing them silently."""
         query = parse_collection(collection, self.settings)
         bbox = BBox(*bbox)
         params: dict[str, Any] = {
@@ -295,10 +382,11 @@ class CmrClient:
             for item in items:
                 try:
                     granules.append(granule_from_umm(item, self.settings, str(query)))
-                except (KeyError, TypeError, ValueError) as exc:
+                except ValidationError as exc:
+                    where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else "?"
                     raise UpstreamError(
-                        f"malformed granule in page {page_no} of the {query} search: {type(exc).__name__} {exc}",
-                        service="cmr") from None
+                        f"malformed granule in page {page_no} of the {query} search: {where}: "
+                        f"{exc.errors()[0]['msg'] if exc.errors() else exc}", service="cmr") from None
             next_after = resp.headers.get("CMR-Search-After")
             if not items or len(granules) >= hits or not next_after:
                 break
@@ -307,16 +395,10 @@ class CmrClient:
             search_after = next_after
         if hits is not None and len(granules) < hits:
             log.warning("CMR reported %d hits for %s but returned %d", hits, query, len(granules))
-        placeholders = [g for g in granules if g.is_placeholder]
+        unreadable = [g for g in granules if g.skip_reason]
         log.info("CMR %s: %d granules (%d pages)%s", query, len(granules), page_no,
-                 f", {len(placeholders)} placeholders" if placeholders else "")
-        if placeholders:
-            log.info("%s %d placeholder granules (<= %d bytes): %s",
-                     "flagging" if include_placeholders else "skipping", len(placeholders),
-                     self.settings.placeholder_max_bytes, ", ".join(g.title for g in placeholders))
-        if include_placeholders:
-            return granules
-        return [g for g in granules if not g.is_placeholder]
+                 f", {len(unreadable)} without a data link" if unreadable else "")
+        return granules
 
     @staticmethod
     def _parse_page(resp: requests.Response, page_no: int) -> tuple[list[dict], int]:

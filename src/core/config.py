@@ -87,7 +87,6 @@ class Settings:
     # a Lambda's /tmp is shared by everything in the container.
     download_max_bytes: int = 0
     s3_block_size: int = 1 << 20  # s3fs block cache; the default readahead over-reads massively
-    placeholder_max_bytes: int = 1024  # CMR lists ~1e-4 MB placeholder granules: skip them
     cmr_page_size: int = 2000
     http_timeout_s: float = 60.0
     http_retries: int = 5

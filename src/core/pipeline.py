@@ -59,7 +59,7 @@ class Services:
     output: ResultStore  # the bucket (OutputStore) or a local folder (LocalOutputStore)
     clock: Callable[[], float] = time.time
     # progress(event, info) as the task goes (``colocate run``'s progress bar); None in Lambda.
-    # Events: "found" {date, atl07, sst, placeholders}, "stage" {name}, "bytes" {n},
+    # Events: "found" {date, atl07, sst, skipped}, "stage" {name}, "bytes" {n},
     # "granule" {title, segments, matched}
     progress: Callable[[str, dict], None] | None = None
     _filesystems: dict = field(default_factory=dict, repr=False)
@@ -299,18 +299,20 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
     with timer("search"):
-        atl07_granules = cmr.search(req.atl07_collection, bbox, lo, hi)
+        atl07_found = cmr.search(req.atl07_collection, bbox, lo, hi)
         # every requested SST collection; a granule remembers the collection it was found in
-        sst_all = [(c, g) for c in req.collections
-                   for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt, include_placeholders=True)]
-    placeholders = [g for _, g in sst_all if g.is_placeholder]
-    sst_granules = [g for _, g in sst_all if not g.is_placeholder]
+        sst_all = [(c, g) for c in req.collections for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt)]
+    sst_found = [g for _, g in sst_all]
+    # a granule is read whatever its catalogue size; one whose record has no data link is
+    # reported with the reason, never dropped silently
+    skipped = [{"granule": g.title, "collection": c, "reason": g.skip_reason}
+               for c, g in [(req.atl07_collection, g) for g in atl07_found] + sst_all if g.skip_reason]
+    atl07_granules = [g for g in atl07_found if not g.skip_reason]
+    sst_granules = [g for g in sst_found if not g.skip_reason]
     collection_of = {g.title: c for c, g in sst_all}
-    services.report("found", date=date, atl07=len(atl07_granules), sst=len(sst_granules),
-                    placeholders=len(placeholders))
-    if placeholders:
-        log.info("skipping %d placeholder L2P granules: %s", len(placeholders),
-                 ", ".join(g.title for g in placeholders))
+    services.report("found", date=date, atl07=len(atl07_granules), sst=len(sst_granules), skipped=len(skipped))
+    for skip in skipped:
+        log.warning("skipping %s granule %s: %s", skip["collection"], skip["granule"], skip["reason"])
 
     science = req.colocation_params()
     params = {
@@ -350,13 +352,15 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
             "inputs": {
                 "atl07": [g.title for g in atl07_granules],
                 "sst": [g.title for g in sst_granules],
-                "sst_placeholders_skipped": [g.title for g in placeholders],
+                "skipped": skipped,
             },
             "products": products,
             "counts": {
+                "atl07_granules_found": len(atl07_found),
+                "sst_granules_found": len(sst_found),
                 "atl07_granules": len(atl07_granules),
                 "sst_granules": len(sst_granules),
-                "sst_placeholders_skipped": len(placeholders),
+                "skipped": len(skipped),
                 "segments": sum(p["segments"] for p in products),
                 "matched": sum(p["matched"] for p in products),
             },

@@ -50,7 +50,7 @@ class ProgressReporter:
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event == "found":
             self.found["atl07"] += int(info.get("atl07", 0))
-            self.found["l2p"] += int(info.get("sst", 0)) + int(info.get("placeholders", 0))
+            self.found["l2p"] += int(info.get("sst", 0))
             if self.dates_bar is not None:
                 self.dates_bar.set_postfix(ATL07=self.found["atl07"], L2P=self.found["l2p"], refresh=True)
         elif event == "stage" and self.bytes_bar is not None:
