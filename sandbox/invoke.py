@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the entry point (default: from the event: an API Gateway event → api, "
                              "stepfunctions*.json → stepfunctions, else direct)")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="longest wait for a job (default: 600 s)")
+    parser.add_argument("--scene", choices=("full", "cut"), default="full",
+                        help="the real-size seed scene, or its ATL07 tracks cut to ±200 km (default: full)")
     parser.add_argument("--logs", action="store_true", help="the functions' INFO logs too (JSON, stdout)")
     args = parser.parse_args(argv)
     path = Path(args.event)
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
-    with seed_sandbox() as sb, contextlib.ExitStack() as stack:
+    with seed_sandbox(extent=args.scene) as sb, contextlib.ExitStack() as stack:
         os.environ.update(lambda_environment(sb))
         os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO" if args.logs else "ERROR"
         out(f"# {kind} entry point, offline sandbox (moto + Earthdata emulator), event {path}")

@@ -302,12 +302,14 @@ def scene_cache() -> Path:
 
 
 @contextlib.contextmanager
-def seed_sandbox(*, in_region: bool = True, workdir: str | os.PathLike | None = None) -> Iterator["Sandbox"]:
-    """The sandbox over the seed-case scene (built once into :func:`scene_cache`), in a
-    temporary work folder unless ``workdir`` is given."""
+def seed_sandbox(*, in_region: bool = True, workdir: str | os.PathLike | None = None,
+                 extent: str = "full") -> Iterator["Sandbox"]:
+    """The sandbox over the seed-case scene (built once into :func:`scene_cache`; ``extent``
+    "full" is the real-size scene, "cut" the fast tests' one), in a temporary work folder
+    unless ``workdir`` is given."""
     from sandbox.scene import build_scene
 
-    scene = build_scene(scene_cache())
+    scene = build_scene(scene_cache(), extent=extent)
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="coloc-sandbox-"))

@@ -341,7 +341,7 @@ def test_progress_is_off_when_disabled():
 
 
 # --- colocate run --sandbox: the Lambda's pipeline into a local folder -------------------------
-SEED_ARGS = ["run", "--sandbox", "--bbox", "-62.8,81.7,-56.4,83", "--date", "2019-06-22", "--radius-m", "1000"]
+SEED_ARGS = ["run", "--sandbox", "--sandbox-scene", "cut", "--bbox", "-62.8,81.7,-56.4,83", "--date", "2019-06-22", "--radius-m", "1000"]
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def sandbox_smoke(tmp_path_factory):
 
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = smoke.main(["--sandbox", "--out", str(out)])
+        code = smoke.main(["--sandbox", "--sandbox-scene", "cut", "--out", str(out)])
     return out, code, stdout.getvalue()
 
 

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make smoke", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="smoke-output", help="where the products stay (default: smoke-output)")
     parser.add_argument("--sandbox", action="store_true", help="against the offline sandbox instead")
+    parser.add_argument("--sandbox-scene", choices=("full", "cut"), default="full",
+                        help="with --sandbox: which seed scene (colocate run --sandbox-scene)")
     args = parser.parse_args(argv)
     if not args.sandbox:
         why = missing_credentials()
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     where = "the offline sandbox" if args.sandbox else "the real NASA services"
     print(f"smoke: colocate run {' '.join(SEED_ARGS)} against {where} → {args.out}", flush=True)
-    cmd = [*_colocate(), "run", *SEED_ARGS, "--out", args.out, *(["--sandbox"] if args.sandbox else [])]
+    sandbox = ["--sandbox", "--sandbox-scene", args.sandbox_scene] if args.sandbox else []
+    cmd = [*_colocate(), "run", *SEED_ARGS, "--out", args.out, *sandbox]
     env = dict(os.environ)
     env.setdefault("PYTHONPATH", os.pathsep.join([str(REPO / "src"), str(REPO)]))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)  # progress and errors: stderr

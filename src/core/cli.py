@@ -187,6 +187,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     run.add_argument("--sandbox", action="store_true",
                      help="run against the offline sandbox (emulated CMR, Earthdata Login and DAACs; synthetic "
                           "seed-case scene) instead of the real services")
+    run.add_argument("--sandbox-scene", choices=("full", "cut"), default="full",
+                     help="with --sandbox: the real-size seed scene, or its ATL07 tracks cut to ±200 km around "
+                          "the box (the fast tests' scene) (default: full)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
     run.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
     return parser
@@ -303,7 +306,8 @@ def _services_world(args: argparse.Namespace, settings: Settings) -> Iterator[tu
         raise ColocationError("--sandbox needs the development checkout (the sandbox package)") from None
     from .earthdata import StaticToken
 
-    with seed_sandbox(in_region=False) as sb:  # a laptop: outside us-west-2, L2P over HTTPS
+    # a laptop: outside us-west-2, L2P over HTTPS
+    with seed_sandbox(in_region=False, extent=args.sandbox_scene) as sb:
         yield sb.settings, StaticToken(sb.edl_token)
 
 
