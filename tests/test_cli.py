@@ -405,3 +405,24 @@ def test_run_again_keeps_the_finished_date(sandbox_run, capsys):
     day = json.loads(again)["dates"][0]
     assert day["cached"] is True and day["products"] == json.loads(stdout)["dates"][0]["products"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_run_stops_when_dates_keep_failing_alike(tmp_path, capsys, monkeypatch):
+    """A service that is down fails every date the same way: after three the run stops."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("EARTHDATA_TOKEN", "x.y.z")
+    monkeypatch.setenv("COLOC_CMR_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("COLOC_EARTHDATA_HOSTS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("COLOC_HTTP_RETRIES", "0")
+    code, out, err = run(["run", "--bbox", "-62.8,81.7,-56.4,83", "--start", "2019-06-20", "--end", "2019-06-25",
+                          "--out", str(tmp_path / "o")], capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and out == ""
+    assert [line.split(":")[0] for line in lines[:3]] == ["2019-06-20", "2019-06-21", "2019-06-22"]
+    assert lines[-1].startswith("colocate: error: 3 dates in a row failed with the same error, stopped before "
+                                "2019-06-23: cmr:") and len(lines) == 4
+    assert "Traceback" not in err and "WARNING" not in err

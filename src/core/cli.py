@@ -41,6 +41,7 @@ log = logging.getLogger("core.cli")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+SAME_ERROR_STOPS_AFTER = 3  # dates in a row failing alike: a service is down, the rest would too
 NO_SCREENING = "none"
 # request field -> the option that sets it (messages name what the user typed)
 OPTION_OF = {"bbox": "--bbox", "date": "--date", "start": "--start", "end": "--end",
@@ -147,7 +148,7 @@ def _add_parameters(p: argparse.ArgumentParser, s: Settings) -> None:
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     s = settings or Settings()
-    parser = _Parser(prog="colocate", description=__doc__, formatter_class=_HelpFormatter)
+    parser = _Parser(prog="colocate", description=__doc__.replace("``", ""), formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     files = sub.add_parser("files", help="colocate local files", formatter_class=_HelpFormatter,
@@ -355,6 +356,11 @@ def run_request(args: argparse.Namespace, settings: Settings) -> tuple[dict, boo
                 progress.date_done(results[-1]["status"] == "complete")
                 if not args.quiet:
                     progress.write(_date_line(results[-1], store))
+                last = results[-SAME_ERROR_STOPS_AFTER:]
+                if (len(last) == SAME_ERROR_STOPS_AFTER and len(tasks) > len(results)
+                        and all(r["status"] == "failed" and r["error"] == last[0]["error"] for r in last)):
+                    raise ColocationError(f"{SAME_ERROR_STOPS_AFTER} dates in a row failed with the same error, "
+                                          f"stopped before {tasks[len(results)].date}: {last[0]['error']}")
     complete = all(r["status"] == "complete" for r in results)
     summary = {
         "request_id": request.request_id(),
@@ -404,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .pipeline import quiet_secret_bearing_loggers
 
     quiet_secret_bearing_loggers()
+    if not args.verbose:  # each retry is a WARNING; the date's one-line error says how it ended
+        for name in ("urllib3", "urllib3.connectionpool"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         if args.command == "files":
             summary, ok = run_files(args, settings), True
