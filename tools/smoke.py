@@ -30,15 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 def missing_credentials(environ: Mapping[str, str] | None = None) -> str | None:
     """Why the real run cannot start (no credentials configured), or None."""
     from core.config import Settings
-    from core.earthdata import token_provider_from_env
-    from core.errors import NoCredentialsError
+    from core.earthdata import NO_CREDENTIALS, find_token_provider
 
     env = os.environ if environ is None else environ
-    try:
-        token_provider_from_env(Settings.from_env(env), env)
-    except NoCredentialsError as exc:
-        return str(exc)
-    return None
+    return NO_CREDENTIALS if find_token_provider(Settings.from_env(env), env) is None else None
 
 
 def l2p_of_the_day(manifest: dict, day: str = "20190622") -> list[str]:
@@ -95,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sandbox:
         why = missing_credentials()
         if why is not None:
-            print(f"smoke: skipped: {why.split(': ', 1)[-1]}. The smoke test runs the seed case against the "
+            print(f"smoke: skipped: {why}. The smoke test runs the seed case against the "
                   "real NASA services and needs an Earthdata Login account.")
             return 0
     where = "the offline sandbox" if args.sandbox else "the real NASA services"

@@ -44,10 +44,6 @@ class AuthError(UpstreamError):
     """Earthdata Login or /s3credentials refused us (bad/expired token, unapproved app)."""
 
 
-class NoCredentialsError(AuthError):
-    """No Earthdata credentials are configured at all (nothing was sent anywhere)."""
-
-
 class InvalidTokenError(AuthError):
     """The Earthdata token was refused: not an EDL user token (TEA redirects those to the
     login page), revoked, or for another user."""
