@@ -410,9 +410,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .pipeline import quiet_secret_bearing_loggers
 
     quiet_secret_bearing_loggers()
-    if not args.verbose:  # each retry is a WARNING; the date's one-line error says how it ended
-        for name in ("urllib3", "urllib3.connectionpool"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    with _retry_warnings_shown(args.verbose):
+        return _main(args, settings)
+
+
+@contextlib.contextmanager
+def _retry_warnings_shown(verbose: bool) -> Iterator[None]:
+    """Each retry is a urllib3 WARNING; without -v the date's one-line error says how it ended.
+    The levels are put back afterwards (main() also runs inside other programs, e.g. tests)."""
+    names = ("urllib3", "urllib3.connectionpool")
+    saved = {name: logging.getLogger(name).level for name in names}
+    if not verbose:
+        for name in names:
+            logging.getLogger(name).setLevel(max(logging.ERROR, saved[name]))
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "files":
             summary, ok = run_files(args, settings), True
