@@ -7,7 +7,7 @@ LAYERS := layers/build/sizes.json
 
 .PHONY: install test test-fast demo bench layers lint clean build deploy smoke
 
-$(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/lambda.txt requirements/plot.txt requirements/parquet.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/dev.txt
@@ -17,7 +17,7 @@ $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyp
 install: $(STAMP)
 
 # the Lambda layers (python3.12 arm64 wheels); fails if a function exceeds Lambda's 250 MB
-$(LAYERS): $(STAMP) layers/build.py requirements/lambda.txt requirements/plot.txt
+$(LAYERS): $(STAMP) layers/build.py requirements/lambda.txt requirements/plot.txt requirements/parquet.txt
 	$(PY) layers/build.py
 
 test: $(STAMP) $(LAYERS)

@@ -233,10 +233,9 @@ def test_concurrent_runs_of_one_date_leave_one_complete_result(sandbox):
 
 
 def test_atl07_read_in_place_gives_the_same_segments_as_the_download(seed_run, sandbox):
-    import dataclasses
-
+    
     _, _, downloaded_run, _ = seed_run
-    settings = dataclasses.replace(sandbox.settings, atl07_access="direct")
+    settings = sandbox.settings.replace(atl07_access="direct")
     services = build_services(settings, token_provider=StaticToken(sandbox.edl_token),
                               s3_client=sandbox.boto3_client("s3"))
     task = plan(parse_request({**SEED, "radius_m": 999.0}, settings))[0]

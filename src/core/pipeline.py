@@ -92,21 +92,19 @@ def quiet_secret_bearing_loggers() -> None:
 
 def build_services(settings: Settings, *, token_provider=None, s3_client=None,
                    output: ResultStore | None = None) -> Services:
-    """Production wiring: EDL token from the environment / netrc / Secrets Manager; results
-    in the output bucket unless ``output`` says where (``colocate run``: a local folder)."""
-    import boto3
+    """Production wiring: EDL token from the environment / netrc / Secrets Manager. The output
+    store is handed in (handlers.common builds the bucket's; ``colocate run`` a folder's), or
+    the S3 client of the output bucket."""
+    if output is None:
+        if s3_client is None:
+            raise TypeError("build_services needs output= or s3_client= (see handlers.common.output_store)")
+        output = OutputStore(s3_client, settings.output_bucket, settings.output_prefix)
 
     quiet_secret_bearing_loggers()
 
     from core.earthdata import EarthdataSession, token_provider_from_env
 
     http = EarthdataSession(settings, token_provider or token_provider_from_env(settings))
-    if output is None:
-        if s3_client is None:
-            s3_client = boto3.client(
-                "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url or None
-            )
-        output = OutputStore(s3_client, settings.output_bucket, settings.output_prefix)
     return Services(
         settings=settings,
         http=http,
@@ -232,9 +230,7 @@ def in_daac_region(settings: Settings) -> bool:
 
 
 def _use_direct_access(granule: Granule, settings: Settings) -> bool:
-    mode = settings.atl07_access
-    if mode not in ("download", "direct", "auto"):
-        raise InputError(f"atl07_access must be download, direct or auto, not {mode!r}", "atl07_access")
+    mode = settings.atl07_access  # one of config.ATL07_ACCESS: Settings refuses anything else
     can_direct = bool(granule.s3_url and granule.s3credentials_url)
     if mode == "direct" and not can_direct:
         raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
@@ -243,9 +239,7 @@ def _use_direct_access(granule: Granule, settings: Settings) -> bool:
 
 def l2p_access(settings: Settings) -> str:
     """``s3`` or ``https``: how L2P granules are read (``auto``: s3 in the DAACs' region)."""
-    mode = settings.l2p_access
-    if mode not in ("s3", "https", "auto"):
-        raise InputError(f"l2p_access must be s3, https or auto, not {mode!r}", "l2p_access")
+    mode = settings.l2p_access  # one of config.L2P_ACCESS: Settings refuses anything else
     if mode == "auto":
         return "s3" if in_daac_region(settings) else "https"
     return mode
