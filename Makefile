@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LAYERS := layers/build/sizes.json
 
-.PHONY: install test test-fast demo bench layers lint clean build deploy mutate
+.PHONY: install test test-fast demo bench layers lint clean build deploy mutate smoke
 
 $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/parquet.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,4 +65,8 @@ deploy: build
 	$(SAM) deploy --guided
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) demo-output layers/build .cache build .aws-sam *.egg-info mutants
+	rm -rf $(VENV) $(DEPLOY_VENV) demo-output smoke-output layers/build .cache build .aws-sam *.egg-info mutants
+
+# the seed case against the real NASA services (needs Earthdata credentials; skipped without)
+smoke: $(STAMP)
+	$(PY) -m tools.smoke --out smoke-output

@@ -1,10 +1,9 @@
 """Fan-out: a 7-date request (2019-06-19..25) through the state machine's three Lambda steps.
 
-moto's Step Functions can only run a definition's Lambda tasks through moto's Lambda, which
-needs Docker; so this drives the same three handlers the state machine calls, with the same
-payloads: ``handlers.plan`` on the request, ``handlers.colocate`` once per Map item
-(``{"request", "date"}``), ``handlers.summarize`` on the collected results. Every handler call
-is a fresh interpreter (a cold Lambda), so each date's time and peak RSS are its own.
+The real state machine runs in moto (sandbox.deployment), its Lambda tasks in fresh interpreters
+(a cold Lambda each: ``handlers.plan`` on the request, ``handlers.colocate`` once per Map item
+``{"request", "date"}``, ``handlers.summarize`` on the results), so each date's time and peak
+RSS are its own; without moto's executor the same handlers are called in order.
 
 Per date: task wall time (inside the handler call) and peak RSS → GB-seconds at the
 function's configured memory (template.yaml) and at the smallest memory that holds the peak.
@@ -60,83 +59,39 @@ def colocate_memory_mb() -> int:
 
 
 FUNCTIONS = {"PlanFunction": "plan", "ColocateFunction": "colocate", "SummarizeFunction": "summarize"}
-DEFINITION = REPO / "statemachine" / "colocation.asl.json"
 
 
 class _ColdLambda:
-    """Stands in for moto's Lambda runtime (which needs Docker): every invocation runs the
-    function's handler in a fresh interpreter with the sandbox environment and records its
-    import time, run time and peak RSS."""
+    """A runner for sandbox.deployment (moto's Lambda runtime needs Docker): every invocation
+    runs the function's handler in a fresh interpreter with the sandbox environment and records
+    its import time, run time and peak RSS."""
 
     def __init__(self, env: dict):
         self.env = env
         self.calls: list[dict] = []
         self._lock = __import__("threading").Lock()
 
-    def __call__(self, function, event):
-        name = FUNCTIONS[function.function_name.split("-", 1)[1]]
-        event = event if isinstance(event, dict) else json.loads(event or "{}")
+    def __call__(self, logical: str, handler: str, event: dict) -> tuple[str, bool]:
+        name = FUNCTIONS[logical]
         out = run_child("bench.fanout", ["--child", name, json.dumps(event)], env=self.env)
         with self._lock:
             self.calls.append({"handler": name, "event": event, **out})
         if out["error"]:
-            return json.dumps({"errorType": out["error"], "errorMessage": out.get("message", "")}), True, ""
-        return json.dumps(out["result"]), False, ""
+            return json.dumps({"errorType": out["error"], "errorMessage": out.get("message", "")}), True
+        return json.dumps(out["result"]), False
 
 
 def _run_state_machine(csb, env: dict, timeout_s: float = 600.0) -> tuple[dict, list[dict], float]:
-    """The real definition, executed by moto, Lambda tasks in cold processes."""
-    import io
-    import os
-    import zipfile
+    """The real definition, executed by moto (sandbox.deployment), Lambda tasks in cold processes."""
+    from sandbox.deployment import deployed_state_machine
 
-    import requests
-    from moto.awslambda.models import LambdaFunction
-
-    sb = csb.sandbox
     cold = _ColdLambda(env)
-    saved_invoke, saved_port = LambdaFunction._invoke_lambda, os.environ.get("MOTO_PORT")
-    LambdaFunction._invoke_lambda = lambda self, event=None: cold(self, event)
-    os.environ["MOTO_PORT"] = sb.moto_url.rsplit(":", 1)[1]  # moto's executor calls Lambda via its server
-    config = f"{sb.moto_url}/moto-api/config"
-    requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
-    try:
-        iam = sb.boto3_client("iam")
-        trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]})
-        role = iam.create_role(RoleName=f"bench-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-        lam = sb.boto3_client("lambda")
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as z:
-            z.writestr("placeholder.py", "# handlers run from src/ in fresh interpreters\n")
-        tag = uuid.uuid4().hex[:6]
-        arns = {logical: lam.create_function(FunctionName=f"bench{tag}-{logical}", Runtime="python3.12", Role=role,
-                                             Handler=f"handlers.{name}.handler", Code={"ZipFile": code.getvalue()},
-                                             Timeout=900)["FunctionArn"]
-                for logical, name in FUNCTIONS.items()}
-        text = DEFINITION.read_text()
-        subs = {"PlanFunctionArn": arns["PlanFunction"], "ColocateFunctionArn": arns["ColocateFunction"],
-                "SummarizeFunctionArn": arns["SummarizeFunction"], "OutputBucket": sb.settings.output_bucket,
-                "OutputPrefix": env["COLOC_OUTPUT_PREFIX"]}
-        for k, v in subs.items():
-            text = text.replace("${%s}" % k, v)
-        sfn = sb.boto3_client("stepfunctions")
-        arn = sfn.create_state_machine(name=f"bench-{tag}", definition=text, roleArn=role)["stateMachineArn"]
+    # the Map's retry waits as AWS waits them: this measures time
+    with deployed_state_machine(csb.sandbox, runner=cold, output_prefix=env["COLOC_OUTPUT_PREFIX"],
+                                fast_retries=False) as stack:
         t0 = time.perf_counter()
-        execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(REQUEST))["executionArn"]
-        while True:
-            desc = sfn.describe_execution(executionArn=execution)
-            if desc["status"] != "RUNNING" or time.perf_counter() - t0 > timeout_s:
-                break
-            time.sleep(0.2)
+        desc = stack.run(REQUEST, timeout_s=timeout_s)
         wall = time.perf_counter() - t0
-    finally:
-        requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
-        LambdaFunction._invoke_lambda = saved_invoke
-        if saved_port is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = saved_port
     return desc, cold.calls, wall
 
 

@@ -19,15 +19,17 @@ everything in the foreground and prints the environment for a shell (``eval``-ab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import boto3
 from botocore.config import Config
@@ -290,6 +292,26 @@ class Sandbox:
             }
         )
         return env
+
+
+def scene_cache() -> Path:
+    """Where the seed scene is cached: COLOC_SCENE_CACHE, else the checkout's .sandbox-cache/."""
+    return Path(os.environ.get("COLOC_SCENE_CACHE") or Path(__file__).resolve().parents[1] / ".sandbox-cache")
+
+
+@contextlib.contextmanager
+def seed_sandbox(*, in_region: bool = True, workdir: str | os.PathLike | None = None,
+                 extent: str = "full") -> Iterator["Sandbox"]:
+    """The sandbox over the seed-case scene (built once into :func:`scene_cache`; ``extent``
+    "full" is the real-size scene, "cut" the fast tests' one), in a temporary work folder
+    unless ``workdir`` is given."""
+    from sandbox.scene import build_scene
+
+    scene = build_scene(scene_cache(), extent=extent)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="coloc-sandbox-"))
+        yield stack.enter_context(Sandbox(scene, workdir=workdir, in_region=in_region))
 
 
 def _fallback_cmr_app(scene, links: Callable) -> Flask:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sandbox.services import Sandbox
+from sandbox.services import Sandbox, scene_cache
 
 MINI_ATL07 = "ATL07-01_20190622055317_12980301_006_02.h5"
 MINI_L2P = "20190622100501-JPL-L2P_GHRSST-SSTskin-MODIS_A-D-v02.0-fv01.0.nc"
@@ -94,11 +93,6 @@ def clean_faults(mini_sandbox):
     yield mini_sandbox.faults
     mini_sandbox.faults.clear()
     mini_sandbox.state.credentials_ttl_s = ttl
-
-
-def scene_cache() -> Path:
-    cache = os.environ.get("COLOC_SCENE_CACHE")
-    return Path(cache) if cache else Path(__file__).resolve().parents[1] / ".sandbox-cache"
 
 
 @pytest.fixture(scope="session")

@@ -127,9 +127,10 @@ def test_png_quicklook(scene, capsys):
     ("not_atl07", "is not an ATL07 granule"),
     ("not_l2p", "is not a GHRSST L2P granule"),
     ("not_hdf5", "is not a netCDF4/HDF5 file"),
-    ("bad_bbox", "bad bbox"),
-    ("bbox_order", "south <= north"),
-    ("bad_quality", "quality levels are 0..5"),
+    ("bad_bbox", "--bbox: bbox must have exactly 4 numbers"),
+    ("bbox_order", "--bbox: bbox south must be less than north"),
+    ("bad_quality", "--min-quality-level: Input should be less than or equal to 5"),
+    ("repeated", "is given twice"),
 ])
 def test_bad_input_one_line_error(scene, capsys, realdata, case, needle):
     tmp, atl, sst = scene.tmp, scene.atl, scene.sst
@@ -143,6 +144,7 @@ def test_bad_input_one_line_error(scene, capsys, realdata, case, needle):
         "bad_bbox": ["--atl07", str(atl), "--sst", str(sst), "--bbox", "1,2,3"],
         "bbox_order": ["--atl07", str(atl), "--sst", str(sst), "--bbox", "-60,83,-59,82"],
         "bad_quality": ["--atl07", str(atl), "--sst", str(sst), "--min-quality-level", "7"],
+        "repeated": ["--atl07", str(atl), "--sst", str(sst), "--sst", str(tmp / "." / sst.name)],
     }[case]
     try:
         code = main(["files", *args, "--out", str(tmp / "x.nc")])
@@ -232,7 +234,7 @@ def test_other_sensors_are_labelled_from_their_files(tmp_path, capsys, attrs, st
 
 
 def test_footprint_radius_from_the_command_line(scene, capsys):
-    tmp, atl, sst, _ = scene
+    tmp, atl, sst = scene.tmp, scene.atl, scene.sst
     code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--radius-m", "footprint",
                           "--max-dt-s", "600", "--min-quality-level", "3", "--out", str(tmp / "fp.nc")], capsys)
     assert code == 0, err
@@ -244,3 +246,218 @@ def test_footprint_radius_from_the_command_line(scene, capsys):
         assert near.any() and 500 < np.median(radius[near]) < 900 and np.ptp(radius[near]) > 10
         m = ds["sst_granule"].values >= 0
         assert (ds["sst_distance"].values[m] <= radius[m] + 1e-3).all()
+
+
+# --- the service's validators, on the command line -------------------------------------------
+SEED_REQUEST = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
+
+
+def _service_accepts(**params) -> bool:
+    """What the Lambda/API decide for these parameters (core.request, the service's models)."""
+    from pydantic import ValidationError
+
+    from core.config import Settings
+    from core.errors import InputError
+    from core.request import parse_request
+
+    try:
+        parse_request({**SEED_REQUEST, **params}, Settings())
+    except (ValidationError, InputError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("option,text,value", [
+    ("--max-dt-s", "0", {"max_dt_s": 0.0}),
+    ("--max-dt-s", "604800", {"max_dt_s": 604800.0}),
+    ("--max-dt-s", "604801", {"max_dt_s": 604801.0}),
+    ("--max-dt-s", "-1", {"max_dt_s": -1.0}),
+    ("--radius-m", "60000", {"radius_m": 60000.0}),
+    ("--radius-m", "50000", {"radius_m": 50000.0}),
+    ("--radius-m", "0", {"radius_m": 0.0}),
+    ("--radius-m", "footprint", {"radius_m": "footprint"}),
+    ("--min-quality-level", "0", {"min_quality_level": 0}),
+    ("--min-quality-level", "6", {"min_quality_level": 6}),
+    ("--min-quality-level", "none", {"min_quality_level": None}),
+    ("--sst-collection", "MODIS_A-JPL-L2P-v2019.0", {"sst_collection": "MODIS_A-JPL-L2P-v2019.0"}),
+    ("--sst-collection", "not a collection", {"sst_collection": "not a collection"}),
+])
+def test_files_accepts_exactly_what_the_service_accepts(scene, capsys, option, text, value):
+    tmp, atl, sst = scene.tmp, scene.atl, scene.sst
+    out_nc = tmp / "parity.nc"
+    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), option, text, "--out", str(out_nc)], capsys)
+    accepted = _service_accepts(**value)
+    assert (code == 0) == accepted, (option, text, code, err)
+    if accepted:
+        assert out_nc.exists()
+    else:
+        assert code == 2 and err.startswith(f"colocate: error: {option}:") and len(err.strip().splitlines()) == 1
+        assert not out_nc.exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--date", "2019-06-22", "--start", "2019-06-22"], "--date: give either date or start and end, not both"),
+    (["--start", "2019-06-22"], "--end: end is required with start"),
+    ([], "--date: give a date (YYYY-MM-DD) or a start and end"),
+    (["--date", "2019-06-31"], "--date: date is not a valid calendar date"),
+    (["--date", "2019-06-22", "--radius-m", "60000"], "--radius-m: radius_m must be greater than 0 and at most 50000 m"),
+    (["--date", "2019-06-22", "--max-dt-s", "1e9"], "--max-dt-s: Input should be less than or equal to 604800"),
+    (["--start", "2019-06-20", "--end", "2019-06-19"], "--end: end must not be before start"),
+])
+def test_run_refuses_what_the_service_refuses_before_any_work(tmp_path, capsys, args, needle):
+    code, out, err = run(["run", "--bbox", "-62.8,81.7,-56.4,83", *args, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and out == "" and err.strip() == f"colocate: error: {needle}", err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_bbox_is_checked_as_the_service_checks_it(tmp_path, capsys):
+    code, out, err = run(["run", "--bbox", "-60,82,-60,83", "--date", "2019-06-22", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--bbox: bbox west and east must differ" in err
+    assert not _service_accepts(bbox=[-60, 82, -60, 83])
+
+
+def test_help_shows_defaults_and_units(capsys):
+    for command in ("run", "files"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "in metres, 0 < M <= 50000" in text and "(default: 1000 m)" in text
+        assert "in seconds, 0 <= S <= 604800" in text and "(default: 10800 s = 3 h)" in text
+        assert "0..5, or 'none'" in text and "(default: 4)" in text
+
+
+def test_run_without_credentials_says_which_and_stops(tmp_path, capsys, monkeypatch):
+    for name in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "NETRC", "COLOC_EDL_SECRET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    code, out, err = run(["run", "--bbox", "-62.8,81.7,-56.4,83", "--date", "2019-06-22",
+                          "--out", str(tmp_path / "o")], capsys)
+    assert code == 1 and out == ""
+    assert err.startswith("colocate: error: Earthdata Login: no Earthdata credentials: set EARTHDATA_TOKEN")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+# --- the progress display ----------------------------------------------------------------------
+class _Terminal(__import__("io").StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_shows_dates_granules_and_bytes_on_a_terminal():
+    from core.progress import ProgressReporter
+
+    term = _Terminal()
+    with ProgressReporter(3, enabled=True, stream=term) as progress:
+        progress("found", {"date": "2019-06-22", "atl07": 2, "sst": 14, "skipped": 0})
+        progress("stage", {"name": "atl07_read"})
+        progress("bytes", {"n": 5 * 1024 * 1024})
+        progress.date_done(True)
+        progress.write("2019-06-22: done")
+    text = term.getvalue()
+    assert "ATL07=2, L2P=14" in text and "1/3" in text and "reading ATL07" in text and "5.00MB" in text
+    assert "2019-06-22: done\n" in text
+
+
+def test_progress_is_off_when_disabled():
+    from core.progress import ProgressReporter
+
+    term = _Terminal()
+    with ProgressReporter(3, enabled=False, stream=term) as progress:
+        progress("found", {"atl07": 2, "sst": 14, "skipped": 0})
+        progress("bytes", {"n": 1000})
+        progress.date_done(True)
+        progress.write("2019-06-22: done")
+    assert term.getvalue() == "2019-06-22: done\n"
+
+
+# --- colocate run --sandbox: the Lambda's pipeline into a local folder -------------------------
+SEED_ARGS = ["run", "--sandbox", "--sandbox-scene", "cut", "--bbox", "-62.8,81.7,-56.4,83", "--date", "2019-06-22", "--radius-m", "1000"]
+
+
+@pytest.fixture(scope="module")
+def sandbox_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("colocate-run")
+    import contextlib
+    import io
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main([*SEED_ARGS, "--out", str(out)])
+    return out, code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.mark.slow
+def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_run):
+    out, code, stdout, stderr = sandbox_run
+    assert code == 0, stderr
+    (line,) = stdout.strip().splitlines()
+    summary = json.loads(line)
+    (day,) = summary["dates"]
+    assert day["status"] == "complete" and summary["sandbox"] is True
+    counts = day["counts"]
+    assert counts["atl07_granules"] == 2 and counts["sst_granules"] == 14 and counts["skipped"] == 0
+    assert 0 < counts["matched"] < counts["segments"]
+    # the bucket's layout, in the folder: <prefix>/<request_id>/<date>/manifest.json and the run's outputs
+    rid = summary["request_id"]
+    manifest_path = out / "colocations" / rid / "2019-06-22" / "manifest.json"
+    assert day["manifest"] == str(manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["request_id"] == rid and manifest["status"] == "complete"
+    assert manifest["bytes"]["sst_per_granule"] and all(
+        r["access"] == "https" for r in manifest["bytes"]["sst_per_granule"].values())  # outside us-west-2
+    assert sorted(str(out / k) for k in manifest["outputs"]) == sorted(day["products"])
+    ncs = [Path(p) for p in day["products"] if p.endswith(".nc")]
+    assert len(ncs) == 2
+    w, s, e, n = -62.8, 81.7, -56.4, 83.0
+    total = 0
+    for nc in ncs:
+        assert nc.read_bytes()[:4] == b"\x89HDF"
+        with xr.open_dataset(nc) as ds:
+            lat, lon = ds["lat"].values, ds["lon"].values
+            assert ((lat >= s) & (lat <= n) & (lon >= w) & (lon <= e)).all()  # only the box asked for
+            assert ds.attrs["colocation_bbox_margin_deg"] == 0.0
+            total += ds.sizes["obs"]
+    assert total == counts["segments"]
+    # nothing but the published result: no staging files, no other run's folders
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert files == sorted([manifest_path, *map(Path, day["products"])])
+    # stderr is no terminal here: no bar, one line per date
+    assert "\r" not in stderr and "2019-06-22: 2 ATL07 granules, 14 L2P granules" in stderr
+
+
+@pytest.mark.slow
+def test_run_again_keeps_the_finished_date(sandbox_run, capsys):
+    out, code, stdout, _ = sandbox_run
+    assert code == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    code, again, err = run([*SEED_ARGS, "--out", str(out), "--quiet"], capsys)
+    assert code == 0 and err == ""
+    day = json.loads(again)["dates"][0]
+    assert day["cached"] is True and day["products"] == json.loads(stdout)["dates"][0]["products"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_run_stops_when_dates_keep_failing_alike(tmp_path, capsys, monkeypatch):
+    """A service that is down fails every date the same way: after three the run stops."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("EARTHDATA_TOKEN", "x.y.z")
+    monkeypatch.setenv("COLOC_CMR_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("COLOC_EARTHDATA_HOSTS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("COLOC_HTTP_RETRIES", "0")
+    import logging
+
+    code, out, err = run(["run", "--bbox", "-62.8,81.7,-56.4,83", "--start", "2019-06-20", "--end", "2019-06-25",
+                          "--out", str(tmp_path / "o")], capsys)
+    # retry warnings are hidden only while main() runs: the rest of the process still logs them
+    assert logging.getLogger("urllib3.connectionpool").getEffectiveLevel() <= logging.WARNING
+    lines = err.strip().splitlines()
+    assert code == 1 and out == ""
+    assert [line.split(":")[0] for line in lines[:3]] == ["2019-06-20", "2019-06-21", "2019-06-22"]
+    assert lines[-1].startswith("colocate: error: 3 dates in a row failed with the same error, stopped before "
+                                "2019-06-23: cmr:") and len(lines) == 4
+    assert "Traceback" not in err and "WARNING" not in err

@@ -12,19 +12,16 @@ from Secrets Manager (the production path). Only moto's Lambda *runtime* is repl
 need Docker): an invocation imports the function's Handler and calls it in-process and answers
 an exception as the Python runtime does (errorMessage, errorType, stackTrace). Where moto's
 executor differs from AWS it is made to answer as AWS: its Distributed Map ResultWriter writes
-the result files (sandbox/stepfunctions.py), and the Map's retry waits are recorded and shortened.
+the result files (sandbox/stepfunctions.py), and the Map's retry waits are recorded and shortened
+(sandbox/deployment.py deploys it, as ``python -m sandbox.invoke`` does).
 """
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import json
 import time
-import traceback
-import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
@@ -33,9 +30,6 @@ from sandbox.lambda_context import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
-DEFINITION = ROOT / "statemachine" / "colocation.asl.json"
-FUNCTIONS = {"PlanFunction": "handlers.plan.handler", "ColocateFunction": "handlers.colocate.handler",
-             "SummarizeFunction": "handlers.summarize.handler"}
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +49,9 @@ def _reset_handler_caches():
 @pytest.fixture()
 def lambda_env(sandbox, monkeypatch):
     """The environment template.yaml gives the functions, pointed at the sandbox."""
-    env = sandbox.env()
-    env.pop("EARTHDATA_TOKEN")  # the functions read the token from Secrets Manager
-    env.update(POWERTOOLS_TRACE_DISABLED="1", POWERTOOLS_SERVICE_NAME="atl07-sst-colocation",
-               POWERTOOLS_METRICS_NAMESPACE="Atl07SstColocation", LOG_LEVEL="INFO")
+    from sandbox.deployment import lambda_environment
+
+    env = lambda_environment(sandbox)  # the functions read the token from Secrets Manager
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     for k in ("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "NETRC"):
@@ -116,78 +109,12 @@ def test_direct_invocation_seed_case(lambda_env, sandbox, captured_logs):
 @pytest.fixture()
 def state_machine(lambda_env, sandbox, monkeypatch):
     """The real definition in moto, executing, with its Lambda tasks routed to our handlers."""
-    from moto.awslambda.models import LambdaFunction
+    from sandbox.deployment import deployed_state_machine
 
-    calls: list[tuple[str, dict]] = []
-
-    def run_handler(self, event):
-        module, func = self.handler.rsplit(".", 1)
-        fn = getattr(importlib.import_module(module), func)
-        event = event if isinstance(event, dict) else json.loads(event)
-        calls.append((self.function_name, event))
-        try:
-            result = fn(event, LambdaContext(self.function_name))
-            return json.dumps(result), False, ""
-        except Exception as exc:  # what the Python Lambda runtime reports, frames included
-            return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
-                               "requestId": "sandbox-0000",
-                               "stackTrace": traceback.format_tb(exc.__traceback__)}), True, ""
-
-    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", run_handler)
-    # moto's Distributed Map ResultWriter writes no result files; AWS does (sandbox/stepfunctions.py)
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
-        resource_eval_s3,
-    )
-
-    from sandbox.stepfunctions import aws_result_writer
-
-    monkeypatch.setattr(resource_eval_s3.ResourceEvalS3, "_handle_put_object", staticmethod(aws_result_writer))
-    # The Map's Retry waits 5, 15, 45 s (full jitter): record each wait, sleep a tenth of a second
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-
-    waits: list[float] = []
-    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(
-        sleep=lambda s: (waits.append(s), time.sleep(min(s, 0.1)))))
-    port = sandbox.moto_url.rsplit(":", 1)[1]
-    monkeypatch.setenv("MOTO_PORT", port)  # moto's executor calls Lambda through its own server
-    requests.post(f"{sandbox.moto_url}/moto-api/config",
-                  json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
-
-    iam = sandbox.boto3_client("iam")
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-         "Action": "sts:AssumeRole"}]})
-    try:
-        role = iam.create_role(RoleName="coloc-e2e", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    except iam.exceptions.EntityAlreadyExistsException:
-        role = iam.get_role(RoleName="coloc-e2e")["Role"]["Arn"]
-    lam = sandbox.boto3_client("lambda")
-    zipped = io.BytesIO()
-    with zipfile.ZipFile(zipped, "w") as z:
-        z.writestr("placeholder.py", "# code runs in-process from src/\n")
-    arns = {}
-    for logical, handler in FUNCTIONS.items():
-        name = f"e2e-{logical}"
-        try:
-            arns[logical] = lam.create_function(
-                FunctionName=name, Runtime="python3.12", Role=role, Handler=handler,
-                Code={"ZipFile": zipped.getvalue()}, Timeout=900)["FunctionArn"]
-        except lam.exceptions.ResourceConflictException:
-            arns[logical] = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
-    text = DEFINITION.read_text()
-    subs = {"PlanFunctionArn": arns["PlanFunction"], "ColocateFunctionArn": arns["ColocateFunction"],
-            "SummarizeFunctionArn": arns["SummarizeFunction"],
-            "OutputBucket": sandbox.settings.output_bucket, "OutputPrefix": sandbox.settings.output_prefix}
-    for k, v in subs.items():
-        text = text.replace("${%s}" % k, v)
-    sfn = sandbox.boto3_client("stepfunctions")
-    name = f"e2e-colocation-{time.time_ns()}"
-    arn = sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    _reset_handler_caches()
-    yield SimpleNamespace(sfn=sfn, arn=arn, calls=calls, waits=waits)
-    requests.post(f"{sandbox.moto_url}/moto-api/config",
-                  json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
+    with deployed_state_machine(sandbox) as stack:
+        monkeypatch.setenv("STATE_MACHINE_ARN", stack.arn)
+        _reset_handler_caches()
+        yield stack
 
 
 def _api(event: dict) -> tuple[int, dict]:
@@ -230,7 +157,7 @@ def _wait_job(job: str, timeout_s: float = 300.0) -> dict:
 
 
 def _colocated_dates(calls: list[tuple[str, dict]]) -> list[str]:
-    return sorted(e["date"] for name, e in calls if name == "e2e-ColocateFunction")
+    return sorted(e["date"] for name, e in calls if name == "ColocateFunction")
 
 
 def _show(step: str, status: int, body: dict) -> None:
@@ -360,3 +287,66 @@ def _check_request_outputs(done: dict, job: str, tmp_path: Path, s3, bucket: str
     # only what the run manifest references is under the request's prefix
     staged = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{job}/request/").get("Contents", [])]
     assert len(staged) == 1 and staged[0].endswith(f"{job}_matches.nc"), staged
+
+
+# --------------------------------------------------------------------------- python -m sandbox.invoke
+@pytest.mark.parametrize("name,kind", [("direct.json", "direct"), ("direct_multi_sensor.json", "direct"),
+                                       ("sfn_task.json", "direct"), ("api_post.json", "api"),
+                                       ("api_get.json", "api"), ("stepfunctions_input.json", "stepfunctions")])
+def test_invoke_picks_the_entry_point_of_each_event(name, kind):
+    from sandbox.invoke import entry_point
+
+    assert entry_point(load(name), name) == kind
+
+
+def _drive(kind: str, event, **kw) -> tuple[int, str]:
+    from sandbox.invoke import drive
+
+    lines: list[str] = []
+    code = drive(kind, event, lines.append, **kw)
+    return code, "\n".join(lines)
+
+
+def test_invoke_api_post_then_gets_until_the_job_is_done(state_machine, sandbox):
+    event = load("api_post.json")
+    event["body"] = json.dumps({**json.loads(event["body"]), "radius_m": 997.0})  # a job of its own
+    code, text = _drive("api", event)
+    assert code == 0, text
+    heads = [line for line in text.splitlines() if line.startswith(("POST", "GET"))]
+    assert heads[0] == "POST /colocations → 202"
+    job = json.loads(text.split("\n", 1)[1].split("\nGET", 1)[0])["job_id"]
+    assert heads[-1] == f"GET https://abc123defg.execute-api.us-west-2.amazonaws.com/v1/colocations/{job} → 200"
+    final = json.loads(text.rsplit(" → 200\n", 1)[1])
+    assert final["status"] == "complete" and final["counts"]["atl07_granules"] == 2
+    assert {n for n, _ in state_machine.calls} == {"PlanFunction", "ColocateFunction", "SummarizeFunction"}
+    assert "Traceback" not in text and sandbox.edl_token not in text
+
+
+def test_invoke_a_step_functions_execution(state_machine):
+    request = {**load("stepfunctions_input.json"), "radius_m": 996.0}
+    code, text = _drive("stepfunctions", request, deployment=state_machine)
+    assert code == 0, text
+    head, body = text.split("\n", 1)
+    assert head == "StartExecution → DescribeExecution: SUCCEEDED"
+    shown = json.loads(body)
+    assert shown["output"]["n_dates"] == 1 and shown["output"]["n_failed"] == 0
+    assert shown["output"]["counts"]["atl07_granules"] == 2 and ":execution:" in shown["executionArn"]
+    assert shown["executionArn"].rsplit(":", 1)[1].startswith("invoke-")
+
+
+def test_invoke_direct_shows_the_payload_or_the_runtime_error(lambda_env):
+    code, text = _drive("direct", {"bbox": [1, 2, 3], "date": "2019-06-22"})
+    head, body = text.split("\n", 1)
+    assert code == 0 and head == "ColocateFunction → StatusCode 200"
+    assert json.loads(body)["fields"][0]["field"] == "bbox"
+    code, text = _drive("direct", {"request": {"bbox": [1, 2, 3]}, "date": "2019-06-22"})  # a bad Map item
+    head, body = text.split("\n", 1)
+    assert code == 1 and head == "ColocateFunction → FunctionError: Unhandled"
+    assert json.loads(body)["errorType"] == "InvalidTaskError"
+
+
+def test_invoke_refuses_an_unreadable_event_file(tmp_path, capsys):
+    from sandbox.invoke import main
+
+    assert main([str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith("invoke: error: cannot read")

@@ -119,6 +119,19 @@ def _products(files) -> list[dict]:
     return rows
 
 
+def test_seed_case_products_hold_only_segments_inside_the_requested_bbox(seed_run):
+    task, _, manifest, files = seed_run
+    w, s, e, n = task.request.bbox  # the seed box does not cross the antimeridian
+    assert manifest["parameters"]["bbox_margin_deg"] == 0.0
+    for path in sorted(p for name, p in files.items() if name.endswith(".nc")):
+        with xr.open_dataset(path) as ds:
+            lon, lat = ds["lon"].values, ds["lat"].values
+            inside = (lat >= s) & (lat <= n) & (lon >= w) & (lon <= e)
+            assert lat.size and inside.all(), f"{path.name}: {(~inside).sum()} segments outside the bbox"
+            assert ds.attrs["colocation_bbox_margin_deg"] == 0.0
+            assert ds.attrs["colocation_bbox"] == "-62.8,81.7,-56.4,83"
+
+
 def test_seed_case_manifest(seed_run, sandbox_scene, sandbox, raw_atl07):
     task, _, manifest, files = seed_run
     assert manifest["status"] == "complete"

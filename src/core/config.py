@@ -107,7 +107,9 @@ class Settings(BaseSettings):
     radius_m: float = Field(1000.0, gt=0)
     max_dt_s: float = Field(3 * 3600.0, ge=0)
     min_quality_level: int = Field(4, ge=0, le=5)  # GHRSST: 4 = acceptable, 5 = best
-    bbox_margin_deg: float = Field(0.1, ge=0)
+    # ATL07 segments kept this far outside the requested bbox (0: exactly the box the user asked
+    # for); recorded in the products' colocation_bbox_margin_deg
+    bbox_margin_deg: float = Field(0.0, ge=0)
 
     # --- access (ATL07_ACCESS, L2P_ACCESS above) -------------------------------------------
     atl07_access: Atl07Access = "download"

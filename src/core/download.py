@@ -95,8 +95,10 @@ def stream_download(
     max_resumes: int = 5,
     file_name: str | None = None,
     disk_usage: Callable[[str], object] = shutil.disk_usage,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Path:
-    """Download ``url`` into ``dest_dir`` and return the final path.
+    """Download ``url`` into ``dest_dir`` and return the final path (``on_bytes``: called with
+    each chunk's size as it is written, e.g. for a progress bar).
 
     ``disk_usage`` (``shutil.disk_usage``-like, ``.free`` in bytes) is a parameter so tests can
     present a small disk. Raises InsufficientSpaceError, NotFoundError, UpstreamError (size
@@ -138,6 +140,8 @@ def stream_download(
                     for chunk in resp.iter_content(chunk_size):
                         out.write(chunk)
                         written += len(chunk)
+                        if on_bytes is not None:
+                            on_bytes(len(chunk))
                     resp.close()
                     break
                 except _BROKEN as exc:

@@ -255,9 +255,10 @@ def _secret_read_error(name: str, exc: BaseException) -> str:
     return f"cannot read secret {name!r} ({code})"
 
 
-def token_provider_from_env(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenProvider:
+def find_token_provider(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenProvider | None:
     """EARTHDATA_TOKEN, else EARTHDATA_USERNAME/PASSWORD, else a Secrets Manager secret
-    (``settings.edl_secret_name``), else a netrc entry for the EDL host (NETRC or ~/.netrc)."""
+    (``settings.edl_secret_name``), else a netrc entry for the EDL host (NETRC or ~/.netrc);
+    None when none is configured."""
     env = os.environ if environ is None else environ
     if env.get("EARTHDATA_TOKEN"):
         return StaticToken(env["EARTHDATA_TOKEN"])
@@ -270,11 +271,19 @@ def token_provider_from_env(settings: Settings, environ: Mapping[str, str] | Non
         creds = netrc_credentials(netrc_path, settings)
         if creds is not None:
             return PasswordToken(settings, *creds)
-    raise AuthError(
-        "no Earthdata credentials: set EARTHDATA_TOKEN, or EARTHDATA_USERNAME and "
-        "EARTHDATA_PASSWORD, or COLOC_EDL_SECRET_NAME, or a netrc entry for the EDL host",
-        service="Earthdata Login",
-    )
+    return None
+
+
+NO_CREDENTIALS = ("no Earthdata credentials: set EARTHDATA_TOKEN, or EARTHDATA_USERNAME and "
+                  "EARTHDATA_PASSWORD, or COLOC_EDL_SECRET_NAME, or a netrc entry for the EDL host")
+
+
+def token_provider_from_env(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenProvider:
+    """:func:`find_token_provider`'s provider; AuthError when no credentials are configured."""
+    provider = find_token_provider(settings, environ)
+    if provider is None:
+        raise AuthError(NO_CREDENTIALS, service="Earthdata Login")
+    return provider
 
 
 def netrc_credentials(path: Path, settings: Settings) -> tuple[str, str] | None:

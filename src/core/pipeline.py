@@ -37,7 +37,7 @@ from core.model import Atl07Granule, SstSwath
 from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_window
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
-from core.results import OutputStore
+from core.results import OutputStore, ResultStore
 from core.http import failure_cause
 from core.httpfile import open_https_granule
 from core.s3access import open_granule, open_s3_filesystem
@@ -56,9 +56,17 @@ class Services:
     settings: Settings
     http: requests.Session  # an EarthdataSession: token, host allowlist, retries
     credentials: CredentialsCache
-    output: OutputStore
+    output: ResultStore  # the bucket (OutputStore) or a local folder (LocalOutputStore)
     clock: Callable[[], float] = time.time
+    # progress(event, info) as the task goes (``colocate run``'s progress bar); None in Lambda.
+    # Events: "found" {date, atl07, sst, skipped}, "stage" {name}, "bytes" {n},
+    # "granule" {title, segments, matched}
+    progress: Callable[[str, dict], None] | None = None
     _filesystems: dict = field(default_factory=dict, repr=False)
+
+    def report(self, event: str, **info) -> None:
+        if self.progress is not None:
+            self.progress(event, info)
 
     def s3_filesystem(self, endpoint: str):
         """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves)."""
@@ -83,9 +91,10 @@ def quiet_secret_bearing_loggers() -> None:
 
 
 def build_services(settings: Settings, *, token_provider=None, s3_client=None,
-                   output: OutputStore | None = None) -> Services:
+                   output: ResultStore | None = None) -> Services:
     """Production wiring: EDL token from the environment / netrc / Secrets Manager. The output
-    store (or the S3 client of the output bucket) is handed in: handlers.common builds it."""
+    store is handed in (handlers.common builds the bucket's; ``colocate run`` a folder's), or
+    the S3 client of the output bucket."""
     if output is None:
         if s3_client is None:
             raise TypeError("build_services needs output= or s3_client= (see handlers.common.output_store)")
@@ -115,12 +124,15 @@ def plan(request: ColocationRequest) -> list[DateTask]:
 
 
 class _Timer:
-    def __init__(self, clock: Callable[[], float]):
+    def __init__(self, clock: Callable[[], float], on_stage: Callable[..., None] | None = None):
         self.clock = clock
+        self.on_stage = on_stage
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        if self.on_stage is not None:
+            self.on_stage("stage", name=name)
         t0 = self.clock()
         try:
             yield
@@ -255,7 +267,7 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
         raise UpstreamError(f"{type(exc).__name__} {code}: {exc}"[:500],
-                            service=f"output bucket s3://{services.output.bucket}") from None
+                            service=f"output bucket {services.output.location}") from None
 
 
 def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
@@ -270,7 +282,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
 
     run_id = run_id or uuid.uuid4().hex[:12]
     clock = services.clock
-    timer = _Timer(clock)
+    timer = _Timer(clock, services.report if services.progress else None)
     started = clock()
     lo, hi = req.window(task.date)
     bbox = req.bounding_box
@@ -292,12 +304,14 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     atl07_granules = [g for g in atl07_found if not g.skip_reason]
     sst_granules = [g for g in sst_found if not g.skip_reason]
     collection_of = {g.title: c for c, g in sst_all}
+    services.report("found", date=date, atl07=len(atl07_granules), sst=len(sst_granules), skipped=len(skipped))
     for skip in skipped:
         log.warning("skipping %s granule %s: %s", skip["collection"], skip["granule"], skip["reason"])
 
     science = req.colocation_params()
     params = {
-        "bbox": list(req.bbox), "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
+        "bbox": list(req.bbox), "bbox_margin_deg": float(settings.bbox_margin_deg),
+        "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
         "sst_collections": list(req.collections),
     }
@@ -319,6 +333,8 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                     uploaded.append(key)
                     product.setdefault("outputs", {})[kind] = key
                 products.append(product)
+                services.report("granule", title=granule.title, segments=product["segments"],
+                                matched=product["matched"])
 
         manifest = {
             "request_id": request_id,
@@ -370,22 +386,20 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
         raise
 
 
-def _is_published_by(store: OutputStore, request_id: str, date: str, run_id: str) -> bool:
+def _is_published_by(store: ResultStore, request_id: str, date: str, run_id: str) -> bool:
     """Whether the date's manifest is this run's (then its outputs must stay)."""
     current = store.get_manifest(request_id, date)
     return current is not None and current.get("run_id") == run_id
 
 
-def _remove_orphans(store: OutputStore, request_id: str, date: str, manifest: dict) -> None:
+def _remove_orphans(store: ResultStore, request_id: str, date: str, manifest: dict) -> None:
     """Once a date is published, anything else under it is a dead or losing run's output.
 
     Best effort and never raising: the date is published, and a failure here must not reach
     run_task's clean-up of the (now published) outputs; the bucket's lifecycle rule is the backstop."""
     keep = set(manifest["outputs"]) | {store.manifest_key(request_id, date)}
     try:
-        paginator = store.s3.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=store.bucket, Prefix=store.date_prefix(request_id, date) + "/")
-        orphans = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] not in keep]
+        orphans = [k for k in store.list_keys(store.date_prefix(request_id, date) + "/") if k not in keep]
         if orphans:
             log.info("removing %d unpublished objects of earlier runs of %s", len(orphans), date)
             store.delete_keys(orphans)
@@ -433,6 +447,7 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
             with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
                 warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
+                services.report("bytes", n=int(fh.bytes_fetched))
                 return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
         if not granule.https_url:
             raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
@@ -441,7 +456,8 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
             with downloaded(services.http, granule.https_url, workdir,
                             expected_size=granule.size_bytes or None,
                             file_name=granule.producer_granule_id or None,
-                            disk_usage=_disk_usage(settings)) as path:
+                            disk_usage=_disk_usage(settings),
+                            on_bytes=(lambda n: services.report("bytes", n=n)) if services.progress else None) as path:
                 size = path.stat().st_size
                 warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
                 try:
@@ -526,6 +542,7 @@ def _l2p_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
                 report = ctx.sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
                 report["access"] = access
                 report["bytes_fetched"] += int(fh.bytes_fetched)
+                ctx.services.report("bytes", n=int(fh.bytes_fetched))
                 report["requests"] += int(fh.fetch_requests)
                 if access == "https":
                     report["resolves"] = report.get("resolves", 0) + int(fh.resolves)

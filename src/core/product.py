@@ -69,6 +69,7 @@ _PARAM_ATTRS = {
     "sst_collection": "sst_collection",
     "sst_collections": "sst_collections",
     "bbox": "colocation_bbox",
+    "bbox_margin_deg": "colocation_bbox_margin_deg",
     "start": "request_start",
     "end": "request_end",
     "date": "request_date",

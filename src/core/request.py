@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
@@ -104,20 +105,37 @@ def _positive_number(name: str, value: Any) -> float:
     return value
 
 
+def check_bbox(value: Any) -> tuple[float, float, float, float]:
+    """[west, south, east, north] in degrees (west > east crosses the antimeridian)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError("bbox must be a list of 4 numbers [west, south, east, north]")
+    if len(value) != 4:
+        raise ValueError(f"bbox must have exactly 4 numbers [west, south, east, north], got {len(value)}")
+    w, s, e, n = (_positive_number(f"bbox {c}", v) for c, v in zip(_CORNERS, value))
+    for name, v in (("west", w), ("east", e)):
+        if not -180.0 <= v <= 180.0:
+            raise ValueError(f"bbox {name} must be within [-180, 180] degrees")
+    for name, v in (("south", s), ("north", n)):
+        if not -90.0 <= v <= 90.0:
+            raise ValueError(f"bbox {name} must be within [-90, 90] degrees")
+    if not s < n:
+        raise ValueError("bbox south must be less than north")
+    if w == e:
+        raise ValueError("bbox west and east must differ (west > east crosses the antimeridian)")
+    # -0.0 and 0.0 must hash alike
+    return (w + 0.0, s + 0.0, e + 0.0, n + 0.0)
+
+
 Collection = Annotated[Optional[str], Field(default=None, max_length=100)]
+BBoxDegrees = Annotated[tuple[float, float, float, float], BeforeValidator(check_bbox)]
 
 
-class ColocationRequest(BaseModel):
-    """What to colocate: where (bbox), when (one date or a start/end range) and how."""
+class ColocationParameters(BaseModel):
+    """How to colocate: collections and the science parameters (every entry point, and
+    ``colocate files`` / ``colocate run``, validate them with this one model)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    bbox: tuple[float, float, float, float] = Field(
-        description="[west, south, east, north] in degrees; west > east crosses the antimeridian"
-    )
-    date: Optional[dt.date] = Field(default=None, description="one UTC day, YYYY-MM-DD")
-    start: Optional[dt.datetime] = Field(default=None, description="ISO-8601 start (UTC if no zone)")
-    end: Optional[dt.datetime] = Field(default=None, description="ISO-8601 end, >= start")
     atl07_collection: Collection = None
     sst_collection: Collection = None
     sst_collections: Optional[tuple[str, ...]] = Field(
@@ -127,43 +145,6 @@ class ColocationRequest(BaseModel):
     max_dt_s: Optional[StrictFloat] = Field(default=None, ge=0, le=MAX_DT_S, allow_inf_nan=False)
     # an explicit null: no quality screening (the only way to colocate a product without quality_level)
     min_quality_level: Optional[StrictInt] = Field(default=None, ge=0, le=5)
-
-    # --- field checks ------------------------------------------------------------------------
-    @field_validator("bbox", mode="before")
-    @classmethod
-    def _check_bbox(cls, value: Any) -> tuple[float, float, float, float]:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ValueError("bbox must be a list of 4 numbers [west, south, east, north]")
-        if len(value) != 4:
-            raise ValueError(f"bbox must have exactly 4 numbers [west, south, east, north], got {len(value)}")
-        w, s, e, n = (_positive_number(f"bbox {c}", v) for c, v in zip(_CORNERS, value))
-        for name, v in (("west", w), ("east", e)):
-            if not -180.0 <= v <= 180.0:
-                raise ValueError(f"bbox {name} must be within [-180, 180] degrees")
-        for name, v in (("south", s), ("north", n)):
-            if not -90.0 <= v <= 90.0:
-                raise ValueError(f"bbox {name} must be within [-90, 90] degrees")
-        if not s < n:
-            raise ValueError("bbox south must be less than north")
-        if w == e:
-            raise ValueError("bbox west and east must differ (west > east crosses the antimeridian)")
-        # -0.0 and 0.0 must hash alike
-        return (w + 0.0, s + 0.0, e + 0.0, n + 0.0)
-
-    @field_validator("date", mode="before")
-    @classmethod
-    def _check_date(cls, value: Any) -> Any:
-        return _parse_date(value)
-
-    @field_validator("start", mode="before")
-    @classmethod
-    def _check_start(cls, value: Any) -> Any:
-        return None if value is None else _parse_time(value, "start", end=False)
-
-    @field_validator("end", mode="before")
-    @classmethod
-    def _check_end(cls, value: Any) -> Any:
-        return None if value is None else _parse_time(value, "end", end=True)
 
     @field_validator("atl07_collection", "sst_collection")
     @classmethod
@@ -193,9 +174,74 @@ class ColocationRequest(BaseModel):
         return float(value)
 
     @model_validator(mode="after")
-    def _check_when(self) -> "ColocationRequest":
+    def _check_collection_choice(self) -> "ColocationParameters":
         if self.sst_collection is not None and self.sst_collections is not None:
             raise _field_error("sst_collections", "give sst_collection or sst_collections, not both")
+        return self
+
+    def _science_defaults(self, settings: Settings) -> dict:
+        """The science parameters with what the caller left out taken from ``settings``."""
+        radius = self.radius_m if self.radius_m is not None else settings.radius_m
+        return {
+            "radius_m": radius if radius == FOOTPRINT else float(radius),
+            "max_dt_s": float(self.max_dt_s if self.max_dt_s is not None else settings.max_dt_s),
+            "min_quality_level": None if self.no_quality_screening else int(
+                self.min_quality_level if self.min_quality_level is not None
+                else settings.min_quality_level
+            ),
+        }
+
+    @property
+    def no_quality_screening(self) -> bool:
+        """The caller asked for min_quality_level null (not merely left it out)."""
+        return self.min_quality_level is None and "min_quality_level" in self.model_fields_set
+
+    def colocation_params(self):
+        """The science parameters of a resolved request (core.pairing.ColocationParams)."""
+        from core.pairing import ColocationParams  # numpy: kept out of the small functions' imports
+
+        return ColocationParams(radius_m=self.radius_m, max_dt_s=float(self.max_dt_s),
+                                min_quality_level=None if self.min_quality_level is None
+                                else int(self.min_quality_level))
+
+
+class LocalFilesRequest(ColocationParameters):
+    """``colocate files``: the parameters, and an optional bbox restricting the segments."""
+
+    bbox: Optional[BBoxDegrees] = None
+
+    def resolve(self, settings: Settings) -> "LocalFilesRequest":
+        return self.model_copy(update=self._science_defaults(settings))
+
+
+class ColocationRequest(ColocationParameters):
+    """What to colocate: where (bbox), when (one date or a start/end range) and how."""
+
+    bbox: BBoxDegrees = Field(
+        description="[west, south, east, north] in degrees; west > east crosses the antimeridian"
+    )
+    date: Optional[dt.date] = Field(default=None, description="one UTC day, YYYY-MM-DD")
+    start: Optional[dt.datetime] = Field(default=None, description="ISO-8601 start (UTC if no zone)")
+    end: Optional[dt.datetime] = Field(default=None, description="ISO-8601 end, >= start")
+
+    # --- field checks ------------------------------------------------------------------------
+    @field_validator("date", mode="before")
+    @classmethod
+    def _check_date(cls, value: Any) -> Any:
+        return _parse_date(value)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _check_start(cls, value: Any) -> Any:
+        return None if value is None else _parse_time(value, "start", end=False)
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _check_end(cls, value: Any) -> Any:
+        return None if value is None else _parse_time(value, "end", end=True)
+
+    @model_validator(mode="after")
+    def _check_when(self) -> "ColocationRequest":
         if self.date is not None:
             if self.start is not None or self.end is not None:
                 raise _field_error("date", "give either date or start and end, not both")
@@ -254,39 +300,20 @@ class ColocationRequest(BaseModel):
         if n > settings.max_dates:
             raise InputError(f"end: the range covers {n} days; at most {settings.max_dates} are allowed", "end")
         collections = self.sst_collections or (self.sst_collection or settings.sst_collection,)
-        radius = self.radius_m if self.radius_m is not None else settings.radius_m
         return self.model_copy(
             update={
                 "atl07_collection": self.atl07_collection or settings.atl07_collection,
                 # one collection keeps the one-collection form (and so its request id)
                 "sst_collection": collections[0] if len(collections) == 1 else None,
                 "sst_collections": collections if len(collections) > 1 else None,
-                "radius_m": radius if radius == FOOTPRINT else float(radius),
-                "max_dt_s": float(self.max_dt_s if self.max_dt_s is not None else settings.max_dt_s),
-                "min_quality_level": None if self.no_quality_screening else int(
-                    self.min_quality_level if self.min_quality_level is not None
-                    else settings.min_quality_level
-                ),
+                **self._science_defaults(settings),
             }
         )
-
-    @property
-    def no_quality_screening(self) -> bool:
-        """The caller asked for min_quality_level null (not merely left it out)."""
-        return self.min_quality_level is None and "min_quality_level" in self.model_fields_set
 
     @property
     def collections(self) -> tuple[str, ...]:
         """The SST collections of a resolved request, in the caller's order."""
         return self.sst_collections or ((self.sst_collection,) if self.sst_collection else ())
-
-    def colocation_params(self):
-        """The science parameters of a resolved request (core.pairing.ColocationParams)."""
-        from core.pairing import ColocationParams  # numpy: kept out of the small functions' imports
-
-        return ColocationParams(radius_m=self.radius_m, max_dt_s=float(self.max_dt_s),
-                                min_quality_level=None if self.min_quality_level is None
-                                else int(self.min_quality_level))
 
     @property
     def is_resolved(self) -> bool:
