@@ -5,9 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LAYERS := layers/build/sizes.json
 
-.PHONY: install test test-fast demo bench layers lint clean build deploy
+.PHONY: install test test-fast demo bench layers lint clean build deploy mutate
 
-$(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/lambda.txt requirements/plot.txt requirements/parquet.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/dev.txt
@@ -17,7 +17,7 @@ $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/dev.txt pyp
 install: $(STAMP)
 
 # the Lambda layers (python3.12 arm64 wheels); fails if a function exceeds Lambda's 250 MB
-$(LAYERS): $(STAMP) layers/build.py requirements/lambda.txt requirements/plot.txt
+$(LAYERS): $(STAMP) layers/build.py requirements/lambda.txt requirements/plot.txt requirements/parquet.txt
 	$(PY) layers/build.py
 
 test: $(STAMP) $(LAYERS)
@@ -35,6 +35,15 @@ bench: $(STAMP)
 
 layers: $(STAMP)
 	$(PY) layers/build.py
+
+# mutation testing (not CI): prints the mutants no test kills; see [tool.mutmut] in pyproject.toml.
+# MUTANTS='core.l2p.x__valid_range*' restricts the run (fnmatch on mutant names)
+mutate: $(STAMP)
+	$(PY) -m pip install -q -r requirements/mutate.txt
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutate COLOC_SCENE_CACHE=$(CURDIR)/.sandbox-cache $(VENV)/bin/mutmut run --max-children $${MUTATE_JOBS:-2} $(MUTANTS) || true
+	$(VENV)/bin/mutmut results
+	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 
 lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -57,4 +66,4 @@ deploy: build
 	$(SAM) deploy --guided
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) demo-output layers/build .cache build .aws-sam *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) demo-output layers/build .cache build .aws-sam *.egg-info mutants

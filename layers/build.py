@@ -4,9 +4,10 @@
     python layers/build.py [--arch arm64|x86_64] [--python 3.12] [--skip-install]
 
 Layers (installed with pip for the *Lambda* platform, binary wheels only):
-  base     aws-lambda-powertools + pydantic (lambda.txt lines) — every function
+  base     aws-lambda-powertools + pydantic + pydantic-settings (lambda.txt lines) — every function
   science  requirements/lambda.txt  — everything the handlers import at run time
   plot     requirements/plot.txt    — matplotlib for the quicklook PNG, minus what science already has
+  parquet  requirements/parquet.txt — fastparquet + cramjam for the request-level Parquet (Summarize)
 
 After pip: duplicates of earlier layers dropped, test suites/sources/stubs stripped, botocore
 models trimmed, PRUNE applied (files no code path of ours loads), base + science byte-compiled.
@@ -39,16 +40,18 @@ LAYERS = {
     "base": None,  # the BASE_PACKAGES lines of lambda.txt (same pins)
     "science": LAMBDA_REQ,
     "plot": ROOT / "requirements" / "plot.txt",
+    "parquet": ROOT / "requirements" / "parquet.txt",
 }
-# The small functions (API, plan, summarize) need only pydantic + Powertools; boto3 comes from the
-# Lambda runtime for them. Only the colocate function carries the science and plot stacks.
-BASE_PACKAGES = ("aws-lambda-powertools", "pydantic")
+# The small functions (API, plan) need only pydantic(-settings) + Powertools; boto3 comes from the Lambda
+# runtime for them. The colocate function carries the science and plot stacks; Summarize the
+# science stack (xarray/h5netcdf: the request-level netCDF) and the Parquet writer.
+BASE_PACKAGES = ("aws-lambda-powertools", "pydantic", "pydantic-settings", "python-dotenv")
 # Which layers each function in template.yaml attaches (tests/test_template.py checks the template).
 FUNCTIONS = {
     "ColocateFunction": ("base", "science", "plot"),
     "ApiFunction": ("base",),
     "PlanFunction": ("base",),
-    "SummarizeFunction": ("base",),
+    "SummarizeFunction": ("base", "science", "parquet"),
 }
 # Not imported by anything under src/ at run time (the kernel uses pykdtree directly;
 # pyresample is the benchmark's baseline, a dev dependency): 46 MiB of pyresample + pyproj +
@@ -60,7 +63,7 @@ EXCLUDE_DISTS = {"pyresample", "pyproj", "shapely"}
 # would take the colocate function over the 200 MiB target, and matplotlib is imported once per
 # container inside a task that runs for minutes, whereas the API's cold start is on a user's
 # 29-second clock.
-COMPILE_LAYERS = {"base", "science"}
+COMPILE_LAYERS = {"base", "science", "parquet"}
 # In the Lambda python runtime already (boto3 1.3x); the small functions use that copy.
 RUNTIME_DISTS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
 # The science layer must ship its own botocore (aiobotocore pins an exact botocore range; the
@@ -247,6 +250,13 @@ def drop_duplicates(site: Path, earlier: list[Path], exclude: set[str] = frozens
     return sorted(dropped)
 
 
+def shared_with(layer: str, earlier: list[str]) -> list[str]:
+    """The earlier layers attached to every function that attaches ``layer``: only what they
+    ship may be dropped from it (the plot layer's packages are not there for Summarize)."""
+    users = [used for used in FUNCTIONS.values() if layer in used]
+    return [e for e in earlier if users and all(e in used for used in users)]
+
+
 def find_python(version: str) -> str | None:
     """An interpreter of the *target* version, to byte-compile for it (pyc are version-specific)."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
@@ -316,7 +326,8 @@ def build(arch: str, python: str, compile_pyc: bool = True) -> dict:
         site.mkdir(parents=True)
         pip_install(req or base_requirements(), site, arch, python)
         exclude = EXCLUDE_DISTS | (RUNTIME_DISTS if name == "base" else set())
-        info.setdefault("dropped", {})[name] = drop_duplicates(site, done, exclude)
+        info.setdefault("dropped", {})[name] = drop_duplicates(site, [BUILD / n / "python" for n in
+                                                                      shared_with(name, [d.parent.name for d in done])], exclude)
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts: unusable in a layer
         stripped = strip(site) + trim_botocore(site) + prune(site, PRUNE.get(name, ()), PRUNE_KEEP.get(name, ()))
         info["stripped_mb"][name] = round(stripped / MB, 2)

@@ -19,7 +19,6 @@ everything in the foreground and prints the environment for a shell (``eval``-ab
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import shlex
@@ -195,7 +194,7 @@ class Sandbox:
         follows, as ``auto`` would decide from AWS_REGION."""
         self.state.caller_in_region = in_region
         if self.settings is not None:
-            self.settings = dataclasses.replace(self.settings, l2p_access="s3" if in_region else "https")
+            self.settings = self.settings.replace(l2p_access="s3" if in_region else "https")
 
     def onprem_url(self, granule) -> str:
         return self.url("onprem") + onprem_path(granule)
@@ -257,8 +256,7 @@ class Sandbox:
 
     def _settings(self) -> Settings:
         host = lambda name: self.servers[name].host  # noqa: E731
-        return dataclasses.replace(
-            Settings(),
+        return Settings().replace(
             cmr_url=self.url("cmr"),
             edl_url=self.url("edl"),
             earthdata_hosts=tuple(host(n) for n in ("edl", "cmr", "nsidc", "podaac", "onprem")),

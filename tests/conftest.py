@@ -5,6 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
+
+# `make mutate`: a failing example is enough to kill a mutant; shrinking it would only time out
+settings.register_profile("mutate", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 # Unit tests run on plain loopback whatever the shell exports; the tests that measure I/O ask
 # for a modelled sandbox explicitly (tests/test_netmodel.py, the ``modelled_sandbox`` fixture).

@@ -9,7 +9,6 @@ ATL07 granule (05:53 UTC) and a short Δt, and each test gets a request of its o
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import itertools
 import threading
 
@@ -59,7 +58,7 @@ def unique_radius() -> float:
 
 
 def settings_of(sb, **overrides):
-    return dataclasses.replace(sb.settings, **overrides) if overrides else sb.settings
+    return sb.settings.replace(**overrides) if overrides else sb.settings
 
 
 def services(sb, token: str | None = None, **overrides):

@@ -151,3 +151,26 @@ PARAMS = {
     "sst_collection": "C1940473819-POCLOUD",
     "bbox": (-62.8, 81.7, -56.4, 83.0),
 }
+
+
+def every_field_pairing(tmp_path, *, ice_conc_v006: bool = True):
+    """A VIIRS-labelled pairing with SSES, dt_analysis, flag tables from the files, the footprint
+    radius, no quality screening and a yaw flip: a product with every optional field.
+    ``ice_conc_v006``: stats/ice_conc_amsr2 and _ssmi (v006 on), else stats/ice_conc (v003-v005).
+    Returns (pairing, params); build_dataset(pairing.tracks, pairing.source_info(), params)."""
+    from core.atl07 import read_atl07
+    from core.pairing import ColocationParams, L2PSource, pair_granule
+    from tests.science_fixtures import delta_time_for, synthetic_swath_file, track_geometry, write_atl07
+
+    l2p, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=40, cols=30, sses=True, dt_analysis=True,
+                                  global_attrs={"platform": "NOAA-20", "sensor": "VIIRS", "id": "VIIRS_N20-OSPO-L2P-v2.61"},
+                                  sst_standard_name="sea_surface_subskin_temperature")
+    lat, lon = track_geometry(82.3, -60.0, n=200, length_m=40_000, angle_deg=20)
+    t0 = delta_time_for("2019-06-22T10:02:00")
+    atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5",
+                      {b: dict(lat=lat, lon=lon, delta_time=t0 + np.arange(200) * 0.5) for b in ("gt1l", "gt1r")},
+                      sc_orient=[0, 1], sc_orient_time=[t0 - 10, t0 + 50], beam_type_attr=True,
+                      ice_conc_v006=ice_conc_v006)
+    science = ColocationParams(radius_m="footprint", max_dt_s=900.0, min_quality_level=None)
+    pairing = pair_granule(read_atl07(atl), [L2PSource.local(l2p, "VIIRS_N20-OSPO-L2P-v2.61")], science)
+    return pairing, {**science.as_attrs(), "bbox": [-62.8, 81.7, -56.4, 83.0]}

@@ -113,8 +113,12 @@ def write_l2p(
     dt_analysis: bool = False,
     dtime_units: str = "seconds",
     sst_standard_name: str = "sea_surface_skin_temperature",
+    celsius: bool = False,
 ) -> Path:
-    """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999."""
+    """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999.
+
+    SSTs below 268.15 K (valid_min -1000) are stored as they are: out of the valid range, as
+    real MODIS SSTs over ice are. ``celsius`` stores degrees Celsius (add_offset 0)."""
     A = _battr if byte_attrs else (lambda s: s)
     F = (lambda v, dt: np.array([v], dtype=dt))  # numeric attributes as one-element arrays
     rows, cols = lat.shape
@@ -146,9 +150,9 @@ def write_l2p(
         v = f.create_variable("sea_surface_temperature", grid, np.int16, fillvalue=np.int16(-32767), **gkw)
         raw = np.where(np.isfinite(sst_k), np.round((sst_k - 273.15) / 0.005), -32767).astype(np.int16)
         v[:] = raw[sl] if with_time_dim else raw
-        v.attrs["units"] = A("kelvin")
+        v.attrs["units"] = A("celsius" if celsius else "kelvin")
         v.attrs["scale_factor"] = F(0.005, np.float32)
-        v.attrs["add_offset"] = F(273.15, np.float32)
+        v.attrs["add_offset"] = F(0.0 if celsius else 273.15, np.float32)
         v.attrs["valid_min"] = F(-1000, np.int16)
         v.attrs["valid_max"] = F(10000, np.int16)
         v.attrs["standard_name"] = A(sst_standard_name)
@@ -199,11 +203,15 @@ def write_l2p(
 
 
 def synthetic_swath_file(tmp_path: Path, lat0, lon0, *, rows=40, cols=30, seed=0, name="synthetic_L2P.nc",
-                         ref_time="2019-06-22T10:00:01", **kw):
-    """A jittered 1-km swath around (lat0, lon0) with some fill, random quality and dtime."""
+                         ref_time="2019-06-22T10:00:01", cold_frac=0.0, **kw):
+    """A jittered 1-km swath around (lat0, lon0) with some fill, random quality and dtime;
+    ``cold_frac`` of the pixels hold 262-268 K (raw values below valid_min, any quality)."""
     rng = np.random.default_rng(seed)
     lat, lon = swath_geometry(lat0, lon0, rows, cols, rng=rng)
     sst = 271.0 + rng.random((rows, cols)) * 10
+    if cold_frac:
+        cold = rng.random((rows, cols)) < cold_frac
+        sst[cold] = 262.0 + rng.random(int(cold.sum())) * 6.0
     sst[rng.random((rows, cols)) < 0.15] = np.nan
     dtime = np.repeat(np.arange(rows)[:, None] * 7.0, cols, axis=1)  # scan lines ~7 s apart
     quality = rng.integers(0, 6, (rows, cols))
@@ -248,6 +256,12 @@ def write_atl07(
             h.create_dataset("orbit_info/sc_orient", data=np.atleast_1d(np.array(sc_orient, dtype=np.int8)))
         if sc_orient_time is not None:
             h.create_dataset("orbit_info/sc_orient_time", data=np.asarray(sc_orient_time, np.float64))
+        starts = [np.nanmin(np.asarray(v["delta_time"], np.float64)) for v in beams.values() if len(v["delta_time"])]
+        if epoch == 1198800018.0 and starts:  # what the granule states about its first time
+            t0 = float(min(starts))
+            utc = ATLAS_EPOCH_UTC + np.timedelta64(int(round(t0 * 1e6)), "us")
+            h.create_dataset("ancillary_data/start_delta_time", data=np.array([t0]))
+            h.create_dataset("ancillary_data/data_start_utc", data=np.array([f"{utc.astype('datetime64[us]')}Z".encode()]))
         for beam, v in beams.items():
             g = h.create_group(f"{beam}/sea_ice_segments")
             g.create_group("stats")

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from sandbox.lambda_context import LambdaContext
 
@@ -183,18 +183,27 @@ def test_fuzz_direct_events(env, event):
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(event_like)
+@example(SEED)  # the valid path runs on every run, not only when the fuzzer happens upon it
+@example({**SEED, "radius_m": 500.0, "min_quality_level": 0})
+@example({"bbox": SEED["bbox"], "start": "2019-06-22T00:00:00Z", "end": "2019-06-22T23:59:59Z"})
 def test_fuzz_step_functions_items(env, event):
+    """An item is refused as invalid exactly when the same request is refused as a direct event;
+    a valid item reaches the pipeline and fails by name (the guard environment has no
+    credentials) — it never returns, never crashes."""
+    from core.errors import AuthError
     from handlers.colocate import handler
     from handlers.common import InvalidTaskError
 
-    try:
-        handler({"request": event, "date": "2019-06-22"}, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))
-    except InvalidTaskError as exc:
-        _no_trace(str(exc))
-    except Exception as exc:  # a valid item reaches the pipeline: a named ColocationError, never a crash
-        from core.errors import ColocationError
-
-        assert isinstance(exc, ColocationError), repr(exc)
+    out = direct(event)
+    valid = "error" not in out
+    date = out["dates"][0]["date"] if valid else "2019-06-22"
+    with pytest.raises(Exception) as info:
+        handler({"request": event, "date": date}, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000))
+    _no_trace(str(info.value))
+    if valid:
+        assert type(info.value) is AuthError and "no Earthdata credentials" in str(info.value), repr(info.value)
+    else:
+        assert type(info.value) is InvalidTaskError, repr(info.value)
 
 
 def test_the_guard_environment_lets_a_valid_event_through_to_a_named_failure(env):

@@ -37,7 +37,7 @@ def test_sizes_that_disagree_with_cmr_are_warnings_not_failures(wrong_sizes_sb, 
     sb = wrong_sizes_sb
     sb.set_in_region(in_region)
     try:
-        settings = dataclasses.replace(sb.settings, output_prefix=f"sizes-{in_region}")
+        settings = sb.settings.replace(output_prefix=f"sizes-{in_region}")
         services = build_services(settings, token_provider=StaticToken(sb.edl_token),
                                   s3_client=sb.boto3_client("s3"))
         task = plan(parse_request({**ff.FAST, "radius_m": 1000.0}, settings))[0]
@@ -141,7 +141,7 @@ def test_a_known_collection_is_asked_about_once_and_defaults_never(sb):
 
 
 def test_when_cmr_cannot_be_asked_the_check_gives_way_to_the_search(sb):
-    settings = dataclasses.replace(sb.settings, cmr_url="http://127.0.0.1:9", http_retries=0)
+    settings = sb.settings.replace(cmr_url="http://127.0.0.1:9", http_retries=0)
     catalog._known.clear()
     assert catalog.collection_exists(UNKNOWN, settings) is None
     catalog.check_collections(parse_request({**SEED_DAY, "sst_collection": UNKNOWN}, settings), settings)

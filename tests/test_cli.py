@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,24 +15,33 @@ import xarray as xr
 from core.cli import main
 from core.l2p import open_l2p
 from core.model import BEAMS
-from tests.science_fixtures import delta_time_for, oracle, synthetic_swath_file, track_geometry, write_atl07
+from tests.raw_oracle import nearest, pixel_table, read_atl07_raw, read_l2p_raw
+from tests.science_fixtures import delta_time_for, synthetic_swath_file, track_geometry, write_atl07
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def scene(tmp_path):
-    """Two L2P granules (one over the track, one far away) and an ATL07 granule crossing the first."""
+    """Three L2P granules (two over the track — one in Kelvin, one stored in Celsius, both with
+    ice-cold SSTs outside the valid range — and one far away) and an ATL07 granule crossing them."""
     sst, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=50, cols=40, name="A_L2P.nc",
-                                  ref_time="2019-06-22T10:00:01")
+                                  ref_time="2019-06-22T10:00:01", cold_frac=0.25)
     far, _ = synthetic_swath_file(tmp_path, -60.0, 100.0, rows=10, cols=10, name="B_L2P.nc", seed=3)
+    celsius, _ = synthetic_swath_file(tmp_path, 82.3, -60.01, rows=50, cols=40, name="C_L2P.nc", seed=5,
+                                      ref_time="2019-06-22T10:01:01", cold_frac=0.25, celsius=True)
     beams = {}
     for i, beam in enumerate(BEAMS):
         lat, lon = track_geometry(82.3, -60.0 + 0.01 * i, n=300, length_m=80_000, angle_deg=20, rng=np.random.default_rng(i))
         beams[beam] = dict(lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00") + np.arange(300) * 0.5,
                            height=np.linspace(0, 1, 300))
     atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5", beams)
-    return tmp_path, atl, sst, far
+    return SimpleNamespace(tmp=tmp_path, atl=atl, sst=sst, far=far, celsius=celsius)
+
+
+def _n_segments(*atl07) -> int:
+    """Segments with a valid location and time, counted in the raw files."""
+    return sum(b.lat.size for path in atl07 for b in read_atl07_raw(path).values())
 
 
 def run(argv, capsys):
@@ -41,52 +51,71 @@ def run(argv, capsys):
 
 
 def test_files_writes_product_and_one_line_summary(scene, capsys):
-    tmp, atl, sst, far = scene
-    out_nc = tmp / "out" / "result.nc"
-    code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--sst", str(far),
-                          "--out", str(out_nc), "--max-dt-s", "600", "--min-quality-level", "3"], capsys)
+    out_nc = scene.tmp / "out" / "result.nc"
+    l2p = [scene.sst, scene.far, scene.celsius]
+    radius, max_dt, min_ql = 1000.0, 600.0, 3
+    code, out, err = run(["files", "--atl07", str(scene.atl), *[a for p in l2p for a in ("--sst", str(p))],
+                          "--out", str(out_nc), "--max-dt-s", str(max_dt), "--min-quality-level", str(min_ql)],
+                         capsys)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1
     summary = json.loads(lines[0])
-    assert summary["granules"] == {"atl07": 1, "sst": 2, "sst_reaching_segments": 1, "sst_matched": 1}
-    assert summary["segments"] == 6 * 300 and summary["beams"] == 6
 
-    # independent check: brute force over the whole first granule
-    with open_l2p(sst) as g:
-        full = g.window(slice(None), slice(None))
-    with xr.open_dataset(out_nc) as ds:
+    # independent check from the raw files: segments (h5py delta_time + 18 s), pixels (fill,
+    # valid range, scale/offset, Celsius by hand), brute force over every pixel of every granule
+    raw = read_atl07_raw(scene.atl)
+    swaths = [read_l2p_raw(p) for p in l2p]
+    pixels = pixel_table(swaths, min_ql)
+    n_segments = sum(b.lat.size for b in raw.values())
+    with xr.open_dataset(out_nc, mask_and_scale=False) as ds:
         assert ds.attrs["featureType"] == "trajectory"
-        assert ds.sizes["obs"] == 1800 and ds.sizes["trajectory"] == 6
-        lat, lon, t = ds["lat"].values, ds["lon"].values, ds["time"].values.astype("datetime64[ns]")
-        idx, dist, _ = oracle(lat, lon, t, full, 1000.0, 600.0, 3)
-        assert summary["matched"] == int((idx >= 0).sum()) > 100
-        got = ds["sst"].values
-        np.testing.assert_allclose(got[idx >= 0], full.sst.ravel()[idx[idx >= 0]], atol=1e-3)
-        assert np.isnan(got[idx < 0]).all()
+        assert ds.sizes["obs"] == n_segments and ds.sizes["trajectory"] == len(raw)
+        beams = np.repeat(ds["beam"].values.astype(str), ds["rowSize"].values.astype(int))
+        ids, t = ds["height_segment_id"].values, ds["time"].values.astype("datetime64[ns]")
+        got, got_dt = ds["sst"].values, ds["sst_dt"].values
+        sources = [str(v) for v in ds["sst_source_name"].values]
+        got_src = ds["sst_granule"].values
+    j = np.array([int(np.flatnonzero(raw[b].id == i)[0]) for b, i in zip(beams, ids)])
+    lat = np.array([raw[b].lat[k] for b, k in zip(beams, j)])
+    lon = np.array([raw[b].lon[k] for b, k in zip(beams, j)])
+    seg_t = np.array([raw[b].time[k] for b, k in zip(beams, j)])
+    assert np.abs((t - seg_t) / np.timedelta64(1, "us")).max() <= 1000, "segment times off by more than 1 ms"
+    idx, dist, dts = nearest(lat, lon, seg_t, pixels, radius, max_dt)
+    hit = idx >= 0
+    assert summary["segments"] == n_segments and summary["beams"] == len(raw)
+    assert summary["matched"] == int(hit.sum()) > 100
+    np.testing.assert_allclose(got[hit], pixels.sst[idx[hit]], atol=1e-3)
+    np.testing.assert_allclose(got_dt[hit], dts[hit], atol=1e-3)
+    assert np.isnan(got[~hit]).all()
+    names = [p.name for p in l2p]
+    assert [sources[k] for k in got_src[hit]] == [names[g] for g in pixels.granule[idx[hit]]]
+    used = set(pixels.granule[idx[hit]].tolist())
+    assert used == {0, 2}, "both granules over the track (Kelvin and Celsius) supply matches"
+    assert summary["granules"] == {"atl07": 1, "sst": len(l2p), "sst_reaching_segments": len(used),
+                                   "sst_matched": len(used)}
 
 
 def test_bbox_restricts_segments(scene, capsys):
-    tmp, atl, sst, _ = scene
+    tmp, atl, sst = scene.tmp, scene.atl, scene.sst
     code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--bbox", "-61,82.25,-59,82.35",
                           "--out", str(tmp / "r.nc")], capsys)
     assert code == 0, err
-    assert 0 < json.loads(out)["segments"] < 1800
+    assert 0 < json.loads(out)["segments"] < _n_segments(atl)
 
 
 def test_no_overlap_gives_valid_file_with_zero_matches(scene, capsys):
-    tmp, atl, _, far = scene
+    tmp, atl, far = scene.tmp, scene.atl, scene.far
     code, out, err = run(["files", "--atl07", str(atl), "--sst", str(far), "--out", str(tmp / "none.nc")], capsys)
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["matched"] == 0 and summary["segments"] == 1800
+    assert summary["matched"] == 0 and summary["segments"] == _n_segments(atl)
     with xr.open_dataset(tmp / "none.nc") as ds:
-        assert ds.sizes["obs"] == 1800 and np.isnan(ds["sst"].values).all()
+        assert ds.sizes["obs"] == _n_segments(atl) and np.isnan(ds["sst"].values).all()
 
 
 def test_png_quicklook(scene, capsys):
-    pytest.importorskip("core.quicklook")
-    tmp, atl, sst, _ = scene
+    tmp, atl, sst = scene.tmp, scene.atl, scene.sst
     code, out, err = run(["files", "--atl07", str(atl), "--sst", str(sst), "--out", str(tmp / "q.nc"),
                           "--png", str(tmp / "q.png")], capsys)
     assert code == 0, err
@@ -103,7 +132,7 @@ def test_png_quicklook(scene, capsys):
     ("bad_quality", "quality levels are 0..5"),
 ])
 def test_bad_input_one_line_error(scene, capsys, realdata, case, needle):
-    tmp, atl, sst, _ = scene
+    tmp, atl, sst = scene.tmp, scene.atl, scene.sst
     junk = tmp / "junk.nc"
     junk.write_text("junk")
     args = {
@@ -130,17 +159,19 @@ def test_real_granules_through_console_script(realdata, tmp_path):
     exe = REPO / ".venv" / "bin" / "colocate"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "core.cli"]
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}")
-    res = subprocess.run([*cmd, "files",
-                          "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"),
-                          "--atl07", str(realdata / "atl07" / "processed_ATL07-01_20190225115500_09020201_003_02.h5"),
+    atl07 = [realdata / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5",
+             realdata / "atl07" / "processed_ATL07-01_20190225115500_09020201_003_02.h5"]
+    res = subprocess.run([*cmd, "files", "--atl07", str(atl07[0]), "--atl07", str(atl07[1]),
                           "--sst", str(realdata / "l2p" / "SS_MODIS_A-JPL-L2P-v2014.0_cut.nc"),
                           # the subset has no quality_level: only an explicit "none" colocates it
                           "--min-quality-level", "none",
                           "--out", str(tmp_path / "real.nc")], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    assert summary["segments"] == 75 + 33 + 27 + 368 + 304 + 882 + 874 and summary["matched"] == 0
-    assert summary["granules"]["atl07"] == 2 and summary["beams"] == 7
+    raw = [read_atl07_raw(p) for p in atl07]
+    assert summary["segments"] == _n_segments(*atl07) and summary["matched"] == 0
+    assert summary["granules"]["atl07"] == len(atl07)
+    assert summary["beams"] == sum(sum(1 for b in r.values() if b.lat.size) for r in raw)
     with xr.open_dataset(tmp_path / "real.nc") as ds:
         assert ds.attrs["colocation_quality_screening"].startswith("none")
         assert "no quality screening" in ds["sst"].attrs["comment"].lower()

@@ -1,7 +1,6 @@
 """The real CmrClient against the loopback CMR emulator (sandbox/cmr_app.py) and recorded responses."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -71,7 +70,7 @@ def cmr(seed_scene):
 
 @pytest.fixture
 def settings(cmr):
-    return dataclasses.replace(Settings(), cmr_url=cmr.url, http_backoff_s=0.01, http_retries=3, http_timeout_s=5)
+    return Settings().replace(cmr_url=cmr.url, http_backoff_s=0.01, http_retries=3, http_timeout_s=5)
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +81,7 @@ def _clear_faults(cmr):
 
 
 def client(settings, **kw) -> CmrClient:
-    return CmrClient(requests.Session(), dataclasses.replace(settings, **kw))
+    return CmrClient(requests.Session(), settings.replace(**kw))
 
 
 # --- searches --------------------------------------------------------------------------------
@@ -221,7 +220,7 @@ def test_antimeridian_bbox():
     ]})()
     served = Served(create_cmr_app(scene, fake_links))
     try:
-        s = dataclasses.replace(Settings(), cmr_url=served.url, http_backoff_s=0.01)
+        s = Settings().replace(cmr_url=served.url, http_backoff_s=0.01)
         got = CmrClient(requests.Session(), s).search("C1-TEST", BBox(174.0, -5.0, -175.0, 5.0), t, t + timedelta(hours=1))
         assert sorted(g.concept_id for g in got) == ["G1-TEST", "G2-TEST", "G3-TEST"]
     finally:
@@ -397,7 +396,7 @@ def test_s3credentials_falls_back_to_the_daac_endpoint(realdata):
     item = next(it for i in cassette["interactions"] if "granules.umm_json" in i["request"]["uri"]
                 for it in json.loads(i["response"]["body"]["string"])["items"])
     item["umm"]["RelatedUrls"] = [u for u in item["umm"]["RelatedUrls"] if u["Type"] != "VIEW RELATED INFORMATION"]
-    s = dataclasses.replace(Settings(), s3credentials_endpoints={"POCLOUD": "http://127.0.0.1:1/podaac/s3credentials"})
+    s = Settings().replace(s3credentials_endpoints={"POCLOUD": "http://127.0.0.1:1/podaac/s3credentials"})
     assert granule_from_umm(item, s).s3credentials_url == "http://127.0.0.1:1/podaac/s3credentials"
 
 

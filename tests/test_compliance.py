@@ -14,7 +14,7 @@ import pytest
 from core.product import STANDARD_NAME_VOCABULARY, build_dataset, write_netcdf
 from tests.product_fixtures import PARAMS, antimeridian_scene, seed_scene, unmatched_scene
 
-compliance_checker = pytest.importorskip("compliance_checker")
+# a pinned dev dependency (requirements/dev.txt): missing is a failure, never a skip
 from compliance_checker.base import BaseCheck  # noqa: E402
 from compliance_checker.cf.util import StandardNameTable  # noqa: E402
 from compliance_checker.runner import CheckSuite  # noqa: E402
@@ -95,7 +95,7 @@ def test_no_high_priority_failures(scene, suite, offline, tmp_path, capsys):
 
 def test_real_atl07_granules(realdata, suite, offline, tmp_path):
     """Both real ATL07 files (one with a beam holding only stats) through the reader, unmatched."""
-    atl07 = pytest.importorskip("core.atl07")
+    from core import atl07
     from core.model import Matches, Track
 
     tracks, attrs = [], {}
@@ -113,23 +113,12 @@ def test_real_atl07_granules(realdata, suite, offline, tmp_path):
 def test_product_of_every_new_field_passes(suite, offline, tmp_path):
     """A VIIRS-labelled product with SSES, dt_analysis, flag tables copied from the files, the
     footprint radius, no quality screening and a yaw flip: still no high-priority failure."""
-    from core.atl07 import read_atl07
-    from core.pairing import ColocationParams, L2PSource, pair_granule
-    from tests.science_fixtures import delta_time_for, synthetic_swath_file, track_geometry, write_atl07
+    from tests.product_fixtures import every_field_pairing
 
-    l2p, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=40, cols=30, sses=True, dt_analysis=True,
-                                  global_attrs={"platform": "NOAA-20", "sensor": "VIIRS", "id": "VIIRS_N20-OSPO-L2P-v2.61"},
-                                  sst_standard_name="sea_surface_subskin_temperature")
-    lat, lon = track_geometry(82.3, -60.0, n=200, length_m=40_000, angle_deg=20)
-    t0 = delta_time_for("2019-06-22T10:02:00")
-    atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5",
-                      {b: dict(lat=lat, lon=lon, delta_time=t0 + np.arange(200) * 0.5) for b in ("gt1l", "gt1r")},
-                      sc_orient=[0, 1], sc_orient_time=[t0 - 10, t0 + 50], beam_type_attr=True, ice_conc_v006=True)
-    params = ColocationParams(radius_m="footprint", max_dt_s=900.0, min_quality_level=None)
-    pairing = pair_granule(read_atl07(atl), [L2PSource.local(l2p, "VIIRS_N20-OSPO-L2P-v2.61")], params)
+    pairing, params = every_field_pairing(tmp_path)
     assert pairing.matched > 0
-    ds = build_dataset(pairing.tracks, pairing.source_info(), {**params.as_attrs(), "bbox": [-62.8, 81.7, -56.4, 83.0]},
-                       request_id="cc-new", now=NOW, warnings=pairing.warnings)
+    ds = build_dataset(pairing.tracks, pairing.source_info(), params, request_id="cc-new", now=NOW,
+                       warnings=pairing.warnings)
     assert ds["sst"].attrs["standard_name"] == "sea_surface_subskin_temperature"
     path = write_netcdf(ds, tmp_path / "new.nc")
     failures, errors = _failures(suite, path)

@@ -1,7 +1,6 @@
 """EarthdataSession and token providers against the loopback EDL / TEA / on-prem emulators."""
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import uuid
@@ -172,7 +171,7 @@ def test_token_provider_from_env_sources(sb, tmp_path):
     edl_host = sb.settings.edl_url.split("://", 1)[1]
     netrc.write_text(f"machine {edl_host} login {sb.edl_username} password {sb.edl_password}\n")
     netrc.chmod(0o600)
-    no_secret = dataclasses.replace(sb.settings, edl_secret_name="")
+    no_secret = sb.settings.replace(edl_secret_name="")
     assert token_provider_from_env(no_secret, {"NETRC": str(netrc)}).token() == sb.edl_token
     with pytest.raises(AuthError, match="no Earthdata credentials"):
         token_provider_from_env(no_secret, {"NETRC": str(tmp_path / "missing")})

@@ -22,9 +22,19 @@ def sb(fault_sb):
 def _fails(sb, t, exc_type, match: str, **overrides) -> ColocationError:
     with pytest.raises(exc_type) as info:
         run_task(t, ff.services(sb, **overrides))
-    assert match in str(info.value), str(info.value)
+    assert match and match in str(info.value), str(info.value)
     ff.assert_nothing_written(sb, t)
     return info.value
+
+
+def _named_l2p(sb, err) -> None:
+    """The failure names the L2P granule it hit (any of the task's candidates)."""
+    titles = [g.title for g in sb.scene.granules if g.short_name != "ATL07"]
+    assert any(t in str(err) for t in titles), str(err)
+
+
+def _first_atl07(sb):
+    return next(g for g in sb.scene.granules if g.short_name == "ATL07" and "_20190622055317_" in g.file_name)
 
 
 def _l2p_gets(sb):
@@ -42,8 +52,9 @@ def test_throttled_gets_are_retried(sb):
 @pytest.mark.slow  # s3fs and botocore back off for ~40 s before giving up
 def test_persistent_throttling_is_a_named_failure(sb):
     sb.faults.add(L2P, app="s3api", method="GET", **s3_error_fault("SlowDown"))
-    err = _fails(sb, ff.task(sb), UpstreamError, "")
+    err = _fails(sb, ff.task(sb), UpstreamError, "SlowDown")
     assert err.service == "S3"
+    _named_l2p(sb, err)
 
 
 def test_missing_modis_object(sb):
@@ -59,8 +70,9 @@ def test_access_denied(sb):
 
 def test_transfer_cut_short_is_a_named_failure(sb):
     sb.faults.add(L2P, app="s3api", method="GET", truncate_to=1000)
-    err = _fails(sb, ff.task(sb), UpstreamError, "")
+    err = _fails(sb, ff.task(sb), UpstreamError, "received 1000 of")
     assert err.service == "S3"
+    _named_l2p(sb, err)
 
 
 def test_truncated_netcdf_object_is_an_upstream_error(sb):
@@ -151,6 +163,5 @@ def test_manifest_put_whose_answer_is_lost_is_still_ours(sb):
 ])
 def test_atl07_read_in_place_faults_are_named(sb, rule, exc_type, service):
     sb.faults.add("/nsidc-cumulus-prod-protected/", app="s3api", **rule)
-    err = _fails(sb, ff.task(sb), exc_type, "", atl07_access="direct")
+    err = _fails(sb, ff.task(sb), exc_type, _first_atl07(sb).file_name, atl07_access="direct")
     assert service is None or err.service == service, err
-    assert "nsidc-cumulus-prod-protected" in str(err) or "ATL07" in str(err), err

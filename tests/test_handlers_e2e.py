@@ -239,7 +239,7 @@ def _show(step: str, status: int, body: dict) -> None:
 
 
 @pytest.mark.parametrize("mode", ["inline", "distributed"])
-def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine, sandbox, monkeypatch, mode):
+def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine, sandbox, monkeypatch, mode, tmp_path):
     """The issue's done-when: a 3-date job whose middle date fails because the DAAC answers 503
     for its granules ends `failed` naming that date; once the DAAC is back, re-POSTing the same
     request runs only that date and the job ends complete with all three dates' outputs."""
@@ -247,6 +247,9 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
     from handlers.common import settings
 
     body = {"bbox": SEED_BBOX, "start": THREE_DATES[0], "end": THREE_DATES[-1], "radius_m": 1000.0}
+    for name, value in (("ATHENA_DATABASE", "atl07_sst_colocation"), ("ATHENA_TABLE", "matches"),
+                        ("ATHENA_WORKGROUP", "e2e-matches")):  # what template.yaml gives the API
+        monkeypatch.setenv(name, value)
     if mode == "distributed":  # the long-range path: the plan goes to S3, a Distributed Map reads it
         monkeypatch.setenv("INLINE_MAX_DATES", "2")
         body["radius_m"] = 999.0  # a job of its own
@@ -288,6 +291,8 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
     assert _colocated_dates(sm.calls) == ["2019-06-21"] + ["2019-06-22"] * 4 + ["2019-06-23"]
     prefix = f"{sandbox.settings.output_prefix}/{job}/2019-06-22/"
     assert not s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount")  # nothing half-written
+    # the dates that finished have no ATL07 granule: no request-level file, and nothing staged
+    assert failed["request_outputs"] == {"matched": 0} or not failed["request_outputs"].get("netcdf"), failed
 
     # --- attempt 2: the DAAC is back; the same request again runs only the failed date
     sm.calls.clear()
@@ -308,6 +313,7 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
     assert len(nc) == 2  # both ATL07 granules of the day
     data = requests.get(nc[0], timeout=30)
     assert data.status_code == 200 and data.content[:4] == b"\x89HDF"
+    _check_request_outputs(done, job, tmp_path, s3, bucket, sandbox.settings.output_prefix)
     for day in THREE_DATES:
         assert s3.head_object(Bucket=bucket, Key=f"{sandbox.settings.output_prefix}/{job}/{day}/manifest.json")
     names = sorted(e["name"] for e in sm.sfn.list_executions(stateMachineArn=sm.arn)["executions"]
@@ -322,3 +328,35 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
     assert status == 200 and again["status"] == "complete" and again["attempt"] == 2
     assert len([e for e in sm.sfn.list_executions(stateMachineArn=sm.arn)["executions"]
                 if e["name"].startswith(job)]) == 2
+
+
+def _check_request_outputs(done: dict, job: str, tmp_path: Path, s3, bucket: str, prefix: str) -> None:
+    """The status links the request-level netCDF and Parquet; both hold every matched segment of
+    the job's per-granule products (downloaded through the presigned links, as a user would)."""
+    import duckdb
+    import numpy as np
+    import xarray as xr
+
+    out = done["request_outputs"]
+    assert out["matched"] == done["counts"]["matched"] > 0, out
+    nc = tmp_path / out["netcdf"]["name"]
+    nc.write_bytes(requests.get(out["netcdf"]["url"], timeout=30).content)
+    parquet = out["parquet"]
+    assert list(parquet["urls"]) == ["date=2019-06-22"] and parquet["partitions"] == 1
+    assert parquet["s3_uri"] == f"s3://{bucket}/{prefix}/{job}/parquet/"
+    assert f"request_id = '{job}'" in parquet["athena"]["query"] and parquet["athena"]["table"] == "matches"
+    part = tmp_path / "parquet" / "date=2019-06-22" / "part.parquet"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(requests.get(parquet["urls"]["date=2019-06-22"], timeout=30).content)
+    rows = duckdb.sql(f"SELECT atl07_granule, count(*) FROM read_parquet('{tmp_path}/parquet/**/*.parquet', "
+                      "hive_partitioning = true) GROUP BY 1 ORDER BY 1").fetchall()
+    with xr.open_dataset(nc) as req:
+        assert req.sizes["obs"] == out["matched"] == sum(n for _, n in rows)
+        assert req.attrs["request_id"] == job and np.isfinite(req["sst"].values).all()
+        per_granule = {g: int(n) for g, n in zip(*np.unique(
+            np.repeat(req["atl07_granule"].values, req["rowSize"].values), return_counts=True))}
+    # the 05:53 track (the 20:01 one has no MODIS pass within 3 h: README "What make demo shows")
+    assert per_granule == dict(rows) and [g[:23] for g, _ in rows] == ["ATL07-01_20190622055317"]
+    # only what the run manifest references is under the request's prefix
+    staged = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{job}/request/").get("Contents", [])]
+    assert len(staged) == 1 and staged[0].endswith(f"{job}_matches.nc"), staged

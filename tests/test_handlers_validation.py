@@ -433,3 +433,47 @@ def test_an_attempt_that_failed_as_a_whole_is_named_and_rerun_up_to_the_limit(aw
         assert sorted(names) == sorted([first["job_id"], f"{first['job_id']}-a2"])
     finally:
         requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
+
+
+def test_summarize_publishes_the_request_level_results_and_replaces_the_previous_attempts(aws, tmp_path):
+    """Two attempts over the same published date: each references its own netCDF (the earlier one
+    is deleted once the new run manifest is up), the date's Parquet file is written once; a product
+    that cannot be read is reported in the run manifest, with nothing staged."""
+    from datetime import datetime, timezone
+
+    from core.product import build_dataset, write_netcdf
+    from handlers.summarize import handler
+    from tests.product_fixtures import PARAMS, seed_scene
+
+    s3 = aws["s3"]
+    tracks, swaths = seed_scene(n=800)
+    nc = write_netcdf(build_dataset(tracks, [s.granule for s in swaths], PARAMS, request_id="r4",
+                                    now=datetime(2026, 1, 1, tzinfo=timezone.utc)), tmp_path / "a_sst.nc")
+    key = "colocations/r4/2019-06-22/run1/a_sst.nc"
+    s3.upload_file(str(nc), BUCKET, key)
+    s3.put_object(Bucket=BUCKET, Key="colocations/r4/2019-06-22/manifest.json", Body=json.dumps(
+        {"date": "2019-06-22", "run_id": "run1", "status": "complete", "outputs": [key], "counts": {"matched": 1}}))
+    request = {"bbox": [0, 80, 1, 81], "date": "2019-06-22"}
+
+    def attempt(execution):
+        out = handler({"request_id": "r4", "request": request, "results": [], "execution": execution}, CTX)
+        run = json.loads(s3.get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
+        return out, run["request_outputs"]
+
+    out, first = attempt("r4")
+    assert first["netcdf"] == "colocations/r4/request/r4/r4_matches.nc" and out["request_outputs"]["netcdf"] == first["netcdf"]
+    assert first["partitions"] == {"2019-06-22": "colocations/r4/parquet/date=2019-06-22/part-run1.parquet"}
+    assert first["matched"] > 0
+    head = s3.head_object(Bucket=BUCKET, Key=first["partitions"]["2019-06-22"])
+    _, second = attempt("r4-a2")
+    assert second["netcdf"] == "colocations/r4/request/r4-a2/r4_matches.nc"
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="colocations/r4/")["Contents"]}
+    assert first["netcdf"] not in keys and second["netcdf"] in keys  # only the referenced file is left
+    assert s3.head_object(Bucket=BUCKET, Key=first["partitions"]["2019-06-22"])["ETag"] == head["ETag"]
+    # the product is gone: the per-date results stand, the request-level ones say why they are missing
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    out, third = attempt("r4-a3")
+    assert third["netcdf"] is None and "404" in third["error"] and "\n" not in third["error"], third
+    assert out["n_failed"] == 0 and out["request_outputs"]["error"] == third["error"]
+    staged = s3.list_objects_v2(Bucket=BUCKET, Prefix="colocations/r4/request/").get("Contents", [])
+    assert staged == []  # nothing half-written, and the replaced file (no longer referenced) removed

@@ -23,7 +23,17 @@ spec = importlib.util.spec_from_file_location("layers_build", BUILD_PY)
 layer_build = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(layer_build)
 
-needs_build = pytest.mark.skipif(not SIZES.exists(), reason="no layer build: run `make layers` (layers/build.py)")
+
+
+@pytest.fixture
+def built_layers():
+    # a missing build is a failure, not a skip: `make test` builds the layers before the tests
+    assert SIZES.exists(), "no layer build in layers/build: run `make layers` (`make test` does it first)"
+
+
+def needs_build(test):
+    """The test reads layers/build. Slow: the fast suite (`make test-fast`) builds no layers."""
+    return pytest.mark.slow(pytest.mark.usefixtures("built_layers")(test))
 
 
 def run_build(*args: str) -> subprocess.CompletedProcess:
@@ -81,6 +91,7 @@ def test_layers_have_no_duplicates_and_no_test_suites():
             owners[name] = layer
     assert {"numpy", "h5py", "pykdtree", "xarray", "botocore", "aiobotocore"} <= {k for k, v in owners.items() if v == "science"}
     assert owners["matplotlib"] == "plot" and owners["pydantic"] == "base"
+    assert owners["fastparquet"] == "parquet" and owners["cramjam"] == "parquet"
     assert not (set(layer_build.EXCLUDE_DISTS) & set(owners))
     # byte code only where build.py compiles it, for the runtime's Python, never mtime-checked
     sizes = json.loads(SIZES.read_text())
@@ -165,6 +176,10 @@ write_netcdf(ds, os.path.join(out, "p.nc"))
 with xr.open_dataset(os.path.join(out, "p.nc")) as back:
     render_quicklook(back, os.path.join(out, "q.png"), swaths)
 render_quicklook(ds, os.path.join(out, "q2.png"))
+from core.request_products import write_request_products  # Summarize's request-level results
+with xr.open_dataset(os.path.join(out, "p.nc")) as back:
+    write_request_products([("2019-06-22", [back])], os.path.join(out, "r.nc"), os.path.join(out, "pq"),
+                           request_id="rtest")
 from matplotlib.figure import Figure
 fig = Figure(); ax = fig.subplots(); ax.scatter([1, 2], [3, 4], c=[5, 6])
 ax.set_title("SST $\\Delta t$ (°C)"); fig.colorbar(ax.collections[0], ax=ax)
@@ -211,15 +226,25 @@ def _site_relative(path: str) -> str | None:
     return path.split(marker, 1)[1] if marker in path else None
 
 
+NEEDED = {  # files each function's closure must load from its layers (the check covers them)
+    "ColocateFunction": ("fontTools/agl.py", "PIL/PngImagePlugin.py", "PIL/_imaging.", "matplotlib/backends/backend_agg.py",
+                         "matplotlib/mpl-data/matplotlibrc", "matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf",
+                         "numpy/_core/_multiarray_umath.", "pandas/__init__.py"),
+    "SummarizeFunction": ("fastparquet/writer.py", "cramjam/", "h5netcdf/__init__.py", "xarray/__init__.py",
+                          "pandas/__init__.py"),
+}
+
+
 @needs_build
-def test_layers_hold_every_file_the_run_time_closure_loads(closure):
-    """Stripping and PRUNE never remove a module or data file the colocate function loads.
+@pytest.mark.parametrize("function", sorted(NEEDED))
+def test_layers_hold_every_file_the_run_time_closure_loads(closure, function):
+    """Stripping and PRUNE never remove a module or data file the function loads.
 
     Every module file and opened file of the local closure that belongs to a top-level package
-    or distribution the layers ship must be in a layer: .py and data files by path, extension
-    modules by name (cpython-311-x86_64 locally, cpython-312-aarch64 in the layer).
+    or distribution the function's layers ship must be in one of them: .py and data files by
+    path, extension modules by name (cpython-311-x86_64 locally, cpython-312-aarch64 in the layer).
     """
-    sites = [BUILD / layer / "python" for layer in layer_build.FUNCTIONS["ColocateFunction"]]
+    sites = [BUILD / layer / "python" for layer in layer_build.FUNCTIONS[function]]
     shipped_tops = {p.name for site in sites for p in site.iterdir()}
     checked, missing = 0, []
     for path in sorted(set(closure["files"]) | set(closure["opened"])):
@@ -229,15 +254,13 @@ def test_layers_hold_every_file_the_run_time_closure_loads(closure):
         checked += 1
         if rel.endswith(".so"):
             stem = rel.split(".")[0]
-            if not any(list(site.glob(f"{stem}.cpython-312*.so")) for site in sites):
+            if not any(list(site.glob(f"{stem}.cpython-312*.so")) or list(site.glob(f"{stem}.abi3.so"))
+                       for site in sites):
                 missing.append(rel)
         elif not any((site / rel).is_file() for site in sites):
             missing.append(rel)
     assert not missing, missing
-    # the check covers the pruned distributions and the data files matplotlib opens
-    for needed in ("fontTools/agl.py", "PIL/PngImagePlugin.py", "PIL/_imaging.", "matplotlib/backends/backend_agg.py",
-                   "matplotlib/mpl-data/matplotlibrc", "matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf",
-                   "numpy/_core/_multiarray_umath.", "pandas/__init__.py"):
+    for needed in NEEDED[function]:
         assert any(needed in (_site_relative(p) or "") for p in closure["files"] + closure["opened"]), needed
     assert checked > 500
 
@@ -308,7 +331,9 @@ def test_every_needed_shared_library_is_shipped():
 
 @pytest.mark.slow
 def test_small_functions_run_on_the_base_layer_and_runtime_boto3(tmp_path):
-    """Api/Plan/Summarize attach only the base layer: their import closure must fit it.
+    """Api/Plan attach only the base layer: their import closure must fit it. Summarize also has
+    the science and Parquet layers, but its import stays as light (the request-level results
+    import xarray/fastparquet when they are built), so a quick job's cold start is not slowed.
 
     Builds the base layer's requirements for *this* interpreter (the shipped one is arm64/cp312)
     plus what the Lambda runtime provides (boto3), then imports the handlers with no site-packages.

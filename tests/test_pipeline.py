@@ -1,8 +1,10 @@
 """The pipeline on the seed case, in the sandbox: real clients, real files, real bucket.
 
-The science check is an independent oracle: it reads the scene's L2P files with plain h5py
-(raw integers, scale/offset by hand), and brute-forces the haversine distance to every valid
-pixel of every L2P granule for a sample of segments.
+The science check is an independent oracle (tests/raw_oracle.py): it reads the scene's ATL07
+files with plain h5py (delta_time + a fixed 18 s GPS-UTC, checked against data_start_utc) and
+its L2P files too (raw integers; fill, valid range, scale/offset and units by hand), and
+brute-forces the haversine distance to every valid pixel of every granule for a sample of the
+raw segments. Expected counts come from the raw files and the scene's manifest.
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import xarray as xr
 from core.earthdata import StaticToken
 from core.pipeline import build_services, plan, run_task
 from core.request import parse_request
+from tests.raw_oracle import haversine, in_bbox, is_l2p_file, nearest, pixel_table, read_atl07_raw, read_l2p_raw
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
-EARTH_RADIUS_M = 6371008.8
+# segment and pixel times are exact to the microsecond: a leap second (1 s) must show
+MAX_DT_ERROR_S = 1e-3
 
 
 def _services(sb):
@@ -35,19 +39,22 @@ def _keys(sb, prefix):
     return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
 
 
-@pytest.fixture(scope="module")
-def seed_run(sandbox, tmp_path_factory):
-    services = _services(sandbox)
-    task = _task(sandbox)
-    manifest = run_task(task, services)
-    out = tmp_path_factory.mktemp("seed-outputs")
+def _download(sandbox, manifest, out):
     s3 = sandbox.boto3_client("s3")
     files = {}
     for key in manifest["outputs"]:
         path = out / key.rsplit("/", 1)[-1]
         s3.download_file(sandbox.settings.output_bucket, key, str(path))
         files[path.name] = path
-    return task, services, manifest, files
+    return files
+
+
+@pytest.fixture(scope="module")
+def seed_run(sandbox, tmp_path_factory):
+    services = _services(sandbox)
+    task = _task(sandbox)
+    manifest = run_task(task, services)
+    return task, services, manifest, _download(sandbox, manifest, tmp_path_factory.mktemp("seed-outputs"))
 
 
 def test_seed_case_product_carries_the_per_match_fields(seed_run):
@@ -68,123 +75,184 @@ def test_seed_case_product_carries_the_per_match_fields(seed_run):
         assert "sst_warnings" in product
 
 
-def test_seed_case_manifest(seed_run, sandbox_scene):
+def _day(task):
+    lo = np.datetime64(task.date.isoformat(), "ns")
+    return lo, lo + np.timedelta64(1, "D")
+
+
+@pytest.fixture(scope="module")
+def raw_atl07(sandbox_scene):
+    """Every scene ATL07 granule decoded from the raw HDF5 (times checked against data_start_utc)."""
+    return {g.file_name: read_atl07_raw(g.path) for g in sandbox_scene.granules if g.short_name == "ATL07"}
+
+
+def _expected(raw_atl07, sandbox, task) -> dict:
+    """{(granule, beam): ids} of the raw segments a run must report: in the bbox (+ the reader's
+    margin, a setting) and inside the task's date."""
+    lo, hi = _day(task)
+    out = {}
+    for name, beams in raw_atl07.items():
+        for beam, seg in beams.items():
+            keep = in_bbox(seg.lon, seg.lat, task.request.bbox, sandbox.settings.bbox_margin_deg)
+            keep &= (seg.time >= lo) & (seg.time <= hi)
+            if keep.any():
+                out[(name, beam)] = seg.id[keep]
+    return out
+
+
+def _products(files) -> list[dict]:
+    """Per trajectory of every product: granule, beam and its obs (ids, lat, lon, time, sst...)."""
+    rows = []
+    for name, path in sorted(files.items()):
+        if not name.endswith(".nc"):
+            continue
+        with xr.open_dataset(path, mask_and_scale=False) as ds:
+            sizes = ds["rowSize"].values.astype(int)
+            stops = np.cumsum(sizes)
+            sources = [str(v) for v in ds["sst_source_name"].values]
+            for k, (g, beam) in enumerate(zip(ds["atl07_granule"].values, ds["beam"].values)):
+                part = slice(int(stops[k] - sizes[k]), int(stops[k]))
+                rows.append({"granule": str(g), "beam": str(beam), "sources": sources, **{
+                    v: ds[v].values[part] for v in ("height_segment_id", "lat", "lon", "time", "sst", "sst_distance",
+                                                    "sst_dt", "sst_granule", "sst_n_valid", "sst_median",
+                                                    "sst_pixel_nj", "sst_pixel_ni", "sst_n_rejected_quality")}})
+    return rows
+
+
+def test_seed_case_manifest(seed_run, sandbox_scene, sandbox, raw_atl07):
     task, _, manifest, files = seed_run
     assert manifest["status"] == "complete"
     counts = manifest["counts"]
     atl07 = [g for g in sandbox_scene.granules if g.short_name == "ATL07"]
     l2p = [g for g in sandbox_scene.granules if g.short_name != "ATL07"]
-    assert counts["atl07_granules"] == counts["atl07_granules_found"] == len(atl07) == 2
-    # every L2P granule of the recorded search is a full granule: none skipped
-    assert counts["sst_granules"] == counts["sst_granules_found"] == len(l2p) == 14
+    expected = _expected(raw_atl07, sandbox, task)
+    with_segments = {name for name, _ in expected}
+    assert counts["atl07_granules"] == counts["atl07_granules_found"] == len(atl07) and with_segments
+    # every L2P granule of the recorded search is a real granule (a data file): none skipped
+    assert counts["sst_granules"] == counts["sst_granules_found"] == len(l2p) == sum(is_l2p_file(g.path) for g in l2p)
     assert counts["skipped"] == 0 and manifest["inputs"]["skipped"] == []
+    assert counts["segments"] == sum(ids.size for ids in expected.values())
     assert 0 < counts["matched"] < counts["segments"]
-    # one netCDF and one PNG per ATL07 granule with segments, all six beams read
-    assert len([f for f in files if f.endswith(".nc")]) == len([f for f in files if f.endswith(".png")]) == 2
+    # one netCDF and one PNG per ATL07 granule with segments, every beam with segments read
+    assert len([f for f in files if f.endswith(".nc")]) == len([f for f in files if f.endswith(".png")]) \
+        == len(with_segments)
     for product in manifest["products"]:
-        assert sorted(product["beams"]) == ["gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r"]
+        assert sorted(product["beams"]) == sorted(b for g, b in expected if g == product["atl07_granule"])
     # L2P read in place: every read granule reports fetched bytes no larger than the object
     for name, report in manifest["bytes"]["sst_per_granule"].items():
         assert 0 < report["bytes_fetched"] <= report["size"], name
 
 
-def _read_l2p_oracle(path):
-    """Valid pixels of one L2P file, decoded by hand from the raw HDF5 (independent of core.l2p)."""
-    with h5py.File(path, "r") as f:
-        def attr(var, name, default=None):
-            value = f[var].attrs.get(name, default)
-            return np.asarray(value).ravel()[0] if value is not None else default
-
-        lat = f["lat"][:].astype(np.float64)
-        lon = f["lon"][:].astype(np.float64)
-        raw = f["sea_surface_temperature"][0].astype(np.float64)
-        sst = raw * attr("sea_surface_temperature", "scale_factor", 1.0) + attr(
-            "sea_surface_temperature", "add_offset", 0.0)
-        sst[raw == attr("sea_surface_temperature", "_FillValue")] = np.nan
-        draw = f["sst_dtime"][0].astype(np.float64)
-        dtime = draw * attr("sst_dtime", "scale_factor", 1.0) + attr("sst_dtime", "add_offset", 0.0)
-        dtime[draw == attr("sst_dtime", "_FillValue")] = np.nan
-        # CF valid range, applied to the raw integers: outside it an SST is not valid
-        in_range = (raw >= attr("sea_surface_temperature", "valid_min", -np.inf)) & (
-            raw <= attr("sea_surface_temperature", "valid_max", np.inf))
-        sst[~in_range] = np.nan
-        t0 = float(f["time"][0])  # seconds since 1981-01-01
-        ql = f["quality_level"][0].astype(np.int16)
-    epoch = np.datetime64("1981-01-01T00:00:00", "s").astype("datetime64[ns]").astype(np.int64) / 1e9
-    seconds = epoch + t0 + dtime  # UTC seconds since 1970
-    ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & np.isfinite(sst) & np.isfinite(seconds)
-    nj, ni = np.nonzero(ok)
-    return lat[ok], lon[ok], sst[ok], seconds[ok], ql[ok], nj, ni
+def test_seed_case_segments_are_the_raw_files_segments(seed_run, sandbox, raw_atl07):
+    """Every obs is a raw segment at its raw position and its raw time (delta_time + 18 s GPS-UTC)."""
+    task, _, _, files = seed_run
+    expected = _expected(raw_atl07, sandbox, task)
+    seen = set()
+    for row in _products(files):
+        key = (row["granule"], row["beam"])
+        seen.add(key)
+        raw = raw_atl07[row["granule"]][row["beam"]]
+        np.testing.assert_array_equal(np.sort(row["height_segment_id"]), np.sort(expected[key]))
+        at = {int(i): j for j, i in enumerate(raw.id)}
+        j = np.array([at[int(i)] for i in row["height_segment_id"]])
+        np.testing.assert_allclose(row["lat"], raw.lat[j], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(row["lon"], raw.lon[j], rtol=0, atol=1e-9)
+        off_ms = np.abs((row["time"].astype("datetime64[ns]") - raw.time[j]) / np.timedelta64(1, "us")) / 1e3
+        assert off_ms.max() <= MAX_DT_ERROR_S * 1e3, f"{key}: segment times off by up to {off_ms.max()} ms"
+    assert seen == set(expected)
 
 
-def _haversine(lon1, lat1, lon2, lat2):
-    lon1, lat1, lon2, lat2 = map(np.radians, (lon1, lat1, lon2, lat2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-
-
-def test_seed_case_matches_brute_force_oracle(seed_run, sandbox_scene):
-    task, _, manifest, files = seed_run
-    req = task.request
-    nc = [p for name, p in files.items() if name.endswith(".nc")]
-    obs = {}
-    names = ("lat", "lon", "time", "sst", "sst_distance", "sst_dt", "sst_n_valid", "sst_median",
-             "sst_pixel_nj", "sst_pixel_ni", "sst_n_rejected_quality")
-    for p in nc:
-        with xr.open_dataset(p) as one:
-            for name in names:
-                obs.setdefault(name, []).append(one[name].values)
-            source = np.asarray(one["sst_source_name"].values)[np.clip(one["sst_granule"].values, 0, None)]
-            obs.setdefault("source", []).append(np.where(one["sst_granule"].values >= 0, source, ""))
-    ds = {name: np.concatenate(parts) for name, parts in obs.items()}
-    rng = np.random.default_rng(7)
-    matched = np.flatnonzero(np.isfinite(ds["sst"]))
-    unmatched = np.flatnonzero(~np.isfinite(ds["sst"]))
-    sample = np.concatenate([rng.choice(matched, 25, replace=False), rng.choice(unmatched, 15, replace=False)])
-    seg_lat, seg_lon = ds["lat"][sample], ds["lon"][sample]
-    seg_t = ds["time"][sample].astype("datetime64[ns]").astype(np.int64) / 1e9
-
-    # candidate pixels near the sample, over every L2P granule of the scene
-    pix = {}
+@pytest.fixture(scope="module")
+def raw_l2p(sandbox_scene):
+    """Valid pixels near the bbox of every real L2P granule of the scene, decoded by hand."""
+    lat_band = (SEED["bbox"][1] - 0.5, SEED["bbox"][3] + 0.5)
+    swaths, names = [], []
     for g in sandbox_scene.granules:
-        if g.short_name == "ATL07":
+        if g.short_name == "ATL07" or not is_l2p_file(g.path):
             continue
-        lat, lon, sst, sec, ql, nj, ni = _read_l2p_oracle(g.path)
-        near = (lat > seg_lat.min() - 0.2) & (lat < seg_lat.max() + 0.2)
-        pix[g.title] = tuple(a[near] for a in (lat, lon, sst, sec, ql, nj, ni))
+        swaths.append(read_l2p_raw(g.path))
+        names.append(g.title)
+    tables = {ql: pixel_table(swaths, ql, lat_band) for ql in range(6)}
+    first = next(g.path for g in sandbox_scene.granules if g.short_name != "ATL07" and is_l2p_file(g.path))
+    with h5py.File(first) as f:  # the valid range in Kelvin, from the attributes
+        a = f["sea_surface_temperature"].attrs
+        scale, offset = float(np.ravel(a["scale_factor"])[0]), float(np.ravel(a["add_offset"])[0])
+        valid = tuple(float(np.ravel(a[k])[0]) * scale + offset for k in ("valid_min", "valid_max"))
+    return names, tables, valid
 
-    checked_counts = 0
-    for i in range(len(sample)):
-        # per granule: the valid pixels within radius and Δt, and the nearest of them
-        best = None
-        rejected = 0
-        for title, (lat, lon, sst, sec, ql, nj, ni) in pix.items():
-            d = _haversine(seg_lon[i], seg_lat[i], lon, lat)
-            near = (d <= req.radius_m) & (np.abs(sec - seg_t[i]) <= req.max_dt_s)
-            ok = near & (ql >= req.min_quality_level)
-            rejected += int((near & ~ok).sum())
-            if ok.any():
-                j = np.flatnonzero(ok)[np.argmin(d[ok])]
-                if best is None or d[j] < best[1]:
-                    best = (title, d[j], j, ok, sst, sec, nj, ni)
-        got_sst = float(ds["sst"][sample[i]])
-        if best is None:
-            assert np.isnan(got_sst), f"segment {sample[i]} matched but the oracle finds no valid pixel"
-            assert ds["sst_n_valid"][sample[i]] == 0
-            # nothing matched: the rejected pixels of every granule read are summed
-            assert ds["sst_n_rejected_quality"][sample[i]] == rejected
+
+@pytest.fixture(scope="module")
+def any_quality_run(sandbox):
+    """Quality level 0 and up: ice pixels (QL 1-2) count, and many of them hold raw SSTs below
+    valid_min (268.15 K) that must stay missing."""
+    task = _task(sandbox, min_quality_level=0, radius_m=1500.0)
+    manifest = run_task(task, _services(sandbox))
+    return task, manifest
+
+
+@pytest.mark.parametrize("which", ["seed", "any_quality"])
+def test_seed_case_matches_brute_force_oracle(which, request, sandbox, raw_atl07, raw_l2p, tmp_path):
+    if which == "seed":
+        task, _, manifest, files = request.getfixturevalue("seed_run")
+    else:
+        task, manifest = request.getfixturevalue("any_quality_run")
+        files = _download(sandbox, manifest, tmp_path)
+    req = task.request
+    names, tables, (vmin, vmax) = raw_l2p
+    pixels = tables[req.min_quality_level]
+    rows = _products(files)
+    # every SST in the product is a valid one (CF: outside valid_min/valid_max is missing)
+    sst_all = np.concatenate([r["sst"] for r in rows])
+    got = sst_all[np.isfinite(sst_all)]
+    assert got.size and got.min() >= vmin - 0.005 and got.max() <= vmax + 0.005, (got.min(), got.max())
+
+    # a sample of segments, positions and times from the raw ATL07 files, against every pixel
+    rng = np.random.default_rng(7)
+    flat = [(r, i) for r in rows for i in range(len(r["sst"]))]
+    matched = [k for k, (r, i) in enumerate(flat) if np.isfinite(r["sst"][i])]
+    unmatched = [k for k, (r, i) in enumerate(flat) if not np.isfinite(r["sst"][i])]
+    sample = np.concatenate([rng.choice(matched, 30, replace=False), rng.choice(unmatched, 15, replace=False),
+                             rng.choice(len(flat), 15, replace=False)])
+    seg_lat, seg_lon, seg_t = [], [], []
+    for k in sample:
+        r, i = flat[k]
+        raw = raw_atl07[r["granule"]][r["beam"]]
+        j = int(np.flatnonzero(raw.id == r["height_segment_id"][i])[0])
+        seg_lat.append(raw.lat[j]), seg_lon.append(raw.lon[j]), seg_t.append(raw.time[j])
+    idx, dist, dts = nearest(np.array(seg_lat), np.array(seg_lon), np.array(seg_t), pixels,
+                             req.radius_m, req.max_dt_s)
+    assert (idx >= 0).sum() >= 20, "the sample must hold matches"
+    for n, k in enumerate(sample):
+        r, i = flat[k]
+        where = f"{r['granule']} {r['beam']} segment {r['height_segment_id'][i]}"
+        if idx[n] < 0:
+            assert np.isnan(r["sst"][i]), f"{where} matched but the oracle finds no valid pixel"
             continue
-        title, dist, j, ok, sst, sec, nj, ni = best
-        assert got_sst == pytest.approx(sst[j], abs=1e-3), f"segment {sample[i]}"
-        assert float(ds["sst_distance"][sample[i]]) == pytest.approx(dist, abs=1.0)
-        assert float(ds["sst_dt"][sample[i]]) == pytest.approx(sec[j] - seg_t[i], abs=1.0)
-        # the neighbourhood of the matched pixel's granule, and the pixel's place in its swath
-        assert ds["source"][sample[i]] == title
-        assert (ds["sst_pixel_nj"][sample[i]], ds["sst_pixel_ni"][sample[i]]) == (nj[j], ni[j])
-        assert ds["sst_n_valid"][sample[i]] == ok.sum()
-        assert float(ds["sst_median"][sample[i]]) == pytest.approx(float(np.median(sst[ok])), abs=1e-3)
-        checked_counts += int(ok.sum() > 1)
-    assert checked_counts > 0, "the sample must include segments with several valid pixels around"
+        j = idx[n]
+        assert float(r["sst"][i]) == pytest.approx(pixels.sst[j], abs=1e-3), where
+        assert float(r["sst_distance"][i]) == pytest.approx(dist[n], abs=1.0), where
+        assert float(r["sst_dt"][i]) == pytest.approx(dts[n], abs=MAX_DT_ERROR_S), where
+        assert r["sources"][int(r["sst_granule"][i])] == names[pixels.granule[j]], where
+        assert (int(r["sst_pixel_nj"][i]), int(r["sst_pixel_ni"][i])) == (pixels.nj[j], pixels.ni[j]), where
+    # what was around each sampled segment: every valid pixel (any quality) within radius and Δt
+    around = tables[0]
+    several = 0
+    for n, k in enumerate(sample):
+        r, i = flat[k]
+        where = f"{r['granule']} {r['beam']} segment {r['height_segment_id'][i]}"
+        d = haversine(seg_lat[n], seg_lon[n], around.lat, around.lon)
+        dt = (around.t - np.datetime64(seg_t[n], "ns").astype(np.int64)) / 1e9
+        near = (d <= req.radius_m) & (np.abs(dt) <= req.max_dt_s)
+        ok = near & (around.ql >= req.min_quality_level)
+        if idx[n] < 0:  # no match: the counts of every granule read are summed
+            assert int(r["sst_n_valid"][i]) == 0, where
+            assert int(r["sst_n_rejected_quality"][i]) == int((near & ~ok).sum()), where
+            continue
+        mine = ok & (around.granule == pixels.granule[idx[n]])  # the matched pixel's granule
+        assert int(r["sst_n_valid"][i]) == int(mine.sum()), where
+        assert float(r["sst_median"][i]) == pytest.approx(float(np.median(around.sst[mine])), abs=1e-3), where
+        several += int(mine.sum() > 1)
+    assert several > 0, "the sample must include segments with several valid pixels around"
 
 
 def test_rerun_returns_stored_result_without_recomputing(seed_run, sandbox):
@@ -220,10 +288,8 @@ def test_concurrent_runs_of_one_date_leave_one_complete_result(sandbox):
 
 
 def test_atl07_read_in_place_gives_the_same_segments_as_the_download(seed_run, sandbox):
-    import dataclasses
-
     _, _, downloaded_run, _ = seed_run
-    settings = dataclasses.replace(sandbox.settings, atl07_access="direct")
+    settings = sandbox.settings.replace(atl07_access="direct")
     services = build_services(settings, token_provider=StaticToken(sandbox.edl_token),
                               s3_client=sandbox.boto3_client("s3"))
     task = plan(parse_request({**SEED, "radius_m": 999.0}, settings))[0]

@@ -39,28 +39,46 @@ def test_window_read_fetches_a_small_fraction(sb, session):
         assert f.bytes_fetched == tail
 
 
+class Clock:
+    """An injected clock: the provider and botocore both read it, so "near expiry" is a value
+    the test sets, not a race against the machine's speed."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_credentials_refresh_mid_task(sb, session):
     """Credentials near expiry are re-fetched by botocore through the provider; reads carry on."""
     g = _l2p(sb)
-    # Real clock, short-lived credentials (botocore and the provider both judge expiry by it).
-    sb.state.credentials_ttl_s = 3
-    provider = S3CredentialsProvider(session, sb.settings.s3credentials_endpoints["POCLOUD"], refresh_margin_s=1.5)
+    clock, margin = Clock(), 300.0
+    provider = S3CredentialsProvider(session, sb.settings.s3credentials_endpoints["POCLOUD"], clock=clock,
+                                     refresh_margin_s=margin)
     fs = open_s3_filesystem(provider, sb.settings)
     truth = g.path.read_bytes()
     block = sb.settings.s3_block_size
+
+    def read_block(i):
+        f.seek(i * block)
+        assert f.read(10) == truth[i * block : i * block + 10]
+
     with open_granule(fs, sb.links(g)["s3"], sb.settings) as f:
-        assert f.read(10) == truth[:10]
+        read_block(0)
         first = provider.get()
         assert provider.fetch_count == 1
-        time.sleep(1.7)  # now inside the refresh margin
-        f.seek(3 * block)
-        assert f.read(10) == truth[3 * block : 3 * block + 10]
+        clock.now = first.expires_at - margin - 1.0  # botocore asks again (its own 15 min window)
+        read_block(2)
+        assert provider.fetch_count == 1 and provider.get() is first
+        clock.now = first.expires_at - margin + 1.0  # inside the provider's margin
+        read_block(3)
         assert provider.fetch_count == 2
-        assert provider.get().key != first.key
-        time.sleep(1.7)  # the first set has now expired outright; reads carry on
-        f.seek(5 * block)
-        assert f.read(10) == truth[5 * block : 5 * block + 10]
-        assert provider.fetch_count == 3
+        second = provider.get()
+        assert second.key != first.key
+        clock.now = first.expires_at + 1.0  # the first set has expired outright; reads carry on
+        read_block(5)
+        assert provider.get().key != first.key and provider.fetch_count >= 2
 
 
 def test_missing_object_and_bad_url(sb, session):

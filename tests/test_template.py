@@ -92,7 +92,7 @@ def test_sam_transform_expands_every_resource(transformed):
     for name, res in transformed["Resources"].items():
         types.setdefault(res["Type"], []).append(name)
     assert sorted(types["AWS::Lambda::Function"]) == sorted(layer_build.FUNCTIONS)
-    assert len(types["AWS::Lambda::LayerVersion"]) == 3
+    assert len(types["AWS::Lambda::LayerVersion"]) == len(layer_build.LAYERS)
     assert types["AWS::StepFunctions::StateMachine"] == ["ColocationStateMachine"]
     assert types["AWS::ApiGateway::RestApi"] == ["ColocationApi"]
     assert "AWS::SecretsManager::Secret" in types and "AWS::S3::Bucket" in types
@@ -113,7 +113,7 @@ def test_functions_runtime_sizes_and_layers(transformed):
     assert col["Timeout"] == 900 and col["EphemeralStorage"]["Size"] >= 2048 and col["MemorySize"] >= 1024
     assert res["ApiFunction"]["Properties"]["Timeout"] <= 29
     layer_of = {name: res[name]["Properties"]["ContentUri"].strip("/").rsplit("/", 1)[-1]
-                for name in ("BaseLayer", "ScienceLayer", "PlotLayer")}
+                for name in ("BaseLayer", "ScienceLayer", "PlotLayer", "ParquetLayer")}
     for fn, expected in layer_build.FUNCTIONS.items():
         refs = [layer["Ref"] for layer in res[fn]["Properties"]["Layers"]]
         assert tuple(layer_of[r] for r in refs) == expected, fn  # what the size check measured

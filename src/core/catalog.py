@@ -8,7 +8,9 @@ runs in the API function too, which ships only Powertools + pydantic and the run
 so it speaks urllib3 (botocore's own dependency) with core.http's retry policy.
 
 A collection is a concept id (``C3564876395-NSIDC_CPRD``) or a short name and version
-(``ATL07/007``, ``ATL07.007``, ``MODIS_A-JPL-L2P-v2019.0/2019.0``, optionally ``/PROVIDER``).
+(``ATL07/007``, ``ATL07.007``, ``MODIS_A-JPL-L2P-v2019.0/2019.0``, optionally ``/PROVIDER``,
+or a short name ending in its version, ``MODIS_A-JPL-L2P-v2019.0``): one syntax, which
+requests and settings are checked against too (:func:`is_collection`).
 The retired on-premises ``C2003771980-NSIDC_ECS`` (ATL07 v004) is accepted and searched as the
 configured current ATL07 collection.
 """
@@ -27,8 +29,18 @@ from core.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CONCEPT_ID = re.compile(r"^C\d+-[A-Z0-9_]+$")
-NSIDC_VERSION = re.compile(r"^(?P<short>.+)\.(?P<version>\d{3})$")
+# The one collection syntax, for requests, settings and searches alike (whether the collection
+# exists is only known to CMR: check_collections asks it):
+CONCEPT_ID = re.compile(r"^C\d{1,12}-[A-Z0-9_]{1,40}$")
+# SHORTNAME/VERSION[/PROVIDER]: MODIS_A-JPL-L2P-v2019.0/2019.0, ATL07/007/NSIDC_CPRD
+SLASHED = re.compile(r"(?P<short>[A-Za-z0-9][A-Za-z0-9_.\-]{0,79})/(?P<version>[A-Za-z0-9_.\-]{1,20})"
+                     r"(?:/(?P<provider>[A-Z0-9_]{1,40}))?")
+# a short name that ends in its version: ATL07.007 (NSIDC: SHORT.VVV is short name + version),
+# MODIS_A-JPL-L2P-v2019.0 and VIIRS_N20-OSPO-L2P-v2.61 (PO.DAAC: the version is part of the name)
+VERSIONED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,79}\.v?\d{1,4}(?:\.\d{1,4})?")
+NSIDC_VERSION = re.compile(r"(?P<short>.+)\.(?P<version>\d{3})")
+COLLECTION_SYNTAX = ("a CMR concept id (e.g. C1940473819-POCLOUD), SHORTNAME.VERSION "
+                     "(e.g. MODIS_A-JPL-L2P-v2019.0, ATL07.007) or SHORTNAME/VERSION[/PROVIDER]")
 FIELDS = ("atl07_collection", "sst_collection")
 CACHE_TTL_S = 3600.0  # a collection that exists now exists for the life of a container
 
@@ -56,26 +68,28 @@ class CollectionQuery:
         return self.concept_id or "/".join(p for p in (self.short_name, self.version, self.provider) if p)
 
 
+def is_collection(text: str) -> bool:
+    """Whether ``text`` is written in the collection syntax (COLLECTION_SYNTAX)."""
+    return any(p.fullmatch(text) for p in (CONCEPT_ID, SLASHED, VERSIONED_NAME))
+
+
 def parse_collection(collection: str, settings: Settings | None = None) -> CollectionQuery:
-    """``C...-PROV`` | ``SHORT/VERSION[/PROVIDER]`` | ``SHORT.VVV`` | ``SHORT`` -> a query."""
+    """``C...-PROV`` | ``SHORT/VERSION[/PROVIDER]`` | ``SHORT.VVV`` | ``SHORT-vVERSION`` -> a query."""
     text = (collection or "").strip()
     if not text:
         raise InputError("collection is empty", "collection")
+    if not is_collection(text):
+        raise InputError(f"collection {text[:100]!r} is not {COLLECTION_SYNTAX}", "collection")
     if text == ATL07_RETIRED_COLLECTION:
         current = (settings or Settings()).atl07_collection
         log.info("collection %s (ATL07 v004, on-premises) is retired; searching %s", text, current)
         text = current
-    if CONCEPT_ID.match(text):
+    if CONCEPT_ID.fullmatch(text):
         return CollectionQuery(concept_id=text)
-    if text.startswith("C") and "-" in text and " " not in text and "/" not in text and text[1:2].isdigit():
-        raise InputError(f"collection {text!r} is not a valid CMR concept id", "collection")
-    if "/" in text:
-        parts = [p for p in text.split("/") if p]
-        if not 1 <= len(parts) <= 3:
-            raise InputError(f"collection {text!r}: expected SHORTNAME/VERSION[/PROVIDER]", "collection")
-        return CollectionQuery(short_name=parts[0], version=parts[1] if len(parts) > 1 else None,
-                               provider=parts[2] if len(parts) > 2 else None)
-    m = NSIDC_VERSION.match(text)
+    m = SLASHED.fullmatch(text)
+    if m:
+        return CollectionQuery(short_name=m["short"], version=m["version"], provider=m["provider"])
+    m = NSIDC_VERSION.fullmatch(text)
     if m:
         return CollectionQuery(short_name=m["short"], version=m["version"])
     return CollectionQuery(short_name=text)

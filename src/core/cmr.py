@@ -39,7 +39,7 @@ from urllib3.util.retry import Retry
 
 from core.catalog import CONCEPT_ID, CollectionQuery, parse_collection  # noqa: F401 (public here too)
 from core.config import Settings
-from core.http import retry_policy
+from core.http import failure_cause, retry_policy
 from core.errors import InputError, UpstreamError
 from core.model import BBox
 
@@ -325,10 +325,7 @@ class CmrClient:
         try:
             resp = self.session.get(url, params=params, headers=hdrs, timeout=self.settings.http_timeout_s)
         except requests.RequestException as exc:
-            # requests wraps urllib3's last error (e.g. ReadTimeoutError) in a ConnectionError
-            reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            cause = type(reason).__name__ if isinstance(reason, Exception) else type(exc).__name__
-            raise UpstreamError(f"{path} failed after retries: {cause}", service="cmr") from None
+            raise UpstreamError(f"{path} failed after retries: {failure_cause(exc)}", service="cmr") from None
         if resp.status_code != 200:
             detail = ""
             try:

@@ -1,4 +1,5 @@
-"""Collection profiles: what is known about an SST collection beyond its files, kept as data.
+"""Collection profiles: what is known about an SST collection (and its provider) beyond its
+files, kept as data.
 
 Looked up by CMR concept id or short name. The product takes platform, sensor and the SST
 standard name from each L2P file's own attributes (GDS 2.0 requires ``platform`` and ``sensor``
@@ -7,6 +8,16 @@ without a profile is still colocated, and labelled from its files alone.
 DOIs: PO.DAAC dataset landing pages (verify against CMR before adding a collection).
 """
 from __future__ import annotations
+
+# The DAAC behind each CMR provider hands out temporary S3 credentials for its own buckets
+# (earthaccess keeps the same table); Settings.s3credentials_endpoints defaults to this one, for
+# granules whose UMM-G lists no /s3credentials link.
+PROVIDERS: tuple[dict, ...] = (
+    {"provider": "POCLOUD", "daac": "PO.DAAC",
+     "s3credentials": "https://archive.podaac.earthdata.nasa.gov/s3credentials"},
+    {"provider": "NSIDC_CPRD", "daac": "NSIDC",
+     "s3credentials": "https://data.nsidc.earthdatacloud.nasa.gov/s3credentials"},
+)
 
 PROFILES: tuple[dict, ...] = (
     {"short_name": "MODIS_A-JPL-L2P-v2019.0", "concept_id": "C1940473819-POCLOUD", "provider": "POCLOUD",
@@ -39,3 +50,8 @@ def profile_for_file(attrs: dict) -> dict:
     """The profile whose short name is the L2P file's ``id`` attribute (GDS 2.0 sets it to the
     collection's short name, e.g. MODIS_A-JPL-L2P-v2019.0)."""
     return profile(str(attrs.get("id") or "")) if attrs else {}
+
+
+def s3credentials_endpoints() -> dict[str, str]:
+    """provider -> its DAAC's /s3credentials endpoint."""
+    return {p["provider"]: p["s3credentials"] for p in PROVIDERS}

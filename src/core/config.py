@@ -2,14 +2,21 @@
 
 Production defaults point at the real NASA services; every base URL can be overridden
 (environment variables prefixed ``COLOC_``), which is how the offline sandbox and the
-tests route the *same* code to loopback emulators.
+tests route the *same* code to loopback emulators. The values are validated when the settings
+are built (pydantic-settings), so a bad ``COLOC_*`` value stops a function's cold start with a
+:class:`ConfigError` naming the variable. ``settings.replace(**changes)`` is a validated copy.
 """
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field, fields, replace
-from typing import Mapping
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, Mapping, get_args
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+from core.collections import s3credentials_endpoints
 
 # Current ATL07 (v007, Earthdata Cloud). The tutorial's v004 on-prem id (C2003771980-NSIDC_ECS)
 # is retired but still accepted wherever a collection is given.
@@ -35,110 +42,181 @@ EXTRA_ALLOWED_HOSTS = (
 # Reached only as a redirect target of an Earthdata host: TEA sends a caller outside us-west-2
 # to a signed CloudFront URL (never trusted as a link from CMR, never given the EDL token).
 CLOUDFRONT_HOSTS = ("*.cloudfront.net",)
-L2P_ACCESS = ("s3", "https", "auto")
-# The DAAC that owns a provider's buckets hands out its temporary S3 credentials.
-S3CREDENTIALS_ENDPOINTS = {
-    "POCLOUD": "https://archive.podaac.earthdata.nasa.gov/s3credentials",
-    "NSIDC_CPRD": "https://data.nsidc.earthdatacloud.nasa.gov/s3credentials",
-}
+# download: stream over HTTPS with EDL (works anywhere); direct: read in place from S3;
+# auto: direct when the granule has an s3:// link and we run in the DAAC's region
+Atl07Access = Literal["download", "direct", "auto"]
+# L2P: s3 = in place with /s3credentials (works only in us-west-2); https = range requests
+# on the URL TEA redirects to (anywhere); auto = s3 when AWS_REGION is aws_region
+L2pAccess = Literal["s3", "https", "auto"]
+ATL07_ACCESS: tuple[str, ...] = get_args(Atl07Access)
+L2P_ACCESS: tuple[str, ...] = get_args(L2pAccess)
+# The DAAC that owns a provider's buckets hands out its temporary S3 credentials (core.collections).
+S3CREDENTIALS_ENDPOINTS = s3credentials_endpoints()
 
 
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("coloc_environ", default=None)
 
 
-@dataclass(frozen=True)
-class Settings:
+class ConfigError(ValueError):
+    """Settings the service cannot run with, naming each COLOC_* variable (or setting) at fault.
+
+    Raised when the settings are built, i.e. at a handler's cold start: the function's init
+    fails with this message instead of a task failing later as a user's InputError."""
+
+
+class _Environment(EnvSettingsSource):
+    """The COLOC_* variables of the mapping :meth:`Settings.from_env` reads; none otherwise, so
+    ``Settings()`` is the defaults whatever the process environment holds."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = _ENVIRON.get()
+        if environ is None:
+            return {}
+        return parse_env_vars(environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+# COLOC_* values are strings: a tuple is comma-separated, a mapping a JSON object (as before
+# pydantic-settings; NoDecode keeps its own JSON decoding of complex fields out of the way).
+Hosts = Annotated[tuple[str, ...], NoDecode]
+Endpoints = Annotated[dict[str, str], NoDecode]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
+
+
+class Settings(BaseSettings):
+    """Validated when built: bad values raise :class:`ConfigError` naming the variable."""
+
+    model_config = SettingsConfigDict(env_prefix="COLOC_", frozen=True, extra="forbid", validate_default=True)
+
     # --- endpoints -------------------------------------------------------------------------
-    cmr_url: str = "https://cmr.earthdata.nasa.gov"
-    edl_url: str = "https://urs.earthdata.nasa.gov"
-    earthdata_hosts: tuple[str, ...] = EARTHDATA_HOSTS
-    extra_allowed_hosts: tuple[str, ...] = EXTRA_ALLOWED_HOSTS
-    cloudfront_hosts: tuple[str, ...] = CLOUDFRONT_HOSTS
-    s3credentials_endpoints: Mapping[str, str] = field(
-        default_factory=lambda: dict(S3CREDENTIALS_ENDPOINTS)
-    )
+    cmr_url: HttpUrl = "https://cmr.earthdata.nasa.gov"
+    edl_url: HttpUrl = "https://urs.earthdata.nasa.gov"
+    earthdata_hosts: Hosts = EARTHDATA_HOSTS
+    extra_allowed_hosts: Hosts = EXTRA_ALLOWED_HOSTS
+    cloudfront_hosts: Hosts = CLOUDFRONT_HOSTS
+    s3credentials_endpoints: Endpoints = Field(default_factory=lambda: dict(S3CREDENTIALS_ENDPOINTS))
     # None: boto3/s3fs default (or AWS_ENDPOINT_URL_S3); the sandbox sets a loopback moto server.
-    s3_endpoint_url: str | None = None
-    aws_region: str = "us-west-2"
-    client_id: str = "atl07-sst-colocation"
+    s3_endpoint_url: HttpUrl | None = None
+    aws_region: str = Field("us-west-2", pattern=r"^[a-z0-9-]+$")
+    client_id: str = Field("atl07-sst-colocation", min_length=1)
 
     # --- collections -----------------------------------------------------------------------
-    atl07_collection: str = ATL07_COLLECTION
-    sst_collection: str = MODIS_L2P_COLLECTION
+    atl07_collection: str = Field(ATL07_COLLECTION, min_length=1)
+    sst_collection: str = Field(MODIS_L2P_COLLECTION, min_length=1)
 
     # --- science defaults ------------------------------------------------------------------
-    radius_m: float = 1000.0
-    max_dt_s: float = 3 * 3600.0
-    min_quality_level: int = 4  # GHRSST: 4 = acceptable, 5 = best
-    bbox_margin_deg: float = 0.1
+    radius_m: float = Field(1000.0, gt=0)
+    max_dt_s: float = Field(3 * 3600.0, ge=0)
+    min_quality_level: int = Field(4, ge=0, le=5)  # GHRSST: 4 = acceptable, 5 = best
+    bbox_margin_deg: float = Field(0.1, ge=0)
 
-    # --- access ----------------------------------------------------------------------------
-    # download: stream over HTTPS with EDL (works anywhere); direct: read in place from S3;
-    # auto: direct when the granule has an s3:// link and we run in the DAAC's region
-    atl07_access: str = "download"
-    # L2P: s3 = in place with /s3credentials (works only in us-west-2); https = range requests
-    # on the URL TEA redirects to (anywhere); auto = s3 when AWS_REGION is aws_region
-    l2p_access: str = "auto"
-    download_dir: str = "/tmp"
+    # --- access (ATL07_ACCESS, L2P_ACCESS above) -------------------------------------------
+    atl07_access: Atl07Access = "download"
+    l2p_access: L2pAccess = "auto"
+    download_dir: str = Field("/tmp", min_length=1)
     # Most bytes this process may keep in download_dir (0: only the disk's free space limits);
     # a Lambda's /tmp is shared by everything in the container.
-    download_max_bytes: int = 0
-    s3_block_size: int = 1 << 20  # s3fs block cache; the default readahead over-reads massively
-    cmr_page_size: int = 2000
-    http_timeout_s: float = 60.0
-    http_retries: int = 5
-    http_backoff_s: float = 0.5
+    download_max_bytes: int = Field(0, ge=0)
+    s3_block_size: int = Field(1 << 20, gt=0)  # s3fs block cache; the default readahead over-reads massively
+    cmr_page_size: int = Field(2000, ge=1)
+    http_timeout_s: float = Field(60.0, gt=0)
+    http_retries: int = Field(5, ge=0)
+    http_backoff_s: float = Field(0.5, ge=0)
     # Longest Retry-After honoured (urllib3's default is 6 h: a Lambda would sleep past its timeout)
-    http_retry_after_max_s: float = 60.0
-    credentials_refresh_margin_s: float = 300.0
+    http_retry_after_max_s: float = Field(60.0, ge=0)
+    credentials_refresh_margin_s: float = Field(300.0, ge=0)
 
     # --- outputs and limits ----------------------------------------------------------------
     output_bucket: str = ""
     output_prefix: str = "colocations"
-    presign_expiry_s: int = 3600
-    max_direct_dates: int = 3  # longer ranges go through the state machine
-    max_dates: int = 3660  # ten years
+    # SigV4 presigned URLs live at most 7 days (AWS S3 docs, "Sharing objects with presigned URLs")
+    presign_expiry_s: int = Field(3600, ge=1, le=7 * 86400)
+    max_direct_dates: int = Field(3, ge=1)  # longer ranges go through the state machine
+    max_dates: int = Field(3660, ge=1)  # ten years
     edl_secret_name: str = ""  # Secrets Manager secret holding the EDL token (Lambda)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return init_settings, _Environment(settings_cls)
+
+    @field_validator("earthdata_hosts", "extra_allowed_hosts", "cloudfront_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("s3credentials_endpoints", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('must be a JSON object, e.g. {"POCLOUD": "https://…/s3credentials"}') from None
+        return value
+
+    @field_validator("atl07_collection", "sst_collection")
+    @classmethod
+    def _collection_syntax(cls, value: str) -> str:
+        from core.catalog import COLLECTION_SYNTAX, is_collection  # (core.catalog imports this module)
+
+        if not is_collection(value):
+            raise ValueError(f"must be {COLLECTION_SYNTAX}")
+        return value
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return value or None
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_problems(exc, _ENVIRON.get() is not None)) from None
 
     def allowed_hosts(self) -> tuple[str, ...]:
         return self.earthdata_hosts + self.extra_allowed_hosts
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from ``COLOC_<FIELD>`` variables (upper-case field names)."""
-        env = os.environ if environ is None else environ
-        updates: dict[str, object] = {}
-        base = cls()
-        for f in fields(cls):
-            raw = env.get(f"COLOC_{f.name.upper()}")
-            if raw is None:
-                continue
-            current = getattr(base, f.name)
-            if isinstance(current, tuple):
-                updates[f.name] = _split(raw)
-            elif isinstance(current, Mapping):
-                updates[f.name] = dict(json.loads(raw))
-            elif isinstance(current, bool):
-                updates[f.name] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(current, int):
-                updates[f.name] = int(raw)
-            elif isinstance(current, float):
-                updates[f.name] = float(raw)
-            else:
-                updates[f.name] = raw or None if f.name == "s3_endpoint_url" else raw
-        return replace(base, **updates)
+        """Build settings from ``COLOC_<FIELD>`` variables (upper-case field names) of ``environ``
+        (default: the process environment); raises :class:`ConfigError` naming each bad one."""
+        import os
+
+        token = _ENVIRON.set(os.environ if environ is None else environ)
+        try:
+            return cls()
+        finally:
+            _ENVIRON.reset(token)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied and validated like the environment's values
+        (:class:`ConfigError` for an unknown name or a bad value)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
     def to_env(self) -> dict[str, str]:
         """The inverse of :meth:`from_env` (used to hand sandbox settings to subprocesses)."""
         out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, tuple):
                 value = ",".join(value)
             elif isinstance(value, Mapping):
                 value = json.dumps(dict(value))
-            out[f"COLOC_{f.name.upper()}"] = str(value)
+            out[f"COLOC_{name.upper()}"] = str(value)
         return out
+
+
+def _problems(exc: ValidationError, from_environment: bool) -> str:
+    """One line per bad setting, named as the operator sets it (never echoing the value)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        name = str(err["loc"][0]) if err["loc"] else "settings"
+        label = f"COLOC_{name.upper()}" if from_environment else name
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{label}: {message}")
+    return "invalid settings: " + "; ".join(lines)

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from core.config import Settings
 from core.errors import (
@@ -55,14 +57,17 @@ def host_matches(url: str, patterns: tuple[str, ...] | list[str]) -> bool:
     ``"host:port"`` (the loopback sandbox) matches that exact host and port; a bare hostname
     matches only HTTPS on its default port; ``"*.example.com"`` any subdomain of example.com.
     """
-    parts = urlsplit(url)
-    hostname = (parts.hostname or "").lower()
-    if not hostname or parts.scheme not in _DEFAULT_PORTS:
-        return False
+    # urllib3's parser, not urlsplit: the host judged must be the one requests connects to
+    # (for "https://evil.com\\@urs.earthdata.nasa.gov/" urlsplit says urs..., urllib3 evil.com)
     try:
-        port = parts.port or _DEFAULT_PORTS[parts.scheme]
-    except ValueError:
+        parts = parse_url(url)
+    except LocationParseError:
         return False
+    scheme = (parts.scheme or "").lower()
+    hostname = (parts.host or "").lower()
+    if not hostname or scheme not in _DEFAULT_PORTS:
+        return False
+    port = parts.port or _DEFAULT_PORTS[scheme]
     for pattern in patterns:
         pattern = pattern.strip().lower()
         if not pattern:
@@ -72,7 +77,7 @@ def host_matches(url: str, patterns: tuple[str, ...] | list[str]) -> bool:
             if hostname == host and str(port) == pport:
                 return True
             continue
-        if parts.scheme != "https" or port != 443:
+        if scheme != "https" or port != 443:
             continue
         if pattern.startswith("*."):
             if hostname.endswith(pattern[1:]):

@@ -82,24 +82,25 @@ def quiet_secret_bearing_loggers() -> None:
             logger.setLevel(logging.INFO)
 
 
-def build_services(settings: Settings, *, token_provider=None, s3_client=None) -> Services:
-    """Production wiring: EDL token from the environment / netrc / Secrets Manager."""
-    import boto3
+def build_services(settings: Settings, *, token_provider=None, s3_client=None,
+                   output: OutputStore | None = None) -> Services:
+    """Production wiring: EDL token from the environment / netrc / Secrets Manager. The output
+    store (or the S3 client of the output bucket) is handed in: handlers.common builds it."""
+    if output is None:
+        if s3_client is None:
+            raise TypeError("build_services needs output= or s3_client= (see handlers.common.output_store)")
+        output = OutputStore(s3_client, settings.output_bucket, settings.output_prefix)
 
     quiet_secret_bearing_loggers()
 
     from core.earthdata import EarthdataSession, token_provider_from_env
 
     http = EarthdataSession(settings, token_provider or token_provider_from_env(settings))
-    if s3_client is None:
-        s3_client = boto3.client(
-            "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url or None
-        )
     return Services(
         settings=settings,
         http=http,
         credentials=CredentialsCache(http, refresh_margin_s=settings.credentials_refresh_margin_s),
-        output=OutputStore(s3_client, settings.output_bucket, settings.output_prefix),
+        output=output,
     )
 
 
@@ -217,9 +218,7 @@ def in_daac_region(settings: Settings) -> bool:
 
 
 def _use_direct_access(granule: Granule, settings: Settings) -> bool:
-    mode = settings.atl07_access
-    if mode not in ("download", "direct", "auto"):
-        raise InputError(f"atl07_access must be download, direct or auto, not {mode!r}", "atl07_access")
+    mode = settings.atl07_access  # one of config.ATL07_ACCESS: Settings refuses anything else
     can_direct = bool(granule.s3_url and granule.s3credentials_url)
     if mode == "direct" and not can_direct:
         raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
@@ -228,9 +227,7 @@ def _use_direct_access(granule: Granule, settings: Settings) -> bool:
 
 def l2p_access(settings: Settings) -> str:
     """``s3`` or ``https``: how L2P granules are read (``auto``: s3 in the DAACs' region)."""
-    mode = settings.l2p_access
-    if mode not in ("s3", "https", "auto"):
-        raise InputError(f"l2p_access must be s3, https or auto, not {mode!r}", "l2p_access")
+    mode = settings.l2p_access  # one of config.L2P_ACCESS: Settings refuses anything else
     if mode == "auto":
         return "s3" if in_daac_region(settings) else "https"
     return mode

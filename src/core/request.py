@@ -28,13 +28,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
+from core.catalog import COLLECTION_SYNTAX, is_collection
 from core.config import Settings
 from core.errors import InputError
 
-# CMR concept id (C1940473819-POCLOUD) or a short name with a version (MODIS_A-JPL-L2P-v2019.0,
-# ATL07.006). Whether the collection exists is only known to CMR; this catches typos and junk.
-CONCEPT_ID = re.compile(r"^C\d{1,12}-[A-Z0-9_]{1,40}$")
-SHORTNAME_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,79}\.v?\d{1,4}(\.\d{1,4})?$")
 DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 YEARS = (1980, 2100)  # sane bounds (ICESat-2 flies since 2018); also keeps date arithmetic in range
 MAX_RADIUS_M = 50_000.0
@@ -92,12 +89,10 @@ def _parse_date(value: Any) -> Any:
 
 
 def _collection(value: str, field: str) -> str:
-    if CONCEPT_ID.match(value) or SHORTNAME_VERSION.match(value):
+    # the syntax only (core.catalog's, also used for searches); whether CMR has it is asked later
+    if is_collection(value):
         return value
-    raise ValueError(
-        f"{field} must be a CMR concept id (e.g. C1940473819-POCLOUD) "
-        "or SHORTNAME.VERSION (e.g. MODIS_A-JPL-L2P-v2019.0)"
-    )
+    raise ValueError(f"{field} must be {COLLECTION_SYNTAX}")
 
 
 def _positive_number(name: str, value: Any) -> float:

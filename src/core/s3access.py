@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import s3fs
@@ -44,8 +45,13 @@ def open_s3_filesystem(provider: S3CredentialsProvider, settings: Settings) -> s
         # provider.get() blocks on HTTP; keep it off the event loop fsspec runs on
         return await asyncio.to_thread(_metadata, provider)
 
-    credentials = AioRefreshableCredentials.create_from_metadata(
-        metadata=_metadata(provider), refresh_using=refresh, method="daac-s3credentials"
+    first = _metadata(provider)
+    credentials = AioRefreshableCredentials(
+        access_key=first["access_key"], secret_key=first["secret_key"], token=first["token"],
+        expiry_time=datetime.fromisoformat(first["expiry_time"]), refresh_using=refresh,
+        method="daac-s3credentials",
+        # botocore judges expiry by the provider's clock: one notion of "now" for both
+        time_fetcher=lambda: datetime.fromtimestamp(provider.clock(), timezone.utc),
     )
     session = AioSession()
     session._credentials = credentials  # aiobotocore has no public setter for a refreshable set

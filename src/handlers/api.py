@@ -5,18 +5,16 @@ POST /colocations        body = ColocationRequest → 202 {"job_id", "status_url
                          an attempt runs, 202 with a new attempt when the job ended with failed
                          dates (only those dates run again; docs/RERUNS.md)
 GET  /colocations/{id}   → status of the latest attempt, the attempts so far, per-date progress
-                         and errors, presigned output URLs when done; 404 unknown
+                         and errors, presigned output URLs when done (per date, and the
+                         request-level netCDF + Parquet with their Athena table); 404 unknown
 Bodies carry parameters only (never credentials); they are size-limited before parsing.
 """
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -25,14 +23,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 from typing_extensions import Annotated
 
 from core.catalog import check_collections
-from core.errors import ColocationError, InputError
+from core.errors import ColocationError
 from core.request import ColocationRequest, fields_from_errors
 from core.results import OutputStore
-from handlers.common import error_body, logger, metrics, one_line, settings, state_machine_arn, tracer
+from handlers.common import athena_table, athena_workgroup, error_body, logger, metrics, one_line, settings
+from handlers.common import client as _client
+from handlers.common import output_store as _store
+from handlers.common import state_machine_arn, tracer
 
 MAX_BODY_BYTES = 4096  # a request is a handful of parameters
 JOB_ID = re.compile(r"^r[0-9a-f]{20}$")
 MAX_URLS = 200  # beyond this the run manifest (presigned) lists every key
+MAX_PARTITION_URLS = 400  # a year of dates' Parquet files; Athena or the run manifest for longer
 # Each attempt is an execution of its own: <job_id> first, then <job_id>-a2, -a3, ... A job's
 # status reads every attempt (one DescribeExecution each), so their number is bounded.
 MAX_ATTEMPTS = 10
@@ -41,16 +43,6 @@ FAILED_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED"}
 RUNNING_EXECUTION = {"RUNNING", "PENDING_REDRIVE"}
 
 app = APIGatewayRestResolver(enable_validation=True)
-
-
-@lru_cache(maxsize=None)
-def _client(service: str):
-    cfg = settings()
-    if service == "s3":
-        # SigV4 presigned URLs: regional, and ExpiresIn is honoured (max 7 days)
-        return boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url,
-                            config=Config(signature_version="s3v4"))
-    return boto3.client(service, region_name=cfg.aws_region)
 
 
 def _json(status: int, body: dict) -> Response:
@@ -131,7 +123,8 @@ def _invalid(exc: RequestValidationError) -> Response:
 
 @app.exception_handler(ColocationError)
 def _colocation_error(exc: ColocationError) -> Response:
-    return _json(exc.status if isinstance(exc, InputError) else 502, error_body(exc))
+    # each error class carries its HTTP status (400 input, 404 not found, 502 upstream, ...)
+    return _json(exc.status, error_body(exc))
 
 
 def _status_url(job_id: str) -> str:
@@ -212,11 +205,6 @@ def job_status(job_id: str):
     return _json(200, body)
 
 
-def _store() -> OutputStore:
-    cfg = settings()
-    return OutputStore(_client("s3"), cfg.output_bucket, cfg.output_prefix)
-
-
 def _progress(job_id: str, desc: dict) -> dict:
     """Dates finished so far, by any attempt (a date is done iff its manifest exists; listing only)."""
     try:
@@ -247,6 +235,32 @@ def _finished(output: dict) -> dict:
         row.update({k: entry[k] for k in ("error", "type") if entry.get(k)})
         dates.append(row)
     out["dates"] = dates
+    out["request_outputs"] = _request_outputs(run.get("request_outputs") or {}, run.get("request_id") or "", store)
+    return out
+
+
+def _request_outputs(recorded: dict, job_id: str, store: OutputStore) -> dict:
+    """Presigned links to the request-level netCDF and the Parquet files, and where Athena reads them."""
+    expiry = settings().presign_expiry_s
+    out: dict[str, Any] = {k: recorded[k] for k in ("matched", "trajectories", "error") if k in recorded}
+    if recorded.get("netcdf"):
+        out["netcdf"] = {"name": recorded["netcdf"].rsplit("/", 1)[-1], "url": store.presign(recorded["netcdf"], expiry)}
+    partitions = recorded.get("partitions") or {}
+    if partitions:
+        dates = sorted(partitions)
+        parquet: dict[str, Any] = {
+            "s3_uri": f"s3://{store.bucket}/{recorded.get('parquet_prefix') or store.parquet_prefix(job_id)}",
+            "partitions": len(dates),
+            "urls": {f"date={d}": store.presign(partitions[d], expiry) for d in dates[:MAX_PARTITION_URLS]},
+        }
+        if len(dates) > MAX_PARTITION_URLS:
+            parquet["urls_truncated"] = f"first {MAX_PARTITION_URLS} dates; every key is in the run manifest"
+        database, table = athena_table()
+        if database:
+            parquet["athena"] = {"database": database, "table": table, "workgroup": athena_workgroup(),
+                                 "query": f'SELECT * FROM "{database}"."{table}" WHERE request_id = \'{job_id}\' '
+                                          f"AND \"date\" BETWEEN '{dates[0]}' AND '{dates[-1]}' LIMIT 10"}
+        out["parquet"] = parquet
     return out
 
 

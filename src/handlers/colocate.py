@@ -22,6 +22,7 @@ from handlers.common import (
     error_body,
     logger,
     metrics,
+    output_store,
     settings,
     tracer,
 )
@@ -35,7 +36,7 @@ def _get_services():
     if _services is None:
         from core import pipeline  # heavy imports stay off the validation path
 
-        _services = pipeline.build_services(settings())
+        _services = pipeline.build_services(settings(), output=output_store())
     return _services
 
 

@@ -17,13 +17,12 @@ import json
 import os
 from typing import Any
 
-import boto3
 from pydantic import ValidationError
 
 from core.errors import InputError
 from core.request import ColocationRequest, error_fields
 from core.results import OutputStore
-from handlers.common import InvalidTaskError, logger, metrics, settings, tracer
+from handlers.common import InvalidTaskError, logger, metrics, output_store, settings, tracer
 
 # An inline Map's history grows ~6 events per date (25,000 max per execution) and its result
 # array travels in the state payload (256 KiB): long ranges go through the Distributed Map.
@@ -34,7 +33,7 @@ def inline_max_dates() -> int:
     return int(os.environ.get("INLINE_MAX_DATES", INLINE_MAX_DATES))
 
 
-def make_plan(event: Any, *, s3=None) -> dict:
+def make_plan(event: Any, *, store: OutputStore | None = None) -> dict:
     cfg = settings()
     try:
         request = ColocationRequest.model_validate(event).resolve(cfg)
@@ -42,8 +41,7 @@ def make_plan(event: Any, *, s3=None) -> dict:
         raise InvalidTaskError(json.dumps(error_fields(exc))[:1000]) from None
     request_id = request.request_id()
     dates = [d.isoformat() for d in request.dates()]
-    s3 = s3 or boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)
-    store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
+    store = store or output_store()
     done = store.published_dates(request_id)
     pending = [d for d in dates if d not in done]
     out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates),
@@ -53,9 +51,9 @@ def make_plan(event: Any, *, s3=None) -> dict:
         return out
     key = store.plan_key(request_id)
     # a JSON array of date strings: the Distributed Map's ItemReader turns each into one item
-    s3.put_object(Bucket=cfg.output_bucket, Key=key, Body=json.dumps(pending).encode(),
-                  ContentType="application/json")
-    out.update(mode="distributed", plan={"bucket": cfg.output_bucket, "key": key})
+    store.s3.put_object(Bucket=store.bucket, Key=key, Body=json.dumps(pending).encode(),
+                        ContentType="application/json")
+    out.update(mode="distributed", plan={"bucket": store.bucket, "key": key})
     return out
 
 

@@ -1,4 +1,6 @@
-"""State machine last step: fold the job's per-date results into one run manifest on S3.
+"""State machine last step: fold the job's per-date results into one run manifest on S3, and
+build the request-level results (one netCDF of every matched segment, Parquet by date for Athena:
+core.request_products, published by core.results.publish_request_products).
 
 Input: {"request_id", "request", "execution", "results": [...]} where results is the inline
 Map's array of per-date manifests / failure records of the dates this attempt ran, or the
@@ -7,20 +9,22 @@ from S3 here. Dates the attempt did not run (published by an earlier attempt, do
 come from their manifests in the bucket.
 Output (the execution output GET /colocations/{id} reads): {"request_id", "bucket",
 "manifest_key", "execution", "n_dates", "n_run", "n_failed", "counts", "failed_dates" (first
-50)}; the output keys of every date are in the run manifest on S3.
+50), "request_outputs" (the netCDF key and counts)}; the output keys of every date and of the
+request-level results are in the run manifest on S3.
 """
 from __future__ import annotations
 
 import json
+import tempfile
+import uuid
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 
 from core.request import ColocationRequest
-from core.results import OutputStore
+from core.results import OutputStore, publish_request_products
 
-from handlers.common import InvalidTaskError, logger, metrics, one_line, settings, tracer
+from handlers.common import InvalidTaskError, logger, metrics, one_line, output_store, settings, tracer
 
 MAX_LISTED_FAILURES = 50
 
@@ -76,7 +80,7 @@ def merge_results(request_id: str, request: dict, ran: list[dict], store: Output
                                          "POST the request again to recompute this date"))
             continue
         if manifest and manifest.get("status") == "complete":
-            results.append({"date": day, "status": "complete", "manifest_key": key,
+            results.append({"date": day, "status": "complete", "manifest_key": key, "run_id": manifest.get("run_id"),
                             "outputs": manifest.get("outputs") or [], "counts": manifest.get("counts") or {}})
         elif reported:
             results.append(_failure(day, reported.get("error"), reported.get("type")))
@@ -85,11 +89,10 @@ def merge_results(request_id: str, request: dict, ran: list[dict], store: Output
     return results
 
 
-def summarize(request_id: str, request: dict, results: Any, *, s3, execution: str | None = None) -> dict:
-    cfg = settings()
-    store = OutputStore(s3, cfg.output_bucket, cfg.output_prefix)
+def summarize(request_id: str, request: dict, results: Any, *, store: OutputStore,
+              execution: str | None = None) -> dict:
     if isinstance(results, dict) and "ResultWriterDetails" in results:
-        results = _distributed_results(results["ResultWriterDetails"], s3)
+        results = _distributed_results(results["ResultWriterDetails"], store.s3)
     if not isinstance(results, list):
         raise InvalidTaskError("results must be a list or ResultWriterDetails")
     n_run = sum(1 for r in results if isinstance(r, dict) and r.get("date"))
@@ -104,6 +107,7 @@ def summarize(request_id: str, request: dict, results: Any, *, s3, execution: st
             keys = [v for v in (outs.values() if isinstance(outs, dict) else outs) if isinstance(v, str)]
             entry["outputs"] = keys
             entry["manifest_key"] = r.get("manifest_key")
+            entry["run_id"] = r.get("run_id")
             output_keys += keys
             for k, v in (r.get("counts") or {}).items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -113,20 +117,43 @@ def summarize(request_id: str, request: dict, results: Any, *, s3, execution: st
             failed.append({k: entry[k] for k in ("date", "error", "type") if k in entry})
         dates.append(entry)
     key = store.run_manifest_key(request_id)
+    try:
+        replaced = (store.get_json(key) or {}).get("request_outputs") or {}
+    except ValueError:
+        replaced = {}
+    request_outputs = _request_outputs(store, request_id, request, [d for d in dates if d["status"] == "complete"],
+                                       run_id=execution or uuid.uuid4().hex[:12])
     manifest = {
         "request_id": request_id, "request": request, "execution": execution, "dates": dates,
         "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
-        "output_keys": sorted(output_keys),
+        "output_keys": sorted(output_keys), "request_outputs": request_outputs,
     }
     # DatesFailed feeds the FailedDatesAlarm (template.yaml): an outage shows without reading logs
     metrics.add_metric(name="DatesFailed", unit=MetricUnit.Count, value=len(failed))
     metrics.add_metric(name="DatesComplete", unit=MetricUnit.Count, value=len(dates) - len(failed))
     # the run manifest is written last: its presence means the attempt finished
     store.put_json(key, manifest)
+    if replaced.get("netcdf") and replaced["netcdf"] != request_outputs.get("netcdf"):
+        store.delete_keys([replaced["netcdf"]])  # the previous attempt's file, no longer referenced
     # the state output stays small whatever the range: output keys live in the run manifest
-    return {"request_id": request_id, "bucket": cfg.output_bucket, "manifest_key": key, "execution": execution,
+    return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
-            "failed_dates": failed[:MAX_LISTED_FAILURES]}
+            "failed_dates": failed[:MAX_LISTED_FAILURES],
+            "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error") if k in request_outputs}}
+
+
+def _request_outputs(store: OutputStore, request_id: str, request: dict, complete: list[dict], *, run_id: str) -> dict:
+    """The request-level netCDF and Parquet of the complete dates. A failure here is recorded (the
+    per-date results stand; the next attempt builds them again), never a half-written object."""
+    if not complete:
+        return {"netcdf": None, "partitions": {}, "matched": 0}
+    try:
+        with tempfile.TemporaryDirectory(prefix="summarize-", dir=settings().download_dir) as workdir:
+            return publish_request_products(store, request_id, request, complete, workdir, run_id=run_id)
+    except Exception as exc:  # noqa: BLE001 - reported in the run manifest and the job status
+        logger.exception("request-level results failed")
+        return {"error": one_line(f"request-level results: {type(exc).__name__}: {exc}"), "netcdf": None,
+                "partitions": {}}
 
 
 @logger.inject_lambda_context
@@ -136,8 +163,6 @@ def handler(event: Any, context: Any) -> dict:
     if not isinstance(event, dict) or "request_id" not in event or "results" not in event:
         raise InvalidTaskError("summarize needs request_id and results")
     logger.set_correlation_id(str(event["request_id"]))
-    cfg = settings()
-    s3 = boto3.client("s3", region_name=cfg.aws_region, endpoint_url=cfg.s3_endpoint_url)
     execution = event.get("execution")
-    return summarize(str(event["request_id"]), event.get("request") or {}, event["results"], s3=s3,
-                     execution=str(execution) if execution else None)
+    return summarize(str(event["request_id"]), event.get("request") or {}, event["results"],
+                     store=output_store(), execution=str(execution) if execution else None)
