@@ -29,8 +29,9 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sandbox.demo --out demo-output
 
+# e.g. make bench BENCH_ARGS="--repeats 1" on a busy machine (python -m bench.run --help)
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 layers: $(STAMP)
 	$(PY) layers/build.py

@@ -21,6 +21,11 @@ default caching, ``xr.open_dataset(f, decode_cf=False)`` + the tutorial's ``fix_
 1000 m) for each ATL07 granule with its six beams concatenated (one call per pair, which is
 kinder to the baseline than the tutorial's one call per beam).
 
+A third kind of run, ``service_direct``, is the service with ``atl07_access=direct`` (ATL07 read
+in place from S3 instead of downloaded). Each service run gets its floor (bench/floor.py): the
+least wall time the modelled network and the run's own colocation CPU allow, and the exact
+chunk floor of the L2P bytes for the windows its manifest records.
+
     .venv/bin/python -m bench.e2e [--repeats 3] [--network SPEC]
 """
 from __future__ import annotations
@@ -37,6 +42,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from bench import floor
 from bench.common import NETWORK_DEFAULT, REPO, child_env, emit, median, peak_rss_mb, proc_status, run_child
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 1000.0}
@@ -289,29 +295,73 @@ def child_baseline() -> dict:
 
 
 # --- parent -------------------------------------------------------------------------------------
+def run_floor(run: dict, l2p_files: dict[str, Path], config) -> dict:
+    """The floor of one service run (bench/floor.py): its L2P chunk floor for the windows its
+    manifest records, the ATL07 bytes its access mode must move, its own colocation CPU."""
+    per_granule = {}
+    fetched = 0
+    served = {name.rsplit(".nc", 1)[0]: o["served"] for name, o in run["s3_per_object"].items() if name.endswith(".nc")}
+    for title, g in run["sst_per_granule"].items():
+        cf = floor.l2p_chunk_floor(l2p_files[title], g.get("window"))
+        # the server's count of the object's bytes (HTTPS reads are counted by the service)
+        got = served.get(title, g["fetched"])
+        fetched += got
+        per_granule[title] = {"fetched": got, "floor_bytes": cf["floor_bytes"], "window": cf["window"],
+                              "over_floor": round(got / max(cf["floor_bytes"], 1), 3),
+                              "metadata_bytes": cf["metadata_bytes"], "per_variable": cf["per_variable"]}
+    l2p_floor = sum(p["floor_bytes"] for p in per_granule.values())
+    # a download moves the whole ATL07 file; read in place, what the reader fetched (not a floor)
+    atl07 = run["reported_atl07_bytes"]
+    f = floor.wall_floor(atl07 + l2p_floor, run["timings_s"].get("colocate", 0.0), config)
+    return {**f.as_dict(), "atl07_bytes": atl07, "l2p_floor_bytes": l2p_floor, "l2p_fetched": fetched,
+            "l2p_metadata_bytes": sum(p["metadata_bytes"] for p in per_granule.values()),
+            "per_granule": per_granule}
+
+
 def measure(repeats: int = 3, workdir: Path | None = None, network: str | None = None) -> dict:
     if workdir is None:  # downloads and sandbox files go away afterwards
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="coloc-bench-") as tmp:
             return measure(repeats, Path(tmp), network)
-    runs = {"service": [], "baseline": [], "baseline_same_granules": []}
+    runs = {"service": [], "service_direct": [], "baseline": [], "baseline_same_granules": []}
     with CountedSandbox(workdir / "sandbox", network) as csb:
         config = csb.network.config
+        l2p_files = {g.title: Path(g.path) for g in csb.scene.granules if g.daac == "podaac"}
         print(f"  e2e network: {csb.network.label}", file=sys.stderr)
         for i in range(repeats):
             for kind in runs:
                 csb.reset()
                 env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
                               BENCH_WORKDIR=str(workdir / f"{kind}-{i}"))
+                if kind == "service_direct":
+                    env["COLOC_ATL07_ACCESS"] = "direct"
                 if kind == "baseline_same_granules":
                     env["BENCH_ONLY_GRANULES"] = ",".join(runs["service"][-1]["sst_per_granule"])
                 r = run_child("bench.e2e", ["--child", kind.split("_")[0]], env=env)
                 r.update(csb.counted())
+                if kind.startswith("service"):
+                    r["floor"] = run_floor(r, l2p_files, config)
                 runs[kind].append(r)
+                extra = (f", floor {r['floor']['floor_s']:.2f} s, L2P {r['floor']['l2p_fetched'] / 1e6:.1f} MB "
+                         f"/ floor {r['floor']['l2p_floor_bytes'] / 1e6:.1f} MB" if "floor" in r else "")
                 print(f"  e2e {kind} run {i + 1}/{repeats}: {r['work_s']:.2f} s, {r['peak_rss_mb']:.0f} MB, "
-                      f"S3 {r['s3_get_bytes'] / 1e6:.1f} MB, HTTP {r['http_bytes'] / 1e6:.1f} MB", file=sys.stderr)
-    s, b, same = runs["service"], runs["baseline"], runs["baseline_same_granules"]
+                      f"S3 {r['s3_get_bytes'] / 1e6:.1f} MB, HTTP {r['http_bytes'] / 1e6:.1f} MB{extra}",
+                      file=sys.stderr)
+                # the raw runs so far, so a summary can be redone without re-running (summarize())
+                RUNS_SAVED.parent.mkdir(parents=True, exist_ok=True)
+                RUNS_SAVED.with_suffix(f".{'off' if config is None else 'on'}.json").write_text(
+                    json.dumps({"runs": runs, "config": None if config is None else dataclasses.asdict(config),
+                                "label": csb.network.label}, default=str))
+    return summarize(runs, config, csb.network.label)
+
+
+RUNS_SAVED = REPO / ".sandbox-cache" / "bench-e2e-runs"
+
+
+def summarize(runs: dict, config, label: str) -> dict:
+    """Medians, ratios and the floor of the runs of one network setting."""
+    s, b, same, direct = runs["service"], runs["baseline"], runs["baseline_same_granules"], runs["service_direct"]
     med = lambda rows, k: median([r[k] for r in rows])  # noqa: E731
     # fraction of each L2P object served by S3 (server side), max over the service's runs
     fractions: dict[str, float] = {}
@@ -341,8 +391,21 @@ def measure(repeats: int = 3, workdir: Path | None = None, network: str | None =
     summary["baseline_same_granules_peak_rss_mb"] = med(same, "peak_rss_mb")
     summary["baseline_same_granules_count"] = same[-1]["sst_granules"]
     summary["service_stage_s"] = {k: median([r["timings_s"].get(k, 0.0) for r in s]) for k in s[-1]["timings_s"]}
+    summary["service_direct_work_s"] = med(direct, "work_s")
+    summary["service_direct_peak_rss_mb"] = med(direct, "peak_rss_mb")
+    summary["service_direct_s3_bytes"] = med(direct, "s3_get_bytes")
+    summary["service_direct_stage_s"] = {k: median([r["timings_s"].get(k, 0.0) for r in direct])
+                                         for k in direct[-1]["timings_s"]}
     summary["speedup"] = round(summary["baseline_work_s"] / summary["service_work_s"], 2)
     summary["speedup_same_granules"] = round(summary["baseline_same_granules_work_s"] / summary["service_work_s"], 2)
+    summary["speedup_direct_atl07"] = round(summary["baseline_work_s"] / summary["service_direct_work_s"], 2)
+    # the floor of the default service run (median over runs of each term) and how far above it the run is
+    summary["floor"] = {k: median([r["floor"][k] for r in s]) for k in s[-1]["floor"] if k != "per_granule"}
+    summary["floor"]["per_granule"] = s[-1]["floor"]["per_granule"]
+    summary["floor_ratio"] = round(median([r["work_s"] / r["floor"]["floor_s"] for r in s]), 2)
+    summary["l2p_bytes_over_floor"] = round(median([r["floor"]["l2p_fetched"] / r["floor"]["l2p_floor_bytes"]
+                                                    for r in s]), 3)
+    summary["service_direct_floor_ratio"] = round(median([r["work_s"] / r["floor"]["floor_s"] for r in direct]), 2)
     summary["speedup_process_wall"] = round(summary["baseline_process_wall_s"] / summary["service_process_wall_s"], 2)
     summary["speedup_cpu"] = round(summary["baseline_cpu_s"] / summary["service_cpu_s"], 2)
     summary["peak_rss_ratio"] = round(summary["service_peak_rss_mb"] / summary["baseline_peak_rss_mb"], 3)
@@ -350,12 +413,19 @@ def measure(repeats: int = 3, workdir: Path | None = None, network: str | None =
         (summary["service_peak_rss_mb"] - summary["service_import_rss_mb"])
         / (summary["baseline_peak_rss_mb"] - summary["baseline_import_rss_mb"]), 3)
     summary["s3_bytes_fraction_max"] = max(fractions.values()) if fractions else None
-    summary["network"] = None if config is None else {**dataclasses.asdict(config), "label": csb.network.label}
+    if config is not None and not isinstance(config, dict):
+        config = dataclasses.asdict(config)
+    summary["network"] = None if config is None else {**config, "label": label}
     if config is not None:  # what the model charged each way, median over runs
         summary["network_accounted"] = {
             kind: {k: median([r["network"][k] for r in rows]) for k in
                    ("requests", "new_connections", "connect_s", "first_byte_s", "bandwidth_wait_s", "bytes")}
             for kind, rows in runs.items()}
+        keys = ("requests", "new_connections", "first_byte_s", "body_s", "bytes")
+        summary["network_by_app"] = {  # where the model's time went, per server, median over runs
+            kind: {app: {k: median([r["network"]["by_app"].get(app, {}).get(k, 0) for r in rows]) for k in keys}
+                   for app in rows[-1]["network"]["by_app"]}
+            for kind, rows in runs.items() if kind.startswith("service")}
     return {"summary": summary, "runs": runs}
 
 

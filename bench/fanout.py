@@ -152,6 +152,7 @@ def measure(workdir: Path | None = None, *, use_state_machine: bool = True, netw
             "date": t["event"].get("date"), "status": res.get("status", "failed"), "error": t["error"],
             "atl07_granules": (res.get("counts") or {}).get("atl07_granules"),
             "segments": (res.get("counts") or {}).get("segments"),
+            "sst_granules": (res.get("counts") or {}).get("sst_granules"),
             "matched": (res.get("counts") or {}).get("matched"),
             "import_s": t["import_s"], "run_s": t["run_s"], "peak_rss_mb": t["peak_rss_mb"],
             "gb_s_configured": round(billed_s * memory_mb / 1024, 2),
@@ -191,14 +192,17 @@ def cost_markdown(f: dict, e2e: dict | None = None) -> str:
         f"{d['peak_rss_mb']:.0f} | {d['gb_s_configured']:.1f} | {d['fit_memory_mb']} | {d['gb_s_fit']:.1f} |"
         for d in f["per_date"])
     data_day = max(f["per_date"], key=lambda d: d["gb_s_configured"])
+    with_data = [d for d in f["per_date"] if d.get("atl07_granules")]
+    data_note = (", ".join(f"{d['date']} ({d['atl07_granules']} ATL07 granules, {d.get('sst_granules', '?')} L2P "
+                           f"granules found)" for d in with_data) or "no date")
     return f"""### Cost (measured in the sandbox by `make bench`)
 
 A 7-date request (2019-06-19..25, seed bbox) runs Plan → one ColocateFunction per date →
 Summarize. Each row is that date's colocate call in a cold process of its own, run alone:
-time = init (handler import) + handler run; memory = peak RSS. Only 2019-06-22 has data in
-the sandbox scene (2 ATL07 granules, 6 L2P granules read in place); the other dates find no
-ATL07 granule and return early. GB-s at the configured {f['colocate_memory_mb']} MB, and at the
-smallest 64 MB step holding peak RSS + 25 %.
+time = init (handler import) + handler run; memory = peak RSS. Dates with data in the
+sandbox scene: {data_note}; the other dates find no ATL07 granule and return early.
+GB-s at the configured {f['colocate_memory_mb']} MB, and at the smallest 64 MB step holding
+peak RSS + 25 %.
 
 | date | status | ATL07 | segments | s | peak RSS MB | GB-s @ {f['colocate_memory_mb']} MB | fit MB | GB-s @ fit |
 |---|---|---|---|---|---|---|---|---|
