@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from posixpath import basename
 from typing import Any
 from urllib.parse import urlparse
@@ -39,8 +39,8 @@ from urllib3.util.retry import Retry
 
 from core.catalog import CONCEPT_ID, CollectionQuery, parse_collection  # noqa: F401 (public here too)
 from core.config import Settings
-from core.http import failure_cause, retry_policy
 from core.errors import InputError, UpstreamError
+from core.http import failure_cause, retry_policy
 from core.model import BBox
 
 log = logging.getLogger(__name__)
@@ -83,13 +83,13 @@ def mount_retries(session: requests.Session, settings: Settings, prefix: str | N
 def _utc(t: datetime | None) -> datetime | None:
     if t is None:
         return None
-    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _cmr_time(t: datetime) -> str:
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _is_https(url: str) -> bool:

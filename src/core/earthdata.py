@@ -25,8 +25,9 @@ import netrc
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -406,7 +407,9 @@ class EarthdataSession(requests.Session):
             token = self.token_provider.token() if self.token_provider is not None else ""
         except AuthError:
             return ""
-        return "" if not token or looks_like_jwt(token) else " (the configured token is not a JWT, which EDL user tokens are)"
+        if not token or looks_like_jwt(token):
+            return ""
+        return " (the configured token is not a JWT, which EDL user tokens are)"
 
     def _check_response(self, resp: requests.Response, url: str) -> None:
         where = redact_url(resp.url or url)

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
 
 import numpy as np
 import xarray as xr
 from pykdtree.kdtree import KDTree
 
-from .errors import InputError, UnreadableFileError
-from .model import FLAGS_FILL, QL_FILL, SstSwath
-from .colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+from core.colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+from core.errors import InputError, UnreadableFileError
+from core.model import FLAGS_FILL, QL_FILL, SstSwath
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class L2PGranule:
     def close(self) -> None:
         self.ds.close()
 
-    def __enter__(self) -> "L2PGranule":
+    def __enter__(self) -> L2PGranule:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -195,7 +196,7 @@ class L2PGranule:
                 return None
             masks = [1 << i for i in range(len(meanings))]
         masks = np.atleast_1d(np.asarray(masks)).tolist()
-        for meaning, mask in zip(meanings, masks):
+        for meaning, mask in zip(meanings, masks, strict=False):  # a file may list fewer masks than meanings
             if meaning.lower() in ("ice", "sea_ice"):
                 return int(mask)
         return None
@@ -273,7 +274,8 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *,
         raw = xr.open_dataset(source, engine="h5netcdf", decode_cf=False, mask_and_scale=False,
                               decode_times=False, cache=False)
     except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
-        raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}", field="sst") from None
+        raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}",
+                                  field="sst") from None
     try:
         return _granule(normalise_attrs(raw), name, lat_band)
     except Exception:
@@ -287,7 +289,8 @@ def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = N
     if sst_name is None:
         sst_name = next((v for v in ds.data_vars if ds[v].attrs.get("standard_name") in SST_STANDARD_NAMES), None)
     if lat_name is None or lon_name is None or sst_name is None:
-        missing = [w for w, v in (("lat", lat_name), ("lon", lon_name), ("sea_surface_temperature", sst_name)) if v is None]
+        found = (("lat", lat_name), ("lon", lon_name), ("sea_surface_temperature", sst_name))
+        missing = [w for w, v in found if v is None]
         raise InputError(f"{name} is not a GHRSST L2P granule (no {', '.join(missing)} variable)", field="sst")
     if ds[lat_name].ndim != 2 or ds[lat_name].dims != ds[lon_name].dims:
         raise InputError(f"{name} is not an L2P swath: lat/lon are not 2-D on the same grid", field="sst")

@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import re
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -202,7 +203,7 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
         words = src["flag_meanings"].split()
         if "flag_values" in src and len(words) == np.size(src["flag_values"]):
             keep = np.asarray(src["flag_values"]).astype(dtype) != _atl07_fill(dtype)
-            words = [w for w, k in zip(words, keep) if k]  # the fill is no flag value
+            words = [w for w, k in zip(words, keep, strict=True) if k]  # the fill is no flag value
         attrs["flag_meanings"] = " ".join(_FLAG_WORD.sub("_", w) for w in words)
     if not any(k in attrs for k in ("flag_values", "flag_masks")):
         units = str(src.get("units", "1")).strip() or "1"
@@ -223,7 +224,8 @@ def _source_label(info: SstSource, key: str) -> str:
     """platform / sensor / standard_name of one L2P source: the file first, then the profile."""
     prof = profile(info.collection) or profile_for_file(info.attrs)
     if key == "standard_name":
-        return str(info.variable_attrs.get("sst", {}).get("standard_name") or prof.get("sst_standard_name") or "unknown")
+        sst_attrs = info.variable_attrs.get("sst", {})
+        return str(sst_attrs.get("standard_name") or prof.get("sst_standard_name") or "unknown")
     return str(info.attrs.get(key) or prof.get(key) or "unknown")
 
 
@@ -273,7 +275,7 @@ def build_dataset(
     rounded to the microsecond. Zero tracks or zero matches still give a valid dataset.
     """
     params = dict(params or {})
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     infos = [s if isinstance(s, SstSource) else SstSource(str(s)) for s in sst_granules]
     sources = [_basename(i.name) for i in infos]
     for t in tracks:
@@ -284,7 +286,7 @@ def build_dataset(
     dropped = int(sum(len(t.segments) for t in tracks) - row_size.sum())
 
     def obs(get, dtype):
-        return _concat([np.asarray(get(t))[m] for t, m in zip(tracks, masks)], dtype)
+        return _concat([np.asarray(get(t))[m] for t, m in zip(tracks, masks, strict=True)], dtype)
 
     ns = obs(lambda t: t.segments.time, "datetime64[ns]").astype(np.int64)
     time = (((ns + 500) // 1000) * 1000).astype("datetime64[ns]")  # nearest microsecond
@@ -324,7 +326,8 @@ def build_dataset(
         "long_name": "number of observations for this trajectory", "sample_dimension": "obs"})
 
     # --- ATL07 fields: flag tables and units as in the granule that was read ----------------
-    add("height_segment_id", "obs", _int32(obs(lambda t: t.segments.height_segment_id, np.int64), "height_segment_id"), {
+    segment_ids = _int32(obs(lambda t: t.segments.height_segment_id, np.int64), "height_segment_id")
+    add("height_segment_id", "obs", segment_ids, {
         "long_name": "ATL07 height segment identifier",
         "comment": "-1 where the source granule has no height_segment_id",
         "coverage_content_type": "referenceInformation"}, np.int64(-1))
@@ -520,7 +523,8 @@ def _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, n
     collections = list(dict.fromkeys(i.collection for i in infos))
     requested = params.get("sst_collections") or [params.get("sst_collection")]
     refs, platforms, sensors = [], [], []
-    profiles = [profile(c) for c in requested if c] + [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
+    profiles = [profile(c) for c in requested if c]
+    profiles += [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
     if params.get("sst_doi"):
         refs.append(str(params["sst_doi"]))
     for prof in profiles:

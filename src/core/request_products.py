@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -143,7 +144,7 @@ class RequestNetcdf:
 
         self.path = Path(path)
         self.request_id, self.request = request_id, dict(request or {})
-        self.now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         self._file = h5netcdf.File(self._tmp, "w")
@@ -248,7 +249,7 @@ class RequestNetcdf:
                 raise MergeError(f"{name} first appears in {label}, without a fill value for the earlier rows")
             dtype = values.dtype if values.dtype != object else np.dtype(object)
             kw = dict(chunks=(CHUNK,), compression="gzip", compression_opts=4, shuffle=True)
-            if dtype == object:
+            if dtype.kind == "O":
                 import h5py
 
                 v = self._file.create_variable(name, (OBS,), h5py.string_dtype(), chunks=(CHUNK,))

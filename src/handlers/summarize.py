@@ -23,7 +23,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from core.request import ColocationRequest
 from core.results import OutputStore, publish_request_products
-
 from handlers.common import InvalidTaskError, logger, metrics, one_line, output_store, settings, tracer
 
 MAX_LISTED_FAILURES = 50
@@ -139,7 +138,8 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
     return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
             "failed_dates": failed[:MAX_LISTED_FAILURES],
-            "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error") if k in request_outputs}}
+            "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error")
+                                if k in request_outputs}}
 
 
 def _request_outputs(store: OutputStore, request_id: str, request: dict, complete: list[dict], *, run_id: str) -> dict:
