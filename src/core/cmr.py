@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from posixpath import basename
@@ -230,7 +231,7 @@ def _pick(links: list[RelatedUrl], file_name: str) -> str | None:
     return next((u.url for u in links if u.file_name == file_name), links[0].url if links else None)
 
 
-def select_umm_links(related_urls: list[RelatedUrl | dict], file_name: str = "") -> dict[str, str | None]:
+def select_umm_links(related_urls: Sequence[RelatedUrl | dict], file_name: str = "") -> dict[str, str | None]:
     """HTTPS data link, s3:// link and /s3credentials endpoint from UMM-G RelatedUrls.
 
     The data link is the one named ``file_name`` (the granule's data file) where given; siblings
@@ -408,7 +409,8 @@ class CmrClient:
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise UpstreamError(f"page {page_no} of granules.umm_json has no 'items' list", service="cmr")
         try:
-            hits = int(resp.headers.get("CMR-Hits", body.get("hits")))
-        except (TypeError, ValueError):
+            header = resp.headers.get("CMR-Hits")
+            hits = int(header) if header is not None else int(body["hits"])
+        except (KeyError, TypeError, ValueError):
             raise UpstreamError(f"page {page_no} of granules.umm_json has no hit count", service="cmr") from None
         return body["items"], hits

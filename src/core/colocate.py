@@ -142,8 +142,10 @@ def colocate(
     p_timed = ~np.isnat(p_time)
     p_sst = swath.sst.ravel()[pix].astype(np.float64)
     sst_ok = np.isfinite(p_sst)
-    screened = swath.quality_level is not None and min_quality_level is not None
-    quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level if screened else np.ones(pix.size, bool)
+    if swath.quality_level is not None and min_quality_level is not None:
+        quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level
+    else:
+        quality_ok = np.ones(pix.size, bool)
     # packed class bits per pixel: 1 valid (may be matched), 2 rejected by quality level,
     # 4 SST outside the valid range, 8 ice bit set
     classes = ((sst_ok & quality_ok).astype(np.uint8)

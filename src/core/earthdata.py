@@ -350,7 +350,7 @@ class EarthdataSession(requests.Session):
         raise DisallowedHostError(f"refusing to contact {redact_url(url)}: host is not on the allowlist")
 
     def _apply_token(self, prepared: requests.PreparedRequest) -> None:
-        if not self.is_earthdata_host(prepared.url):
+        if not self.is_earthdata_host(prepared.url or ""):
             # EDL/DAAC session cookies are credentials too (and loopback hosts share cookie scope)
             prepared.headers.pop("Authorization", None)
             prepared.headers.pop("Cookie", None)
@@ -397,9 +397,10 @@ class EarthdataSession(requests.Session):
         login = self.settings.edl_url.rstrip("/") + "/oauth/authorize"
         for hop in resp.history:
             location = hop.headers.get("Location", "")
+            sent_to = hop.request.url or ""
             if (location.startswith(login) and "Authorization" in hop.request.headers
-                    and not hop.request.url.startswith(self.settings.edl_url.rstrip("/") + "/")):
-                return urlsplit(hop.request.url).netloc
+                    and not sent_to.startswith(self.settings.edl_url.rstrip("/") + "/")):
+                return urlsplit(sent_to).netloc
         return None
 
     def _token_hint(self) -> str:

@@ -123,7 +123,7 @@ class SstSwath:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.lat.shape)  # type: ignore[return-value]
+        return tuple(self.lat.shape)
 
     def ice(self) -> np.ndarray:
         """bool per pixel: the ice bit of l2p_flags is set (False where unknown)."""

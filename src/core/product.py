@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ def _basename(source: str) -> str:
 
 
 def _iso(t: np.datetime64) -> str:
-    us = np.datetime64(t, "us")
+    us = t.astype("datetime64[us]")
     return np.datetime_as_string(us, unit="us") + "Z"
 
 
@@ -188,7 +188,7 @@ def _atl07_fill(dtype):
 def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
     """A product variable's attributes from the ATL07 granule(s) read: flag tables and units as
     the granule declares them (the first track that has the variable; versions differ)."""
-    src = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
+    src: dict[str, Any] = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
     if name in DOCUMENTED_FLAGS and "flag_meanings" not in src:
         values, meanings = DOCUMENTED_FLAGS[name]
         src = {**src, "flag_values": np.array(values), "flag_meanings": meanings}
@@ -197,8 +197,8 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
         attrs["long_name"] = f"ATL07 {src['long_name']}"
     for key in ("flag_values", "flag_masks"):
         if key in src:
-            values = np.asarray(src[key]).astype(dtype)
-            attrs[key] = values[values != _atl07_fill(dtype)] if key == "flag_values" else values
+            typed = np.asarray(src[key]).astype(dtype)
+            attrs[key] = typed[typed != _atl07_fill(dtype)] if key == "flag_values" else typed
     if "flag_meanings" in src:
         words = src["flag_meanings"].split()
         if "flag_values" in src and len(words) == np.size(src["flag_values"]):
@@ -236,7 +236,7 @@ def _sst_standard_name(infos: list[SstSource], params: dict) -> str:
     names = {_source_label(i, "standard_name") for i in infos if i.variable_attrs} - {"unknown"}
     if not any(i.variable_attrs for i in infos):
         requested = params.get("sst_collections") or [params.get("sst_collection")]
-        names = {profile(c).get("sst_standard_name") for c in requested} - {None}
+        names = {n for c in requested if (n := profile(c).get("sst_standard_name")) is not None}
     return names.pop() if len(names) == 1 else "sea_surface_temperature"
 
 
@@ -342,12 +342,15 @@ def build_dataset(
         "flag_values": np.array([0, 1], np.int8), "flag_meanings": "weak strong",
         "comment": "per segment, so a yaw flip (orbit_info/sc_orient_time) inside a granule is "
                    "followed; -1 unknown", "coverage_content_type": "referenceInformation"}, np.int8(-1))
-    atl07_vars = [("height_segment_quality", np.int16, lambda t: t.segments.quality),
-                  ("height_segment_type", np.int16, lambda t: t.segments.segment_type)]
+    atl07_vars: list[tuple[str, type[np.generic], Callable[[Track], np.ndarray]]] = [
+        ("height_segment_quality", np.int16, lambda t: t.segments.quality),
+        ("height_segment_type", np.int16, lambda t: t.segments.segment_type)]
+
+    def stored(n: str, dtype: type[np.generic]) -> Callable[[Track], np.ndarray]:
+        return lambda t: t.segments.fields.get(n, np.full(len(t.segments), _atl07_fill(dtype), dtype))
+
     names = [n for n, _, _ in ATL07_FIELDS if any(n in t.segments.fields for t in tracks)]
-    atl07_vars += [(n, dtype, (lambda t, n=n, dtype=dtype: t.segments.fields.get(
-        n, np.full(len(t.segments), _atl07_fill(dtype), dtype))))
-        for n, _, dtype in ATL07_FIELDS if n in names]
+    atl07_vars += [(n, dtype, stored(n, dtype)) for n, _, dtype in ATL07_FIELDS if n in names]
     for name, dtype, get in atl07_vars:
         attrs = _atl07_attrs(name, dtype, tracks)
         add(name, "obs", obs(get, dtype), attrs, _atl07_fill(dtype))
@@ -481,8 +484,8 @@ def build_dataset(
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
 
     # --- encoding: explicit fill values so every reader masks the same way -----------------
-    for name, var in ds.variables.items():
-        var.encoding["_FillValue"] = fills.get(name)  # None: no fill for coordinates/ids
+    for vname, var in ds.variables.items():
+        var.encoding["_FillValue"] = fills.get(str(vname))  # None: no fill for coordinates/ids
         if var.dtype == object:
             var.encoding["dtype"] = str
         elif var.dims == ("obs",) and var.size:

@@ -129,7 +129,7 @@ def _bbox(value) -> tuple[float, float, float, float] | None:
         box = tuple(float(v) for v in str(value).split(","))
     except ValueError:
         return None
-    return box if len(box) == 4 else None  # type: ignore[return-value]
+    return box if len(box) == 4 else None
 
 
 def _bbox_outline(box, n: int = 60):

@@ -126,7 +126,7 @@ def _attempt_row(attempt: int, desc: dict) -> dict:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response:
-    return _json(400, {"error": "invalid request", "fields": fields_from_errors(exc.errors(), whole="body")})
+    return _json(400, {"error": "invalid request", "fields": fields_from_errors(list(exc.errors()), whole="body")})
 
 
 @app.exception_handler(ColocationError)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -149,7 +150,7 @@ def _request_outputs(store: OutputStore, request_id: str, request: dict, complet
         return {"netcdf": None, "partitions": {}, "matched": 0}
     try:
         with tempfile.TemporaryDirectory(prefix="summarize-", dir=settings().download_dir) as workdir:
-            return publish_request_products(store, request_id, request, complete, workdir, run_id=run_id)
+            return publish_request_products(store, request_id, request, complete, Path(workdir), run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - reported in the run manifest and the job status
         logger.exception("request-level results failed")
         return {"error": one_line(f"request-level results: {type(exc).__name__}: {exc}"), "netcdf": None,
