@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -255,7 +255,7 @@ def _flag_table(infos: list[SstSource], var: str, dtype, values, meanings, *, ke
 
 def build_dataset(
     tracks: list[Track],
-    sst_granules: list[str],
+    sst_granules: Sequence[str | SstSource],
     params: dict,
     *,
     atl07_attrs: dict | None = None,
@@ -267,7 +267,7 @@ def build_dataset(
     """The output product for ``tracks`` (one trajectory each) matched against ``sst_granules``.
 
     ``sst_granules`` lists the L2P inputs in the order ``Matches.granule_index`` refers to
-    (names, paths or URLs: only the file name is kept). ``params``: radius_m, max_dt_s,
+    (:class:`SstSource` records, or names, paths or URLs: only the file name is kept). ``params``: radius_m, max_dt_s,
     min_quality_level, atl07_collection, sst_collection, bbox, start/end (all optional) plus
     optional ACDD overrides (title, creator_name, license, ...). ``atl07_attrs``: metadata from
     the ATL07 reader, kept as ``atl07_<key>`` attributes. Segments without a valid time or
