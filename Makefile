@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LAYERS := layers/build/sizes.json
 
-.PHONY: install test test-fast demo bench layers lint clean build deploy mutate smoke
+.PHONY: install check test test-fast demo bench layers lint clean build deploy mutate smoke
 
 $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/parquet.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ install: $(STAMP)
 $(LAYERS): $(STAMP) layers/build.py requirements/lambda.txt requirements/plot.txt requirements/parquet.txt
 	$(PY) layers/build.py
 
-test: $(STAMP) $(LAYERS)
+# lint (pyflakes, pycodestyle, import order, pyupgrade, bugbear) and type-check src/ before the tests
+check: $(STAMP)
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy
+
+test: check $(STAMP) $(LAYERS)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -45,7 +50,7 @@ mutate: $(STAMP)
 	$(VENV)/bin/mutmut results
 	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 
-lint: $(STAMP)
+lint: check
 	$(VENV)/bin/cfn-lint template.yaml
 
 # Deploying (needs AWS credentials for us-west-2): the layers first, so `sam build` never

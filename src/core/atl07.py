@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 import h5py
 import numpy as np
 
-from .errors import InputError, UnreadableFileError
-from .model import BEAMS, Atl07Granule, BBox, BeamSegments
+from core.errors import InputError, UnreadableFileError
+from core.model import BEAMS, Atl07Granule, BBox, BeamSegments
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _runs(mask: np.ndarray) -> list[slice]:
     breaks = np.flatnonzero(np.diff(idx) > _MERGE_GAP)
     starts = np.r_[idx[0], idx[breaks + 1]]
     stops = np.r_[idx[breaks], idx[-1]] + 1
-    return [slice(int(a), int(b)) for a, b in zip(starts, stops)]
+    return [slice(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
 
 
 def _read(ds: h5py.Dataset, runs: list[slice] | None) -> np.ndarray:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from posixpath import basename
 from typing import Any
 from urllib.parse import urlparse
@@ -39,8 +40,8 @@ from urllib3.util.retry import Retry
 
 from core.catalog import CONCEPT_ID, CollectionQuery, parse_collection  # noqa: F401 (public here too)
 from core.config import Settings
-from core.http import failure_cause, retry_policy
 from core.errors import InputError, UpstreamError
+from core.http import failure_cause, retry_policy
 from core.model import BBox
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,13 @@ def mount_retries(session: requests.Session, settings: Settings, prefix: str | N
 def _utc(t: datetime | None) -> datetime | None:
     if t is None:
         return None
-    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _cmr_time(t: datetime) -> str:
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _is_https(url: str) -> bool:
@@ -230,7 +231,7 @@ def _pick(links: list[RelatedUrl], file_name: str) -> str | None:
     return next((u.url for u in links if u.file_name == file_name), links[0].url if links else None)
 
 
-def select_umm_links(related_urls: list[RelatedUrl | dict], file_name: str = "") -> dict[str, str | None]:
+def select_umm_links(related_urls: Sequence[RelatedUrl | dict], file_name: str = "") -> dict[str, str | None]:
     """HTTPS data link, s3:// link and /s3credentials endpoint from UMM-G RelatedUrls.
 
     The data link is the one named ``file_name`` (the granule's data file) where given; siblings
@@ -408,7 +409,8 @@ class CmrClient:
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise UpstreamError(f"page {page_no} of granules.umm_json has no 'items' list", service="cmr")
         try:
-            hits = int(resp.headers.get("CMR-Hits", body.get("hits")))
-        except (TypeError, ValueError):
+            header = resp.headers.get("CMR-Hits")
+            hits = int(header) if header is not None else int(body["hits"])
+        except (KeyError, TypeError, ValueError):
             raise UpstreamError(f"page {page_no} of granules.umm_json has no hit count", service="cmr") from None
         return body["items"], hits

@@ -14,13 +14,13 @@ special case; nearest by chord is nearest by great-circle distance, which is wha
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import numpy as np
 from pykdtree.kdtree import KDTree
 
-from .model import QL_FILL, Matches, SstSwath
+from core.model import QL_FILL, Matches, SstSwath
 
 EARTH_RADIUS_M = 6371008.8  # IUGG mean radius; distances are great-circle on this sphere
 FOOTPRINT = "footprint"  # radius_m mode: each swath's own local pixel size (see footprint_radius_m)
@@ -142,8 +142,10 @@ def colocate(
     p_timed = ~np.isnat(p_time)
     p_sst = swath.sst.ravel()[pix].astype(np.float64)
     sst_ok = np.isfinite(p_sst)
-    screened = swath.quality_level is not None and min_quality_level is not None
-    quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level if screened else np.ones(pix.size, bool)
+    if swath.quality_level is not None and min_quality_level is not None:
+        quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level
+    else:
+        quality_ok = np.ones(pix.size, bool)
     # packed class bits per pixel: 1 valid (may be matched), 2 rejected by quality level,
     # 4 SST outside the valid range, 8 ice bit set
     classes = ((sst_ok & quality_ok).astype(np.uint8)
@@ -212,11 +214,11 @@ class _Neighbourhood:
     std: np.ndarray
 
     @classmethod
-    def empty(cls, n: int) -> "_Neighbourhood":
+    def empty(cls, n: int) -> _Neighbourhood:
         return cls(np.full(n, -1, np.int64), np.full(n, np.nan), np.zeros((5, n), np.int32),
                    np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
 
-    def fill(self, part, other: "_Neighbourhood") -> None:
+    def fill(self, part, other: _Neighbourhood) -> None:
         self.best[part], self.distance[part], self.counts[:, part] = other.best, other.distance, other.counts
         self.median[part], self.std[part] = other.median, other.std
 

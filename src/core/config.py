@@ -9,8 +9,9 @@ are built (pydantic-settings), so a bad ``COLOC_*`` value stops a function's col
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Annotated, Any, Literal, Mapping, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
@@ -182,7 +183,7 @@ class Settings(BaseSettings):
         return self.earthdata_hosts + self.extra_allowed_hosts
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``COLOC_<FIELD>`` variables (upper-case field names) of ``environ``
         (default: the process environment); raises :class:`ConfigError` naming each bad one."""
         import os
@@ -193,7 +194,7 @@ class Settings(BaseSettings):
         finally:
             _ENVIRON.reset(token)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated like the environment's values
         (:class:`ConfigError` for an unknown name or a bad value)."""
         return type(self)(**{**self.model_dump(), **changes})

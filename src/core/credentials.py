@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 import requests
 
@@ -46,7 +46,8 @@ class S3Credentials:
         return {"key": self.key, "secret": self.secret, "token": self.token, "expiration": self.expiration}
 
     def __repr__(self) -> str:
-        return f"S3Credentials(endpoint={self.endpoint!r}, expiration={self.expiration.isoformat()}, secrets=<redacted>)"
+        return (f"S3Credentials(endpoint={self.endpoint!r}, expiration={self.expiration.isoformat()}, "
+                "secrets=<redacted>)")
 
     __str__ = __repr__
 
@@ -58,8 +59,8 @@ def parse_expiration(value: str) -> datetime:
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def parse_credentials(body: object, endpoint: str, *, now: float) -> S3Credentials:

@@ -20,8 +20,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -59,6 +60,13 @@ def _content_length(resp: requests.Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+class _DiskUsage(Protocol):
+    """What ``shutil.disk_usage`` returns, as far as a download needs it."""
+
+    @property
+    def free(self) -> int: ...
+
+
 def _check_status(resp: requests.Response, url: str) -> None:
     if resp.status_code == 404:
         raise NotFoundError(f"not found: {redact_url(url)}")
@@ -72,7 +80,7 @@ def _remove_stale_parts(dest_dir: Path, name: str) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _check_space(dest_dir: Path, name: str, need: int, disk_usage: Callable[[str], object]) -> None:
+def _check_space(dest_dir: Path, name: str, need: int, disk_usage: Callable[[str], _DiskUsage]) -> None:
     free = int(disk_usage(str(dest_dir)).free)
     if free < need + SPACE_MARGIN_BYTES:
         raise InsufficientSpaceError(
@@ -94,7 +102,7 @@ def stream_download(
     chunk_size: int = 1 << 20,
     max_resumes: int = 5,
     file_name: str | None = None,
-    disk_usage: Callable[[str], object] = shutil.disk_usage,
+    disk_usage: Callable[[str], _DiskUsage] = shutil.disk_usage,
     on_bytes: Callable[[int], None] | None = None,
 ) -> Path:
     """Download ``url`` into ``dest_dir`` and return the final path (``on_bytes``: called with

@@ -25,8 +25,9 @@ import netrc
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -358,7 +359,7 @@ class EarthdataSession(requests.Session):
         raise DisallowedHostError(f"refusing to contact {redact_url(url)}: host is not on the allowlist")
 
     def _apply_token(self, prepared: requests.PreparedRequest) -> None:
-        if not self.is_earthdata_host(prepared.url):
+        if not self.is_earthdata_host(prepared.url or ""):
             # EDL/DAAC session cookies are credentials too (and loopback hosts share cookie scope)
             prepared.headers.pop("Authorization", None)
             prepared.headers.pop("Cookie", None)
@@ -405,9 +406,10 @@ class EarthdataSession(requests.Session):
         login = self.settings.edl_url.rstrip("/") + "/oauth/authorize"
         for hop in resp.history:
             location = hop.headers.get("Location", "")
+            sent_to = hop.request.url or ""
             if (location.startswith(login) and "Authorization" in hop.request.headers
-                    and not hop.request.url.startswith(self.settings.edl_url.rstrip("/") + "/")):
-                return urlsplit(hop.request.url).netloc
+                    and not sent_to.startswith(self.settings.edl_url.rstrip("/") + "/")):
+                return urlsplit(sent_to).netloc
         return None
 
     def _token_hint(self) -> str:
@@ -415,7 +417,9 @@ class EarthdataSession(requests.Session):
             token = self.token_provider.token() if self.token_provider is not None else ""
         except AuthError:
             return ""
-        return "" if not token or looks_like_jwt(token) else " (the configured token is not a JWT, which EDL user tokens are)"
+        if not token or looks_like_jwt(token):
+            return ""
+        return " (the configured token is not a JWT, which EDL user tokens are)"
 
     def _check_response(self, resp: requests.Response, url: str) -> None:
         where = redact_url(resp.url or url)

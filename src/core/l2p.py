@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
 
 import numpy as np
 import xarray as xr
 from pykdtree.kdtree import KDTree
 
-from .errors import InputError, UnreadableFileError
-from .model import FLAGS_FILL, QL_FILL, SstSwath
-from .colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+from core.colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+from core.errors import InputError, UnreadableFileError
+from core.model import FLAGS_FILL, QL_FILL, SstSwath
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,12 @@ class L2PGranule:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.lat.shape)  # type: ignore[return-value]
+        return tuple(self.lat.shape)
 
     def close(self) -> None:
         self.ds.close()
 
-    def __enter__(self) -> "L2PGranule":
+    def __enter__(self) -> L2PGranule:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -195,7 +196,7 @@ class L2PGranule:
                 return None
             masks = [1 << i for i in range(len(meanings))]
         masks = np.atleast_1d(np.asarray(masks)).tolist()
-        for meaning, mask in zip(meanings, masks):
+        for meaning, mask in zip(meanings, masks, strict=False):  # a file may list fewer masks than meanings
             if meaning.lower() in ("ice", "sea_ice"):
                 return int(mask)
         return None
@@ -273,7 +274,8 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *,
         raw = xr.open_dataset(source, engine="h5netcdf", decode_cf=False, mask_and_scale=False,
                               decode_times=False, cache=False)
     except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
-        raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}", field="sst") from None
+        raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}",
+                                  field="sst") from None
     try:
         return _granule(normalise_attrs(raw), name, lat_band)
     except Exception:
@@ -285,13 +287,16 @@ def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = N
     lat_name, lon_name = _find(ds, LAT_NAMES), _find(ds, LON_NAMES)
     sst_name = _find(ds, SST_NAMES)
     if sst_name is None:
-        sst_name = next((v for v in ds.data_vars if ds[v].attrs.get("standard_name") in SST_STANDARD_NAMES), None)
+        sst_name = next((str(v) for v in ds.data_vars if ds[v].attrs.get("standard_name") in SST_STANDARD_NAMES),
+                        None)
     if lat_name is None or lon_name is None or sst_name is None:
-        missing = [w for w, v in (("lat", lat_name), ("lon", lon_name), ("sea_surface_temperature", sst_name)) if v is None]
+        found = (("lat", lat_name), ("lon", lon_name), ("sea_surface_temperature", sst_name))
+        missing = [w for w, v in found if v is None]
         raise InputError(f"{name} is not a GHRSST L2P granule (no {', '.join(missing)} variable)", field="sst")
     if ds[lat_name].ndim != 2 or ds[lat_name].dims != ds[lon_name].dims:
         raise InputError(f"{name} is not an L2P swath: lat/lon are not 2-D on the same grid", field="sst")
-    dims = tuple(ds[lat_name].dims)
+    row_dim, col_dim = ds[lat_name].dims  # 2-D, checked above
+    dims = (str(row_dim), str(col_dim))
     if not set(dims) <= set(ds[sst_name].dims):
         raise InputError(f"{name}: {sst_name} does not share the lat/lon grid {dims}", field="sst")
 
@@ -382,7 +387,9 @@ def find_window(
     centres = (ijk - _KEY_OFFSET + 0.5) * cell
     reach = chord_from_arc(radius_m) + cell * np.sqrt(3.0) / 2.0
     tree = KDTree(centres)
-    south, north = latitude_band(qlat[ok], radius_m)
+    band = latitude_band(qlat[ok], radius_m)
+    assert band is not None  # some query latitude is finite (ok.any() above)
+    south, north = band
     n_rows, n_cols = lat.shape
     row_hit = np.zeros(n_rows, dtype=bool)
     col_hit = np.zeros(n_cols, dtype=bool)

@@ -74,7 +74,7 @@ class BeamSegments:
         code = {"strong": 1, "weak": 0}.get(self.strength, -1)
         return np.full(len(self), code, np.int8)
 
-    def subset(self, keep: np.ndarray) -> "BeamSegments":
+    def subset(self, keep: np.ndarray) -> BeamSegments:
         """The segments where ``keep`` is True (every per-segment array cut alike)."""
         n = len(self)
 
@@ -123,7 +123,7 @@ class SstSwath:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.lat.shape)  # type: ignore[return-value]
+        return tuple(self.lat.shape)
 
     def ice(self) -> np.ndarray:
         """bool per pixel: the ice bit of l2p_flags is set (False where unknown)."""
@@ -168,7 +168,7 @@ class Matches:
     COUNTS = ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")
 
     @classmethod
-    def empty(cls, n: int) -> "Matches":
+    def empty(cls, n: int) -> Matches:
         nan32 = lambda: np.full(n, np.nan, np.float32)  # noqa: E731
         return cls(
             sst=nan32(),

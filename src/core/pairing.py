@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
-from typing import Callable, ContextManager, Iterable, Union
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from core.model import Atl07Granule, BeamSegments, Matches, SstSource, SstSwath,
 
 log = logging.getLogger(__name__)
 
-Radius = Union[float, str]  # metres, or FOOTPRINT: the local pixel size of each swath
+Radius = float | str  # metres, or FOOTPRINT: the local pixel size of each swath
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class L2PSource:
     collection: str | None = None
 
     @classmethod
-    def local(cls, path: str | os.PathLike, collection: str | None = None) -> "L2PSource":
+    def local(cls, path: str | os.PathLike, collection: str | None = None) -> L2PSource:
         """A file on disk, read with read_l2p's latitude-first read."""
         def read(lat, lon, radius_m):
             return read_l2p(path, lat=lat, lon=lon, radius_m=radius_m)
@@ -113,7 +114,7 @@ def _concat(beams: list[BeamSegments], name: str, dtype) -> np.ndarray:
     return np.concatenate([getattr(b, name) for b in beams]).astype(dtype) if beams else np.empty(0, dtype)
 
 
-def _no_timer(_name: str) -> ContextManager:
+def _no_timer(_name: str) -> AbstractContextManager:
     return contextlib.nullcontext()
 
 
@@ -122,7 +123,7 @@ def pair_granule(
     sources: Iterable[L2PSource],
     params: ColocationParams,
     *,
-    timer: Callable[[str], ContextManager] = _no_timer,
+    timer: Callable[[str], AbstractContextManager] = _no_timer,
 ) -> Pairing:
     """Nearest valid pixel across ``sources`` for every segment of ``granule`` (all beams at once:
     one read and one k-d tree per L2P granule); the nearest wins across granules (core.colocate.best_of)."""

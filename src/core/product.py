@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -107,7 +108,7 @@ def _basename(source: str) -> str:
 
 
 def _iso(t: np.datetime64) -> str:
-    us = np.datetime64(t, "us")
+    us = t.astype("datetime64[us]")
     return np.datetime_as_string(us, unit="us") + "Z"
 
 
@@ -188,7 +189,7 @@ def _atl07_fill(dtype):
 def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
     """A product variable's attributes from the ATL07 granule(s) read: flag tables and units as
     the granule declares them (the first track that has the variable; versions differ)."""
-    src = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
+    src: dict[str, Any] = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
     if name in DOCUMENTED_FLAGS and "flag_meanings" not in src:
         values, meanings = DOCUMENTED_FLAGS[name]
         src = {**src, "flag_values": np.array(values), "flag_meanings": meanings}
@@ -197,13 +198,13 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
         attrs["long_name"] = f"ATL07 {src['long_name']}"
     for key in ("flag_values", "flag_masks"):
         if key in src:
-            values = np.asarray(src[key]).astype(dtype)
-            attrs[key] = values[values != _atl07_fill(dtype)] if key == "flag_values" else values
+            typed = np.asarray(src[key]).astype(dtype)
+            attrs[key] = typed[typed != _atl07_fill(dtype)] if key == "flag_values" else typed
     if "flag_meanings" in src:
         words = src["flag_meanings"].split()
         if "flag_values" in src and len(words) == np.size(src["flag_values"]):
             keep = np.asarray(src["flag_values"]).astype(dtype) != _atl07_fill(dtype)
-            words = [w for w, k in zip(words, keep) if k]  # the fill is no flag value
+            words = [w for w, k in zip(words, keep, strict=True) if k]  # the fill is no flag value
         attrs["flag_meanings"] = " ".join(_FLAG_WORD.sub("_", w) for w in words)
     if not any(k in attrs for k in ("flag_values", "flag_masks")):
         units = str(src.get("units", "1")).strip() or "1"
@@ -224,7 +225,8 @@ def _source_label(info: SstSource, key: str) -> str:
     """platform / sensor / standard_name of one L2P source: the file first, then the profile."""
     prof = profile(info.collection) or profile_for_file(info.attrs)
     if key == "standard_name":
-        return str(info.variable_attrs.get("sst", {}).get("standard_name") or prof.get("sst_standard_name") or "unknown")
+        sst_attrs = info.variable_attrs.get("sst", {})
+        return str(sst_attrs.get("standard_name") or prof.get("sst_standard_name") or "unknown")
     return str(info.attrs.get(key) or prof.get(key) or "unknown")
 
 
@@ -235,7 +237,7 @@ def _sst_standard_name(infos: list[SstSource], params: dict) -> str:
     names = {_source_label(i, "standard_name") for i in infos if i.variable_attrs} - {"unknown"}
     if not any(i.variable_attrs for i in infos):
         requested = params.get("sst_collections") or [params.get("sst_collection")]
-        names = {profile(c).get("sst_standard_name") for c in requested} - {None}
+        names = {n for c in requested if (n := profile(c).get("sst_standard_name")) is not None}
     return names.pop() if len(names) == 1 else "sea_surface_temperature"
 
 
@@ -254,7 +256,7 @@ def _flag_table(infos: list[SstSource], var: str, dtype, values, meanings, *, ke
 
 def build_dataset(
     tracks: list[Track],
-    sst_granules: list[str],
+    sst_granules: Sequence[str | SstSource],
     params: dict,
     *,
     atl07_attrs: dict | None = None,
@@ -266,7 +268,7 @@ def build_dataset(
     """The output product for ``tracks`` (one trajectory each) matched against ``sst_granules``.
 
     ``sst_granules`` lists the L2P inputs in the order ``Matches.granule_index`` refers to
-    (names, paths or URLs: only the file name is kept). ``params``: radius_m, max_dt_s,
+    (:class:`SstSource` records, or names, paths or URLs: only the file name is kept). ``params``: radius_m, max_dt_s,
     min_quality_level, atl07_collection, sst_collection, bbox, start/end (all optional) plus
     optional ACDD overrides (title, creator_name, license, ...). ``atl07_attrs``: metadata from
     the ATL07 reader, kept as ``atl07_<key>`` attributes. Segments without a valid time or
@@ -274,7 +276,7 @@ def build_dataset(
     rounded to the microsecond. Zero tracks or zero matches still give a valid dataset.
     """
     params = dict(params or {})
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     infos = [s if isinstance(s, SstSource) else SstSource(str(s)) for s in sst_granules]
     sources = [_basename(i.name) for i in infos]
     for t in tracks:
@@ -285,7 +287,7 @@ def build_dataset(
     dropped = int(sum(len(t.segments) for t in tracks) - row_size.sum())
 
     def obs(get, dtype):
-        return _concat([np.asarray(get(t))[m] for t, m in zip(tracks, masks)], dtype)
+        return _concat([np.asarray(get(t))[m] for t, m in zip(tracks, masks, strict=True)], dtype)
 
     ns = obs(lambda t: t.segments.time, "datetime64[ns]").astype(np.int64)
     time = (((ns + 500) // 1000) * 1000).astype("datetime64[ns]")  # nearest microsecond
@@ -325,7 +327,8 @@ def build_dataset(
         "long_name": "number of observations for this trajectory", "sample_dimension": "obs"})
 
     # --- ATL07 fields: flag tables and units as in the granule that was read ----------------
-    add("height_segment_id", "obs", _int32(obs(lambda t: t.segments.height_segment_id, np.int64), "height_segment_id"), {
+    segment_ids = _int32(obs(lambda t: t.segments.height_segment_id, np.int64), "height_segment_id")
+    add("height_segment_id", "obs", segment_ids, {
         "long_name": "ATL07 height segment identifier",
         "comment": "-1 where the source granule has no height_segment_id",
         "coverage_content_type": "referenceInformation"}, np.int64(-1))
@@ -340,12 +343,15 @@ def build_dataset(
         "flag_values": np.array([0, 1], np.int8), "flag_meanings": "weak strong",
         "comment": "per segment, so a yaw flip (orbit_info/sc_orient_time) inside a granule is "
                    "followed; -1 unknown", "coverage_content_type": "referenceInformation"}, np.int8(-1))
-    atl07_vars = [("height_segment_quality", np.int16, lambda t: t.segments.quality),
-                  ("height_segment_type", np.int16, lambda t: t.segments.segment_type)]
+    atl07_vars: list[tuple[str, type[np.generic], Callable[[Track], np.ndarray]]] = [
+        ("height_segment_quality", np.int16, lambda t: t.segments.quality),
+        ("height_segment_type", np.int16, lambda t: t.segments.segment_type)]
+
+    def stored(n: str, dtype: type[np.generic]) -> Callable[[Track], np.ndarray]:
+        return lambda t: t.segments.fields.get(n, np.full(len(t.segments), _atl07_fill(dtype), dtype))
+
     names = [n for n, _, _ in ATL07_FIELDS if any(n in t.segments.fields for t in tracks)]
-    atl07_vars += [(n, dtype, (lambda t, n=n, dtype=dtype: t.segments.fields.get(
-        n, np.full(len(t.segments), _atl07_fill(dtype), dtype))))
-        for n, _, dtype in ATL07_FIELDS if n in names]
+    atl07_vars += [(n, dtype, stored(n, dtype)) for n, _, dtype in ATL07_FIELDS if n in names]
     for name, dtype, get in atl07_vars:
         attrs = _atl07_attrs(name, dtype, tracks)
         add(name, "obs", obs(get, dtype), attrs, _atl07_fill(dtype))
@@ -479,8 +485,8 @@ def build_dataset(
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
 
     # --- encoding: explicit fill values so every reader masks the same way -----------------
-    for name, var in ds.variables.items():
-        var.encoding["_FillValue"] = fills.get(name)  # None: no fill for coordinates/ids
+    for vname, var in ds.variables.items():
+        var.encoding["_FillValue"] = fills.get(str(vname))  # None: no fill for coordinates/ids
         if var.dtype == object:
             var.encoding["dtype"] = str
         elif var.dims == ("obs",) and var.size:
@@ -521,7 +527,8 @@ def _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, n
     collections = list(dict.fromkeys(i.collection for i in infos))
     requested = params.get("sst_collections") or [params.get("sst_collection")]
     refs, platforms, sensors = [], [], []
-    profiles = [profile(c) for c in requested if c] + [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
+    profiles = [profile(c) for c in requested if c]
+    profiles += [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
     if params.get("sst_doi"):
         refs.append(str(params["sst_doi"]))
     for prof in profiles:

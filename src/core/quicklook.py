@@ -129,7 +129,7 @@ def _bbox(value) -> tuple[float, float, float, float] | None:
         box = tuple(float(v) for v in str(value).split(","))
     except ValueError:
         return None
-    return box if len(box) == 4 else None  # type: ignore[return-value]
+    return box if len(box) == 4 else None
 
 
 def _bbox_outline(box, n: int = 60):
@@ -152,7 +152,7 @@ def _no_match_reasons(ds: xr.Dataset, starts, row_size, beams) -> list[str]:
               ("n_outside_dt", "n_rejected_quality", "n_out_of_range")}
     index = np.asarray(ds["sst_granule"].values)
     lines = []
-    for k, (s0, n) in enumerate(zip(starts, row_size)):
+    for k, (s0, n) in enumerate(zip(starts, row_size, strict=True)):
         part = slice(int(s0), int(s0 + n))
         if n == 0 or (index[part] >= 0).any():
             continue
@@ -291,7 +291,7 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     folds = any(
         n > 1 and (lat[s0:s0 + n].max() > max(lat[s0], lat[s0 + n - 1]) + 0.02
                    or lat[s0:s0 + n].min() < min(lat[s0], lat[s0 + n - 1]) - 0.02)
-        for s0, n in zip(starts, row_size)
+        for s0, n in zip(starts, row_size, strict=True)
     )
     if folds:
         t_all = np.asarray(ds["time"].values)
@@ -300,7 +300,7 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     else:
         xprof = lat
         xlabel = "latitude (°N)" if not proj.south else "latitude (°)"
-    for k, (s0, n) in enumerate(zip(starts, row_size)):
+    for k, (s0, n) in enumerate(zip(starts, row_size, strict=True)):
         if n == 0:
             continue
         sl = slice(s0, s0 + n, max(1, int(np.ceil(lat.size / MAX_POINTS))))
@@ -310,8 +310,8 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     ax_prof.set_xlabel(xlabel)
     ax_prof.set_ylabel("ATL07 height_segment_height (m)")
     if shown:
-        ax_prof.legend(loc="upper left", fontsize=7, markerscale=4, columnspacing=1.2, ncols=min(len(shown), 3), title="height, beam",
-                       title_fontsize=7)
+        ax_prof.legend(loc="upper left", fontsize=7, markerscale=4, columnspacing=1.2, ncols=min(len(shown), 3),
+                       title="height, beam", title_fontsize=7)
     ax_sst = ax_prof.twinx()
     if matched.any():
         ax_sst.plot(xprof[hit], sst[hit], "o", ms=1.2, color="crimson", alpha=0.5, label="matched SST")

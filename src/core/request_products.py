@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -57,13 +58,13 @@ class MergeError(ValueError):
 
 def index_variables(ds: xr.Dataset) -> dict[str, str]:
     """``obs`` index variable → the variable it indexes (1-D, on a dimension of its own)."""
-    out = {}
+    out: dict[str, str] = {}
     for name, var in ds.variables.items():
         m = _INDEX_INTO.search(str(var.attrs.get("comment", "")))
         if var.dims == (OBS,) and m and m.group(1) in ds.variables:
             target = ds[m.group(1)]
             if target.ndim == 1 and target.dims[0] not in (OBS, TRAJ):
-                out[name] = m.group(1)
+                out[str(name)] = m.group(1)
     return out
 
 
@@ -143,7 +144,7 @@ class RequestNetcdf:
 
         self.path = Path(path)
         self.request_id, self.request = request_id, dict(request or {})
-        self.now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         self._file = h5netcdf.File(self._tmp, "w")
@@ -181,7 +182,7 @@ class RequestNetcdf:
         for vname, var in ds.variables.items():  # one time encoding (units, dtype) for the file
             if np.issubdtype(var.dtype, np.datetime64):
                 keep = {k: var.encoding[k] for k in ("units", "calendar", "dtype") if k in var.encoding}
-                var.encoding.update(self._time_encoding.setdefault(vname, keep))
+                var.encoding.update(self._time_encoding.setdefault(str(vname), keep))
         enc = _encoded(ds)
         n = ds.sizes[OBS]
         start = self.n_obs
@@ -219,7 +220,7 @@ class RequestNetcdf:
         return n
 
     def _add_targets(self, ds: xr.Dataset, var: str, name_var: str) -> np.ndarray:
-        dim = ds[name_var].dims[0]
+        dim = str(ds[name_var].dims[0])
         if self._index.setdefault(var, name_var) != name_var:
             raise MergeError(f"{var} indexes {name_var} here but {self._index[var]} elsewhere")
         t = self._targets.setdefault(name_var, _Target(dim=dim, name_var=name_var))
@@ -248,7 +249,7 @@ class RequestNetcdf:
                 raise MergeError(f"{name} first appears in {label}, without a fill value for the earlier rows")
             dtype = values.dtype if values.dtype != object else np.dtype(object)
             kw = dict(chunks=(CHUNK,), compression="gzip", compression_opts=4, shuffle=True)
-            if dtype == object:
+            if dtype.kind == "O":
                 import h5py
 
                 v = self._file.create_variable(name, (OBS,), h5py.string_dtype(), chunks=(CHUNK,))
@@ -450,10 +451,11 @@ def matches_frame(product: xr.Dataset):
     rows = np.asarray(ds[ROW_SIZE].values, dtype=np.int64)
     owner = np.repeat(np.arange(rows.size), rows)
     cols: dict[str, Any] = {}
-    for name, var in ds.variables.items():
-        if var.dims == (TRAJ,) and name != ROW_SIZE:
-            cols[name] = _column(var)[owner] if owner.size else _column(var)[:0]
-    for name, var in ds.variables.items():
+    for key, var in ds.variables.items():
+        if var.dims == (TRAJ,) and key != ROW_SIZE:
+            cols[str(key)] = _column(var)[owner] if owner.size else _column(var)[:0]
+    for key, var in ds.variables.items():
+        name = str(key)
         if var.dims != (OBS,):
             continue
         if name in index:
@@ -461,7 +463,7 @@ def matches_frame(product: xr.Dataset):
             pick = np.asarray(var.values).astype(np.int64)
             for tname, tvar in ds.variables.items():
                 if tvar.dims == (target_dim,):
-                    cols[tname] = _column(tvar)[pick] if pick.size else _column(tvar)[:0]
+                    cols[str(tname)] = _column(tvar)[pick] if pick.size else _column(tvar)[:0]
             continue
         cols[name] = _column(var)
     frame = pd.DataFrame(cols)

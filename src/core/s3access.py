@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import s3fs
@@ -51,7 +51,7 @@ def open_s3_filesystem(provider: S3CredentialsProvider, settings: Settings) -> s
         expiry_time=datetime.fromisoformat(first["expiry_time"]), refresh_using=refresh,
         method="daac-s3credentials",
         # botocore judges expiry by the provider's clock: one notion of "now" for both
-        time_fetcher=lambda: datetime.fromtimestamp(provider.clock(), timezone.utc),
+        time_fetcher=lambda: datetime.fromtimestamp(provider.clock(), UTC),
     )
     session = AioSession()
     session._credentials = credentials  # aiobotocore has no public setter for a refreshable set

@@ -13,23 +13,31 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from typing_extensions import Annotated
 
 from core.catalog import check_collections
 from core.errors import ColocationError
 from core.request import ColocationRequest, fields_from_errors
 from core.results import OutputStore
-from handlers.common import athena_table, athena_workgroup, error_body, logger, metrics, one_line, settings
-from handlers.common import client as _client
-from handlers.common import output_store as _store
-from handlers.common import state_machine_arn, tracer
+from handlers.common import (
+    athena_table,
+    athena_workgroup,
+    client as _client,
+    error_body,
+    logger,
+    metrics,
+    one_line,
+    output_store as _store,
+    settings,
+    state_machine_arn,
+    tracer,
+)
 
 MAX_BODY_BYTES = 4096  # a request is a handful of parameters
 JOB_ID = re.compile(r"^r[0-9a-f]{20}$")
@@ -118,7 +126,7 @@ def _attempt_row(attempt: int, desc: dict) -> dict:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response:
-    return _json(400, {"error": "invalid request", "fields": fields_from_errors(exc.errors(), whole="body")})
+    return _json(400, {"error": "invalid request", "fields": fields_from_errors(list(exc.errors()), whole="body")})
 
 
 @app.exception_handler(ColocationError)
@@ -244,7 +252,8 @@ def _request_outputs(recorded: dict, job_id: str, store: OutputStore) -> dict:
     expiry = settings().presign_expiry_s
     out: dict[str, Any] = {k: recorded[k] for k in ("matched", "trajectories", "error") if k in recorded}
     if recorded.get("netcdf"):
-        out["netcdf"] = {"name": recorded["netcdf"].rsplit("/", 1)[-1], "url": store.presign(recorded["netcdf"], expiry)}
+        key = recorded["netcdf"]
+        out["netcdf"] = {"name": key.rsplit("/", 1)[-1], "url": store.presign(key, expiry)}
     partitions = recorded.get("partitions") or {}
     if partitions:
         dates = sorted(partitions)

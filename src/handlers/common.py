@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -44,7 +44,7 @@ def client(service: str):
     return _new_client(service, cfg.aws_region, cfg.s3_endpoint_url if service == "s3" else None)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _new_client(service: str, region: str, endpoint_url: str | None):
     import boto3
     from botocore.config import Config

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from core.request import ColocationRequest
 from core.results import OutputStore, publish_request_products
-
 from handlers.common import InvalidTaskError, logger, metrics, one_line, output_store, settings, tracer
 
 MAX_LISTED_FAILURES = 50
@@ -139,7 +139,8 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
     return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
             "failed_dates": failed[:MAX_LISTED_FAILURES],
-            "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error") if k in request_outputs}}
+            "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error")
+                                if k in request_outputs}}
 
 
 def _request_outputs(store: OutputStore, request_id: str, request: dict, complete: list[dict], *, run_id: str) -> dict:
@@ -149,7 +150,7 @@ def _request_outputs(store: OutputStore, request_id: str, request: dict, complet
         return {"netcdf": None, "partitions": {}, "matched": 0}
     try:
         with tempfile.TemporaryDirectory(prefix="summarize-", dir=settings().download_dir) as workdir:
-            return publish_request_products(store, request_id, request, complete, workdir, run_id=run_id)
+            return publish_request_products(store, request_id, request, complete, Path(workdir), run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - reported in the run manifest and the job status
         logger.exception("request-level results failed")
         return {"error": one_line(f"request-level results: {type(exc).__name__}: {exc}"), "netcdf": None,
