@@ -18,15 +18,16 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
-from .config import Settings
-from .errors import AuthError, ColocationError, InputError
-from .request import (
+from core.config import Settings
+from core.errors import AuthError, ColocationError, InputError
+from core.request import (
     FOOTPRINT,
     MAX_DT_S,
     MAX_RADIUS_M,
@@ -212,10 +213,10 @@ def _distinct_files(paths: list[str], option: str) -> list[str]:
 
 def run_files(args: argparse.Namespace, settings: Settings) -> dict:
     """Read, colocate and write; returns the summary printed by :func:`main`."""
-    from .atl07 import read_atl07
-    from .l2p import open_l2p
-    from .model import BBox, SstSource, Track
-    from .pairing import L2PSource, pair_granule
+    from core.atl07 import read_atl07
+    from core.l2p import open_l2p
+    from core.model import BBox, SstSource, Track
+    from core.pairing import L2PSource, pair_granule
 
     request = _validated(LocalFilesRequest, {**_parameters(args), **({"bbox": args.bbox} if args.bbox else {})},
                          settings)
@@ -230,7 +231,8 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
     params = request.colocation_params()
     bbox = BBox(*request.bbox) if request.bbox else None
     # every input is listed, used or not
-    sources = [L2PSource.local(path, c) for path, c in zip(sst_files, collections or [None] * len(sst_files))]
+    labels = collections or [None] * len(sst_files)
+    sources = [L2PSource.local(path, c) for path, c in zip(sst_files, labels, strict=True)]
     tracks: list[Track] = []
     swaths: list = []
     reached: set[str] = set()
@@ -243,20 +245,20 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
         tracks.extend(pairing.tracks)
         warnings += [*(f"{granule.name}: {w}" for w in granule.warnings), *pairing.warnings]
         # the first ATL07 granule that reached a source read its attributes
-        infos = [i if i.attrs else new for i, new in zip(infos, pairing.source_info())]
+        infos = [i if i.attrs else new for i, new in zip(infos, pairing.source_info(), strict=True)]
         reached.update(s.granule for s in pairing.swaths)
         if args.png:
             swaths.extend(pairing.swaths)
         if len(atl07_files) == 1:
             atl07_attrs = granule.attrs
 
-    for k, (info, path) in enumerate(zip(infos, sst_files)):
+    for k, (info, path) in enumerate(zip(infos, sst_files, strict=True)):
         if not info.attrs:  # never reached the segments: label it from the file all the same
             with open_l2p(path, lat_band=(91.0, 92.0)) as g:  # no latitude there: no longitude read
                 infos[k] = SstSource(info.name, info.collection, dict(g.ds.attrs), g.variable_attrs())
                 warnings += [f"{info.name}: {w}" for w in g.warnings]
 
-    from .product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
+    from core.product import build_dataset, write_netcdf  # the writer pulls in more of xarray's CF machinery
 
     attrs = params.as_attrs()
     if collections:
@@ -277,7 +279,7 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
         "out": os.fspath(args.out),
     }
     if args.png:
-        from .quicklook import render_quicklook  # matplotlib: heavy, optional
+        from core.quicklook import render_quicklook  # matplotlib: heavy, optional
 
         render_quicklook(ds, args.png, swaths=swaths)
         summary["png"] = os.fspath(args.png)
@@ -297,7 +299,7 @@ def _request_data(args: argparse.Namespace) -> dict:
 def _services_world(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Settings, Any]]:
     """(settings, EDL token provider): the real services, or the offline sandbox."""
     if not args.sandbox:
-        from .earthdata import token_provider_from_env
+        from core.earthdata import token_provider_from_env
 
         yield settings, token_provider_from_env(settings)
         return
@@ -305,10 +307,11 @@ def _services_world(args: argparse.Namespace, settings: Settings) -> Iterator[tu
         from sandbox.services import seed_sandbox
     except ImportError:
         raise ColocationError("--sandbox needs the development checkout (the sandbox package)") from None
-    from .earthdata import StaticToken
+    from core.earthdata import StaticToken
 
     # a laptop: outside us-west-2, L2P over HTTPS
     with seed_sandbox(in_region=False, extent=args.sandbox_scene) as sb:
+        assert sb.settings is not None  # set once the sandbox has started
         yield sb.settings, StaticToken(sb.edl_token)
 
 
@@ -325,10 +328,10 @@ def _date_line(day: dict, store) -> str:
 
 def run_request(args: argparse.Namespace, settings: Settings) -> tuple[dict, bool]:
     """Every date of the request through core.pipeline.run_task; (summary, all complete)."""
-    from .catalog import check_collections
-    from .pipeline import build_services, plan, run_task
-    from .progress import ProgressReporter
-    from .results import LocalOutputStore
+    from core.catalog import check_collections
+    from core.pipeline import build_services, plan, run_task
+    from core.progress import ProgressReporter
+    from core.results import LocalOutputStore
 
     request = _validated(ColocationRequest, _request_data(args), settings)
     out = Path(args.out)
@@ -407,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .pipeline import quiet_secret_bearing_loggers
+    from core.pipeline import quiet_secret_bearing_loggers
 
     quiet_secret_bearing_loggers()
     with _retry_warnings_shown(args.verbose):
@@ -445,7 +448,7 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         return _error("interrupted (a date in progress left nothing in the output folder)", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line all the same
-        from .product import scrub
+        from core.product import scrub
 
         return _error(scrub(f"unexpected {type(exc).__name__}: {exc}")[:300], EXIT_FAILED)
     print(json.dumps(summary, separators=(",", ":")))

@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import shutil
 import os
+import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import requests
@@ -32,14 +33,14 @@ from core.credentials import CredentialsCache
 from core.download import downloaded
 from core.earthdata import redact_url
 from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
+from core.http import failure_cause
+from core.httpfile import open_https_granule
 from core.l2p import read_l2p
 from core.model import Atl07Granule, SstSwath
 from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_window
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
 from core.results import OutputStore, ResultStore
-from core.http import failure_cause
-from core.httpfile import open_https_granule
 from core.s3access import open_granule, open_s3_filesystem
 
 log = logging.getLogger(__name__)
@@ -209,11 +210,11 @@ def _disk_usage(settings: Settings) -> Callable[[str], object]:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _np_utc(t: datetime) -> np.datetime64:
-    return np.datetime64(t.astimezone(timezone.utc).replace(tzinfo=None), "ns")
+    return np.datetime64(t.astimezone(UTC).replace(tzinfo=None), "ns")
 
 
 def _stem(name: str) -> str:
@@ -286,21 +287,23 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     started = clock()
     lo, hi = req.window(task.date)
     bbox = req.bounding_box
-    max_dt = timedelta(seconds=float(req.max_dt_s))
+    science = req.colocation_params()
+    max_dt = timedelta(seconds=science.max_dt_s)
+    atl07_collection = str(req.atl07_collection)  # resolved: the request names one or the default
     sst_report: dict[str, dict] = {}
     # the EarthdataSession already mounts core.http's retry policy for every host; mounting it
     # again per task would only replace the adapter and drop its pooled connections
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
     with timer("search"):
-        atl07_found = cmr.search(req.atl07_collection, bbox, lo, hi)
+        atl07_found = cmr.search(atl07_collection, bbox, lo, hi)
         # every requested SST collection; a granule remembers the collection it was found in
         sst_all = [(c, g) for c in req.collections for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt)]
     sst_found = [g for _, g in sst_all]
     # a granule is read whatever its catalogue size; one whose record has no data link is
     # reported with the reason, never dropped silently
     skipped = [{"granule": g.title, "collection": c, "reason": g.skip_reason}
-               for c, g in [(req.atl07_collection, g) for g in atl07_found] + sst_all if g.skip_reason]
+               for c, g in [(atl07_collection, g) for g in atl07_found] + sst_all if g.skip_reason]
     atl07_granules = [g for g in atl07_found if not g.skip_reason]
     sst_granules = [g for g in sst_found if not g.skip_reason]
     collection_of = {g.title: c for c, g in sst_all}
@@ -308,7 +311,6 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     for skip in skipped:
         log.warning("skipping %s granule %s: %s", skip["collection"], skip["granule"], skip["reason"])
 
-    science = req.colocation_params()
     params = {
         "bbox": list(req.bbox), "bbox_margin_deg": float(settings.bbox_margin_deg),
         "start": _iso(lo), "end": _iso(hi), **science.as_attrs(),
@@ -366,7 +368,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
             "outputs": list(uploaded),
             "warnings": list(dict.fromkeys(ctx.warnings)),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
-            "created": _iso(datetime.now(timezone.utc)),
+            "created": _iso(datetime.now(UTC)),
         }
         with timer("publish"):
             published = store.publish_manifest(request_id, date, manifest)
@@ -443,6 +445,8 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
     direct = _use_direct_access(granule, settings)
     with ctx.timer("atl07_read"):
         if direct:
+            if not granule.s3_url or not granule.s3credentials_url:
+                raise UpstreamError(f"{granule.title} has no s3:// link or /s3credentials endpoint", service="cmr")
             fs = services.s3_filesystem(granule.s3credentials_url)
             with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
@@ -475,7 +479,6 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
 
 def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _GranuleContext,
                       workdir: Path) -> dict | None:
-    req = ctx.task.request
     atl07, direct, atl07_bytes, size_warning = _read_atl07(granule, ctx, workdir)
     restrict_to_window(atl07, _np_utc(ctx.lo), _np_utc(ctx.hi))
     if not sum(len(b) for b in atl07.beams):
@@ -484,9 +487,11 @@ def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _Granu
 
     t_min = min(b.time.min() for b in atl07.beams)
     t_max = max(b.time.max() for b in atl07.beams)
-    window = np.timedelta64(int(round(float(req.max_dt_s) * 1e9)), "ns")
+    window = np.timedelta64(int(round(ctx.science.max_dt_s * 1e9)), "ns")
+    # a granule without a temporal extent in CMR cannot be ruled out by time
     candidates = [g for g in sst_granules
-                  if _np_utc(g.start) - window <= t_max and _np_utc(g.end) + window >= t_min]
+                  if (g.start is None or _np_utc(g.start) - window <= t_max)
+                  and (g.end is None or _np_utc(g.end) + window >= t_min)]
     pairing = pair_granule(atl07, [_l2p_source(g, ctx) for g in candidates], ctx.science, timer=ctx.timer)
 
     stem = _stem(atl07.name)

@@ -38,7 +38,7 @@ class ProgressReporter:
             self._bars = [self.bytes_bar, self.dates_bar]
             self._exit.enter_context(logging_redirect_tqdm())  # log lines above the bars, not through them
 
-    def __enter__(self) -> "ProgressReporter":
+    def __enter__(self) -> ProgressReporter:
         return self
 
     def __exit__(self, *exc) -> None:

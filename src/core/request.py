@@ -12,8 +12,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,7 +28,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from typing_extensions import Annotated
 
 from core.catalog import COLLECTION_SYNTAX, is_collection
 from core.config import Settings
@@ -65,14 +65,14 @@ def _parse_time(value: Any, field: str, *, end: bool) -> dt.datetime:
                 return _parse_time(dt.date.fromisoformat(text), field, end=end)
             t = dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"{field} must be an ISO-8601 date or time, e.g. 2019-06-22T00:00:00Z")
+            raise ValueError(f"{field} must be an ISO-8601 date or time, e.g. 2019-06-22T00:00:00Z") from None
     else:
         raise ValueError(f"{field} must be an ISO-8601 date or time string")
     if not YEARS[0] <= t.year <= YEARS[1]:
         raise ValueError(f"{field} must be between {YEARS[0]} and {YEARS[1]}")
     if t.tzinfo is None:
-        return t.replace(tzinfo=dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc)
+        return t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC)
 
 
 def _parse_date(value: Any) -> Any:
@@ -83,7 +83,7 @@ def _parse_date(value: Any) -> Any:
     try:
         day = dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError("date is not a valid calendar date")
+        raise ValueError("date is not a valid calendar date") from None
     if not YEARS[0] <= day.year <= YEARS[1]:
         raise ValueError(f"date must be between {YEARS[0]} and {YEARS[1]}")
     return day
@@ -111,7 +111,7 @@ def check_bbox(value: Any) -> tuple[float, float, float, float]:
         raise ValueError("bbox must be a list of 4 numbers [west, south, east, north]")
     if len(value) != 4:
         raise ValueError(f"bbox must have exactly 4 numbers [west, south, east, north], got {len(value)}")
-    w, s, e, n = (_positive_number(f"bbox {c}", v) for c, v in zip(_CORNERS, value))
+    w, s, e, n = (_positive_number(f"bbox {c}", v) for c, v in zip(_CORNERS, value, strict=True))
     for name, v in (("west", w), ("east", e)):
         if not -180.0 <= v <= 180.0:
             raise ValueError(f"bbox {name} must be within [-180, 180] degrees")
@@ -126,7 +126,7 @@ def check_bbox(value: Any) -> tuple[float, float, float, float]:
     return (w + 0.0, s + 0.0, e + 0.0, n + 0.0)
 
 
-Collection = Annotated[Optional[str], Field(default=None, max_length=100)]
+Collection = Annotated[str | None, Field(default=None, max_length=100)]
 BBoxDegrees = Annotated[tuple[float, float, float, float], BeforeValidator(check_bbox)]
 
 
@@ -138,17 +138,17 @@ class ColocationParameters(BaseModel):
 
     atl07_collection: Collection = None
     sst_collection: Collection = None
-    sst_collections: Optional[tuple[str, ...]] = Field(
+    sst_collections: tuple[str, ...] | None = Field(
         default=None, description="several SST collections; the best match across all of them wins")
-    radius_m: Optional[Union[StrictFloat, Literal["footprint"]]] = Field(
+    radius_m: StrictFloat | Literal["footprint"] | None = Field(
         default=None, description="metres, or 'footprint': each L2P swath's local pixel size")
-    max_dt_s: Optional[StrictFloat] = Field(default=None, ge=0, le=MAX_DT_S, allow_inf_nan=False)
+    max_dt_s: StrictFloat | None = Field(default=None, ge=0, le=MAX_DT_S, allow_inf_nan=False)
     # an explicit null: no quality screening (the only way to colocate a product without quality_level)
-    min_quality_level: Optional[StrictInt] = Field(default=None, ge=0, le=5)
+    min_quality_level: StrictInt | None = Field(default=None, ge=0, le=5)
 
     @field_validator("atl07_collection", "sst_collection")
     @classmethod
-    def _check_collection(cls, value: Optional[str], info) -> Optional[str]:
+    def _check_collection(cls, value: str | None, info) -> str | None:
         return None if value is None else _collection(value, info.field_name)
 
     @field_validator("sst_collections", mode="before")
@@ -174,7 +174,7 @@ class ColocationParameters(BaseModel):
         return float(value)
 
     @model_validator(mode="after")
-    def _check_collection_choice(self) -> "ColocationParameters":
+    def _check_collection_choice(self) -> ColocationParameters:
         if self.sst_collection is not None and self.sst_collections is not None:
             raise _field_error("sst_collections", "give sst_collection or sst_collections, not both")
         return self
@@ -208,9 +208,9 @@ class ColocationParameters(BaseModel):
 class LocalFilesRequest(ColocationParameters):
     """``colocate files``: the parameters, and an optional bbox restricting the segments."""
 
-    bbox: Optional[BBoxDegrees] = None
+    bbox: BBoxDegrees | None = None
 
-    def resolve(self, settings: Settings) -> "LocalFilesRequest":
+    def resolve(self, settings: Settings) -> LocalFilesRequest:
         return self.model_copy(update=self._science_defaults(settings))
 
 
@@ -220,9 +220,9 @@ class ColocationRequest(ColocationParameters):
     bbox: BBoxDegrees = Field(
         description="[west, south, east, north] in degrees; west > east crosses the antimeridian"
     )
-    date: Optional[dt.date] = Field(default=None, description="one UTC day, YYYY-MM-DD")
-    start: Optional[dt.datetime] = Field(default=None, description="ISO-8601 start (UTC if no zone)")
-    end: Optional[dt.datetime] = Field(default=None, description="ISO-8601 end, >= start")
+    date: dt.date | None = Field(default=None, description="one UTC day, YYYY-MM-DD")
+    start: dt.datetime | None = Field(default=None, description="ISO-8601 start (UTC if no zone)")
+    end: dt.datetime | None = Field(default=None, description="ISO-8601 end, >= start")
 
     # --- field checks ------------------------------------------------------------------------
     @field_validator("date", mode="before")
@@ -241,7 +241,7 @@ class ColocationRequest(ColocationParameters):
         return None if value is None else _parse_time(value, "end", end=True)
 
     @model_validator(mode="after")
-    def _check_when(self) -> "ColocationRequest":
+    def _check_when(self) -> ColocationRequest:
         if self.date is not None:
             if self.start is not None or self.end is not None:
                 raise _field_error("date", "give either date or start and end, not both")
@@ -262,6 +262,7 @@ class ColocationRequest(ColocationParameters):
     def _date_span(self) -> list[dt.date]:
         if self.date is not None:
             return [self.date]
+        assert self.start is not None and self.end is not None  # the model validator requires them
         first = self.start.date()
         last = self.end.date()
         # an end exactly at midnight (after start) does not reach into that day
@@ -278,12 +279,13 @@ class ColocationRequest(ColocationParameters):
     def window(self, day: dt.date | None = None) -> tuple[dt.datetime, dt.datetime]:
         """The UTC time window [start, end] of the request, clipped to ``day`` when given."""
         if self.date is not None:
-            lo = dt.datetime.combine(self.date, dt.time(), dt.timezone.utc)
+            lo = dt.datetime.combine(self.date, dt.time(), dt.UTC)
             hi = lo + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
         else:
+            assert self.start is not None and self.end is not None  # the model validator requires them
             lo, hi = self.start, self.end
         if day is not None:
-            d0 = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+            d0 = dt.datetime.combine(day, dt.time(), dt.UTC)
             lo, hi = max(lo, d0), min(hi, d0 + dt.timedelta(days=1) - dt.timedelta(microseconds=1))
         return lo, hi
 
@@ -294,7 +296,7 @@ class ColocationRequest(ColocationParameters):
 
         return BBox(*self.bbox)
 
-    def resolve(self, settings: Settings) -> "ColocationRequest":
+    def resolve(self, settings: Settings) -> ColocationRequest:
         """A copy with every optional parameter filled from ``settings``; checks ``max_dates``."""
         n = len(self.dates())
         if n > settings.max_dates:
@@ -326,7 +328,7 @@ class ColocationRequest(ColocationParameters):
         if self.no_quality_screening:
             out["min_quality_level"] = None  # explicit: it must survive the trip to the tasks
         out["bbox"] = [float(v) for v in self.bbox]
-        if self.start is not None:
+        if self.start is not None and self.end is not None:
             out["start"] = self.start.isoformat().replace("+00:00", "Z")
             out["end"] = self.end.isoformat().replace("+00:00", "Z")
         return out
@@ -356,7 +358,7 @@ class DateTask:
         return {"request": self.request.canonical(), "date": self.date.isoformat()}
 
     @classmethod
-    def from_item(cls, item: Any) -> "DateTask":
+    def from_item(cls, item: Any) -> DateTask:
         """Parse a Map item; raises :class:`pydantic.ValidationError` or :class:`InputError`."""
         return TaskItem.model_validate(item).to_task()
 
@@ -393,7 +395,8 @@ def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[
                               limit=limit)
 
 
-def fields_from_errors(errors: list[dict], *, whole: str = "request", limit: int = 20) -> list[dict[str, str]]:
+def fields_from_errors(errors: Sequence[Mapping[str, Any]], *, whole: str = "request",
+                       limit: int = 20) -> list[dict[str, str]]:
     """Pydantic-style error dicts (also Powertools' RequestValidationError.errors()) as field
     messages; ``whole`` names the request itself (e.g. "body" for an API body)."""
     out: list[dict[str, str]] = []
