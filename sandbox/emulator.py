@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, g, jsonify, redirect, request
@@ -80,6 +81,9 @@ class EarthdataState:
     users: dict[str, str] = field(default_factory=dict)  # username -> password
     tokens: dict[str, str] = field(default_factory=dict)  # token -> username
     credentials_ttl_s: float = 3600.0  # lifetime of issued /s3credentials (short for tests)
+    # what "now" is when /s3credentials sets an expiration: a test that drives the client's
+    # clock past an expiry hands the same clock here, so the next set is valid on that clock
+    credentials_clock: Callable[[], float] = time.time
     presign_ttl_s: int = 3600
     base_urls: dict[str, str] = field(default_factory=dict)  # app name -> http://127.0.0.1:port
     files: dict[tuple[str, str], Path] = field(default_factory=dict)  # (bucket, key) -> file
@@ -189,7 +193,7 @@ class EarthdataState:
     # --- S3 ----------------------------------------------------------------------------------
     def issue_credentials(self, daac: str, ttl_s: float | None = None) -> dict:
         ttl = self.credentials_ttl_s if ttl_s is None else ttl_s
-        expires = datetime.fromtimestamp(time.time() + ttl, tz=timezone.utc)
+        expires = datetime.fromtimestamp(self.credentials_clock() + ttl, tz=timezone.utc)
         creds = {
             # distinct per DAAC and per issue, so tests can tell which set was used
             "accessKeyId": f"ASIA{daac.upper()}{next(self._serial):06d}",

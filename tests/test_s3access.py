@@ -64,21 +64,26 @@ def test_credentials_refresh_mid_task(sb, session):
         f.seek(i * block)
         assert f.read(10) == truth[i * block : i * block + 10]
 
-    with open_granule(fs, sb.links(g)["s3"], sb.settings) as f:
-        read_block(0)
-        first = provider.get()
-        assert provider.fetch_count == 1
-        clock.now = first.expires_at - margin - 1.0  # botocore asks again (its own 15 min window)
-        read_block(2)
-        assert provider.fetch_count == 1 and provider.get() is first
-        clock.now = first.expires_at - margin + 1.0  # inside the provider's margin
-        read_block(3)
-        assert provider.fetch_count == 2
-        second = provider.get()
-        assert second.key != first.key
-        clock.now = first.expires_at + 1.0  # the first set has expired outright; reads carry on
-        read_block(5)
-        assert provider.get().key != first.key and provider.fetch_count >= 2
+    # the emulator dates each new set from the same clock: valid an hour after *this* clock's now
+    sb.state.credentials_clock = clock
+    try:
+        with open_granule(fs, sb.links(g)["s3"], sb.settings) as f:
+            read_block(0)
+            first = provider.get()
+            assert provider.fetch_count == 1
+            clock.now = first.expires_at - margin - 1.0  # botocore asks again (its own 15 min window)
+            read_block(2)
+            assert provider.fetch_count == 1 and provider.get() is first
+            clock.now = first.expires_at - margin + 1.0  # inside the provider's margin
+            read_block(3)
+            assert provider.fetch_count == 2
+            second = provider.get()
+            assert second.key != first.key
+            clock.now = first.expires_at + 1.0  # the first set has expired outright; reads carry on
+            read_block(5)
+            assert provider.get().key != first.key and provider.fetch_count >= 2
+    finally:
+        sb.state.credentials_clock = time.time
 
 
 def test_missing_object_and_bad_url(sb, session):

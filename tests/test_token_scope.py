@@ -7,7 +7,6 @@ non-Earthdata hops. Each server records the credentials it was shown.
 """
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 from flask import Flask, redirect, request
@@ -73,8 +72,7 @@ def hosts():
 
 
 def _session(hosts: Hosts) -> EarthdataSession:
-    settings = dataclasses.replace(
-        Settings(),
+    settings = Settings().replace(
         earthdata_hosts=(hosts.servers["edl"].host, hosts.servers["tea"].host),
         extra_allowed_hosts=(hosts.servers["cloudfront"].host, hosts.servers["s3"].host),
         http_retries=0,
