@@ -419,9 +419,20 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
             assert ds.attrs["colocation_bbox_margin_deg"] == 0.0
             total += ds.sizes["obs"]
     assert total == counts["segments"]
-    # nothing but the published result: no staging files, no other run's folders
+    # the request-level results, as Summarize writes them: every matched segment in one netCDF,
+    # and one Parquet row per match in the date's partition
+    made = summary["request_outputs"]
+    assert made["matched"] == counts["matched"]
+    with xr.open_dataset(made["netcdf"]) as merged:
+        assert merged.sizes["obs"] == counts["matched"] and merged.attrs["featureType"] == "trajectory"
+    parts = sorted(Path(made["parquet"]).rglob("*.parquet"))
+    assert [p.parent.name for p in parts] == ["date=2019-06-22"]
+    import duckdb
+
+    assert duckdb.sql(f"select count(*) from read_parquet('{parts[0]}')").fetchall()[0][0] == counts["matched"]
+    # nothing but the published results: no staging files, no other run's folders
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    assert files == sorted([manifest_path, *map(Path, day["products"])])
+    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts])
     # stderr is no terminal here: no bar, one line per date
     assert "\r" not in stderr and "2019-06-22: 2 ATL07 granules, 14 L2P granules" in stderr
 

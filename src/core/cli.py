@@ -364,6 +364,7 @@ def run_request(args: argparse.Namespace, settings: Settings) -> tuple[dict, boo
                         and all(r["status"] == "failed" and r["error"] == last[0]["error"] for r in last)):
                     raise ColocationError(f"{SAME_ERROR_STOPS_AFTER} dates in a row failed with the same error, "
                                           f"stopped before {tasks[len(results)].date}: {last[0]['error']}")
+        request_outputs = _request_outputs(store, request, results, world)
     complete = all(r["status"] == "complete" for r in results)
     summary = {
         "request_id": request.request_id(),
@@ -372,9 +373,38 @@ def run_request(args: argparse.Namespace, settings: Settings) -> tuple[dict, boo
         "counts": {k: sum(r.get("counts", {}).get(k, 0) for r in results)
                    for k in ("atl07_granules", "sst_granules", "skipped", "segments", "matched")},
     }
+    if request_outputs:
+        summary["request_outputs"] = request_outputs
     if args.sandbox:
         summary["sandbox"] = True
     return summary, complete
+
+
+def _request_outputs(store, request: ColocationRequest, results: list[dict], settings: Settings) -> dict:
+    """The request-level netCDF and date-partitioned Parquet of the complete dates, as Summarize
+    writes them for the service (core.results.publish_request_products), into the folder."""
+    import tempfile
+
+    from core.results import publish_request_products
+
+    complete = [r for r in results if r["status"] == "complete"]
+    if not complete:
+        return {}
+    request_id = request.request_id()
+    netcdf = store.path(store.request_netcdf_key(request_id, "local"))
+    parquet = store.path(store.parquet_prefix(request_id).rstrip("/"))
+    matched = sum(r["counts"]["matched"] for r in complete)
+    if all(r.get("cached") for r in complete) and (netcdf.exists() or not matched):
+        # a re-run that recomputed nothing: the folder already holds these results
+        return {"matched": matched, "parquet": str(parquet), **({"netcdf": str(netcdf)} if matched else {})}
+    Path(settings.download_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="colocate-run-", dir=settings.download_dir) as workdir:
+        made = publish_request_products(store, request_id, request.canonical(), complete,
+                                        Path(workdir), run_id="local")
+    out = {"matched": made["matched"], "parquet": str(parquet)}
+    if made["netcdf"]:
+        out["netcdf"] = str(store.path(made["netcdf"]))
+    return out
 
 
 def _date_summary(r: dict, store) -> dict:
