@@ -176,6 +176,32 @@ def test_api_post_starts_one_execution_per_job(aws):
     assert len(aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]) == 1
 
 
+def test_api_post_that_loses_the_race_for_an_attempt_says_so(aws):
+    # Another POST of the same job starts this attempt (and it ends) between this POST's look-up
+    # of the attempts and its StartExecution: Step Functions refuses a closed execution's name
+    # with ExecutionAlreadyExists, and the API must answer 409, not start a second run.
+    from handlers import api
+
+    client = api._client("stepfunctions")
+
+    def the_other_request_wins(params, **_):
+        aws["sfn"].start_execution(stateMachineArn=params["stateMachineArn"], name=params["name"],
+                                   input=params["input"])
+        aws["sfn"].stop_execution(executionArn=api.execution_arn(params["name"]))
+
+    client.meta.events.register("provide-client-params.sfn.StartExecution", the_other_request_wins)
+    try:
+        event = load("api_post.json")
+        event["body"] = json.dumps({"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-20"})
+        status, body = call_api(event)
+    finally:
+        client.meta.events.unregister("provide-client-params.sfn.StartExecution", the_other_request_wins)
+    assert status == 409, body
+    assert "was started by another request" in body["error"] and body["attempt"] == 1
+    executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
+    assert [e["name"] for e in executions] == [body["job_id"]]  # the other request's, and no second
+
+
 def test_status_url_is_absolute_with_the_stage_or_base_path(aws):
     # following a relative /colocations/<id> would drop the stage (/v1) and meet API Gateway's 403
     event = load("api_post.json")
