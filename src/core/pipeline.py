@@ -289,7 +289,8 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     bbox = req.bounding_box
     science = req.colocation_params()
     max_dt = timedelta(seconds=science.max_dt_s)
-    atl07_collection = str(req.atl07_collection)  # resolved: the request names one or the default
+    atl07_collection = req.atl07_collection
+    assert atl07_collection is not None  # resolved above: the request's or the default
     sst_report: dict[str, dict] = {}
     # the EarthdataSession already mounts core.http's retry policy for every host; mounting it
     # again per task would only replace the adapter and drop its pooled connections
@@ -366,7 +367,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "sst_per_granule": sst_report,
             },
             "outputs": list(uploaded),
-            "warnings": list(dict.fromkeys(ctx.warnings)),
+            "warnings": list(ctx.warnings),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
             "created": _iso(datetime.now(UTC)),
         }
@@ -425,7 +426,8 @@ class _GranuleContext:
     warnings: list = field(default_factory=list)  # the date's warnings (e.g. CMR sizes that disagree)
 
     def warn(self, text: str | None) -> str | None:
-        if text:
+        """Record (and log) a warning once: an L2P granule is read for each ATL07 granule."""
+        if text and text not in self.warnings:
             log.warning("%s", text)
             self.warnings.append(text)
         return text
@@ -445,8 +447,8 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
     direct = _use_direct_access(granule, settings)
     with ctx.timer("atl07_read"):
         if direct:
-            if not granule.s3_url or not granule.s3credentials_url:
-                raise UpstreamError(f"{granule.title} has no s3:// link or /s3credentials endpoint", service="cmr")
+            # _use_direct_access chose direct only for a granule with both
+            assert granule.s3_url and granule.s3credentials_url
             fs = services.s3_filesystem(granule.s3credentials_url)
             with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
                 atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
@@ -556,7 +558,7 @@ def _l2p_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
                 report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
                                                                 swath.cols.start, swath.cols.stop]
                 size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
-        ctx.warn(size_warning)  # (an L2P granule read for two ATL07 granules: deduplicated in the manifest)
+        ctx.warn(size_warning)
         return swath
 
     return L2PSource(sst.title, read, ctx.collection_of.get(sst.title))
