@@ -78,6 +78,7 @@ class Sandbox:
         s3_faults: bool = False,
         in_region: bool = True,
         network: str | NetworkConfig | None = None,
+        dmrpp_daacs: tuple[str, ...] = ("podaac",),
     ):
         self.scene = scene
         self.workdir = Path(workdir)
@@ -101,6 +102,10 @@ class Sandbox:
         # route settings.s3_endpoint_url through a proxy that applies fault rules (app "s3api")
         self.s3_faults = s3_faults
         self.state.caller_in_region = in_region
+        # DMR++ sidecars (<key>.dmrpp beside the object, sandbox/dmrpp.py): PO.DAAC publishes
+        # them for its L2P collections; for NSIDC's ATL07 it is not confirmed, so not by default
+        self.dmrpp_daacs = tuple(dmrpp_daacs)
+        self.sidecars: list[tuple[str, str, Path]] = []  # (bucket, key, path)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -135,6 +140,15 @@ class Sandbox:
                 self.state.files[(sibling["bucket"], sibling["key"])] = Path(sibling["path"])
             if g.daac == "nsidc":
                 self.state.onprem_files[onprem_path(g)] = Path(g.path)
+            if g.daac in self.dmrpp_daacs:
+                from sandbox.dmrpp import SUFFIX, ensure_sidecar
+
+                try:
+                    sidecar = (g.bucket, g.key + SUFFIX, ensure_sidecar(g.path))
+                except OSError:  # not HDF5 (a fault test's corrupt granule): no sidecar, as at a DAAC
+                    continue
+                self.sidecars.append(sidecar)
+                self.state.files[sidecar[:2]] = sidecar[2]
 
         apps: dict[str, Flask] = {
             "edl": create_edl_app(self.state),
@@ -250,6 +264,8 @@ class Sandbox:
                 pass
         for g in self.scene.granules:
             s3.upload_file(str(g.path), g.bucket, g.key)
+        for bucket, key, path in self.sidecars:
+            s3.upload_file(str(path), bucket, key)
         sm = self.boto3_client("secretsmanager")
         try:
             sm.create_secret(Name=self.edl_secret_name, SecretString=self.edl_token)

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # a Lambda's /tmp is shared by everything in the container.
     download_max_bytes: int = Field(0, ge=0)
     s3_block_size: int = Field(1 << 20, gt=0)  # s3fs block cache; the default readahead over-reads massively
+    # ranged GETs in flight per object read in place (core.rangefile); S3 serves 5,500 GET/s per
+    # prefix (AWS S3 performance guidelines), a Lambda's bandwidth is the limit (docs/NETWORK.md)
+    s3_parallel: int = Field(16, ge=1, le=64)
     cmr_page_size: int = Field(2000, ge=1)
     http_timeout_s: float = Field(60.0, gt=0)
     http_retries: int = Field(5, ge=0)

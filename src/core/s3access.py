@@ -63,6 +63,8 @@ def open_s3_filesystem(provider: S3CredentialsProvider, settings: Settings) -> s
         client_kwargs=client_kwargs,
         default_block_size=settings.s3_block_size,
         default_cache_type="blockcache",
+        # granules read side by side, each with s3_parallel ranges in flight (core.rangefile)
+        config_kwargs={"max_pool_connections": 4 * settings.s3_parallel},
         skip_instance_cache=True,  # fsspec would otherwise share instances across credentials
     )
 
@@ -91,9 +93,7 @@ def open_granule(fs: s3fs.S3FileSystem, s3_url: str, settings: Settings):
     except FileNotFoundError:
         raise NotFoundError(f"S3 object not found: {s3_url}") from None
     except PermissionError:
-        raise AuthError(f"access denied to {s3_url} (the DAAC's S3 credentials work only in {settings.aws_region}; "
-                        "outside it read over HTTPS: l2p_access=https|auto, atl07_access=download|auto)",
-                        service="S3") from None
+        raise _access_denied(s3_url, settings) from None
     f.bytes_fetched = 0
     f.fetch_requests = 0
     fetch = f.cache.fetcher  # every cache miss ends up here
@@ -106,3 +106,52 @@ def open_granule(fs: s3fs.S3FileSystem, s3_url: str, settings: Settings):
 
     f.cache.fetcher = counting_fetch
     return f
+
+
+def s3_fetch_many(fs: s3fs.S3FileSystem, s3_url: str, settings: Settings):
+    """``fetch_many`` for core.rangefile: ranged GETs of one object, side by side on s3fs's event
+    loop (at most ``settings.s3_parallel`` in flight)."""
+    path = s3_path(s3_url)
+
+    def fetch_many(ranges):
+        if not ranges:
+            return []
+        try:
+            return fs.cat_ranges([path] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges],
+                                 on_error="raise", batch_size=settings.s3_parallel)
+        except FileNotFoundError:
+            raise NotFoundError(f"S3 object not found: {s3_url}") from None
+        except PermissionError:
+            raise _access_denied(s3_url, settings) from None
+
+    return fetch_many
+
+
+def _access_denied(s3_url: str, settings: Settings) -> AuthError:
+    return AuthError(f"access denied to {s3_url} (the DAAC's S3 credentials work only in {settings.aws_region}; "
+                     "outside it read over HTTPS: l2p_access=https|auto, atl07_access=download|auto)", service="S3")
+
+
+def s3_object_size(fs: s3fs.S3FileSystem, s3_url: str, settings: Settings) -> int:
+    try:
+        return int(fs.info(s3_path(s3_url))["size"])
+    except FileNotFoundError:
+        raise NotFoundError(f"S3 object not found: {s3_url}") from None
+    except PermissionError:
+        raise _access_denied(s3_url, settings) from None
+
+
+def s3_sidecar(fs: s3fs.S3FileSystem, s3_url: str, suffix: str = ".dmrpp") -> bytes | None:
+    """A small object published beside ``s3_url`` (e.g. its DMR++), or None if there is none."""
+    try:
+        return fs.cat_file(s3_path(s3_url + suffix))
+    except (FileNotFoundError, PermissionError):
+        return None
+
+
+def open_s3_rangefile(fs: s3fs.S3FileSystem, s3_url: str, settings: Settings, size: int | None = None):
+    """``s3_url`` as a core.rangefile.RangeFile (``size``: the object's, if known; else a HEAD)."""
+    from core.rangefile import RangeFile
+
+    size = s3_object_size(fs, s3_url, settings) if size is None else size
+    return RangeFile(s3_fetch_many(fs, s3_url, settings), size, name=s3_url.rsplit("/", 1)[-1])
