@@ -121,7 +121,11 @@ class CountedSandbox:
         per_object = {p.rsplit("/", 1)[-1]: {"served": n, "size": sizes[p], "fraction": round(n / sizes[p], 4)}
                       for (kind, app, p), n in ((k, v) for k, v in t.items() if len(k) == 3 and k[0] == "path")
                       if app == "s3api" and p in sizes}
+        # DMR++ sidecars read beside the granules (core.dmrpp): part of what an L2P read fetched
+        sidecars = {p.rsplit("/", 1)[-1]: n for (kind, app, p), n in ((k, v) for k, v in t.items() if len(k) == 3
+                                                                       and k[0] == "path") if p.endswith(".dmrpp")}
         return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http, "s3_per_object": per_object,
+                "s3_sidecar_bytes": sidecars,
                 "network": self.network_summary()}
 
     def env(self, **extra) -> dict:
@@ -303,8 +307,9 @@ def run_floor(run: dict, l2p_files: dict[str, Path], config) -> dict:
     served = {name.rsplit(".nc", 1)[0]: o["served"] for name, o in run["s3_per_object"].items() if name.endswith(".nc")}
     for title, g in run["sst_per_granule"].items():
         cf = floor.l2p_chunk_floor(l2p_files[title], g.get("window"))
-        # the server's count of the object's bytes (HTTPS reads are counted by the service)
-        got = served.get(title, g["fetched"])
+        # the server's count of the object's bytes (HTTPS reads are counted by the service), and
+        # of its DMR++ sidecar if the reader used one
+        got = served.get(title, g["fetched"]) + run.get("s3_sidecar_bytes", {}).get(f"{title}.nc.dmrpp", 0)
         fetched += got
         per_granule[title] = {"fetched": got, "floor_bytes": cf["floor_bytes"], "window": cf["window"],
                               "over_floor": round(got / max(cf["floor_bytes"], 1), 3),

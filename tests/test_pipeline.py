@@ -154,6 +154,28 @@ def test_seed_case_manifest(seed_run, sandbox_scene, sandbox, raw_atl07):
     # L2P read in place: every read granule reports fetched bytes no larger than the object
     for name, report in manifest["bytes"]["sst_per_granule"].items():
         assert 0 < report["bytes_fetched"] <= report["size"], name
+    # each L2P granule is read once for the date, or dropped with its reason: beyond ±Δt of
+    # every segment (not read at all), or read as far as showing that no pixel is near one
+    read = manifest["bytes"]["sst_per_granule"]
+    dropped = {d["granule"]: d["reason"] for d in manifest["inputs"]["sst_dropped"]}
+    assert counts["sst_granules_dropped"] == len(dropped)
+    considered = {t for p in manifest["products"] for t in p.get("sst_granules_considered", [])}
+    assert set(read) == considered
+    lo, hi = _day(task)
+    seg_times = np.concatenate([seg.time[in_bbox(seg.lon, seg.lat, task.request.bbox, sandbox.settings.bbox_margin_deg)
+                                         & (seg.time >= lo) & (seg.time <= hi)]
+                                for beams in raw_atl07.values() for seg in beams.values()])
+    dt = np.timedelta64(int(task.request.max_dt_s), "s")
+    for g in l2p:
+        title = g.file_name.rsplit(".", 1)[0]
+        if title not in read:
+            assert "not read" in dropped[title], title
+            start, end = (np.datetime64(t.replace(tzinfo=None), "ns") for t in (g.start, g.end))
+            assert not ((seg_times >= start - dt) & (seg_times <= end + dt)).any(), title
+        elif read[title]["window"] is None:
+            assert "of any segment" in dropped[title]
+        else:
+            assert title not in dropped
 
 
 def test_seed_case_segments_are_the_raw_files_segments(seed_run, sandbox, raw_atl07):

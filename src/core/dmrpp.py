@@ -110,19 +110,21 @@ def _variable(elem: ET.Element, path: str, dtype: str, sizes: dict[str, int]) ->
         return None  # compact storage or no data: nothing to fetch by range
     shape = []
     for dim in elem.findall(f"{DAP4}Dim"):
-        if dim.get("size") is not None:
-            shape.append(int(dim.get("size")))
-        elif dim.get("name") in sizes:
-            shape.append(sizes[dim.get("name")])
+        size, dim_name = dim.get("size"), dim.get("name", "")
+        if size is not None:
+            shape.append(int(size))
+        elif dim_name in sizes:
+            shape.append(sizes[dim_name])
         else:
             raise DmrppError(f"{path}: dimension {dim.get('name')!r} is not declared")
     dims_elem = chunks_elem.find(f"{DMRPP}chunkDimensionSizes")
-    chunk_shape = tuple(int(v) for v in dims_elem.text.split()) if dims_elem is not None and dims_elem.text else tuple(shape)
+    text = dims_elem.text if dims_elem is not None else None
+    chunk_shape = tuple(int(v) for v in text.split()) if text else tuple(shape)
     chunks = []
     for c in chunks_elem.findall(f"{DMRPP}chunk"):
         pos = c.get("chunkPositionInArray")
         position = tuple(int(v) for v in pos.strip("[]").split(",")) if pos else (0,) * len(shape)
-        chunks.append(Chunk(position, int(c.get("offset")), int(c.get("nBytes"))))
+        chunks.append(Chunk(position, int(c.get("offset", 0)), int(c.get("nBytes", 0))))
     return VariableMap(path, dtype, tuple(shape), chunk_shape, tuple(chunks), chunks_elem.get("compressionType", ""))
 
 

@@ -1,11 +1,15 @@
 """One request → dates (``plan``); one date → colocated products in the output bucket (``run_task``).
 
 ``run_task`` is the unit of work of every entry point. For its date it searches CMR for ATL07
-and L2P granules, streams each ATL07 granule to ``download_dir`` (or reads it in place), reads
-only the window of each overlapping L2P granule in place — from S3 in us-west-2, over HTTPS
-range requests elsewhere (``settings.l2p_access``) — keeps the best match per
-segment across granules, and writes one netCDF + PNG per ATL07 granule and the date's manifest
-(last, conditionally: see core.results). A finished date is returned from the bucket, not redone.
+and L2P granules (the collections side by side), streams the ATL07 granules to ``download_dir``
+one after another in a thread — each as parallel ranged GETs (core.download) — while it reads
+the one before (or reads them in place), then reads every L2P granule within ±Δt of a segment
+once for the segments of all ATL07 granules it can reach, side by side
+(``settings.l2p_parallel``), in place from S3 in us-west-2 or over HTTPS range requests
+elsewhere (``settings.l2p_access``); the manifest lists every L2P granule not colocated and why
+(``inputs.sst_dropped``). It keeps the best match per segment across granules, and writes one
+netCDF + PNG per ATL07 granule and the date's manifest (last, conditionally: see core.results).
+A finished date is returned from the bucket, not redone.
 """
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import requests
@@ -30,7 +36,7 @@ from core.atl07 import read_atl07
 from core.cmr import CmrClient, Granule
 from core.config import Settings
 from core.credentials import CredentialsCache
-from core.download import downloaded
+from core.download import stream_download
 from core.earthdata import redact_url
 from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
 from core.http import failure_cause
@@ -125,10 +131,14 @@ def plan(request: ColocationRequest) -> list[DateTask]:
 
 
 class _Timer:
+    """Seconds per stage. Stages of one date overlap (downloads, L2P reads side by side): a
+    stage's figure is the sum over its threads, and the stages add up to more than ``total``."""
+
     def __init__(self, clock: Callable[[], float], on_stage: Callable[..., None] | None = None):
         self.clock = clock
         self.on_stage = on_stage
         self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -138,7 +148,8 @@ class _Timer:
         try:
             yield
         finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + self.clock() - t0, 3)
+            with self._lock:
+                self.seconds[name] = round(self.seconds.get(name, 0.0) + self.clock() - t0, 3)
 
 
 def _remove_stale_workdirs(download_dir: Path) -> None:
@@ -191,7 +202,7 @@ class _DiskUsage(NamedTuple):  # the shape of shutil.disk_usage()
     free: int
 
 
-def _disk_usage(settings: Settings) -> Callable[[str], object]:
+def _disk_usage(settings: Settings) -> Callable[[str], Any]:
     """``shutil.disk_usage`` bounded by ``settings.download_max_bytes`` (0: no bound)."""
     quota = int(settings.download_max_bytes)
     if quota <= 0:
@@ -296,10 +307,13 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     # again per task would only replace the adapter and drop its pooled connections
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
-    with timer("search"):
-        atl07_found = cmr.search(atl07_collection, bbox, lo, hi)
+    with timer("search"), ThreadPoolExecutor(max_workers=1 + len(req.collections)) as pool:
+        # the searches side by side: one CMR round trip, not one per collection
+        atl07_job = pool.submit(cmr.search, atl07_collection, bbox, lo, hi)
+        sst_jobs = [(c, pool.submit(cmr.search, c, bbox, lo - max_dt, hi + max_dt)) for c in req.collections]
+        atl07_found = atl07_job.result()
         # every requested SST collection; a granule remembers the collection it was found in
-        sst_all = [(c, g) for c in req.collections for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt)]
+        sst_all = [(c, g) for c, job in sst_jobs for g in job.result()]
     sst_found = [g for _, g in sst_all]
     # a granule is read whatever its catalogue size; one whose record has no data link is
     # reported with the reason, never dropped silently
@@ -324,8 +338,9 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     products: list[dict] = []
     try:
         with _workdir(Path(settings.download_dir)) as workdir:
-            for granule in atl07_granules:
-                product = _colocate_granule(granule, sst_granules, ctx, workdir)
+            date_inputs = _read_date_inputs(atl07_granules, sst_granules, ctx, workdir)
+            for granule, atl07_read in date_inputs.atl07:
+                product = _colocate_granule(granule, atl07_read, date_inputs, ctx, workdir)
                 if product is None:
                     products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
                     continue
@@ -350,6 +365,8 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "atl07": [g.title for g in atl07_granules],
                 "sst": [g.title for g in sst_granules],
                 "skipped": skipped,
+                # L2P granules found but never read, or read no further than needed, and why
+                "sst_dropped": date_inputs.dropped,
             },
             "products": products,
             "counts": {
@@ -358,6 +375,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                 "atl07_granules": len(atl07_granules),
                 "sst_granules": len(sst_granules),
                 "skipped": len(skipped),
+                "sst_granules_dropped": len(date_inputs.dropped),
                 "segments": sum(p["segments"] for p in products),
                 "matched": sum(p["matched"] for p in products),
             },
@@ -424,12 +442,14 @@ class _GranuleContext:
     sst_report: dict  # per L2P granule: size, bytes fetched, requests, window, access path
     collection_of: dict = field(default_factory=dict)  # L2P granule title -> its SST collection
     warnings: list = field(default_factory=list)  # the date's warnings (e.g. CMR sizes that disagree)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # reads run side by side
 
     def warn(self, text: str | None) -> str | None:
-        """Record (and log) a warning once: an L2P granule is read for each ATL07 granule."""
-        if text and text not in self.warnings:
-            log.warning("%s", text)
-            self.warnings.append(text)
+        """Record (and log) a warning."""
+        if text:
+            with self.lock:
+                log.warning("%s", text)
+                self.warnings.append(text)
         return text
 
 
@@ -440,61 +460,151 @@ class _Atl07Read(NamedTuple):
     size_warning: str | None
 
 
-def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07Read:
-    """The ATL07 granule's segments in the bbox, by download or in place."""
+def _read_in_place(granule: Granule, ctx: _GranuleContext) -> _Atl07Read:
+    """The ATL07 granule's segments in the bbox, read where it lies on S3."""
     settings, services = ctx.services.settings, ctx.services
-    bbox = ctx.task.request.bounding_box
-    direct = _use_direct_access(granule, settings)
-    with ctx.timer("atl07_read"):
-        if direct:
-            # _use_direct_access chose direct only for a granule with both
-            assert granule.s3_url and granule.s3credentials_url
-            fs = services.s3_filesystem(granule.s3credentials_url)
-            with _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
-                atl07 = read_atl07(fh, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-                warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
-                services.report("bytes", n=int(fh.bytes_fetched))
-                return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
-        if not granule.https_url:
-            raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
-        service = f"download {redact_url(granule.https_url)}"
+    # _use_direct_access chose direct only for a granule with both
+    assert granule.s3_url and granule.s3credentials_url
+    fs = services.s3_filesystem(granule.s3credentials_url)
+    with ctx.timer("atl07_read"), _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
+        atl07 = read_atl07(fh, bbox=ctx.task.request.bounding_box, margin_deg=settings.bbox_margin_deg)
+        warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
+        services.report("bytes", n=int(fh.bytes_fetched))
+        return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
+
+
+def _download(granule: Granule, ctx: _GranuleContext, workdir: Path) -> Path:
+    """Stream the ATL07 granule to ``workdir`` (the caller reads and deletes it)."""
+    settings, services = ctx.services.settings, ctx.services
+    if not granule.https_url:
+        raise UpstreamError(f"{granule.title} has no HTTPS data link", service="cmr")
+    try:
+        with ctx.timer("atl07_download"):
+            return stream_download(services.http, granule.https_url, workdir,
+                                   expected_size=granule.size_bytes or None,
+                                   file_name=granule.producer_granule_id or None,
+                                   disk_usage=_disk_usage(settings),
+                                   on_bytes=(lambda n: services.report("bytes", n=n)) if services.progress else None)
+    except requests.RequestException as exc:
+        # connection refused / timed out after the session's retries; the message of
+        # requests' exception carries the URL with its query (presigned hops): not repeated
+        raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
+                            service=f"download {redact_url(granule.https_url)}") from None
+
+
+def _read_downloaded(granule: Granule, path: Path, ctx: _GranuleContext) -> _Atl07Read:
+    settings = ctx.services.settings
+    try:
+        size = path.stat().st_size
+        warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
+        with ctx.timer("atl07_read"):
+            atl07 = read_atl07(path, bbox=ctx.task.request.bounding_box, margin_deg=settings.bbox_margin_deg)
+        return _Atl07Read(atl07, False, size, warning)
+    except UnreadableFileError as exc:
+        # the bytes matched the server's size: the DAAC served a corrupt file
+        raise UpstreamError(f"{granule.title}: {exc}",
+                            service=f"download {redact_url(granule.https_url or '')}") from None
+    finally:
+        path.unlink(missing_ok=True)  # /tmp is small and shared: one granule on disk at a time per download
+
+
+def _fetch_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07Read | Path:
+    """Read in place, or download (to be read by the caller while the next one downloads)."""
+    if _use_direct_access(granule, ctx.services.settings):
+        return _read_in_place(granule, ctx)
+    return _download(granule, ctx, workdir)
+
+
+@dataclass
+class _DateInputs:
+    """What one date's colocation works from: every ATL07 granule's segments (in the window) and
+    every L2P granule's window, read once for the segments of all ATL07 granules it can reach."""
+
+    atl07: list[tuple[Granule, _Atl07Read]]
+    candidates: dict[str, list[Granule]]  # ATL07 title -> the L2P granules within its ±Δt
+    swaths: dict[str, SstSwath | None]  # L2P title -> its window (None: no pixel reaches a segment)
+    dropped: list[dict]  # {"granule", "reason"}: L2P granules not colocated, and why
+
+
+def _time_candidates(atl07: Atl07Granule, sst_granules: list[Granule], max_dt_s: float) -> list[Granule]:
+    """L2P granules whose time span reaches within ±Δt of a segment (CMR's temporal extent; a
+    granule without one cannot be ruled out by time)."""
+    t_min = min(b.time.min() for b in atl07.beams)
+    t_max = max(b.time.max() for b in atl07.beams)
+    window = np.timedelta64(int(round(max_dt_s * 1e9)), "ns")
+    return [g for g in sst_granules
+            if (g.start is None or _np_utc(g.start) - window <= t_max)
+            and (g.end is None or _np_utc(g.end) + window >= t_min)]
+
+
+def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule], ctx: _GranuleContext,
+                      workdir: Path) -> _DateInputs:
+    """Read the date's inputs with the network kept busy: ATL07 downloads one after another in a
+    thread (each one parallel ranged GETs) while this thread reads the one before; then every
+    reachable L2P granule's window side by side (``settings.l2p_parallel``), each read once for
+    the segments of every ATL07 granule within its ±Δt."""
+    settings = ctx.services.settings
+    _preload_quicklook()
+    reads: list[tuple[Granule, _Atl07Read]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher:
+        jobs = [fetcher.submit(_fetch_atl07, g, ctx, workdir) for g in atl07_granules]
         try:
-            with downloaded(services.http, granule.https_url, workdir,
-                            expected_size=granule.size_bytes or None,
-                            file_name=granule.producer_granule_id or None,
-                            disk_usage=_disk_usage(settings),
-                            on_bytes=(lambda n: services.report("bytes", n=n)) if services.progress else None) as path:
-                size = path.stat().st_size
-                warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
-                try:
-                    return _Atl07Read(read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg),
-                                      False, size, warning)
-                except UnreadableFileError as exc:
-                    # the bytes matched the server's size: the DAAC served a corrupt file
-                    raise UpstreamError(f"{granule.title}: {exc}", service=service) from None
-        except requests.RequestException as exc:
-            # connection refused / timed out after the session's retries; the message of
-            # requests' exception carries the URL with its query (presigned hops): not repeated
-            raise UpstreamError(f"{granule.title}: failed after retries ({failure_cause(exc)})",
-                                service=service) from None
+            for granule, job in zip(atl07_granules, jobs, strict=True):
+                got = job.result()
+                read = _read_downloaded(granule, got, ctx) if isinstance(got, Path) else got
+                restrict_to_window(read.granule, _np_utc(ctx.lo), _np_utc(ctx.hi))
+                reads.append((granule, read))
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
+
+    with_segments = [(g, r) for g, r in reads if any(len(b) for b in r.granule.beams)]
+    candidates = {g.title: _time_candidates(r.granule, sst_granules, ctx.science.max_dt_s) for g, r in with_segments}
+    # each L2P granule, read once, for the segments of every ATL07 granule within its ±Δt
+    reaching: dict[str, list[Atl07Granule]] = {}
+    for g, r in with_segments:
+        for sst in candidates[g.title]:
+            reaching.setdefault(sst.title, []).append(r.granule)
+    dt = f"{ctx.science.max_dt_s:g} s"
+    dropped = [{"granule": g.title, "reason": f"no segment within ±{dt} of its time span (not read)"}
+               for g in sst_granules if g.title not in reaching]
+    by_title = {g.title: g for g in sst_granules}
+    swaths: dict[str, SstSwath | None] = {}
+    with ThreadPoolExecutor(max_workers=settings.l2p_parallel, thread_name_prefix="l2p") as pool:
+        windows = {title: pool.submit(_read_l2p_window, by_title[title], granules, ctx)
+                   for title, granules in reaching.items()}
+        try:
+            for title, window in windows.items():
+                swaths[title] = window.result()
+        except BaseException:
+            for window in windows.values():
+                window.cancel()
+            raise
+    for title, swath in swaths.items():
+        if swath is None:
+            reason = ctx.sst_report.get(title, {}).get("no_window", f"no valid pixel within {ctx.science.radius_m} m")
+            dropped.append({"granule": title, "reason": f"{reason} of any segment"})
+    return _DateInputs(reads, candidates, swaths, dropped)
 
 
-def _colocate_granule(granule: Granule, sst_granules: list[Granule], ctx: _GranuleContext,
+def _window_of(inputs: _DateInputs, title: str) -> Callable[[np.ndarray, np.ndarray, float], SstSwath | None]:
+    def read(_lat: np.ndarray, _lon: np.ndarray, _radius_m: float) -> SstSwath | None:
+        return inputs.swaths.get(title)
+    return read
+
+
+def _colocate_granule(granule: Granule, atl07_read: _Atl07Read, inputs: _DateInputs, ctx: _GranuleContext,
                       workdir: Path) -> dict | None:
-    atl07, direct, atl07_bytes, size_warning = _read_atl07(granule, ctx, workdir)
-    restrict_to_window(atl07, _np_utc(ctx.lo), _np_utc(ctx.hi))
+    atl07, direct, atl07_bytes, size_warning = atl07_read
     if not sum(len(b) for b in atl07.beams):
         log.info("%s: no segments in the bbox and time window", granule.title)
         return None
-
-    t_min = min(b.time.min() for b in atl07.beams)
-    t_max = max(b.time.max() for b in atl07.beams)
-    window = np.timedelta64(int(round(ctx.science.max_dt_s * 1e9)), "ns")
-    # a granule without a temporal extent in CMR cannot be ruled out by time
-    candidates = [g for g in sst_granules
-                  if (g.start is None or _np_utc(g.start) - window <= t_max)
-                  and (g.end is None or _np_utc(g.end) + window >= t_min)]
-    pairing = pair_granule(atl07, [_l2p_source(g, ctx) for g in candidates], ctx.science, timer=ctx.timer)
+    candidates = inputs.candidates[granule.title]
+    # the windows were read for the segments of every ATL07 granule of the date: the same swath
+    # serves each (a window holding every pixel near any segment holds those near this one's)
+    sources = [L2PSource(g.title, _window_of(inputs, g.title), ctx.collection_of.get(g.title)) for g in candidates]
+    pairing = pair_granule(atl07, sources, ctx.science, timer=ctx.timer)
 
     stem = _stem(atl07.name)
     with ctx.timer("write"):
@@ -537,31 +647,41 @@ def _open_sst(sst: Granule, access: str, services: Services):
     return open_granule(services.s3_filesystem(endpoint), sst.s3_url, settings)
 
 
-def _l2p_source(sst: Granule, ctx: _GranuleContext) -> L2PSource:
-    """An L2P granule read where it lies (S3 in region, HTTPS ranges outside): only the window
-    that can reach the segments."""
-    def read(lat: np.ndarray, lon: np.ndarray, radius_m: float) -> SstSwath | None:
-        access = l2p_access(ctx.services.settings)
-        service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
-        with ctx.timer("sst_read"), _read_errors(sst.title, service):
-            with _open_sst(sst, access, ctx.services) as fh:
-                swath = read_l2p(fh, lat=lat, lon=lon, radius_m=radius_m, name=sst.title)
-                report = ctx.sst_report.setdefault(sst.title, {"size": int(fh.size), "bytes_fetched": 0, "requests": 0})
-                report["access"] = access
-                report["bytes_fetched"] += int(fh.bytes_fetched)
-                ctx.services.report("bytes", n=int(fh.bytes_fetched))
-                report["requests"] += int(fh.fetch_requests)
-                if access == "https":
-                    report["resolves"] = report.get("resolves", 0) + int(fh.resolves)
-                    report["resolved_host"] = fh.resolved_host
-                report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
-                report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
-                                                                swath.cols.start, swath.cols.stop]
-                size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
-        ctx.warn(size_warning)
-        return swath
+def _read_l2p_window(sst: Granule, reaching: list[Atl07Granule], ctx: _GranuleContext) -> SstSwath | None:
+    """The window of an L2P granule that can reach the segments of ``reaching`` (S3 in region,
+    HTTPS ranges outside); None when no pixel can."""
+    beams = [b for g in reaching for b in g.beams if len(b)]
+    lat = np.concatenate([b.lat for b in beams]).astype(np.float64)
+    lon = np.concatenate([b.lon for b in beams]).astype(np.float64)
+    access = l2p_access(ctx.services.settings)
+    service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
+    with ctx.timer("sst_read"), _read_errors(sst.title, service):
+        with _open_sst(sst, access, ctx.services) as fh:
+            swath = read_l2p(fh, lat=lat, lon=lon, radius_m=ctx.science.read_radius_m, name=sst.title)
+            report: dict[str, Any] = {"size": int(fh.size), "bytes_fetched": int(fh.bytes_fetched),
+                      "requests": int(fh.fetch_requests), "access": access}
+            if access == "https":
+                report["resolves"] = int(fh.resolves)
+                report["resolved_host"] = fh.resolved_host
+            report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
+            report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
+                                                            swath.cols.start, swath.cols.stop]
+            size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
+    with ctx.lock:
+        ctx.sst_report[sst.title] = report
+    ctx.services.report("bytes", n=report["bytes_fetched"])
+    ctx.warn(size_warning)
+    return swath
 
-    return L2PSource(sst.title, read, ctx.collection_of.get(sst.title))
+
+def _preload_quicklook() -> None:
+    """Import the quicklook's plotting stack in a background thread while the task waits on the
+    network (matplotlib's import is ~0.8 s of CPU, on the critical path otherwise)."""
+    def load():
+        with contextlib.suppress(ImportError):
+            import core.quicklook  # noqa: F401
+
+    threading.Thread(target=load, name="preload-quicklook", daemon=True).start()
 
 
 @contextlib.contextmanager

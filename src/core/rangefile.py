@@ -43,7 +43,7 @@ def merge_ranges(ranges: Iterable[Range], gap: int = 0) -> list[Range]:
 
 def split_ranges(ranges: Iterable[Range], max_part: int) -> list[Range]:
     """Ranges cut into parts of at most ``max_part`` bytes (same bytes, more requests in flight)."""
-    out = []
+    out: list[Range] = []
     for start, end in ranges:
         n = max(1, -(-(end - start) // max_part))
         step = -(-(end - start) // n)
