@@ -297,6 +297,10 @@ def measure(n_dates: int = 365, *, concurrency: int | None = None, network: str 
     """The bench step: the counted sandbox on the full-size scene, one N-date request."""
     from bench.e2e import CountedSandbox
 
+    # as bench.common.child_env gives every child: 365 warm invocations' INFO lines and EMF
+    # metric blobs on stdout would cost more time than the orchestration being measured
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="coloc-scale-") as tmp:
             return measure(n_dates, concurrency=concurrency, network=network, workdir=Path(tmp), start=start)
@@ -426,7 +430,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write the cost table here (e.g. bench/scale.md)")
     p.add_argument("--json", default=None, help="write the figures here as JSON")
     a = p.parse_args(argv)
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # 365 warm invocations' INFO lines
     f = measure(a.dates, concurrency=a.concurrency, network=a.network, start=a.start)
     print(json.dumps(f, indent=1, default=str))
     text = cost_markdown(f)

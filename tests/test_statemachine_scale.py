@@ -83,3 +83,36 @@ def test_forty_dates_through_the_distributed_map_keep_every_payload_small(sandbo
     rows = [r for o in raw["objects"] if "/SUCCEEDED_" in o["key"]
             for r in json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/{o['key']}")["Body"].read())]
     assert sorted(json.loads(r["Output"])["date"] for r in rows) == days
+
+
+def test_cost_lines_add_up_from_the_per_date_figures():
+    f = {"memory_mb": {"PlanFunction": 512, "ColocateFunction": 2048, "SummarizeFunction": 2048},
+         "data_dates_measured": [{"date": "2019-06-22", "import_s": 1.0, "run_s": 29.0, "error": False}],
+         "dates": 10, "empty_date_task_s_mean": 0.5, "concurrency": 4, "plan_s": 0.2, "summarize_s": 3.0,
+         "s3_requests": {"out:GET": 10, "out:HEAD": 0, "out:PUT": 20, "out:LIST": 10, "daac:GET": 99},
+         "bucket": "out", "result_objects": [{"key": "_map-results/x/SUCCEEDED_0.json", "size": 9}] * 2,
+         "parent_transitions": 5}
+    c = scale.cost_lines(f, 100)
+    assert (c["n_data"], c["n_empty"], c["cold_inits"]) == (1, 99, 4)
+    assert c["gb_s_data"] == pytest.approx(30.0 * 2)
+    assert c["gb_s_empty"] == pytest.approx((99 * 0.5 + 4 * 1.0) * 2)
+    assert c["gb_s_steps"] == pytest.approx(0.2 * 0.5 + 3.0 * 2)
+    assert c["transitions"] == 5 + 100 and c["lambda_requests"] == 102
+    # per-date S3 counts scale with the dates; the DAAC's bucket is not ours to pay for
+    assert c["s3_reads"] == pytest.approx(1 * 100 + 1) and c["s3_writes"] == pytest.approx(3 * 100 + 2)
+    assert c["usd_total"] == pytest.approx(sum(c["usd"].values()))
+    assert c["upper_bound_gb_s"] == pytest.approx(100 * 30.0 * 2 + c["gb_s_steps"])
+    assert "| **total** |" in scale.cost_markdown({**f, **_figures()}, 100)
+
+
+def _figures() -> dict:
+    """The rest of what summarize_run gives cost_markdown (values of no consequence here)."""
+    return {"request": {"start": "2019-06-17", "end": "2019-06-26"}, "concurrency": 4, "network": "off",
+            "data_dates_measured": [{"date": "2019-06-22", "import_s": 1.0, "run_s": 29.0, "error": False,
+                                     "atl07_granules": 2, "peak_rss_mb": 400.0}],
+            "wall_s": 10.0, "status": "SUCCEEDED", "n_dates_summarized": 10, "n_failed": 0,
+            "overhead_per_date_s": 0.05, "fixed_overhead_s": 0.5, "slot_occupancy": 0.9,
+            "largest_payload": {"bytes": 1000, "state": "x", "field": "output"}, "largest_payload_fraction": 0.004,
+            "largest_parent_state": {"bytes": 700, "state": "DatesDistributed", "field": "output"},
+            "largest_item_input_bytes": 294, "largest_item_output_bytes": 1000, "plan_object_bytes": 140,
+            "parent_events": 22, "server_requests": {"cmr:GET": 20}}
