@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import coldstart, e2e, fanout, kernel, l2p_bytes
+from bench import coldstart, e2e, fanout, kernel, l2p_bytes, scale
 from bench.common import REPO
 
 BENCH = REPO / "bench"
@@ -88,7 +88,7 @@ def update_readme(text: str) -> None:
 
 
 def run(quick: bool = False, network: str | None = None, *, repeats: int | None = None,
-        network_off: bool = True, fan_out: bool = True) -> dict:
+        network_off: bool = True, fan_out: bool = True, scale_run: bool = True) -> dict:
     t_start = time.perf_counter()
     timings = {}
     repeats = repeats or (1 if quick else 3)
@@ -112,6 +112,8 @@ def run(quick: bool = False, network: str | None = None, *, repeats: int | None 
     cold = step("cold_start", coldstart.measure, 1 if quick else 5)
     fan = step("fan_out", fanout.measure, network=network) if fan_out else None
     l2p = step("l2p_bytes", l2p_bytes.measure)
+    # issue 13 "at scale": a long request through the Distributed Map (bench/scale.py, scale.md)
+    at_scale = step("scale", scale.measure, 40 if quick else 365, network=network) if scale_run else None
 
     s = end_to_end["summary"]
     data_dates = [d for d in (fan or {}).get("per_date", []) if d["status"] == "complete"]
@@ -141,6 +143,7 @@ def run(quick: bool = False, network: str | None = None, *, repeats: int | None 
             "cold_start": cold,
             "fan_out": fan,
             "l2p_bytes": l2p,
+            "scale": at_scale,
             "bench_step_s": timings,
         },
     }
@@ -196,13 +199,17 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="end-to-end repeats (default 3; --quick 1)")
     p.add_argument("--no-network-off", action="store_true", help="skip the end-to-end runs on loopback")
     p.add_argument("--no-fanout", action="store_true", help="skip the 7-date fan-out (and bench/cost.md)")
+    p.add_argument("--no-scale", action="store_true", help="skip the 365-date Distributed Map run (and bench/scale.md)")
     a = p.parse_args(argv)
-    results = run(a.quick, a.network, repeats=a.repeats, network_off=not a.no_network_off, fan_out=not a.no_fanout)
+    results = run(a.quick, a.network, repeats=a.repeats, network_off=not a.no_network_off, fan_out=not a.no_fanout,
+                  scale_run=not a.no_scale)
     Path(a.out).write_text(json.dumps(results, indent=1, default=str) + "\n")
     text = table(results)
     if not a.quick:
         if results["details"]["fan_out"]:
             (BENCH / "cost.md").write_text(fanout.cost_markdown(results["details"]["fan_out"]))
+        if results["details"]["scale"]:
+            (BENCH / "scale.md").write_text(scale.cost_markdown(results["details"]["scale"]))
         update_readme(text)
     s = results["details"]["end_to_end"]["summary"]
     print(text)

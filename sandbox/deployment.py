@@ -116,9 +116,12 @@ def _environ(key: str, value: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def deployed_state_machine(sb, *, runner: Runner = call_handler, output_prefix: str | None = None,
-                           fast_retries: bool = True) -> Iterator[Deployment]:
+                           fast_retries: bool = True, max_concurrency: int | None = None) -> Iterator[Deployment]:
     """The state machine and its three functions in the sandbox's moto, executing; moto is put
-    back as it was afterwards (its Lambda runtime, ResultWriter, retry waits, executor off)."""
+    back as it was afterwards (its Lambda runtime, ResultWriter, retry waits, executor off).
+
+    ``max_concurrency`` replaces both Maps' ``MaxConcurrency`` (bench/scale.py measures the
+    orchestration at 1 as well as at the definition's value); None deploys the definition as is."""
     from moto.awslambda.models import LambdaFunction
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
@@ -174,6 +177,12 @@ def deployed_state_machine(sb, *, runner: Runner = call_handler, output_prefix: 
                 "OutputPrefix": output_prefix or sb.settings.output_prefix}
         for k, v in subs.items():
             text = text.replace("${%s}" % k, v)
+        if max_concurrency is not None:
+            definition = json.loads(text)
+            for state in definition["States"].values():
+                if state.get("Type") == "Map":
+                    state["MaxConcurrency"] = max_concurrency
+            text = json.dumps(definition)
         sfn = sb.boto3_client("stepfunctions")
         arn = sfn.create_state_machine(name=f"coloc-{tag}", definition=text, roleArn=role)["stateMachineArn"]
         yield Deployment(sfn=sfn, arn=arn, functions=arns, calls=calls, waits=waits)
