@@ -35,7 +35,8 @@ _MAP_PX = (72, 48, 430, 486)  # with a colour bar; the map is square (aspect "eq
 _MAP_ALONE_PX = (72, 48, 560, 486)  # nothing was colour-mapped: the map takes the bar's room
 _CBAR_PX = (508, 84, 20, 413)
 _PROF_PX = (675, 48, 542, 486)
-# PNG deflate level: 6 (PIL's default) costs ~0.1 s per 1300 × 600 quicklook for ~10 % less size
+# PNG deflate level: PIL's default 6 encodes a seed-case quicklook in ~49 ms, level 1 in ~32 ms
+# for 5 % more bytes (435 → 458 kB)
 PNG_COMPRESS_LEVEL = 1
 
 _preload_lock = threading.Lock()
@@ -128,10 +129,13 @@ def _swath_coords(lat: np.ndarray, lon: np.ndarray):
     valid = np.isfinite(lat) & np.isfinite(lon)
     rows = valid.sum(axis=1) >= 2
     lat, lon, valid = lat[rows], lon[rows], valid[rows]
-    out_lat = np.empty(lat.shape, np.float64)
-    out_lon = np.empty(lat.shape, np.float64)
+    # rows without a gap (most of a swath window) in one vectorised pass; a per-row loop over
+    # every row was ~10 % of a render
+    full = valid.all(axis=1)
+    out_lat = lat.astype(np.float64)
+    out_lon = np.degrees(np.unwrap(np.radians(lon.astype(np.float64)), axis=1))
     cols = np.arange(lat.shape[1])
-    for r in range(lat.shape[0]):
+    for r in np.flatnonzero(~full):
         c = np.flatnonzero(valid[r])
         out_lat[r] = np.interp(cols, c, lat[r, c])
         out_lon[r] = np.interp(cols, c, np.degrees(np.unwrap(np.radians(lon[r, c]))))
