@@ -29,8 +29,8 @@ MAX_POINTS = 150_000  # segments drawn per layer; ~1.4 M would cost seconds and 
 K0 = 2.0 * 6371.0088  # stereographic scale (km) on a sphere
 # Fixed layout (pixels: left, bottom, width, height), sized for the widest labels the panels take
 # (map ticks to "−1000" km, colour bar "272.75", two-line title). A layout engine (constrained or
-# bbox_inches="tight") measures every tick label in an extra draw: ~40 % of a render, for the
-# same picture (measured on the seed case; matplotlib backend_bases.print_figure).
+# bbox_inches="tight") measures every tick label in an extra draw before the real one: ~30 % of
+# a render on the seed case, for the same picture (matplotlib backend_bases.print_figure).
 _MAP_PX = (72, 48, 430, 486)  # with a colour bar; the map is square (aspect "equal", box adjusted)
 _MAP_ALONE_PX = (72, 48, 560, 486)  # nothing was colour-mapped: the map takes the bar's room
 _CBAR_PX = (508, 84, 20, 413)
@@ -281,7 +281,7 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
             passes &= np.asarray(sw.quality_level[::step, ::step])[rows] >= int(min_ql)
         t[~(valid & passes)] = np.nan
         x, y = proj(la, lo)
-        swath_xy.append((x, y, np.ma.masked_invalid(t), np.ma.masked_where(~valid | passes, np.ones(t.shape))))
+        swath_xy.append((x, y, np.ma.masked_invalid(t), valid & ~passes))
         vals.append(t[np.isfinite(t)])
     allv = np.concatenate(vals) if vals else np.zeros(0)
     if allv.size:
@@ -310,11 +310,12 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
         # opaque grey, the rest transparent (the two sets are disjoint). Two meshes (scalar +
         # grey) drew the same pixels for twice the per-mesh cost, ~10 % of a render.
         rgba = cmap(norm(t), alpha=SWATH_ALPHA)  # masked → the colormap's "bad": transparent
-        rgba[~np.ma.getmaskarray(failing)] = GREY_FAILING
+        rgba[failing] = GREY_FAILING
         with warnings.catch_warnings():
             # a swath is curvilinear in any projection: midpoint cell edges are what we want
             warnings.filterwarnings("ignore", message=".*not monotonically increasing or decreasing.*")
             ax_map.pcolormesh(x, y, rgba, shading="nearest", rasterized=True, zorder=0)
+    if swath_xy:
         mappable, bar_alpha = ScalarMappable(norm=norm, cmap=cmap), SWATH_ALPHA
 
     if lat.size:
