@@ -111,6 +111,37 @@ def test_matplotlib_stays_off_the_colocation_path():
     assert res.returncode == 0, res.stderr
 
 
+def test_preload_from_threads_while_rendering(tmp_path):
+    """preload() in several threads at once, a render started meanwhile: every call returns, the
+    render waits for the import and writes its PNG; no backend is chosen and pyplot stays out."""
+    code = (
+        "import sys, threading\n"
+        "from datetime import datetime, timezone\n"
+        "from core.product import build_dataset\n"
+        "import core.quicklook as q\n"
+        "from tests.product_fixtures import PARAMS, seed_scene\n"
+        "tracks, swaths = seed_scene(n=200)\n"
+        "ds = build_dataset(tracks, [s.granule for s in swaths], PARAMS, now=datetime(2026, 1, 1, tzinfo=timezone.utc))\n"
+        "errors = []\n"
+        "threading.excepthook = lambda a: errors.append(repr(a.exc_value))\n"
+        "threads = [threading.Thread(target=q.preload) for _ in range(4)]\n"
+        "[t.start() for t in threads]\n"
+        "path = q.render_quicklook(ds, sys.argv[1], swaths=swaths)\n"
+        "[t.join() for t in threads]\n"
+        "q.preload()\n"
+        "assert not errors, errors\n"
+        "assert path.stat().st_size > 20_000\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "import matplotlib\n"
+        "assert matplotlib.rcParams._get_backend_or_none() is None, 'a backend was selected'\n"
+    )
+    # a fresh MPLCONFIGDIR: the font cache is built inside the first preload, so the render waits
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.png")], capture_output=True, text=True,
+                         env={"PYTHONPATH": "src:.", "PATH": "/usr/bin:/bin", "MPLCONFIGDIR": str(tmp_path)},
+                         cwd=str(_repo()))
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
 def _repo():
     from pathlib import Path
 

@@ -53,6 +53,13 @@ STANDARD_NAME_VOCABULARY = "CF Standard Name Table v93"
 # CF-1.8 has no 64-bit integer type.
 TIME_UNITS = "microseconds since 2018-01-01 00:00:00"
 ATL07_DOI_DEFAULT = "https://doi.org/10.5067/ATLAS/ATL07.006"
+# obs variables: shuffle + deflate, one chunk each up to HDF5's default 1 MiB chunk cache
+# (H5Pset_chunk_cache), so a reader of a slice still gets its chunk cached. h5py's guessed
+# chunks split a 45 k-segment variable in 16. Seed case: level 2 deflates ~20 % faster than 4
+# (one chunk each), and still ~4 % smaller than the guessed chunks at level 4; the write itself
+# is dominated by per-variable h5netcdf bookkeeping (~0.17 s of ~0.23 s for 46 variables).
+DEFLATE_LEVEL = 2
+CHUNK_BYTES = 2**20
 
 GHRSST_QL_FLAG_VALUES = np.arange(6, dtype=np.int8)
 GHRSST_QL_FLAG_MEANINGS = "no_data bad_data worst_quality low_quality acceptable_quality best_quality"
@@ -490,7 +497,8 @@ def build_dataset(
         if var.dtype == object:
             var.encoding["dtype"] = str
         elif var.dims == ("obs",) and var.size:
-            var.encoding.update(zlib=True, complevel=4, shuffle=True)
+            var.encoding.update(zlib=True, complevel=DEFLATE_LEVEL, shuffle=True,
+                                chunksizes=(min(var.size, max(1, CHUNK_BYTES // var.dtype.itemsize)),))
     ds["time"].encoding.update(units=TIME_UNITS, calendar="standard", dtype="float64")
     # segment id labels the observation; distance and time offset say where and when the SST
     # sample was taken relative to the segment: auxiliary coordinates, not measurements.
