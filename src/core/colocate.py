@@ -32,7 +32,7 @@ _K_GROWTH = 4
 _BATCH = 1 << 18  # segments per k-d tree query batch (footprint radius)
 _PAIRS = 1 << 20  # (segment, candidate pixel) pairs examined at a time
 _CELL_FRACTION = 0.3  # cube side / radius: fewer queries vs more pairs (fastest of 0.1-1 on the bench)
-_CELL_MIN_M = 20.0  # >= 10 m: cube indices fit the 21-bit fields of _CellRuns
+_CELL_MIN_M = 20.0  # smallest cube side: >= 10 m keeps cube indices within CellRuns' 21-bit fields
 _BLOCK = 16  # pixels per side of the grid blocks that are kept or skipped whole
 _F32_SLACK_M = 50.0  # > float32 rounding of geocentric coordinates (~1 m at 6.4e6 m)
 _EDGE_M = 1e-4  # chords this close to the radius's chord get the exact great-circle test
@@ -40,15 +40,21 @@ _EDGE_M = 1e-4  # chords this close to the radius's chord get the exact great-ci
 
 def lonlat_to_xyz(lon: np.ndarray, lat: np.ndarray, radius: float = EARTH_RADIUS_M, dtype=np.float64) -> np.ndarray:
     """Geocentric cartesian coordinates (n, 3) of points on the sphere (float64 unless asked)."""
-    # x * (pi / 180) is what np.radians computes, but vectorised for float32 too
-    lon_r = np.asarray(lon, dtype=dtype).ravel() * dtype(np.pi / 180.0)
-    lat_r = np.asarray(lat, dtype=dtype).ravel() * dtype(np.pi / 180.0)
-    out = np.empty((lon_r.size, 3), dtype)
-    scaled_cos_lat = np.multiply(np.cos(lat_r), dtype(radius))
-    np.multiply(scaled_cos_lat, np.cos(lon_r), out=out[:, 0])
-    np.multiply(scaled_cos_lat, np.sin(lon_r), out=out[:, 1])
-    np.multiply(np.sin(lat_r), dtype(radius), out=out[:, 2])
+    lon = np.asarray(lon, dtype=dtype).ravel()
+    out = np.empty((lon.size, 3), dtype)
+    _fill_xyz(lon, np.asarray(lat, dtype=dtype).ravel(), out[:, 0], out[:, 1], out[:, 2], radius)
     return out
+
+
+def _fill_xyz(lon, lat, x, y, z, radius: float = EARTH_RADIUS_M) -> None:
+    """Write geocentric x, y, z of lon/lat (degrees, of the outputs' dtype) into x, y, z."""
+    # x * (pi / 180) is what np.radians computes, but vectorised for float32 too
+    to_rad = lon.dtype.type(np.pi / 180.0)
+    lon_r, lat_r = lon * to_rad, lat * to_rad
+    scaled_cos_lat = np.multiply(np.cos(lat_r), lon.dtype.type(radius))
+    np.multiply(scaled_cos_lat, np.cos(lon_r), out=x)
+    np.multiply(scaled_cos_lat, np.sin(lon_r), out=y)
+    np.multiply(np.sin(lat_r), lon.dtype.type(radius), out=z)
 
 
 def arc_from_chord(chord_m: np.ndarray, radius: float = EARTH_RADIUS_M) -> np.ndarray:
@@ -149,9 +155,9 @@ def colocate(
     reach_m = FOOTPRINT_READ_RADIUS_M if footprint else max(float(radius_m), 0.0)
     # runs of consecutive segments sharing a small cube stand for them in the k-d tree queries
     # (ATL07 segments lie metres apart, a cube of a tenth of the radius holds dozens)
-    cells = _CellRuns(s_xyz, max(_CELL_FRACTION * reach_m, _CELL_MIN_M))
+    cells = CellRuns(s_xyz, _CELL_FRACTION * reach_m)
     # only pixels of grid blocks that can reach a segment enter the tree
-    pix = np.flatnonzero(geo & _reachable_blocks(swath.lat, swath.lon, cells.centres,
+    pix = np.flatnonzero(geo & reachable_blocks(swath.lat, swath.lon, cells.centres,
                                                  float(chord_from_arc(reach_m)) + cells.half_diagonal).ravel())
     radius = np.full(seg_idx.size, np.nan if footprint else reach_m)
     if not footprint:
@@ -215,12 +221,13 @@ def colocate(
     return out
 
 
-class _CellRuns:
+class CellRuns:
     """Points grouped into runs of consecutive points in the same cube of side ``cell`` (m):
     ``run`` per point, and per run the cube's centre, which every point of the run lies within
     ``half_diagonal`` of. A cube met again later starts a new run (harmless: one query more)."""
 
     def __init__(self, xyz: np.ndarray, cell: float):
+        cell = max(float(cell), _CELL_MIN_M)
         ijk = np.floor(xyz / cell)
         # one int64 key per cube (|index| < 2**20 for cell >= 10 m): 1-D comparisons are fast
         k = ijk.astype(np.int64) + (1 << 20)
@@ -232,15 +239,16 @@ class _CellRuns:
         self.half_diagonal = cell * np.sqrt(3.0) / 2.0 + 1e-3  # + rounding of floor / centre
 
 
-def _reachable_blocks(lat: np.ndarray, lon: np.ndarray, centres: np.ndarray, reach: float) -> np.ndarray:
+def reachable_blocks(lat: np.ndarray, lon: np.ndarray, centres: np.ndarray, reach: float) -> np.ndarray:
     """bool per pixel of the grid: its block of ``_BLOCK`` × ``_BLOCK`` pixels may hold a pixel
     within chord ``reach`` (m) of a centre. Blocks are bounded by boxes of their pixels'
     geocentric coordinates in float32 (fast; ``_F32_SLACK_M`` covers its rounding), so whole
     swaths far from the segments cost one cheap pass."""
     rows, cols = lat.shape
     nbr, nbc = -(-rows // _BLOCK), -(-cols // _BLOCK)
-    planes = np.full((3, nbr * _BLOCK, nbc * _BLOCK), np.nan, np.float32)
-    planes[:, :rows, :cols] = lonlat_to_xyz(lon, lat, dtype=np.float32).T.reshape(3, rows, cols)
+    planes = np.empty((3, nbr * _BLOCK, nbc * _BLOCK), np.float32)
+    planes[:, rows:], planes[:, :rows, cols:] = np.nan, np.nan
+    _fill_xyz(np.asarray(lon, np.float32), np.asarray(lat, np.float32), *planes[:, :rows, :cols])
     blocks = planes.reshape(3, nbr, _BLOCK, nbc * _BLOCK)
 
     def bound(extreme):  # fmin/fmax skip NaN: pixels without a location do not widen a block
@@ -275,7 +283,7 @@ class _Neighbourhood:
                    np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
 
 
-def _neighbourhood(tree, cells: _CellRuns, s_xyz, t_ns, radius, p_xyz, p_ns, p_timed, p_sst, classes,
+def _neighbourhood(tree, cells: CellRuns, s_xyz, t_ns, radius, p_xyz, p_ns, p_timed, p_sst, classes,
                    max_dt_ns) -> _Neighbourhood:
     """Every pixel within each segment's radius: the pixels within radius + half a cube's
     diagonal of its run's cube centre are its candidates (triangle inequality), then exact
