@@ -2,12 +2,18 @@
 
 Unlike ``pyresample.kd_tree.resample_nearest`` (which picks the nearest pixel and only then
 looks at its value, so a fill or low-quality pixel can win), every geolocated pixel within the
-radius is examined: a segment's k nearest pixels are queried, k growing until the k-th lies
-beyond the radius, and the exact great-circle and Δt tests then sort them into valid (finite
-SST inside the valid range, quality level ≥ minimum: the nearest of these is the match),
-rejected by quality level, outside the valid range and ice-flagged, counted per segment with
-the median and standard deviation of the valid SSTs (a box around the pixel, as OBPG's
-matchup tools report).
+radius is examined, and exact float64 great-circle and Δt tests sort them into valid (finite
+SST inside the valid range, quality level ≥ minimum: the nearest of these is the match, an
+exact tie going to the smaller |Δt|), rejected by quality level, outside the valid range and
+ice-flagged, counted per segment with the median and standard deviation of the valid SSTs (a
+box around the pixel, as OBPG's matchup tools report).
+
+How, cheaply: blocks of the pixel grid that no segment can reach are dropped first (float32
+bounding boxes, with slack for its rounding); consecutive segments (metres apart along a
+beam) sharing a cube of 0.3 × the radius make one k-d tree query for every pixel within the
+radius plus the cube's half-diagonal (a superset, by the triangle inequality); each segment's
+(segment, candidate) pairs then get the exact tests, and per-segment statistics come from
+vectorised group reductions, not Python loops.
 
 Coordinates are geocentric (x, y, z on a sphere), so the antimeridian and the poles need no
 special case; nearest by chord is nearest by great-circle distance, which is what is reported.
