@@ -36,7 +36,7 @@ FOOTPRINT_READ_RADIUS_M = 5000.0
 _K_START = 8  # candidates per cube in the first query (a 1 km radius holds ~3-5 MODIS pixels)
 _K_GROWTH = 4
 _BATCH = 1 << 18  # segments per k-d tree query batch (footprint radius)
-_PAIRS = 1 << 20  # (segment, candidate pixel) pairs examined at a time
+_PAIRS = 1 << 19  # (segment, candidate pixel) pairs examined at a time (~40 MB of temporaries)
 _CELL_FRACTION = 0.3  # cube side / radius: fewer queries vs more pairs (fastest of 0.1-1 on the bench)
 _CELL_MIN_M = 20.0  # smallest cube side: >= 10 m keeps cube indices within CellRuns' 21-bit fields
 _BLOCK = 16  # pixels per side of the grid blocks that are kept or skipped whole
@@ -158,9 +158,14 @@ def colocate(
     seg_idx = np.flatnonzero(seg_ok)
     s_xyz = lonlat_to_xyz(seg_lon[seg_idx], seg_lat[seg_idx])
     footprint = isinstance(radius_m, str) and radius_m == FOOTPRINT
-    reach_m = FOOTPRINT_READ_RADIUS_M if footprint else max(float(radius_m), 0.0)
+    if footprint:
+        fp_all = footprint_radius_m(swath.lat, swath.lon).ravel()
+        # the nearest pixel is looked for this far; a segment's radius may be its pixel's, larger
+        reach_m = float(np.max(fp_all, initial=FOOTPRINT_READ_RADIUS_M, where=np.isfinite(fp_all)))
+    else:
+        reach_m = max(float(radius_m), 0.0)
     # runs of consecutive segments sharing a small cube stand for them in the k-d tree queries
-    # (ATL07 segments lie metres apart, a cube of a tenth of the radius holds dozens)
+    # (ATL07 segments lie metres apart, a cube of 0.3 x the radius holds dozens)
     cells = CellRuns(s_xyz, _CELL_FRACTION * reach_m)
     # only pixels of grid blocks that can reach a segment enter the tree
     pix = np.flatnonzero(geo & reachable_blocks(swath.lat, swath.lon, cells.centres,
@@ -193,7 +198,7 @@ def colocate(
     tree = KDTree(p_xyz)
 
     if footprint:
-        fp = footprint_radius_m(swath.lat, swath.lon).ravel()[pix]
+        fp = fp_all[pix]
         for b0 in range(0, seg_idx.size, _BATCH):
             d, i = tree.query(s_xyz[b0:b0 + _BATCH], k=1,
                               distance_upper_bound=float(chord_from_arc(FOOTPRINT_READ_RADIUS_M)))
