@@ -170,7 +170,7 @@ def colocate(
     # only pixels of grid blocks that can reach a segment enter the tree
     pix = np.flatnonzero(geo & reachable_blocks(swath.lat, swath.lon, cells.centres,
                                                  float(chord_from_arc(reach_m)) + cells.half_diagonal).ravel())
-    radius = np.full(seg_idx.size, np.nan if footprint else reach_m)
+    radius = np.full(seg_idx.size, np.nan if footprint else float(radius_m))
     if not footprint:
         out.radius_m[seg_idx] = radius
     if pix.size == 0:
