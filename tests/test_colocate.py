@@ -246,16 +246,17 @@ def assert_neighbourhood_agrees(lat, lon, t, swath, m: Matches, radius, max_dt, 
     return want
 
 
+@pytest.mark.parametrize("max_dt", [300.0, 10800.0])  # 3 h: every fill pixel is within Δt of every segment
 @pytest.mark.parametrize("lat0,lon0", CENTRES)
-def test_neighbourhood_counts_and_median_match_brute_force(lat0, lon0):
+def test_neighbourhood_counts_and_median_match_brute_force(lat0, lon0, max_dt):
     swath = make_swath(lat0, lon0, seed=int(abs(lat0 * 7 + lon0)) + 5)
     lat, lon, t = make_track(lat0, lon0)
-    m = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=300.0, min_quality_level=3)
-    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, 1500.0, 300.0, 3)
+    m = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=max_dt, min_quality_level=3)
+    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, 1500.0, max_dt, 3)
     assert (want["n_valid"] > 1).any() and (want["n_rejected_quality"] > 0).any()
     assert (want["n_out_of_range"] > 0).any() and (want["n_ice"] > 0).any()
     # the matched pixel's own values and position in the full swath
-    idx, _, _ = oracle(lat, lon, t, swath, 1500.0, 300.0, 3)
+    idx, _, _ = oracle(lat, lon, t, swath, 1500.0, max_dt, 3)
     hit = idx >= 0
     r, c = np.unravel_index(idx[hit], swath.shape)
     np.testing.assert_array_equal(m.pixel_nj[hit], r + 7)

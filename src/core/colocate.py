@@ -176,8 +176,7 @@ def colocate(
     if pix.size == 0:
         return out
 
-    # per candidate pixel: location, time and which of the reported classes it falls in
-    p_lat, p_lon = swath.lat.ravel()[pix].astype(np.float64), swath.lon.ravel()[pix].astype(np.float64)
+    # per candidate pixel: time and which of the reported classes it falls in
     p_time = swath.time.astype("datetime64[ns]", copy=False).ravel()[pix]
     p_ns = p_time.view(np.int64)
     p_sst = swath.sst.ravel()[pix].astype(np.float64)
@@ -194,6 +193,17 @@ def colocate(
         classes |= swath.sst_out_of_range.ravel()[pix].astype(np.uint8) << 2
     if swath.l2p_flags is not None:
         classes |= swath.ice().ravel()[pix].astype(np.uint8) << 3
+    if not footprint:  # (the footprint radius comes from the nearest pixel of any kind)
+        # a pixel of no class (a fill) within Δt of every segment counts nowhere: leave it out
+        t_lo, t_hi = seg_ns[seg_idx].min(), seg_ns[seg_idx].max()
+        inert = ((classes == 0) & ~np.isnat(p_time)
+                 & (np.abs(p_ns - t_lo) <= max_dt_ns) & (np.abs(p_ns - t_hi) <= max_dt_ns))
+        if inert.any():
+            keep = ~inert
+            pix, p_time, p_ns, p_sst, classes = pix[keep], p_time[keep], p_ns[keep], p_sst[keep], classes[keep]
+            if pix.size == 0:
+                return out
+    p_lat, p_lon = swath.lat.ravel()[pix].astype(np.float64), swath.lon.ravel()[pix].astype(np.float64)
     p_xyz = lonlat_to_xyz(p_lon, p_lat)
     tree = KDTree(p_xyz)
 
