@@ -269,7 +269,8 @@ def reachable_blocks(lat: np.ndarray, lon: np.ndarray, centres: np.ndarray, reac
     nbr, nbc = -(-rows // _BLOCK), -(-cols // _BLOCK)
     planes = np.empty((3, nbr * _BLOCK, nbc * _BLOCK), np.float32)
     planes[:, rows:], planes[:, :rows, cols:] = np.nan, np.nan
-    _fill_xyz(np.asarray(lon, np.float32), np.asarray(lat, np.float32), *planes[:, :rows, :cols])
+    with np.errstate(over="ignore", invalid="ignore"):  # nonsense coordinates become NaN, not warnings
+        _fill_xyz(np.asarray(lon, np.float32), np.asarray(lat, np.float32), *planes[:, :rows, :cols])
     blocks = planes.reshape(3, nbr, _BLOCK, nbc * _BLOCK)
 
     def bound(extreme):  # fmin/fmax skip NaN: pixels without a location do not widen a block
