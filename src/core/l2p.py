@@ -379,6 +379,7 @@ def find_window(
     # cube's half-diagonal so no pixel within radius of any original point is missed
     cell = max(float(radius_m), 2000.0)
     cubes = CellRuns(lonlat_to_xyz(qlon[ok], qlat[ok]), cell)
+    centres = np.unique(cubes.centres, axis=0)  # runs along a track repeat little; points in any order may
     reach = float(chord_from_arc(radius_m)) + cubes.half_diagonal
     band = latitude_band(qlat[ok], radius_m)
     assert band is not None  # some query latitude is finite (ok.any() above)
@@ -394,9 +395,9 @@ def find_window(
         r0, c0 = band_rows[0], band_cols[0]
         sub = (slice(r0, band_rows[-1] + 1), slice(c0, band_cols[-1] + 1))
         # then whole grid blocks far from every cube (float32, one pass), then pixel by pixel
-        near = reachable_blocks(lat[sub], lon[sub], cubes.centres, reach) & in_band[sub]
+        near = reachable_blocks(lat[sub], lon[sub], centres, reach) & in_band[sub]
         r, c = np.nonzero(near)
-        dist, _ = KDTree(cubes.centres).query(lonlat_to_xyz(lon[sub][near], lat[sub][near]), k=1,
+        dist, _ = KDTree(centres).query(lonlat_to_xyz(lon[sub][near], lat[sub][near]), k=1,
                                                distance_upper_bound=reach)
         hit = np.isfinite(dist)
         row_hit[r[hit] + r0] = True
