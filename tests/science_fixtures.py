@@ -59,7 +59,8 @@ def haversine(lat1, lon1, lat2, lon2):
 
 
 def oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql):
-    """Brute force: for each segment, every pixel's haversine distance; nearest valid wins.
+    """Brute force: for each segment, every pixel's haversine distance; nearest valid wins, an
+    exact tie goes to the smaller |Δt| (docs/SCIENCE.md).
 
     Returns (flat pixel index or -1, distance m, dt s) per segment."""
     lat, lon = swath.lat.ravel(), swath.lon.ravel()
@@ -79,7 +80,7 @@ def oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql):
         dt = (t[cand] - seg_time[i]) / np.timedelta64(1, "s")
         good = (d <= radius_m) & (np.abs(dt) <= max_dt_s)
         if good.any():
-            j = np.flatnonzero(good)[np.argmin(d[good])]
+            j = np.flatnonzero(good)[np.lexsort((np.abs(dt[good]), d[good]))[0]]
             idx[i], dist[i], dts[i] = cand[j], d[j], dt[j]
     return idx, dist, dts
 

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.colocate import FOOTPRINT, best_of, colocate, colocate_swaths, footprint_radius_m
+from core.colocate import (
+    FOOTPRINT, best_of, colocate, colocate_swaths, footprint_radius_m, lonlat_to_xyz, reachable_blocks,
+)
 from core.l2p import read_l2p
 from core.model import FLAGS_FILL, QL_FILL, Matches, SstSwath
 from tests.science_fixtures import (
@@ -244,16 +246,17 @@ def assert_neighbourhood_agrees(lat, lon, t, swath, m: Matches, radius, max_dt, 
     return want
 
 
+@pytest.mark.parametrize("max_dt", [300.0, 10800.0])  # 3 h: every fill pixel is within Δt of every segment
 @pytest.mark.parametrize("lat0,lon0", CENTRES)
-def test_neighbourhood_counts_and_median_match_brute_force(lat0, lon0):
+def test_neighbourhood_counts_and_median_match_brute_force(lat0, lon0, max_dt):
     swath = make_swath(lat0, lon0, seed=int(abs(lat0 * 7 + lon0)) + 5)
     lat, lon, t = make_track(lat0, lon0)
-    m = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=300.0, min_quality_level=3)
-    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, 1500.0, 300.0, 3)
+    m = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=max_dt, min_quality_level=3)
+    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, 1500.0, max_dt, 3)
     assert (want["n_valid"] > 1).any() and (want["n_rejected_quality"] > 0).any()
     assert (want["n_out_of_range"] > 0).any() and (want["n_ice"] > 0).any()
     # the matched pixel's own values and position in the full swath
-    idx, _, _ = oracle(lat, lon, t, swath, 1500.0, 300.0, 3)
+    idx, _, _ = oracle(lat, lon, t, swath, 1500.0, max_dt, 3)
     hit = idx >= 0
     r, c = np.unravel_index(idx[hit], swath.shape)
     np.testing.assert_array_equal(m.pixel_nj[hit], r + 7)
@@ -308,3 +311,61 @@ def test_best_of_sums_counts_where_nothing_matched():
     m = best_of(a, b)
     assert m.n_rejected_quality.tolist() == [3, 0] and m.n_ice.tolist() == [2, 5]
     assert m.n_valid.tolist() == [0, 1]
+
+
+def test_exact_tie_in_distance_goes_to_the_smaller_dt():
+    # MODIS bow-tie overlap: two pixels at one location, both valid; the one nearer in time wins
+    plat, plon = rotate_to(81.0, -58.0, np.array([400.0, 400.0, 900.0]), np.array([30.0, 30.0, 0.0]))
+    for dts in ([-300, 100, 5], [100, -300, 5]):
+        time = T0 + np.array(dts, "timedelta64[s]").astype("timedelta64[ns]")
+        sw = SstSwath(granule="g", lat=plat[None, :], lon=plon[None, :],
+                      sst=np.array([[271.0, 272.0, 273.0]], np.float32), time=time[None, :],
+                      quality_level=np.full((1, 3), 5, np.int8), l2p_flags=np.zeros((1, 3), np.int16))
+        m = colocate([81.0], [-58.0], [T0], sw, radius_m=1000, max_dt_s=600, min_quality_level=4)
+        assert m.dt_s[0] == pytest.approx(100.0) and m.n_valid[0] == 3
+        idx, _, dt = oracle([81.0], [-58.0], np.array([T0]), sw, 1000, 600, 4)
+        assert dt[0] == pytest.approx(100.0) and m.sst[0] == sw.sst.ravel()[idx[0]]
+
+
+@pytest.mark.parametrize("radius", [1000.0, FOOTPRINT])
+@pytest.mark.parametrize("lat0,lon0", CENTRES[:4])
+def test_large_swath_shuffled_segments_match_brute_force(lat0, lon0, radius):
+    # a swath of many grid blocks (some without any location) of which the track reaches a few,
+    # segments in random order (no runs of neighbours) and some far off the swath
+    swath = make_swath(lat0, lon0, rows=90, cols=70, seed=31, fill_frac=0.3)
+    swath.lat[40:60, 0:30] = np.nan
+    lat, lon, t = make_track(lat0, lon0, n=400, length_m=30000.0, angle=75.0)
+    far_lat, far_lon = rotate_to(lat0, lon0, np.full(20, 200e3), np.linspace(-5e3, 5e3, 20))
+    lat, lon, t = np.r_[lat, far_lat], np.r_[lon, far_lon], np.r_[t, t[:20]]
+    order = np.random.default_rng(5).permutation(lat.size)
+    lat, lon, t = lat[order], lon[order], t[order]
+    m = colocate(lat, lon, t, swath, radius_m=radius, max_dt_s=400.0, min_quality_level=3)
+    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, "footprint" if radius == FOOTPRINT else radius,
+                                       400.0, 3)
+    assert (want["n_valid"] > 0).sum() > 50 and (want["n_outside_dt"] > 0).any()
+    if radius != FOOTPRINT:
+        assert_agrees(lat, lon, t, swath, m, radius, 400.0, 3)
+    else:
+        hit = m.matched
+        assert np.all(m.distance_m[hit] <= m.radius_m[hit] + 1e-3)
+
+
+@pytest.mark.parametrize("lat0,lon0", CENTRES)
+def test_reachable_blocks_keep_every_pixel_within_reach(lat0, lon0):
+    # brute force over every pixel and centre: pruning by blocks may keep too much, never too little
+    rng = np.random.default_rng(int(abs(lat0 + lon0)))
+    lat, lon = swath_geometry(lat0, lon0, rows=75, cols=53, rng=rng)  # 5 x 4 blocks, one not full
+    lat[rng.random(lat.shape) < 0.1] = np.nan
+    # a cluster inside, and points just off the swath's corners (where a block's box is loosest)
+    north = np.r_[rng.uniform(12e3, 28e3, 25), -39.2e3, -39.2e3, 38.2e3, 38.2e3]
+    east = np.r_[rng.uniform(2e3, 18e3, 25), -28.2e3, 27.2e3, -28.2e3, 27.2e3]
+    c_lat, c_lon = rotate_to(lat0, lon0, north, east)
+    centres = lonlat_to_xyz(c_lon, c_lat)
+    reach = 3000.0
+    keep = reachable_blocks(lat, lon, centres, reach)
+    pix = lonlat_to_xyz(lon, lat).reshape(lat.shape + (3,))
+    d = np.sqrt(((pix[:, :, None, :] - centres[None, None]) ** 2).sum(axis=-1)).min(axis=-1)
+    within = np.nan_to_num(d, nan=np.inf) <= reach
+    assert within.any() and not keep[within & ~keep].any()
+    assert np.all(keep[within])
+    assert keep.mean() < 0.6, "blocks far from every centre are dropped"

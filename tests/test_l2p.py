@@ -107,6 +107,26 @@ def test_window_contains_every_pixel_within_radius(tmp_path):
     assert find_window(truth["lat"], truth["lon"], [10.0], [10.0], 1000.0) is None
 
 
+@pytest.mark.parametrize("lat0,lon0", [(82.3, -60.0), (70.0, 180.0), (89.8, 10.0), (-66.0, -179.9)])
+def test_window_on_a_many_block_grid_holds_every_pixel_within_radius(lat0, lon0):
+    # a grid of many 16 x 16 blocks, float32 like a decoded file, with a gap of missing
+    # locations; query points near one corner: the window is small and misses no close pixel
+    from tests.science_fixtures import swath_geometry, track_geometry
+
+    rng = np.random.default_rng(2)
+    lat, lon = (a.astype(np.float32) for a in swath_geometry(lat0, lon0, rows=170, cols=130, rng=rng))
+    lat[60:70, :] = np.nan
+    qlat, qlon = track_geometry(float(lat[40, 30]), float(lon[40, 30]), n=50, length_m=20000.0, angle_deg=20.0,
+                                rng=rng)
+    rows, cols = find_window(lat, lon, qlat, qlon, 1500.0, margin_pixels=0)
+    d = np.min([haversine_m(lo, la, lon, lat) for la, lo in zip(qlat, qlon)], axis=0)
+    within = np.argwhere(np.nan_to_num(d, nan=np.inf) <= 1500.0)
+    assert within.size
+    assert within[:, 0].min() >= rows.start and within[:, 0].max() < rows.stop
+    assert within[:, 1].min() >= cols.start and within[:, 1].max() < cols.stop
+    assert (rows.stop - rows.start) < 40 and (cols.stop - cols.start) < 40
+
+
 def test_window_reads_a_fraction_of_the_bytes(tmp_path):
     path, truth = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=400, cols=300, chunks=(50, 50))
     full = CountingReader(path)

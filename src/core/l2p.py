@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 from pykdtree.kdtree import KDTree
 
-from core.colocate import EARTH_RADIUS_M, chord_from_arc, lonlat_to_xyz
+from core.colocate import EARTH_RADIUS_M, CellRuns, chord_from_arc, lonlat_to_xyz, reachable_blocks
 from core.errors import InputError, UnreadableFileError
 from core.model import FLAGS_FILL, QL_FILL, SstSwath
 
@@ -53,9 +53,6 @@ FLAG_ATTRS = ("flag_values", "flag_masks", "flag_meanings", "long_name", "commen
 _TIME_UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
                 "ms": 1e-3, "milliseconds": 1e-3, "millisecond": 1e-3,
                 "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
-_KEY_OFFSET = 1 << 20  # cube indices (|xyz| / cell < 2**20) packed in 21 bits each
-_KEY_MASK = (1 << 21) - 1
-_ROW_BLOCK = 256  # rows converted to xyz at a time while finding the window
 
 
 def normalise_attr(value: Any) -> Any:
@@ -381,30 +378,30 @@ def find_window(
     # thin the (dense) query points to one per cube of side `cell`; widen the search by the
     # cube's half-diagonal so no pixel within radius of any original point is missed
     cell = max(float(radius_m), 2000.0)
-    ijk = np.floor(lonlat_to_xyz(qlon[ok], qlat[ok]) / cell).astype(np.int64) + _KEY_OFFSET
-    packed = np.unique((ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2])  # 1-D unique is fast
-    ijk = np.column_stack(((packed >> 42) & _KEY_MASK, (packed >> 21) & _KEY_MASK, packed & _KEY_MASK))
-    centres = (ijk - _KEY_OFFSET + 0.5) * cell
-    reach = chord_from_arc(radius_m) + cell * np.sqrt(3.0) / 2.0
-    tree = KDTree(centres)
+    cubes = CellRuns(lonlat_to_xyz(qlon[ok], qlat[ok]), cell)
+    centres = np.unique(cubes.centres, axis=0)  # runs along a track repeat little; points in any order may
+    reach = float(chord_from_arc(radius_m)) + cubes.half_diagonal
     band = latitude_band(qlat[ok], radius_m)
     assert band is not None  # some query latitude is finite (ok.any() above)
     south, north = band
     n_rows, n_cols = lat.shape
+    with np.errstate(invalid="ignore"):
+        # only pixels in the query latitude band can be close: a cheap first cut
+        in_band = (lat >= south) & (lat <= north) & np.isfinite(lon)
+    band_rows, band_cols = np.flatnonzero(in_band.any(axis=1)), np.flatnonzero(in_band.any(axis=0))
     row_hit = np.zeros(n_rows, dtype=bool)
     col_hit = np.zeros(n_cols, dtype=bool)
-    for r0 in range(0, n_rows, _ROW_BLOCK):
-        blat, blon = lat[r0:r0 + _ROW_BLOCK], lon[r0:r0 + _ROW_BLOCK]
-        with np.errstate(invalid="ignore"):
-            # only pixels in the query latitude band can be close: skip the rest cheaply
-            valid = (blat >= south) & (blat <= north) & np.isfinite(blon)
-        if not valid.any():
-            continue
-        dist, _ = tree.query(lonlat_to_xyz(blon[valid], blat[valid]), k=1, distance_upper_bound=reach)
-        near = np.zeros(blat.shape, dtype=bool)
-        near[valid] = np.isfinite(dist)
-        row_hit[r0:r0 + blat.shape[0]] |= near.any(axis=1)
-        col_hit |= near.any(axis=0)
+    if band_rows.size:
+        r0, c0 = band_rows[0], band_cols[0]
+        sub = (slice(r0, band_rows[-1] + 1), slice(c0, band_cols[-1] + 1))
+        # then whole grid blocks far from every cube (float32, one pass), then pixel by pixel
+        near = reachable_blocks(lat[sub], lon[sub], centres, reach) & in_band[sub]
+        r, c = np.nonzero(near)
+        dist, _ = KDTree(centres).query(lonlat_to_xyz(lon[sub][near], lat[sub][near]), k=1,
+                                               distance_upper_bound=reach)
+        hit = np.isfinite(dist)
+        row_hit[r[hit] + r0] = True
+        col_hit[c[hit] + c0] = True
     if not row_hit.any():
         return None
     rows, cols = np.flatnonzero(row_hit), np.flatnonzero(col_hit)
