@@ -338,7 +338,7 @@ def _neighbourhood(tree, cells: CellRuns, s_xyz, t_ns, radius, p_xyz, p_ns, p_ti
         pix = cand[np.arange(local.size) + np.repeat(first_cand[b0:b1] - start, cnt)]
         s = seg[b0:b1]
         chord = np.zeros(pix.size)
-        for p_c, s_c in zip(p_planes, s_planes):
+        for p_c, s_c in zip(p_planes, s_planes, strict=True):
             d = p_c[pix] - np.repeat(s_c[b0:b1], cnt)
             chord += d * d
         np.sqrt(chord, out=chord)
