@@ -235,11 +235,24 @@ class _Waves:
             [(p, None) for p in GRANULE_VARS]
 
     def opening(self) -> None:
-        """Before h5py opens the file, with a byte map: the HDF5 metadata (all of it: ~2 MB of a
-        ~240 MB granule, in one wave, instead of a miss per object header), the locations of
-        every beam and the granule-level variables."""
+        """Before h5py opens the file, with a byte map: the HDF5 metadata h5py will read (instead
+        of a round trip per object header), every beam's locations, the granule-level variables."""
         if self.byte_map is not None:
-            self._fetch(None, self._locations(BEAMS), metadata_ranges(self.byte_map.values(), self.file.size))
+            self._fetch(None, self._locations(BEAMS), self._metadata())
+
+    def _metadata(self) -> list[Range]:
+        """The metadata gaps (core.dmrpp.metadata_ranges) next to a chunk of a variable read, and
+        the first (superblock, root group): HDF5 allocates a dataset's object header and chunk
+        index as it writes the dataset, beside its chunks. Measured on the seed granules (bench/
+        README.md "ATL07 read in place"): 131 of the 498 gaps, 0.6 of 1.9 MB, hold all but ~20
+        of the ~150 metadata blocks h5py reads (group headers and link heaps; those are fetched
+        on demand); all 498 gaps would mean 2.5x the requests for no fewer round trips."""
+        edges = {0}
+        paths = [p for p, _ in self._locations(BEAMS)] + [f"{b}/sea_ice_segments/{v}" for b in BEAMS for v in ROW_VARS]
+        for path in paths:
+            for start, end in dataset_ranges(None, path, None, self.byte_map):
+                edges.update((start, end))
+        return [g for g in metadata_ranges(self.byte_map.values(), self.file.size) if g[0] in edges or g[1] in edges]
 
     def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
         """Without a byte map: the locations and granule-level variables, from the chunk index."""
