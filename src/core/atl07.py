@@ -85,9 +85,12 @@ ROW_VARS = ("delta_time", "height_segment_id", "heights/height_segment_height", 
 ANCILLARY_KEYS = ("release", "version", "granule_start_utc", "granule_end_utc")  # copied into attrs
 GRANULE_VARS = ("ancillary_data/atlas_sdp_gps_epoch", "orbit_info/sc_orient", "orbit_info/sc_orient_time",
                 *(f"ancillary_data/{k}" for k in ANCILLARY_KEYS))
-# A metadata read that misses (no byte map) fetches this much: ATL07 object headers and chunk
-# B-tree nodes are ~3 KB each in gaps ~0.4 MB apart (measured, bench/README.md "ATL07 read in place")
-ATL07_READAHEAD = 64 << 10
+# What a metadata read that misses fetches, without a byte map: ATL07's object headers and chunk
+# indexes are ~3 KB each, one beside each variable's chunks, ~0.4 MB apart, so every miss is a
+# round trip under h5py's lock; 4 MiB per miss took the fewest seconds in the modelled network
+# (bench/README.md "ATL07 read in place": 64 KiB 448 requests, 1 MiB 239, 4 MiB 122 for the two
+# seed granules). With a byte map the few misses left are group headers: RangeFile's 64 KiB.
+ATL07_READAHEAD = 4 << 20
 
 
 def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
@@ -187,7 +190,10 @@ def beam_strength(beam: str, sc_orient: int | None) -> str:
 def open_atl07_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]:
     """An ATL07 granule on S3 as a RangeFile, with its byte map if a ``.dmrpp`` is published beside
     it: pass both to :func:`read_atl07` (``read_atl07(file, bbox=..., byte_map=byte_map)``)."""
-    return open_in_place(fs, s3_url, settings, readahead=ATL07_READAHEAD)
+    file, byte_map = open_in_place(fs, s3_url, settings)
+    if byte_map is None:
+        file.readahead = ATL07_READAHEAD
+    return file, byte_map
 
 
 def read_atl07(

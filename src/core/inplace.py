@@ -66,10 +66,9 @@ def _h5_chunk_ranges(ds: h5py.Dataset, rows: Sequence[slice] | None) -> list[Ran
     return out
 
 
-def open_in_place(fs, s3_url: str, settings, *, readahead: int) -> tuple[RangeFile, ByteMap | None]:
-    """``s3_url`` as a RangeFile (a miss inside h5py fetches at least ``readahead`` bytes) and its
-    byte map from the ``.dmrpp`` published beside it, or None where there is none (or it cannot
-    be read: the granule is then read from its own chunk index)."""
+def open_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]:
+    """``s3_url`` as a RangeFile and its byte map from the ``.dmrpp`` published beside it, or None
+    where there is none (or it cannot be read: the granule is then read from its own chunk index)."""
     from core.s3access import open_s3_rangefile, s3_object_size, s3_sidecar
 
     # the object's size (HEAD) and its sidecar (GET) side by side: one first byte, not two
@@ -78,7 +77,6 @@ def open_in_place(fs, s3_url: str, settings, *, readahead: int) -> tuple[RangeFi
         sidecar = pool.submit(s3_sidecar, fs, s3_url)
         size, document = size.result(), sidecar.result()
     file = open_s3_rangefile(fs, s3_url, settings, size=size)
-    file.readahead = int(readahead)
     byte_map = None
     if document is not None:
         try:
