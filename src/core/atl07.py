@@ -206,7 +206,7 @@ def read_atl07(
     """Read every beam's sea-ice segments, optionally restricted to ``bbox`` (+ ``margin_deg``).
 
     A :class:`~core.rangefile.RangeFile` source is read in waves of side-by-side fetches;
-    ``byte_map`` (its DMR++, core.dmrpp) lets the first wave hold all HDF5 metadata too."""
+    ``byte_map`` (its DMR++, core.dmrpp) lets the first wave hold the HDF5 metadata too."""
     name = _source_name(source)
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise InputError(f"ATL07 file not found: {os.fspath(source)}", field="atl07")
@@ -241,24 +241,14 @@ class _Waves:
             [(p, None) for p in GRANULE_VARS]
 
     def opening(self) -> None:
-        """Before h5py opens the file, with a byte map: the HDF5 metadata h5py will read (instead
-        of a round trip per object header), every beam's locations, the granule-level variables."""
+        """Before h5py opens the file, with a byte map: all HDF5 metadata (what lies between the
+        chunks, core.dmrpp.metadata_ranges: ~1.9 MB in ~500 gaps of a seed granule), every beam's
+        locations and the granule-level variables. All of it, not a guess at what h5py will
+        read: no miss is left to wait under h5py's lock, and in the modelled network it took
+        less time than the ~130 gaps beside the chunks read plus the ~20 misses those leave
+        (bench/README.md "ATL07 read in place")."""
         if self.byte_map is not None:
-            self._fetch(None, self._locations(BEAMS), self._metadata())
-
-    def _metadata(self) -> list[Range]:
-        """The metadata gaps (core.dmrpp.metadata_ranges) next to a chunk of a variable read, and
-        the first (superblock, root group): HDF5 allocates a dataset's object header and chunk
-        index as it writes the dataset, beside its chunks. Measured on the seed granules (bench/
-        README.md "ATL07 read in place"): 131 of the 498 gaps, 0.6 of 1.9 MB, hold all but ~20
-        of the ~150 metadata blocks h5py reads (group headers and link heaps; those are fetched
-        on demand); all 498 gaps would mean 2.5x the requests for no fewer round trips."""
-        edges = {0}
-        paths = [p for p, _ in self._locations(BEAMS)] + [f"{b}/sea_ice_segments/{v}" for b in BEAMS for v in ROW_VARS]
-        for path in paths:
-            for start, end in dataset_ranges(None, path, None, self.byte_map):
-                edges.update((start, end))
-        return [g for g in metadata_ranges(self.byte_map.values(), self.file.size) if g[0] in edges or g[1] in edges]
+            self._fetch(None, self._locations(BEAMS), metadata_ranges(self.byte_map.values(), self.file.size))
 
     def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
         """Without a byte map: the locations and granule-level variables, from the chunk index."""
