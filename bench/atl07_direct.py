@@ -34,7 +34,8 @@ def _same(a, b) -> bool:
     import numpy as np
 
     return [x.beam for x in a.beams] == [x.beam for x in b.beams] and all(
-        np.array_equal(x.time, y.time) and np.array_equal(x.lat, y.lat) and np.array_equal(x.height, y.height, equal_nan=True)
+        np.array_equal(x.time, y.time) and np.array_equal(x.lat, y.lat)
+        and np.array_equal(x.height, y.height, equal_nan=True)
         for x, y in zip(a.beams, b.beams, strict=True))
 
 
@@ -125,7 +126,8 @@ def child(way: str, threads: bool, readahead: int | None, parallel: int | None, 
     with Sandbox(SimpleNamespace(granules=atl07), workdir=workdir, network=NETWORK_DEFAULT, dmrpp_daacs=daacs) as sb:
         settings = sb.settings if parallel is None else sb.settings.replace(s3_parallel=parallel)
         session = EarthdataSession(settings, StaticToken(sb.edl_token))
-        fs = open_s3_filesystem(S3CredentialsProvider(session, settings.s3credentials_endpoints["NSIDC_CPRD"]), settings)
+        provider = S3CredentialsProvider(session, settings.s3credentials_endpoints["NSIDC_CPRD"])
+        fs = open_s3_filesystem(provider, settings)
         fs.info(f"{atl07[0].bucket}/{atl07[0].key}")  # credentials and a pooled connection, as in a task
         local = {g.file_name: read_atl07(g.path, bbox=bbox, margin_deg=settings.bbox_margin_deg) for g in atl07}
         per: dict[str, dict] = {}
@@ -219,9 +221,12 @@ def main(argv=None) -> int:
             best["repeats"] = [r["wall_s"] for r in reps]
             results.append(best)
             s3 = best["s3_ledger"]
-            print(f"{way:10s} ra={best['readahead'] or 'default'!s:>8} threads={threads!s:5} wall {best['wall_s']:6.2f} s  "
-                  f"bytes {best['bytes'] / 1e6:7.1f} MB  requests {best['requests']:4d}  S3 ledger: {s3.get('requests')} req, "
-                  f"modelled {best['modelled_s']:5.2f} s  first byte {s3.get('first_byte_s')} s, network path {s3.get('network_path_s')} s  identical={best['identical']}", file=sys.stderr, flush=True)
+            print(f"{way:10s} ra={best['readahead'] or 'default'!s:>8} threads={threads!s:5} "
+                  f"wall {best['wall_s']:6.2f} s  bytes {best['bytes'] / 1e6:7.1f} MB  "
+                  f"requests {best['requests']:4d}  modelled {best['modelled_s']:5.2f} s  "
+                  f"S3 ledger: {s3.get('requests')} req, first byte {s3.get('first_byte_s')} s, "
+                  f"network path {s3.get('network_path_s')} s  identical={best['identical']}",
+                  file=sys.stderr, flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(json.dumps(results))

@@ -231,6 +231,8 @@ class _Waves:
 
     def _fetch(self, h5: h5py.File | None, wants: Iterable[tuple[str, Sequence[slice] | None]],
                extra: Iterable[Range] = ()) -> None:
+        if self.file is None:
+            return
         ranges = list(extra)
         for path, rows in wants:
             ranges += dataset_ranges(h5, path, rows, self.byte_map)
@@ -247,19 +249,18 @@ class _Waves:
         read: no miss is left to wait under h5py's lock, and in the modelled network it took
         less time than the ~130 gaps beside the chunks read plus the ~20 misses those leave
         (bench/README.md "ATL07 read in place")."""
-        if self.byte_map is not None:
+        if self.file is not None and self.byte_map is not None:
             self._fetch(None, self._locations(BEAMS), metadata_ranges(self.byte_map.values(), self.file.size))
 
     def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
         """Without a byte map: the locations and granule-level variables, from the chunk index."""
-        if self.file is not None and self.byte_map is None:
+        if self.byte_map is None:
             self._fetch(h5, self._locations(beams))
 
     def rows(self, h5: h5py.File, runs_by_beam: dict[str, list[slice] | None]) -> None:
         """Every per-row variable's chunks holding the selected rows, all beams together."""
-        if self.file is not None:
-            self._fetch(h5, [(f"{beam}/sea_ice_segments/{v}", runs)
-                             for beam, runs in runs_by_beam.items() if runs != [] for v in ROW_VARS])
+        self._fetch(h5, [(f"{beam}/sea_ice_segments/{v}", runs)
+                         for beam, runs in runs_by_beam.items() if runs != [] for v in ROW_VARS])
 
 
 def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float, waves: _Waves) -> Atl07Granule:

@@ -73,9 +73,9 @@ def open_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]
 
     # the object's size (HEAD) and its sidecar (GET) side by side: one first byte, not two
     with ThreadPoolExecutor(2) as pool:
-        size = pool.submit(s3_object_size, fs, s3_url, settings)
-        sidecar = pool.submit(s3_sidecar, fs, s3_url)
-        size, document = size.result(), sidecar.result()
+        asked_size = pool.submit(s3_object_size, fs, s3_url, settings)
+        asked_sidecar = pool.submit(s3_sidecar, fs, s3_url)
+        size, document = asked_size.result(), asked_sidecar.result()
     file = open_s3_rangefile(fs, s3_url, settings, size=size)
     byte_map = None
     if document is not None:
