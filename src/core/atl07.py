@@ -3,18 +3,28 @@
 Subsetted or older granules lack beams and variables: anything missing is skipped with a
 warning (logged and kept in ``granule.warnings``), never a crash. With a bbox only the index
 runs of each beam that fall inside it (plus a margin) are read, so memory follows the region.
+
+Read in place (a core.rangefile.RangeFile over S3, :func:`open_atl07_in_place`), the read runs
+in waves, each fetched side by side before h5py decodes it from memory (core.inplace): every
+beam's latitude/longitude (with a DMR++ byte map also all HDF5 metadata, before the file is
+opened), then every variable's chunks for the bbox rows of all beams together.
 """
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
 
+from core.dmrpp import Range, metadata_ranges
 from core.errors import InputError, UnreadableFileError
+from core.inplace import ByteMap, dataset_ranges, open_in_place
 from core.model import BEAMS, Atl07Granule, BBox, BeamSegments
+from core.rangefile import RangeFile
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,21 @@ ICE_CONC_FIELDS = ("ice_conc", "ice_conc_amsr2", "ice_conc_ssmi")  # one of them
 COPIED_ATTRS = ("flag_values", "flag_meanings", "flag_masks", "units", "long_name", "description",
                 "valid_min", "valid_max")
 _MERGE_GAP = 2000  # read index runs separated by fewer segments than this as one slice
+
+# What is read of each beam (under gtx/sea_ice_segments): the locations whole, then the rest only
+# for the rows in the bbox; and a few granule-level variables. The in-place waves fetch these.
+LOCATION_VARS = ("latitude", "longitude")
+ROW_VARS = ("delta_time", "height_segment_id", "heights/height_segment_height", "heights/height_segment_type",
+            "heights/height_segment_quality", *(var for _, var, _ in ATL07_FIELDS))
+ANCILLARY_KEYS = ("release", "version", "granule_start_utc", "granule_end_utc")  # copied into attrs
+GRANULE_VARS = ("ancillary_data/atlas_sdp_gps_epoch", "orbit_info/sc_orient", "orbit_info/sc_orient_time",
+                *(f"ancillary_data/{k}" for k in ANCILLARY_KEYS))
+# What a metadata read that misses fetches, without a byte map: ATL07's object headers and chunk
+# indexes are ~3 KB each, one beside each variable's chunks, ~0.4 MB apart, so every miss is a
+# round trip under h5py's lock; 4 MiB per miss took the fewest seconds in the modelled network
+# (bench/README.md "ATL07 read in place": 64 KiB 448 requests, 1 MiB 239, 4 MiB 122 for the two
+# seed granules). With a byte map the few misses left are group headers: RangeFile's 64 KiB.
+ATL07_READAHEAD = 4 << 20
 
 
 def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
@@ -162,30 +187,89 @@ def beam_strength(beam: str, sc_orient: int | None) -> str:
     return "unknown"
 
 
+def open_atl07_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]:
+    """An ATL07 granule on S3 as a RangeFile, with its byte map if a ``.dmrpp`` is published beside
+    it: pass both to :func:`read_atl07` (``read_atl07(file, bbox=..., byte_map=byte_map)``)."""
+    file, byte_map = open_in_place(fs, s3_url, settings)
+    if byte_map is None:
+        file.readahead = ATL07_READAHEAD
+    return file, byte_map
+
+
 def read_atl07(
     source: str | os.PathLike | BinaryIO,
     *,
     bbox: BBox | None = None,
     margin_deg: float = 0.1,
+    byte_map: ByteMap | None = None,
 ) -> Atl07Granule:
-    """Read every beam's sea-ice segments, optionally restricted to ``bbox`` (+ ``margin_deg``)."""
+    """Read every beam's sea-ice segments, optionally restricted to ``bbox`` (+ ``margin_deg``).
+
+    A :class:`~core.rangefile.RangeFile` source is read in waves of side-by-side fetches;
+    ``byte_map`` (its DMR++, core.dmrpp) lets the first wave hold the HDF5 metadata too."""
     name = _source_name(source)
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise InputError(f"ATL07 file not found: {os.fspath(source)}", field="atl07")
+    waves = _Waves(source, byte_map)
+    waves.opening()
     try:
         h5 = h5py.File(source, "r")
     except (OSError, ValueError) as exc:
         raise UnreadableFileError(f"{name} is not an HDF5 file (ATL07 expected): {exc}", field="atl07") from None
     with h5:
-        return _read_granule(h5, name, bbox, margin_deg)
+        return _read_granule(h5, name, bbox, margin_deg, waves)
 
 
-def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float) -> Atl07Granule:
+class _Waves:
+    """Fetches, side by side, what the next step of the read needs, when the source is a
+    RangeFile (nothing otherwise): h5py would read it as one dependent round trip per object
+    header and chunk, each holding h5py's global lock (core.inplace)."""
+
+    def __init__(self, source: Any, byte_map: ByteMap | None):
+        self.file = source if isinstance(source, RangeFile) else None
+        self.byte_map = byte_map if self.file is not None else None
+
+    def _fetch(self, h5: h5py.File | None, wants: Iterable[tuple[str, Sequence[slice] | None]],
+               extra: Iterable[Range] = ()) -> None:
+        if self.file is None:
+            return
+        ranges = list(extra)
+        for path, rows in wants:
+            ranges += dataset_ranges(h5, path, rows, self.byte_map)
+        self.file.prefetch(ranges)
+
+    def _locations(self, beams: Iterable[str]) -> list[tuple[str, None]]:
+        return [(f"{b}/sea_ice_segments/{v}", None) for b in beams for v in LOCATION_VARS] + \
+            [(p, None) for p in GRANULE_VARS]
+
+    def opening(self) -> None:
+        """Before h5py opens the file, with a byte map: all HDF5 metadata (what lies between the
+        chunks, core.dmrpp.metadata_ranges: ~1.9 MB in ~500 gaps of a seed granule), every beam's
+        locations and the granule-level variables. All of it, not a guess at what h5py will
+        read: no miss is left to wait under h5py's lock, and in the modelled network it took
+        less time than the ~130 gaps beside the chunks read plus the ~20 misses those leave
+        (bench/README.md "ATL07 read in place")."""
+        if self.file is not None and self.byte_map is not None:
+            self._fetch(None, self._locations(BEAMS), metadata_ranges(self.byte_map.values(), self.file.size))
+
+    def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
+        """Without a byte map: the locations and granule-level variables, from the chunk index."""
+        if self.byte_map is None:
+            self._fetch(h5, self._locations(beams))
+
+    def rows(self, h5: h5py.File, runs_by_beam: dict[str, list[slice] | None]) -> None:
+        """Every per-row variable's chunks holding the selected rows, all beams together."""
+        self._fetch(h5, [(f"{beam}/sea_ice_segments/{v}", runs)
+                         for beam, runs in runs_by_beam.items() if runs != [] for v in ROW_VARS])
+
+
+def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float, waves: _Waves) -> Atl07Granule:
     short = _attr_str(h5.attrs["short_name"]) if "short_name" in h5.attrs else ""
-    has_segments = any(f"{b}/sea_ice_segments" in h5 for b in BEAMS)
-    if short and short != "ATL07" or not short and not has_segments:
+    present = [b for b in BEAMS if f"{b}/sea_ice_segments" in h5]
+    if short and short != "ATL07" or not short and not present:
         what = f"short_name {short!r}" if short else "no gt*/sea_ice_segments groups"
         raise InputError(f"{name} is not an ATL07 granule ({what})", field="atl07")
+    waves.locations(h5, present)
 
     warnings: list[str] = []
 
@@ -205,25 +289,21 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
         "short_name", "title", "identifier_product_doi", "identifier_product_format_version",
         "time_coverage_start", "time_coverage_end", "date_created",
     ) if k in h5.attrs}
-    for key in ("release", "version", "granule_start_utc", "granule_end_utc"):
+    for key in ANCILLARY_KEYS:
         if f"ancillary_data/{key}" in h5:
             attrs[key] = _attr_str(h5[f"ancillary_data/{key}"][()])
 
+    # every beam's rows first, so that their variables are fetched in one wave
+    located = {beam: _locate(h5, beam, bbox, margin_deg) for beam in BEAMS}
+    waves.rows(h5, {beam: loc.runs for beam, loc in located.items() if isinstance(loc, _Located)})
     beams: list[BeamSegments] = []
     for beam in BEAMS:
-        path = f"{beam}/sea_ice_segments"
-        if path not in h5:
-            warn(f"{beam}: no sea_ice_segments group, beam skipped")
-            continue
-        grp = h5[path]
-        missing = [v for v in ("latitude", "longitude", "delta_time") if v not in grp]
-        if missing:
-            warn(f"{beam}: {', '.join(missing)} missing, beam skipped")
+        loc = located[beam]
+        if isinstance(loc, str):
+            warn(loc)
             continue
         beam_type = _attr_str(h5[beam].attrs["atlas_beam_type"]).lower() if "atlas_beam_type" in h5[beam].attrs else ""
-        beam_segments = _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, orient_of, beam_type, warn)
-        if beam_segments is not None:
-            beams.append(beam_segments)
+        beams.append(_read_beam(loc, beam, name, epoch, sc_orient, orient_of, beam_type, warn))
     return Atl07Granule(name=name, beams=beams, sc_orient=sc_orient, attrs=attrs, warnings=warnings)
 
 
@@ -272,15 +352,34 @@ def _h5_attrs(ds: h5py.Dataset) -> dict:
     return out
 
 
-def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, orient_of, beam_type,
-               warn) -> BeamSegments | None:
+@dataclass
+class _Located:
+    """One beam's segments in the bbox: their index runs (None: all) and locations."""
+
+    grp: h5py.Group
+    n: int  # segments in the beam
+    runs: list[slice] | None
+    lat: np.ndarray
+    lon: np.ndarray
+    keep: np.ndarray  # of the segments in the runs: valid location inside the bbox
+    valid_loc: np.ndarray  # of all segments (bbox None)
+
+
+def _locate(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _Located | str:
+    """The beam's rows in ``bbox``, or why the beam is skipped."""
+    path = f"{beam}/sea_ice_segments"
+    if path not in h5:
+        return f"{beam}: no sea_ice_segments group, beam skipped"
+    grp = h5[path]
+    missing = [v for v in ("latitude", "longitude", "delta_time") if v not in grp]
+    if missing:
+        return f"{beam}: {', '.join(missing)} missing, beam skipped"
     lat_ds, lon_ds = grp["latitude"], grp["longitude"]
     lat = _as_float(lat_ds[()], _fill_value(lat_ds))
     lon = _as_float(lon_ds[()], _fill_value(lon_ds))
     n = lat.shape[0]
     if lon.shape[0] != n or grp["delta_time"].shape[0] != n:
-        warn(f"{beam}: latitude/longitude/delta_time lengths differ, beam skipped")
-        return None
+        return f"{beam}: latitude/longitude/delta_time lengths differ, beam skipped"
     valid_loc = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0)
     runs: list[slice] | None = None
     keep = valid_loc
@@ -290,6 +389,11 @@ def _read_beam(grp, beam, name, bbox, margin_deg, epoch, sc_orient, orient_of, b
         lat = np.concatenate([lat[r] for r in runs]) if runs else lat[:0]
         lon = np.concatenate([lon[r] for r in runs]) if runs else lon[:0]
         keep = np.concatenate([keep[r] for r in runs]) if runs else keep[:0]
+    return _Located(grp, n, runs, lat, lon, keep, valid_loc)
+
+
+def _read_beam(loc: _Located, beam, name, epoch, sc_orient, orient_of, beam_type, warn) -> BeamSegments:
+    grp, n, runs, lat, lon, keep, valid_loc = loc.grp, loc.n, loc.runs, loc.lat, loc.lon, loc.keep, loc.valid_loc
     m = lat.shape[0]
 
     dt_ds = grp["delta_time"]

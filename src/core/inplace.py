@@ -1,0 +1,89 @@
+"""Reading an HDF5 granule in place (S3) as a few waves of side-by-side ranged GETs.
+
+h5py reads a granule as a chain of small dependent reads (superblock, object headers, chunk
+index, chunks) and serialises every call behind one global lock: over S3 each read that misses
+costs a first byte (~50 ms, docs/NETWORK.md) while every thread's HDF5 work waits. A reader
+therefore asks, before each step, which byte ranges the step will read — from the granule's
+DMR++ sidecar (core.dmrpp) when the DAAC publishes one, else from HDF5's own chunk index — and
+has the core.rangefile.RangeFile fetch them side by side, outside h5py; h5py then decodes from
+memory. The ranges are only hints: a byte they miss is still fetched when h5py asks for it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import h5py
+
+from core.dmrpp import DmrppError, Range, VariableMap, chunk_ranges, parse_dmrpp
+from core.rangefile import RangeFile
+
+log = logging.getLogger(__name__)
+
+ByteMap = Mapping[str, VariableMap]
+
+
+def dataset_ranges(h5: h5py.File | None, path: str, rows: Sequence[slice] | None,
+                   byte_map: ByteMap | None) -> list[Range]:
+    """The byte ranges of the stored chunks of dataset ``path`` holding any of ``rows`` (slices
+    along the first axis; None: every chunk). From ``byte_map`` if given (no read of the file),
+    else from the file's chunk index (h5py reads its metadata). Nothing for a compact, empty or
+    absent dataset."""
+    if byte_map is not None:
+        var = byte_map.get("/" + path.strip("/"))
+        if var is None:
+            return []
+        if rows is None or not var.shape:
+            return chunk_ranges(var)
+        rest = (slice(None),) * (len(var.shape) - 1)
+        return [r for run in rows for r in chunk_ranges(var, (run, *rest))]
+    ds = h5.get(path) if h5 is not None else None
+    if not isinstance(ds, h5py.Dataset):
+        return []
+    return _h5_chunk_ranges(ds, rows)
+
+
+def _h5_chunk_ranges(ds: h5py.Dataset, rows: Sequence[slice] | None) -> list[Range]:
+    if ds.chunks is None:  # contiguous (or compact: no offset, it lives in the object header)
+        offset = ds.id.get_offset()
+        return [] if offset is None else [(offset, offset + ds.id.get_storage_size())]
+    height = ds.chunks[0]
+    out: list[Range] = []
+
+    def take(info) -> None:
+        if info.byte_offset is None or not info.size:
+            return  # never written: HDF5 fills it, nothing to fetch
+        first = info.chunk_offset[0]
+        if rows is None or any(first < run.stop and first + height > run.start for run in rows):
+            out.append((info.byte_offset, info.byte_offset + info.size))
+
+    if hasattr(ds.id, "chunk_iter"):  # HDF5 >= 1.14: one pass over the index
+        ds.id.chunk_iter(take)
+    else:
+        for i in range(ds.id.get_num_chunks()):
+            take(ds.id.get_chunk_info(i))
+    return out
+
+
+def open_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]:
+    """``s3_url`` as a RangeFile and its byte map from the ``.dmrpp`` published beside it, or None
+    where there is none (or it cannot be read: the granule is then read from its own chunk index)."""
+    from core.s3access import open_s3_rangefile, s3_object_size, s3_sidecar
+
+    # the object's size (HEAD) and its sidecar (GET) side by side: one first byte, not two
+    with ThreadPoolExecutor(2) as pool:
+        asked_size = pool.submit(s3_object_size, fs, s3_url, settings)
+        asked_sidecar = pool.submit(s3_sidecar, fs, s3_url)
+        size, document = asked_size.result(), asked_sidecar.result()
+    file = open_s3_rangefile(fs, s3_url, settings, size=size)
+    byte_map = None
+    if document is not None:
+        try:
+            byte_map = parse_dmrpp(document)
+        except DmrppError as exc:
+            log.warning("%s.dmrpp unreadable (%s): reading from the granule's own chunk index", file.name, exc)
+    return file, byte_map
+
+
+__all__ = ["ByteMap", "dataset_ranges", "open_in_place"]
