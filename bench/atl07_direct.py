@@ -39,45 +39,6 @@ def _same(a, b) -> bool:
         for x, y in zip(a.beams, b.beams, strict=True))
 
 
-def moto_reads_only_the_range() -> None:
-    """moto 5 answers a ranged GET by reading the whole object (``FakeKey.value``: a 245 MB read
-    under the key's lock, per request) and slicing it: a sandbox cost S3 does not have, which
-    swamps the network model here (one read of 500 ranges took 150 s). Patched in this process
-    (moto runs in it): a simple ranged GET reads only its range."""
-    from moto.s3 import models, responses
-
-    ranged = threading.local()
-    whole = models.FakeKey.value
-
-    class Lazy:  # what _handle_range_header needs of the object's content: its length and a slice
-        def __init__(self, key):
-            self.key = key
-
-        def __len__(self) -> int:
-            return self.key.contentsize
-
-        def __getitem__(self, part: slice) -> bytes:
-            with self.key.lock:
-                self.key._value_buffer.seek(part.start)
-                return self.key._value_buffer.read(part.stop - part.start)
-
-    def value(key):
-        return Lazy(key) if getattr(ranged, "on", False) else whole.fget(key)
-
-    models.FakeKey.value = property(value, whole.fset)
-    key_response = responses.S3Response._key_response
-
-    def _key_response(self, request, full_url):
-        spec = request.headers.get("range", "")
-        ranged.on = request.method == "GET" and spec.startswith("bytes=") and "," not in spec
-        try:
-            return key_response(self, request, full_url)
-        finally:
-            ranged.on = False
-
-    responses.S3Response._key_response = _key_response
-
-
 def network_path_s(records) -> float:
     """Seconds in which at least one S3 request was in the model's hands (set-up, first byte or
     body): the part of the wall time the modelled network accounts for, whatever the machine's
@@ -191,15 +152,12 @@ def main(argv=None) -> int:
     ap.add_argument("--readahead", default="", help="child: bytes; parent: comma-separated list for 'rangefile'")
     ap.add_argument("--parallel", type=int, default=None, help="settings.s3_parallel (default: the setting's)")
     ap.add_argument("--workdir", default="")
-    ap.add_argument("--moto-whole-reads", action="store_true", help="leave moto reading a whole object per range")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
     if args.child:
         import tempfile
 
-        if not args.moto_whole_reads:
-            moto_reads_only_the_range()
         with tempfile.TemporaryDirectory(prefix="atl07-direct-") as tmp:
             emit(child(args.child, args.threads, int(args.readahead) if args.readahead else None, args.parallel,
                        Path(args.workdir or tmp)))

@@ -28,8 +28,8 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import boto3
 from botocore.config import Config
@@ -108,7 +108,7 @@ class Sandbox:
         self.sidecars: list[tuple[str, str, Path]] = []  # (bucket, key, path)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         try:
             self.start()
         except BaseException:
@@ -122,6 +122,9 @@ class Sandbox:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from sandbox.moto_ranges import moto_reads_only_the_range
+
+        moto_reads_only_the_range()  # S3 reads only a ranged GET's range; moto read the whole object
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
@@ -317,7 +320,7 @@ def scene_cache() -> Path:
 
 @contextlib.contextmanager
 def seed_sandbox(*, in_region: bool = True, workdir: str | os.PathLike | None = None,
-                 extent: str = "full") -> Iterator["Sandbox"]:
+                 extent: str = "full") -> Iterator[Sandbox]:
     """The sandbox over the seed-case scene (built once into :func:`scene_cache`; ``extent``
     "full" is the real-size scene, "cut" the fast tests' one), in a temporary work folder
     unless ``workdir`` is given."""
