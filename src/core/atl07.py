@@ -197,7 +197,7 @@ def open_atl07_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap |
 
 
 def read_atl07(
-    source: str | os.PathLike | BinaryIO,
+    source: str | os.PathLike | BinaryIO | RangeFile,
     *,
     bbox: BBox | None = None,
     margin_deg: float = 0.1,

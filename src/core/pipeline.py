@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import requests
 
-from core.atl07 import read_atl07
+from core.atl07 import open_atl07_in_place, read_atl07
 from core.cmr import CmrClient, Granule
 from core.config import Settings
 from core.credentials import CredentialsCache
@@ -466,11 +466,15 @@ def _read_in_place(granule: Granule, ctx: _GranuleContext) -> _Atl07Read:
     # _use_direct_access chose direct only for a granule with both
     assert granule.s3_url and granule.s3credentials_url
     fs = services.s3_filesystem(granule.s3credentials_url)
-    with ctx.timer("atl07_read"), _read_errors(granule.title), open_granule(fs, granule.s3_url, settings) as fh:
-        atl07 = read_atl07(fh, bbox=ctx.task.request.bounding_box, margin_deg=settings.bbox_margin_deg)
-        warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
-        services.report("bytes", n=int(fh.bytes_fetched))
-        return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
+    with ctx.timer("atl07_read"), _read_errors(granule.title):
+        # in waves of ranged GETs side by side, guided by a DMR++ sidecar if one is published
+        fh, byte_map = open_atl07_in_place(fs, granule.s3_url, settings)
+        with fh:
+            atl07 = read_atl07(fh, bbox=ctx.task.request.bounding_box, margin_deg=settings.bbox_margin_deg,
+                               byte_map=byte_map)
+            warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, int(fh.size)))
+            services.report("bytes", n=int(fh.bytes_fetched))
+            return _Atl07Read(atl07, True, fh.bytes_fetched, warning)
 
 
 def _download(granule: Granule, ctx: _GranuleContext, workdir: Path) -> Path:
