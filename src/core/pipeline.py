@@ -463,6 +463,7 @@ def _read_atl07(granule: Granule, ctx: _GranuleContext, workdir: Path) -> _Atl07
                             expected_size=granule.size_bytes or None,
                             file_name=granule.producer_granule_id or None,
                             disk_usage=_disk_usage(settings),
+                            parallel=settings.download_parallel, part_size=settings.download_part_bytes,
                             on_bytes=(lambda n: services.report("bytes", n=n)) if services.progress else None) as path:
                 size = path.stat().st_size
                 warning = ctx.warn(_size_warning(granule.title, granule.size_bytes, size))
