@@ -304,9 +304,13 @@ class _Ranges:
 
     def fetch(self, start: int, end: int, resp: requests.Response | None = None) -> None:
         """Bytes ``start``..``end`` (inclusive) into the file, resuming from the last whole chunk."""
-        pos, resumes, last = start, 0, "short body"
+        pos, resumes = start, 0
+        if resp is None:
+            resp = self._get(pos, end)
         while True:
+            last = "no connection"
             if resp is not None:
+                last = "short body"
                 try:
                     for chunk in resp.iter_content(self.chunk_size):
                         if self.stop.is_set():
@@ -369,13 +373,13 @@ class _Ranges:
                 raise UpstreamError(f"the resolved URL was refused (HTTP {status}) after resolving again",
                                     service=_service(self.url))
             log.info("resolved URL of %s refused (HTTP %d); resolving again", redact_url(self.url), status)
+            self.resolves += 1  # counted even if it fails: the other ranges do not try again
             resp, size = first_range(self.session, self.url, 1)
             resp.close()
             _check_status(resp, self.url)
             if size != self.size:
                 raise UpstreamError(f"resolving again gave size {size}, not {self.size}", service=_service(self.url))
             self.resolved = resp.url
-            self.resolves += 1
 
 
 def _resume(session: requests.Session, url: str, out, written: int, total: int | None):
