@@ -276,7 +276,8 @@ class _Ranges:
         self.written = 0
 
     def fetch_all(self, first: requests.Response, part_size: int, parallel: int) -> str:
-        """Write every range; ``first`` is the resolving response, whose range comes first."""
+        """Write every range; ``first`` is the resolving response, whose range comes first (the
+        caller closes it if this fails)."""
         got = content_range(first)
         assert got is not None  # first_range gave a size only for a 206 with a Content-Range
         head_end = min(got[1], self.size - 1)  # a server may send less than asked
@@ -295,7 +296,6 @@ class _Ranges:
                     self.stop.set()  # the pool's exit waits for running ranges to stop
                     for future in futures:
                         future.cancel()
-                    first.close()  # if its range never started
                     raise
         if self.written != self.size:
             raise UpstreamError(f"got {self.written} bytes, expected {self.size}", service=_service(self.url))
@@ -391,12 +391,8 @@ def _resume(session: requests.Session, url: str, out, written: int, total: int |
         return _EmptyResponse(), written
     _check_status(resp, url)
     if resp.status_code == 206:
-        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
-        if (
-            match
-            and int(match.group(1)) == written
-            and (total is None or match.group(3) in ("*", str(total)))
-        ):
+        rng = content_range(resp)
+        if rng is not None and rng[0] == written and (total is None or rng[2] in (None, total)):
             return resp, written
         resp.close()
         raise UpstreamError(
