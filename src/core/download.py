@@ -32,8 +32,8 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -173,9 +173,8 @@ def stream_download(
     if resp is None:
         resp = session.get(url, stream=True, headers=IDENTITY)
     _check_status(resp, url)
-    ranged = total is not None
     try:
-        need = _size_to_write(url, total if ranged else _content_length(resp), expected_size,
+        need = _size_to_write(url, total if total is not None else _content_length(resp), expected_size,
                               dest_dir, name, disk_usage)
     except InsufficientSpaceError:
         resp.close()
@@ -185,8 +184,8 @@ def stream_download(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            if ranged:
-                done = _Ranges(session, url, resp.url, need, out, chunk_size, max_resumes, on_bytes).fetch_all(
+            if total is not None:  # the server serves ranges and said how big the file is
+                done = _Ranges(session, url, resp.url, total, out, chunk_size, max_resumes, on_bytes).fetch_all(
                     resp, part_size, parallel)
             else:
                 done = _write_stream(session, url, resp, out, need, chunk_size, max_resumes, on_bytes)
