@@ -12,19 +12,12 @@ from core.download import stream_download
 from core.errors import InsufficientSpaceError, UpstreamError
 from sandbox.services import Sandbox
 from tests.sandbox_fixtures import caller_kept_in_place
+from tests.test_download import _leftovers, atl07 as _atl07_fixture
+
+atl07 = _atl07_fixture  # the single-stream tests' granule, its HTTPS link and its bytes
 
 S3_DENIED = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
              "<Message>Request has expired</Message></Error>")
-
-
-@pytest.fixture
-def atl07(sb):
-    g = next(g for g in sb.scene.granules if g.daac == "nsidc")
-    return g, sb.links(g)["https"], g.path.read_bytes()
-
-
-def _leftovers(d):
-    return sorted(p.name for p in d.iterdir())
 
 
 def _parts(size: int, part_size: int) -> list[tuple[int, int]]:
@@ -167,22 +160,17 @@ def test_a_resolved_url_refused_again_fails_and_leaves_nothing(sb, session, atl0
     assert len(_file_gets(sb, "nsidc", g.bucket)) == 2  # resolved again once, not forever
 
 
-def test_a_server_without_range_support_gets_one_streamed_get(sb, session, atl07, tmp_path):
-    """A 200 to the first Range request: its body is the whole file, taken as today's download."""
+@pytest.mark.parametrize("broken, gets", [(False, 1), (True, 2)], ids=["whole", "broken-restarts-from-0"])
+def test_a_server_without_range_support_gets_one_streamed_get(sb, session, atl07, tmp_path, broken, gets):
+    """A 200 to the first Range request: its body is the whole file, taken as today's download
+    (whose resume, ignored too, starts again from byte 0)."""
     g, url, truth = atl07
+    if broken:
+        sb.faults.add(f"/{g.bucket}/", app="s3", ignore_range=True, drop_after=1 << 20, times=1)
     sb.faults.add(f"/{g.bucket}/", app="s3", ignore_range=True)
     path = stream_download(session, url, tmp_path, parallel=4, part_size=1 << 20)
     assert path.read_bytes() == truth
-    assert len(_file_gets(sb, "s3", g.bucket)) == 1
-
-
-def test_without_range_support_a_broken_stream_restarts_from_zero(sb, session, atl07, tmp_path):
-    g, url, truth = atl07
-    sb.faults.add(f"/{g.bucket}/", app="s3", ignore_range=True, drop_after=1 << 20, times=1)
-    sb.faults.add(f"/{g.bucket}/", app="s3", ignore_range=True)
-    path = stream_download(session, url, tmp_path, parallel=4, part_size=1 << 20)
-    assert path.read_bytes() == truth
-    assert len(_file_gets(sb, "s3", g.bucket)) == 2
+    assert len(_file_gets(sb, "s3", g.bucket)) == gets
 
 
 def test_full_disk_refused_before_the_other_ranges(sb, session, atl07, tmp_path):
