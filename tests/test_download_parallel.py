@@ -240,3 +240,17 @@ def test_the_network_model_sees_the_ranges_side_by_side(modelled, tmp_path):
     # one connection's 5 MB/s cap: four move the file in about a quarter of the modelled time
     assert serial_busy == pytest.approx(size / 5e6, rel=0.05)
     assert busy < 0.5 * serial_busy
+
+
+@pytest.mark.parametrize("env, field", [
+    ({"COLOC_DOWNLOAD_PARALLEL": "0"}, "COLOC_DOWNLOAD_PARALLEL"),
+    ({"COLOC_DOWNLOAD_PARALLEL": "17"}, "COLOC_DOWNLOAD_PARALLEL"),  # more than the session's pool per host
+    ({"COLOC_DOWNLOAD_PART_BYTES": "65536"}, "COLOC_DOWNLOAD_PART_BYTES"),
+])
+def test_download_settings_are_bounded(env, field):
+    from core.config import ConfigError, Settings
+
+    assert (Settings().download_parallel, Settings().download_part_bytes) == (8, 16 << 20)
+    assert Settings.from_env({"COLOC_DOWNLOAD_PARALLEL": "1"}).download_parallel == 1
+    with pytest.raises(ConfigError, match=field):
+        Settings.from_env(env)
