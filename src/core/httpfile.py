@@ -19,7 +19,7 @@ import requests
 from fsspec.caching import BlockCache
 
 from core.config import Settings
-from core.download import CONTENT_RANGE, IDENTITY
+from core.download import CONTENT_RANGE, IDENTITY, first_range
 from core.earthdata import redact_url
 from core.errors import NotFoundError, UpstreamError
 from core.http import failure_cause
@@ -35,15 +35,14 @@ def _service(url: str) -> str:
 def resolve(session: requests.Session, url: str) -> tuple[str, int]:
     """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET."""
     try:
-        resp = session.get(url, headers={**IDENTITY, "Range": "bytes=0-0"}, stream=True)
+        resp, size = first_range(session, url, 1)
     except requests.RequestException as exc:
         raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})", service=_service(url)) from None
     try:
         if resp.status_code == 404:
             raise NotFoundError(f"not found: {redact_url(url)}")
-        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
-        if resp.status_code == 206 and match and match.group(3).isdigit():
-            return resp.url, int(match.group(3))
+        if size is not None:
+            return resp.url, size
         raise UpstreamError(f"HTTP {resp.status_code} without a byte range to a Range request",
                             service=_service(url))
     finally:

@@ -488,6 +488,7 @@ def _download(granule: Granule, ctx: _GranuleContext, workdir: Path) -> Path:
                                    expected_size=granule.size_bytes or None,
                                    file_name=granule.producer_granule_id or None,
                                    disk_usage=_disk_usage(settings),
+                                   parallel=settings.download_parallel, part_size=settings.download_part_bytes,
                                    on_bytes=(lambda n: services.report("bytes", n=n)) if services.progress else None)
     except requests.RequestException as exc:
         # connection refused / timed out after the session's retries; the message of
