@@ -4,10 +4,9 @@ sidecar, or h5py's chunk index without one), as 1 MiB blocks, or whole — the s
 and in chunk mode exactly the bytes each phase needs."""
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
-
-import h5py
 
 from bench.floor import l2p_chunk_floor
 from core.cmr import Granule

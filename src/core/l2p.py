@@ -130,11 +130,11 @@ class L2PGranule:
     close_file: bool = False  # close() closes ``file`` too (core.l2p_source opened it)
     sidecar_bytes: int = 0  # the DMR++ sidecar's bytes (fetched beside the granule), 0 without one
     no_window_reason: str | None = None  # why the last locate() found no window
-    _lat: np.ndarray | None = field(default=None, repr=False)  # float64, NaN = invalid latitude
+    _lat: Any = field(default=None, repr=False)  # float64, NaN = invalid latitude
     # longitude of the chunks decoded so far (NaN elsewhere and where the location is invalid)
-    _lon: np.ndarray | None = field(default=None, repr=False)
+    _lon: Any = field(default=None, repr=False)
     _lon_read: set = field(default_factory=set, repr=False)  # chunk blocks decoded
-    _exposed: set | None = field(default=None, repr=False)  # blocks whose location lat/lon show
+    _exposed: Any = field(default=None, repr=False)  # blocks whose location lat/lon show
     _view: tuple | None = field(default=None, repr=False)
     _h5: Any = field(default=None, repr=False)  # h5py.File for the chunk index without a sidecar
 
@@ -427,7 +427,7 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, b
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise InputError(f"L2P file not found: {os.fspath(source)}", field="sst")
     ranged = isinstance(source, RangeFile)
-    if ranged and byte_map is not None:
+    if isinstance(source, RangeFile) and byte_map is not None:
         lat_map = next((byte_map[f"/{n}"] for n in LAT_NAMES if f"/{n}" in byte_map), None)
         small = [v for v in byte_map.values() if len(v.shape) <= 1]  # dimension coordinates (time) xarray reads at open
         source.prefetch(metadata_ranges(byte_map.values(), source.size)
@@ -526,7 +526,8 @@ def h5_variable_map(ds) -> VariableMap:
     """An h5py dataset's chunk index as a core.dmrpp.VariableMap (one chunk when contiguous)."""
     if ds.chunks is None:
         offset = ds.id.get_offset()
-        chunks = () if offset is None else (Chunk((0,) * ds.ndim, int(offset), int(ds.id.get_storage_size())),)
+        chunks: tuple[Chunk, ...] = () if offset is None else (
+            Chunk((0,) * ds.ndim, int(offset), int(ds.id.get_storage_size())),)
         chunk_shape = tuple(ds.shape)
     else:
         chunks = tuple(Chunk(tuple(int(o) for o in info.chunk_offset), int(info.byte_offset), int(info.size))
@@ -619,4 +620,5 @@ def read_l2p(
         return granule.window(*win)
 
 
-__all__ = ["L2PGranule", "h5_variable_map", "open_l2p", "read_l2p", "find_window", "latitude_band", "normalise_attrs", "normalise_attr"]
+__all__ = ["L2PGranule", "h5_variable_map", "open_l2p", "read_l2p", "find_window", "latitude_band", "normalise_attrs",
+           "normalise_attr"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import requests
 
@@ -24,7 +25,7 @@ from core.cmr import Granule
 from core.config import Settings
 from core.dmrpp import DmrppError, parse_dmrpp
 from core.errors import UpstreamError
-from core.httpfile import HttpsRanges, HttpsRangeFile, https_sidecar, open_https_granule
+from core.httpfile import HttpsRangeFile, HttpsRanges, https_sidecar, open_https_granule
 from core.l2p import L2PGranule, open_l2p
 from core.rangefile import RangeFile
 from core.s3access import open_granule, s3_fetch_many, s3_object_size, s3_sidecar
@@ -39,28 +40,31 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
     endpoint. A missing link is an UpstreamError naming cmr."""
     mode = settings.l2p_read
     sidecar: bytes | None = None
+    file: Any
     if access == "https":
-        if not sst.https_url:
+        url = sst.https_url
+        if not url:
             raise UpstreamError(f"{sst.title} has no HTTPS data link", service="cmr")
         if mode == "blocks":
-            file = open_https_granule(session, sst.https_url, settings)
+            file = open_https_granule(session, url, settings)
         else:
-            ranges, sidecar = _side_by_side(lambda: HttpsRanges(session, sst.https_url, settings),
-                                            lambda: https_sidecar(session, sst.https_url) if mode == "chunks" else None)
+            ranges, sidecar = _side_by_side(lambda: HttpsRanges(session, url, settings),
+                                            lambda: https_sidecar(session, url) if mode == "chunks" else None)
             file = HttpsRangeFile(ranges)
     else:
-        if not sst.s3_url:
+        s3_url = sst.s3_url
+        if not s3_url:
             raise UpstreamError(f"{sst.title} has no s3:// link", service="cmr")
         endpoint = sst.s3credentials_url
         if not endpoint:
             raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
-        fs = s3_filesystem(endpoint)
+        fs: Any = s3_filesystem(endpoint)
         if mode == "blocks":
-            file = open_granule(fs, sst.s3_url, settings)
+            file = open_granule(fs, s3_url, settings)
         else:
-            size, sidecar = _side_by_side(lambda: s3_object_size(fs, sst.s3_url, settings),
-                                          lambda: s3_sidecar(fs, sst.s3_url) if mode == "chunks" else None)
-            file = RangeFile(s3_fetch_many(fs, sst.s3_url, settings), size, name=sst.title)
+            size, sidecar = _side_by_side(lambda: s3_object_size(fs, s3_url, settings),
+                                          lambda: s3_sidecar(fs, s3_url) if mode == "chunks" else None)
+            file = RangeFile(s3_fetch_many(fs, s3_url, settings), size, name=sst.title)
     try:
         byte_map = _byte_map(sst.title, sidecar)
         if mode == "whole":
