@@ -4,6 +4,8 @@ sidecar, or h5py's chunk index without one), as 1 MiB blocks, or whole — the s
 and in chunk mode exactly the bytes each phase needs."""
 from __future__ import annotations
 
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -233,3 +235,25 @@ def test_without_a_sidecar_the_hdf5_chunk_index_gives_the_same(sandbox, no_sidec
     _assert_same(s3_swath, with_sidecar)
     # metadata now comes over as h5py asks (read-ahead included): a little more, never the granule
     assert exact * 0.9 < without < 1.5 * exact
+
+
+def test_outside_the_region_an_expired_signed_url_is_resolved_again_mid_read(sandbox, session):
+    """Chunks over HTTPS from outside us-west-2: TEA hands out a signed CloudFront URL; when it
+    expires between waves, the ranges of the next wave are refused (403), resolved once again and
+    read — the same swath, one more resolve."""
+    g = _l2p(sandbox)
+    qlat, qlon = _query(g.path)
+    want = read_l2p(g.path, lat=qlat, lon=qlon, radius_m=1000, name=g.file_name)
+    ttl, in_region = sandbox.state.cloudfront_ttl_s, sandbox.state.caller_in_region
+    sandbox.set_in_region(False)
+    sandbox.state.cloudfront_ttl_s = 1
+    try:
+        with _open(sandbox, g, "https", "chunks", session) as granule:
+            assert granule.resolved_host == sandbox.url("cloudfront").split("/")[2] and granule.resolves == 1
+            sandbox.state.cloudfront_ttl_s = 3600  # the next URL lives on
+            time.sleep(1.5)  # the first one expires
+            _assert_same(granule.window(*granule.locate(qlat, qlon, 1000)), want)
+            assert granule.resolves == 2
+    finally:
+        sandbox.state.cloudfront_ttl_s = ttl
+        sandbox.set_in_region(in_region)

@@ -126,7 +126,21 @@ class HttpsRanges:
             return list(pool.map(lambda r: self.fetch(*r), ranges))
 
 
-class HttpsGranuleFile(io.RawIOBase):
+class _ThroughTea:
+    """What a file over :class:`HttpsRanges` reports: TEA redirects resolved, the host read from."""
+
+    ranges: HttpsRanges
+
+    @property
+    def resolves(self) -> int:
+        return self.ranges.resolves
+
+    @property
+    def resolved_host(self) -> str:
+        return self.ranges.resolved_host
+
+
+class HttpsGranuleFile(_ThroughTea, io.RawIOBase):
     """A read-only, seekable file over HTTPS ``Range`` requests with a block cache.
 
     Like core.s3access's files: ``size``, ``bytes_fetched`` and ``fetch_requests`` (block
@@ -141,14 +155,6 @@ class HttpsGranuleFile(io.RawIOBase):
         self.fetch_requests = 0
         self.loc = 0
         self.cache = BlockCache(settings.s3_block_size, self._fetch, self.size, maxblocks=MAX_CACHED_BLOCKS)
-
-    @property
-    def resolves(self) -> int:
-        return self.ranges.resolves
-
-    @property
-    def resolved_host(self) -> str:
-        return self.ranges.resolved_host
 
     def _fetch(self, start: int, end: int) -> bytes:
         data = self.ranges.fetch(start, end)
@@ -189,20 +195,12 @@ def open_https_granule(session: requests.Session, url: str, settings: Settings) 
     return HttpsGranuleFile(session, url, settings)
 
 
-class HttpsRangeFile(RangeFile):
+class HttpsRangeFile(_ThroughTea, RangeFile):
     """A core.rangefile.RangeFile over :class:`HttpsRanges` (``resolves``, ``resolved_host``)."""
 
     def __init__(self, ranges: HttpsRanges, **kwargs):
         super().__init__(ranges.fetch_many, ranges.size, name=redact_url(ranges.url).rsplit("/", 1)[-1], **kwargs)
         self.ranges = ranges
-
-    @property
-    def resolves(self) -> int:
-        return self.ranges.resolves
-
-    @property
-    def resolved_host(self) -> str:
-        return self.ranges.resolved_host
 
 
 def open_https_rangefile(session: requests.Session, url: str, settings: Settings) -> HttpsRangeFile:
