@@ -2,8 +2,9 @@
 whole object, measured in the modelled network.
 
 The seed case's 8 candidate L2P granules (full-size scene), each opened once and asked for the
-windows of both ATL07 granules' segments in the seed bbox (locate + window per ATL07 granule, as
-the pipeline does with one open granule per date), read with each ``l2p_read`` mode, one granule
+windows of the seed bbox's segments of the ATL07 granules within 3 h of it (locate + window per
+ATL07 granule, as the pipeline does with one open granule per date; in the seed case that is one
+track per L2P granule), read with each ``l2p_read`` mode, one granule
 at a time and all 8 side by side in a thread pool. Each measurement runs in a fresh interpreter
 (bench.common) against one sandbox with the network model on; the network ledger of each run
 gives first-byte and transfer seconds.
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,7 @@ CANDIDATES = (
 )
 MODES = ("chunks", "blocks", "whole")
 RADIUS_M = 1000.0
+MAX_DT_S = 3 * 3600  # the seed case's max time difference (the service's default)
 
 
 def segments(scene, out: Path) -> Path:
@@ -56,6 +59,8 @@ def segments(scene, out: Path) -> Path:
             granule = read_atl07(g.path, bbox=BBox(*SEED_BBOX))
             arrays[f"{g.file_name}:lat"] = np.concatenate([b.lat for b in granule.beams])
             arrays[f"{g.file_name}:lon"] = np.concatenate([b.lon for b in granule.beams])
+            times = np.concatenate([b.time for b in granule.beams]).astype("datetime64[s]").astype(np.int64)
+            arrays[f"{g.file_name}:time"] = np.array([times.min(), times.max()])
     np.savez(out, **arrays)
     return out
 
@@ -97,17 +102,23 @@ def child(args: argparse.Namespace) -> dict:
     services = build_services(settings, token_provider=StaticToken(os.environ["EARTHDATA_TOKEN"]),
                               output=LocalOutputStore(Path(tempfile.mkdtemp())))
     data = np.load(spec["segments"])
-    segs = [(data[f"{n}:lat"], data[f"{n}:lon"]) for n in sorted({k.split(":")[0] for k in data.files})]
+    tracks = sorted({k.split(":")[0] for k in data.files})
     granules = [Granule(concept_id=g["title"], title=g["title"], producer_granule_id=g["title"],
                         size_bytes=g["size"], start=None, end=None, polygon=None, https_url=g["https"],
                         s3_url=g["s3"], s3credentials_url=g["s3credentials"], provider="POCLOUD")
                 for g in spec["granules"]]
+    def segs(g):
+        """The tracks within max_dt (3 h) of the L2P granule's start, as the pipeline pairs them."""
+        start = np.datetime64(datetime.strptime(g.title[:14], "%Y%m%d%H%M%S"), "s").astype(np.int64)
+        return [(data[f"{n}:lat"], data[f"{n}:lon"]) for n in tracks
+                if data[f"{n}:time"][0] - MAX_DT_S <= start <= data[f"{n}:time"][1] + MAX_DT_S]
+
     t0 = time.perf_counter()
     if args.parallel > 1:
         with ThreadPoolExecutor(args.parallel) as pool:
-            per = list(pool.map(lambda g: _read_one(g, segs, args.access, services, settings), granules))
+            per = list(pool.map(lambda g: _read_one(g, segs(g), args.access, services, settings), granules))
     else:
-        per = [_read_one(g, segs, args.access, services, settings) for g in granules]
+        per = [_read_one(g, segs(g), args.access, services, settings) for g in granules]
     return {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": peak_rss_mb(),
             "per_granule": dict(zip((g.title for g in granules), per, strict=True))}
 
