@@ -193,10 +193,12 @@ class L2PGranule:
             self._expose(list(self._blocks()))
         if self._view is None:
             lat = np.full(self._lat.shape, np.nan)
-            lon = np.full(self._lat.shape, np.nan)
+            # every decoded chunk shown: longitude as decoded (NaN elsewhere already), no copy
+            lon = self._lon if self._exposed >= self._lon_read else np.full(self._lat.shape, np.nan)
             for rows, cols in self._blocks():
                 if (rows.start, cols.start) in self._exposed:
-                    lon[rows, cols] = self._lon[rows, cols]
+                    if lon is not self._lon:
+                        lon[rows, cols] = self._lon[rows, cols]
                     lat[rows, cols] = np.where(np.isnan(self._lon[rows, cols]), np.nan, self._lat[rows, cols])
             self._view = lat, lon
         return self._view
