@@ -51,6 +51,12 @@ Atl07Access = Literal["download", "direct", "auto"]
 L2pAccess = Literal["s3", "https", "auto"]
 ATL07_ACCESS: tuple[str, ...] = get_args(Atl07Access)
 L2P_ACCESS: tuple[str, ...] = get_args(L2pAccess)
+# How an L2P granule's bytes come over (core.l2p_source; measured in bench/README.md, "The right
+# read for the file"): chunks = the HDF5 metadata and only the chunks each phase needs, located
+# by the granule's .dmrpp sidecar (or h5py's chunk index without one), fetched side by side;
+# blocks = s3fs/HTTPS 1 MiB block cache, on demand; whole = the whole object as parallel ranges
+L2pRead = Literal["chunks", "blocks", "whole"]
+L2P_READ: tuple[str, ...] = get_args(L2pRead)
 # The DAAC that owns a provider's buckets hands out its temporary S3 credentials (core.collections).
 S3CREDENTIALS_ENDPOINTS = s3credentials_endpoints()
 
@@ -115,6 +121,7 @@ class Settings(BaseSettings):
     # --- access (ATL07_ACCESS, L2P_ACCESS above) -------------------------------------------
     atl07_access: Atl07Access = "download"
     l2p_access: L2pAccess = "auto"
+    l2p_read: L2pRead = "chunks"
     download_dir: str = Field("/tmp", min_length=1)
     # Most bytes this process may keep in download_dir (0: only the disk's free space limits);
     # a Lambda's /tmp is shared by everything in the container.

@@ -9,11 +9,16 @@ download), then reads with ``Range`` requests on the resolved URL through fsspec
 fetches the same blocks — the same bytes — either way. A resolved URL that stops working
 (signed CloudFront URLs can be short-lived: ASF's last 15 s) is resolved again, at most
 ``max_resolves`` times per file.
+
+:func:`open_https_rangefile` reads the same object as a core.rangefile.RangeFile: ranges known in
+advance fetched side by side in a bounded thread pool, on the same resolved URL.
 """
 from __future__ import annotations
 
 import io
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from fsspec.caching import BlockCache
@@ -23,6 +28,7 @@ from core.download import CONTENT_RANGE, IDENTITY, first_range
 from core.earthdata import redact_url
 from core.errors import NotFoundError, UpstreamError
 from core.http import failure_cause
+from core.rangefile import RangeFile
 from core.s3access import MAX_CACHED_BLOCKS  # the S3 path's cache: the same blocks either way
 
 log = logging.getLogger(__name__)
@@ -49,47 +55,56 @@ def resolve(session: requests.Session, url: str) -> tuple[str, int]:
         resp.close()
 
 
-class HttpsGranuleFile(io.RawIOBase):
-    """A read-only, seekable file over HTTPS ``Range`` requests with a block cache.
+class HttpsRanges:
+    """Ranged GETs of one object through TEA: the redirect resolved once (:func:`resolve`), then
+    ``Range`` requests on the resolved URL, resolved again (at most ``max_resolves`` times in
+    all) when it is refused with 401/403 — a signed CloudFront URL can expire mid-read.
 
-    Like core.s3access's files: ``size``, ``bytes_fetched`` and ``fetch_requests`` (block
-    fetches), plus ``resolves`` (TEA redirects resolved) and ``resolved_host``."""
+    The one place of the range/resolve logic: :class:`HttpsGranuleFile` (block cache) and
+    :func:`open_https_rangefile` (core.rangefile) both fetch through it."""
 
     def __init__(self, session: requests.Session, url: str, settings: Settings, *, max_resolves: int = 3):
-        super().__init__()
         self.session = session
         self.url = url
         self.max_resolves = max_resolves
+        self.parallel = settings.s3_parallel
         self._resolved, self.size = resolve(session, url)
         self.resolves = 1
-        self.bytes_fetched = 0
-        self.fetch_requests = 0
-        self.loc = 0
-        self.cache = BlockCache(settings.s3_block_size, self._fetch, self.size, maxblocks=MAX_CACHED_BLOCKS)
+        self._lock = threading.Lock()
 
     @property
     def resolved_host(self) -> str:
         return redact_url(self._resolved).split("/")[2]
 
-    def _fetch(self, start: int, end: int) -> bytes:
+    def _resolve_again(self, refused: str, status: int) -> bool:
+        """A new URL from TEA unless another thread got one already; False when out of resolves."""
+        with self._lock:
+            if self._resolved != refused:
+                return True
+            if self.resolves >= self.max_resolves:
+                return False
+            # the signed URL expired (or was refused): ask TEA for a new one
+            log.info("resolved URL of %s refused (HTTP %d); resolving again", redact_url(self.url), status)
+            self._resolved, size = resolve(self.session, self.url)
+            self.resolves += 1
+        if size != self.size:
+            raise UpstreamError(f"object changed size from {self.size} to {size} while reading",
+                                service=_service(self.url))
+        return True
+
+    def fetch(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object."""
         end = min(end, self.size)
         while True:
+            url = self._resolved
             try:
-                resp = self.session.get(self._resolved, headers={**IDENTITY, "Range": f"bytes={start}-{end - 1}"})
+                resp = self.session.get(url, headers={**IDENTITY, "Range": f"bytes={start}-{end - 1}"})
                 data = resp.content  # a body cut short raises here
             except requests.RequestException as exc:
                 # never requests' own message: it repeats the signed URL with its query
                 raise UpstreamError(f"range {start}-{end - 1} failed after retries ({failure_cause(exc)})",
                                     service=_service(self.url)) from None
-            if resp.status_code in (401, 403) and self.resolves < self.max_resolves:
-                # the signed URL expired (or was refused): ask TEA for a new one
-                log.info("resolved URL of %s refused (HTTP %d); resolving again", redact_url(self.url),
-                         resp.status_code)
-                self._resolved, size = resolve(self.session, self.url)
-                self.resolves += 1
-                if size != self.size:
-                    raise UpstreamError(f"object changed size from {self.size} to {size} while reading",
-                                        service=_service(self.url))
+            if resp.status_code in (401, 403) and self._resolve_again(url, resp.status_code):
                 continue
             break
         match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
@@ -97,6 +112,51 @@ class HttpsGranuleFile(io.RawIOBase):
             raise UpstreamError(
                 f"range {start}-{end - 1} answered HTTP {resp.status_code} with {len(data)} bytes"
                 f" ({resp.headers.get('Content-Range', 'no Content-Range')})", service=_service(self.url))
+        return data
+
+    def fetch_many(self, ranges) -> list[bytes]:
+        """``fetch_many`` for core.rangefile: the ranges side by side, at most ``s3_parallel`` in
+        flight (the EarthdataSession's connection pool holds 16 per host)."""
+        ranges = list(ranges)
+        if len(ranges) <= 1:
+            return [self.fetch(a, b) for a, b in ranges]
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(ranges)),
+                                thread_name_prefix="https-range") as pool:
+            return list(pool.map(lambda r: self.fetch(*r), ranges))
+
+
+class _ThroughTea:
+    """What a file over :class:`HttpsRanges` reports: TEA redirects resolved, the host read from."""
+
+    ranges: HttpsRanges
+
+    @property
+    def resolves(self) -> int:
+        return self.ranges.resolves
+
+    @property
+    def resolved_host(self) -> str:
+        return self.ranges.resolved_host
+
+
+class HttpsGranuleFile(_ThroughTea, io.RawIOBase):
+    """A read-only, seekable file over HTTPS ``Range`` requests with a block cache.
+
+    Like core.s3access's files: ``size``, ``bytes_fetched`` and ``fetch_requests`` (block
+    fetches), plus ``resolves`` (TEA redirects resolved) and ``resolved_host``."""
+
+    def __init__(self, session: requests.Session, url: str, settings: Settings, *, max_resolves: int = 3):
+        super().__init__()
+        self.ranges = HttpsRanges(session, url, settings, max_resolves=max_resolves)
+        self.url = url
+        self.size = self.ranges.size
+        self.bytes_fetched = 0
+        self.fetch_requests = 0
+        self.loc = 0
+        self.cache = BlockCache(settings.s3_block_size, self._fetch, self.size, maxblocks=MAX_CACHED_BLOCKS)
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        data = self.ranges.fetch(start, end)
         self.bytes_fetched += len(data)
         self.fetch_requests += 1
         return data
@@ -132,3 +192,31 @@ class HttpsGranuleFile(io.RawIOBase):
 
 def open_https_granule(session: requests.Session, url: str, settings: Settings) -> HttpsGranuleFile:
     return HttpsGranuleFile(session, url, settings)
+
+
+class HttpsRangeFile(_ThroughTea, RangeFile):
+    """A core.rangefile.RangeFile over :class:`HttpsRanges` (``resolves``, ``resolved_host``)."""
+
+    def __init__(self, ranges: HttpsRanges, **kwargs):
+        super().__init__(ranges.fetch_many, ranges.size, name=redact_url(ranges.url).rsplit("/", 1)[-1], **kwargs)
+        self.ranges = ranges
+
+
+def open_https_rangefile(session: requests.Session, url: str, settings: Settings) -> HttpsRangeFile:
+    """``url`` (through TEA, resolved once) as a RangeFile whose prefetches run side by side."""
+    return HttpsRangeFile(HttpsRanges(session, url, settings))
+
+
+def https_sidecar(session: requests.Session, url: str, suffix: str = ".dmrpp") -> bytes | None:
+    """The small object published beside ``url`` (its DMR++), through TEA; None when there is none
+    (404, or refused: a sidecar is only ever a hint)."""
+    sidecar = url + suffix
+    try:
+        resp = session.get(sidecar, headers=IDENTITY)
+    except requests.RequestException as exc:
+        log.info("no sidecar %s (%s)", redact_url(sidecar), failure_cause(exc))
+        return None
+    if resp.status_code != 200:
+        log.info("no sidecar %s (HTTP %d)", redact_url(sidecar), resp.status_code)
+        return None
+    return resp.content

@@ -27,8 +27,10 @@ import xarray as xr
 from pykdtree.kdtree import KDTree
 
 from core.colocate import EARTH_RADIUS_M, CellRuns, chord_from_arc, lonlat_to_xyz, reachable_blocks
+from core.dmrpp import Chunk, VariableMap, chunk_ranges, metadata_ranges
 from core.errors import InputError, UnreadableFileError
 from core.model import FLAGS_FILL, QL_FILL, SstSwath
+from core.rangefile import RangeFile
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +100,21 @@ def _find(ds: xr.Dataset, names: Iterable[str]) -> str | None:
 
 @dataclass
 class L2PGranule:
-    """An open L2P file: lat/lon in memory, everything else still lazy."""
+    """An open L2P file: latitude in memory, longitude decoded chunk by chunk as queries need it,
+    everything else read for a window.
+
+    The reads come in phases (:func:`open_l2p`, :meth:`locate`, :meth:`window`); when the file
+    is a :class:`~core.rangefile.RangeFile` each phase first fetches, in one wave of side-by-side
+    ranges, every byte it will decode (located by ``byte_map``: a parsed DMR++ sidecar or the
+    HDF5 chunk index), so h5py — which serialises all threads behind one lock — reads from
+    memory instead of waiting on the network. Phases may be repeated for other query points:
+    bytes already held are not fetched again; latitude/longitude bytes are dropped once decoded.
+    """
 
     name: str
     ds: xr.Dataset  # undecoded, attributes normalised
-    lat: np.ndarray  # float64 (rows, cols), NaN = invalid location
-    lon: np.ndarray
+    lat_name: str
+    lon_name: str
     dims: tuple[str, str]
     sst_var: str
     dtime_var: str | None
@@ -111,13 +122,51 @@ class L2PGranule:
     flags_var: str | None
     warnings: list[str] = field(default_factory=list)
     optional_vars: dict = field(default_factory=dict)  # SstSwath field -> variable name present
+    file: Any = None  # the file object read (RangeFile, block-cached file) or None for a path
+    byte_map: dict | None = None  # "/var" -> core.dmrpp.VariableMap, when the file is a RangeFile
+    close_file: bool = False  # close() closes ``file`` too (core.l2p_source opened it)
+    sidecar_bytes: int = 0  # the DMR++ sidecar's bytes (fetched beside the granule), 0 without one
+    no_window_reason: str | None = None  # why the last locate() found no window
+    _lat: Any = field(default=None, repr=False)  # float64, NaN = invalid latitude
+    # longitude of the chunks decoded so far (NaN elsewhere and where the location is invalid)
+    _lon: Any = field(default=None, repr=False)
+    _lon_read: set = field(default_factory=set, repr=False)  # chunk blocks decoded
+    _exposed: Any = field(default=None, repr=False)  # blocks whose location lat/lon show
+    _view: tuple | None = field(default=None, repr=False)
+    _h5: Any = field(default=None, repr=False)  # h5py.File for the chunk index without a sidecar
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.lat.shape)
+        return tuple(self._lat.shape)
+
+    # --- what the file fetched (core.l2p_source's files; 0 for a local path) -------------------
+    @property
+    def size(self) -> int:
+        return int(getattr(self.file, "size", 0) or 0)
+
+    @property
+    def bytes_fetched(self) -> int:
+        return int(getattr(self.file, "bytes_fetched", 0)) + self.sidecar_bytes
+
+    @property
+    def fetch_requests(self) -> int:
+        return int(getattr(self.file, "fetch_requests", 0)) + (1 if self.sidecar_bytes else 0)
+
+    @property
+    def resolves(self) -> int:
+        return int(getattr(self.file, "resolves", 0))
+
+    @property
+    def resolved_host(self) -> str | None:
+        return getattr(self.file, "resolved_host", None)
 
     def close(self) -> None:
         self.ds.close()
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+        if self.close_file and self.file is not None:
+            self.file.close()
 
     def __enter__(self) -> L2PGranule:
         return self
@@ -125,12 +174,117 @@ class L2PGranule:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # --- location --------------------------------------------------------------------------
+    @property
+    def lat(self) -> np.ndarray:
+        """Latitude where the location is known: NaN in chunks whose longitude was not read for
+        the last :meth:`locate` (no pixel there can be near its query points)."""
+        return self._location()[0]
+
+    @property
+    def lon(self) -> np.ndarray:
+        return self._location()[1]
+
+    def _location(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._exposed is None:  # never located: the whole granule (local reads, tests)
+            self._expose(list(self._blocks()))
+        if self._view is None:
+            lat = np.full(self._lat.shape, np.nan)
+            # every decoded chunk shown: longitude as decoded (NaN elsewhere already), no copy
+            lon = self._lon if self._exposed >= self._lon_read else np.full(self._lat.shape, np.nan)
+            for rows, cols in self._blocks():
+                if (rows.start, cols.start) in self._exposed:
+                    if lon is not self._lon:
+                        lon[rows, cols] = self._lon[rows, cols]
+                    lat[rows, cols] = np.where(np.isnan(self._lon[rows, cols]), np.nan, self._lat[rows, cols])
+            self._view = lat, lon
+        return self._view
+
+    def _read_lat(self) -> np.ndarray:
+        """Latitude, every chunk fetched in one wave (already held after a sidecar's first wave)."""
+        ranges = self._chunk_ranges(self.lat_name)
+        self._prefetch(ranges)
+        lat = _decoded(self.ds, self.lat_name)
+        self._discard(ranges)
+        with np.errstate(invalid="ignore"):
+            lat[~np.isfinite(lat) | (np.abs(lat) > 90.0)] = np.nan
+        return lat
+
+    def _blocks(self):
+        return _chunk_blocks(self.ds[self.lon_name], self._lat.shape)
+
+    def _expose(self, blocks: list[tuple[slice, slice]]) -> None:
+        """Decode longitude for ``blocks`` (fetching the chunks not read yet in one wave) and make
+        them the location :attr:`lat`/:attr:`lon` show."""
+        todo = [b for b in blocks if (b[0].start, b[1].start) not in self._lon_read]
+        ranges = [r for rows, cols in todo for r in self._chunk_ranges(self.lon_name, (rows, cols))]
+        self._prefetch(ranges)
+        d0, d1 = self.dims
+        for rows, cols in todo:
+            lon = _decoded(self.ds, self.lon_name, {d0: rows, d1: cols})
+            lat = self._lat[rows, cols]
+            bad = ~(np.isfinite(lat) & np.isfinite(lon)) | (np.abs(lon) > 360.0)
+            lon[bad] = np.nan
+            self._lon[rows, cols] = lon
+            self._lon_read.add((rows.start, cols.start))
+        self._discard(ranges)
+        self._exposed = {(rows.start, cols.start) for rows, cols in blocks}
+        self._view = None
+
+    def locate(self, query_lat, query_lon, radius_m: float, margin_pixels: int = 2) -> tuple[slice, slice] | None:
+        """The window (rows, cols) that can reach the query points, or None (then
+        :attr:`no_window_reason` says why). Longitude is read only for the storage chunks holding
+        a latitude in the points' latitude band."""
+        self.no_window_reason = None
+        band = latitude_band(query_lat, radius_m)
+        if band is None:
+            self.no_window_reason = "no segment with a valid latitude"
+            return None
+        with np.errstate(invalid="ignore"):
+            in_band = (self._lat >= band[0]) & (self._lat <= band[1])
+        blocks = [(rows, cols) for rows, cols in self._blocks() if in_band[rows, cols].any()]
+        self._expose(blocks)
+        if not blocks:
+            self.no_window_reason = (f"no pixel in the segments' latitude band "
+                                     f"({band[0]:.3f} to {band[1]:.3f} degrees north)")
+            return None
+        win = find_window(self.lat, self.lon, query_lat, query_lon, radius_m, margin_pixels=margin_pixels)
+        if win is None:
+            self.no_window_reason = f"no valid pixel within {radius_m:g} m of any segment"
+        return win
+
+    # --- bytes -----------------------------------------------------------------------------
+    def _chunk_ranges(self, var: str, window=None) -> list[tuple[int, int]]:
+        """Byte ranges of ``var``'s chunks holding ``window`` (None: all); [] when unknown."""
+        vmap = self._variable_map(var)
+        return [] if vmap is None else chunk_ranges(vmap, window)
+
+    def _variable_map(self, var: str):
+        if self.byte_map is None:
+            return None
+        key = f"/{var}"
+        if key not in self.byte_map and self._h5 is not None and var in self._h5:
+            self.byte_map[key] = h5_variable_map(self._h5[var])
+        return self.byte_map.get(key)
+
+    def _prefetch(self, ranges) -> None:
+        if ranges and isinstance(self.file, RangeFile):
+            self.file.prefetch(ranges)
+
+    def _discard(self, ranges) -> None:
+        if ranges and isinstance(self.file, RangeFile):
+            self.file.discard(ranges)
+
+    # --- the window ------------------------------------------------------------------------
     def window(self, rows: slice, cols: slice) -> SstSwath:
         """Read and decode SST, per-pixel time, quality level and flags for one window."""
         d0, d1 = self.dims
         names = [v for v in (self.sst_var, self.dtime_var, self.quality_var, self.flags_var,
                              *self.optional_vars.values()) if v]
         time_name = _find(self.ds, ("time",))
+        loc_lat, loc_lon = self._location()
+        self._prefetch([r for v in names for r in self._chunk_ranges(v, (rows, cols))]
+                       + (self._chunk_ranges(time_name) if time_name else []))
         sub = self.ds[names].isel({d0: rows, d1: cols})
         extra = {d: 0 for d in sub.dims if d not in self.dims}
         sub = sub.isel(extra)
@@ -163,8 +317,8 @@ class L2PGranule:
         return SstSwath(
             granule=self.name,
             # copies: views would keep the whole granule's geolocation alive
-            lat=self.lat[rows, cols].copy(),
-            lon=self.lon[rows, cols].copy(),
+            lat=loc_lat[rows, cols].copy(),
+            lon=loc_lon[rows, cols].copy(),
             sst=sst,
             time=time,
             quality_level=quality,
@@ -257,30 +411,62 @@ def _to_int(values: np.ndarray, dtype, fill) -> np.ndarray:
     return values.astype(np.int64).astype(dtype)
 
 
-def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *,
-             lat_band: tuple[float, float] | None = None) -> L2PGranule:
-    """Open an L2P granule and read its lat/lon; raise InputError if it is not one.
+def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, byte_map: dict | None = None,
+             lat_band: tuple[float, float] | None = None, lazy_lon: bool | None = None) -> L2PGranule:
+    """Open an L2P granule and read its metadata and latitude; raise InputError if it is not one.
 
-    With ``lat_band`` (south, north), latitude is read whole but longitude only for the storage
-    chunks holding a latitude inside the band; pixels of the chunks not read get a NaN location
-    (none of them can be near a query point), so the bytes fetched follow the region."""
+    When ``source`` is a :class:`~core.rangefile.RangeFile`: with ``byte_map`` (a parsed DMR++
+    sidecar, core.dmrpp) the HDF5 metadata and every latitude chunk are fetched in one wave
+    before h5py touches the file; without one h5py opens it (metadata fetched on demand) and its
+    chunk index locates the later phases' chunks. ``lat_band`` (south, north): longitude read
+    at once for the chunks holding a latitude in the band, as :meth:`L2PGranule.locate` does.
+    Otherwise longitude waits for :meth:`L2PGranule.locate` when ``lazy_lon`` (default: for a
+    RangeFile) and is read whole at once when not (a local file: ``lat``/``lon`` ready)."""
     name = name or _source_name(source)
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise InputError(f"L2P file not found: {os.fspath(source)}", field="sst")
+    ranged = isinstance(source, RangeFile)
+    if isinstance(source, RangeFile) and byte_map is not None:
+        lat_map = next((byte_map[f"/{n}"] for n in LAT_NAMES if f"/{n}" in byte_map), None)
+        small = [v for v in byte_map.values() if len(v.shape) <= 1]  # dimension coordinates (time) xarray reads at open
+        source.prefetch(metadata_ranges(byte_map.values(), source.size)
+                        + [r for v in ([lat_map] if lat_map else []) + small for r in chunk_ranges(v)])
+    h5 = None
     try:
+        if ranged and byte_map is None:
+            import h5py
+
+            h5 = h5py.File(source, "r")  # the chunk index, for what later phases fetch
         raw = xr.open_dataset(source, engine="h5netcdf", decode_cf=False, mask_and_scale=False,
                               decode_times=False, cache=False)
     except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
+        if h5 is not None:
+            h5.close()
         raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}",
                                   field="sst") from None
     try:
-        return _granule(normalise_attrs(raw), name, lat_band)
+        granule = _granule(normalise_attrs(raw), name)
+        if not isinstance(source, (str, os.PathLike)):
+            granule.file = source
+        if ranged:
+            granule.byte_map, granule._h5 = (dict(byte_map) if byte_map is not None else {}), h5
+        granule._lat = granule._read_lat()
+        granule._lon = np.full(granule._lat.shape, np.nan)
+        if lat_band is not None:
+            with np.errstate(invalid="ignore"):
+                in_band = (granule._lat >= lat_band[0]) & (granule._lat <= lat_band[1])
+            granule._expose([(r, c) for r, c in granule._blocks() if in_band[r, c].any()])
+        elif not (ranged if lazy_lon is None else lazy_lon):
+            granule._expose(list(granule._blocks()))
+        return granule
     except Exception:
         raw.close()
+        if h5 is not None:
+            h5.close()
         raise
 
 
-def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = None) -> L2PGranule:
+def _granule(ds: xr.Dataset, name: str) -> L2PGranule:
     lat_name, lon_name = _find(ds, LAT_NAMES), _find(ds, LON_NAMES)
     sst_name = _find(ds, SST_NAMES)
     if sst_name is None:
@@ -313,22 +499,9 @@ def _granule(ds: xr.Dataset, name: str, lat_band: tuple[float, float] | None = N
                                   "(pixels filtered on SST, location and time only; matches report quality_level -1)")
     flags = pick(FLAGS_NAMES, "no l2p_flags variable")
     optional = {var: var for var in OPTIONAL_VARS if var in ds.variables and set(dims) <= set(ds[var].dims)}
-
-    lat = _decoded(ds, lat_name)
-    if lat_band is None:
-        lon = _decoded(ds, lon_name)
-    else:
-        with np.errstate(invalid="ignore"):
-            in_band = (lat >= lat_band[0]) & (lat <= lat_band[1])
-        lon = np.full(lat.shape, np.nan)
-        for rows, cols in _chunk_blocks(ds[lon_name], lat.shape):
-            if in_band[rows, cols].any():
-                lon[rows, cols] = _decoded(ds, lon_name, {dims[0]: rows, dims[1]: cols})
-    bad = ~(np.isfinite(lat) & np.isfinite(lon)) | (np.abs(lat) > 90.0) | (np.abs(lon) > 360.0)
-    lat[bad] = np.nan
-    lon[bad] = np.nan
-    return L2PGranule(name=name, ds=ds, lat=lat, lon=lon, dims=dims, sst_var=sst_name, dtime_var=dtime,
-                      quality_var=quality, flags_var=flags, warnings=warnings, optional_vars=optional)
+    return L2PGranule(name=name, ds=ds, lat_name=lat_name, lon_name=lon_name, dims=dims, sst_var=sst_name,
+                      dtime_var=dtime, quality_var=quality, flags_var=flags, warnings=warnings,
+                      optional_vars=optional)
 
 
 def _decoded(ds: xr.Dataset, var: str, index: dict | None = None) -> np.ndarray:
@@ -346,6 +519,20 @@ def _chunk_blocks(var: xr.DataArray, shape: tuple[int, int]):
     for r0 in range(0, shape[0], step_r):
         for c0 in range(0, shape[1], step_c):
             yield slice(r0, min(r0 + step_r, shape[0])), slice(c0, min(c0 + step_c, shape[1]))
+
+
+def h5_variable_map(ds) -> VariableMap:
+    """An h5py dataset's chunk index as a core.dmrpp.VariableMap (one chunk when contiguous)."""
+    if ds.chunks is None:
+        offset = ds.id.get_offset()
+        chunks: tuple[Chunk, ...] = () if offset is None else (
+            Chunk((0,) * ds.ndim, int(offset), int(ds.id.get_storage_size())),)
+        chunk_shape = tuple(ds.shape)
+    else:
+        chunks = tuple(Chunk(tuple(int(o) for o in info.chunk_offset), int(info.byte_offset), int(info.size))
+                       for info in (ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())))
+        chunk_shape = tuple(ds.chunks)
+    return VariableMap(ds.name, str(ds.dtype), tuple(ds.shape), chunk_shape, chunks, "")
 
 
 def latitude_band(query_lat: np.ndarray, radius_m: float) -> tuple[float, float] | None:
@@ -425,11 +612,12 @@ def read_l2p(
     if band is None:
         return None
     with open_l2p(source, name=name, lat_band=band) as granule:
-        win = find_window(granule.lat, granule.lon, lat, lon, radius_m, margin_pixels=margin_pixels)
+        win = granule.locate(lat, lon, radius_m, margin_pixels=margin_pixels)
         if win is None:
-            log.info("%s: no pixel within %g m of the %d query points", granule.name, radius_m, np.size(lat))
+            log.info("%s: %s (%d query points)", granule.name, granule.no_window_reason, np.size(lat))
             return None
         return granule.window(*win)
 
 
-__all__ = ["L2PGranule", "open_l2p", "read_l2p", "find_window", "latitude_band", "normalise_attrs", "normalise_attr"]
+__all__ = ["L2PGranule", "h5_variable_map", "open_l2p", "read_l2p", "find_window", "latitude_band", "normalise_attrs",
+           "normalise_attr"]

@@ -127,19 +127,30 @@ class RangeFile(io.RawIOBase):
         return got
 
     def discard(self, ranges: Iterable[Range]) -> None:
-        """Forget held pieces lying wholly inside ``ranges`` (decoded already)."""
+        """Forget the held bytes inside ``ranges`` (decoded already); a piece reaching outside
+        them keeps its outside parts (ranges fetched together were merged into one piece)."""
         drop = merge_ranges(ranges)
-        drop_starts = [a for a, _ in drop]
+        if not drop:
+            return
         with self._lock:
-            keep = []
+            starts, pieces = [], {}
             for start in self._starts:
-                end = start + len(self._pieces[start])
-                j = bisect.bisect_right(drop_starts, start) - 1
-                if j >= 0 and drop[j][0] <= start and end <= drop[j][1]:
-                    del self._pieces[start]
-                else:
-                    keep.append(start)
-            self._starts = keep
+                data = self._pieces[start]
+                end = start + len(data)
+                pos = start
+                for a, b in drop[max(bisect.bisect_right(drop, (start, start)) - 1, 0):]:
+                    if a >= end:
+                        break
+                    if b <= pos:
+                        continue
+                    if a > pos:
+                        starts.append(pos)
+                        pieces[pos] = data[pos - start: a - start]
+                    pos = max(pos, b)
+                if pos < end:
+                    starts.append(pos)
+                    pieces[pos] = data if pos == start else data[pos - start:]
+            self._starts, self._pieces = starts, pieces
 
     def _read_range(self, start: int, end: int) -> bytes:
         misses = self.missing([(start, end)])

@@ -1,0 +1,99 @@
+"""Open an L2P granule where it lies — in place on S3, or over HTTPS through TEA — read the way
+``settings.l2p_read`` says (bench/README.md, "The right read for the file", measured the three):
+
+* ``chunks``: a core.rangefile.RangeFile located by the granule's DMR++ sidecar (PO.DAAC
+  publishes one beside each L2P object; fetched alongside the object's size: HEAD or TEA
+  redirect and sidecar GET side by side), so each phase of core.l2p fetches its HDF5 metadata
+  and chunks in one wave; without a sidecar, h5py's chunk index locates them once it is open;
+* ``blocks``: the 1 MiB block-cached file (core.s3access.open_granule, core.httpfile), HDF5's
+  reads fetched on demand one block at a time;
+* ``whole``: the whole object as parallel ranges into memory before h5py opens it.
+
+The granule returned exposes ``size``, ``bytes_fetched``, ``fetch_requests`` (and over HTTPS
+``resolves``, ``resolved_host``) of what it fetched, the sidecar included.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from core.cmr import Granule
+from core.config import Settings
+from core.dmrpp import DmrppError, parse_dmrpp
+from core.errors import UpstreamError
+from core.httpfile import HttpsRangeFile, HttpsRanges, https_sidecar, open_https_granule
+from core.l2p import L2PGranule, open_l2p
+from core.rangefile import RangeFile
+from core.s3access import open_granule, s3_fetch_many, s3_object_size, s3_sidecar
+
+log = logging.getLogger(__name__)
+
+
+def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
+                     s3_filesystem: Callable[[str], object], settings: Settings) -> L2PGranule:
+    """``sst`` opened (metadata and latitude read) for :meth:`L2PGranule.locate` / ``window``;
+    ``access`` "s3" | "https"; ``s3_filesystem(endpoint)``: the filesystem for a /s3credentials
+    endpoint. A missing link is an UpstreamError naming cmr."""
+    mode = settings.l2p_read
+    sidecar: bytes | None = None
+    file: Any
+    if access == "https":
+        url = sst.https_url
+        if not url:
+            raise UpstreamError(f"{sst.title} has no HTTPS data link", service="cmr")
+        if mode == "blocks":
+            file = open_https_granule(session, url, settings)
+        else:
+            ranges, sidecar = _side_by_side(lambda: HttpsRanges(session, url, settings),
+                                            lambda: https_sidecar(session, url) if mode == "chunks" else None)
+            file = HttpsRangeFile(ranges)
+    else:
+        s3_url = sst.s3_url
+        if not s3_url:
+            raise UpstreamError(f"{sst.title} has no s3:// link", service="cmr")
+        endpoint = sst.s3credentials_url
+        if not endpoint:
+            raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
+        fs: Any = s3_filesystem(endpoint)
+        if mode == "blocks":
+            file = open_granule(fs, s3_url, settings)
+        else:
+            size, sidecar = _side_by_side(lambda: s3_object_size(fs, s3_url, settings),
+                                          lambda: s3_sidecar(fs, s3_url) if mode == "chunks" else None)
+            file = RangeFile(s3_fetch_many(fs, s3_url, settings), size, name=sst.title)
+    try:
+        byte_map = _byte_map(sst.title, sidecar)
+        if mode == "whole":
+            file.prefetch([(0, file.size)])
+        granule = open_l2p(file, name=sst.title, byte_map=byte_map, lazy_lon=True)
+    except BaseException:
+        file.close()
+        raise
+    granule.close_file = True
+    granule.sidecar_bytes = len(sidecar) if sidecar else 0
+    return granule
+
+
+def _side_by_side(first: Callable, second: Callable):
+    """(first(), second()) run at once: two first bytes in the time of one."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="l2p-open") as pool:
+        a, b = pool.submit(first), pool.submit(second)
+        return a.result(), b.result()
+
+
+def _byte_map(title: str, sidecar: bytes | None) -> dict | None:
+    """The parsed sidecar, or None (h5py's chunk index then) when there is none or it is unusable."""
+    if not sidecar:
+        return None
+    try:
+        return parse_dmrpp(sidecar)
+    except DmrppError as exc:
+        log.warning("%s: its .dmrpp sidecar is unusable (%s); locating chunks from the HDF5 index", title, exc)
+        return None
+
+
+__all__ = ["open_sst_granule"]
