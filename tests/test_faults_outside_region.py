@@ -80,8 +80,10 @@ def test_a_signed_cloudfront_url_that_expires_mid_read_is_resolved_again(sb):
     t = ff.task(sb)
     manifest = run_task(t, services)
     ff.assert_one_complete_result(sb, t, manifest)
+    # granules open side by side: others resolved in the same 2 s may expire too; each expired
+    # URL is resolved again once, none more
     resolves = [r["resolves"] for r in manifest["bytes"]["sst_per_granule"].values()]
-    assert sorted(resolves)[-1] == 2 and resolves.count(2) == 1, resolves
+    assert max(resolves) == 2 and all(1 <= r <= 2 for r in resolves), resolves
 
 
 def test_cloudfront_503_on_ranges_is_retried(sb):

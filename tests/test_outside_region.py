@@ -80,9 +80,13 @@ def test_outside_the_region_no_s3_credentials_are_asked_for_and_no_token_reaches
     assert not any(r.path == "/s3credentials" for r in outside)
     cloudfront = [r for r in outside if r.app.startswith("cloudfront")]
     assert cloudfront and all("Authorization" not in r.headers and "Cookie" not in r.headers for r in cloudfront)
-    # one resolving request per L2P granule read at TEA, then ranges on CloudFront only
+    # at TEA, per L2P granule read: one resolving request, and its DMR++ sidecar (published
+    # beside the granule); every range of the granule itself then goes to CloudFront only
     tea_l2p = [r for r in outside if r.app == "podaac"]
-    assert all(r.headers.get("Range") == "bytes=0-0" for r in tea_l2p)
+    granule_requests = [r for r in tea_l2p if not r.path.endswith(".dmrpp")]
+    assert granule_requests and all(r.headers.get("Range") == "bytes=0-0" for r in granule_requests)
+    read = set(both_runs[2][0]["bytes"]["sst_per_granule"])
+    assert read and len(granule_requests) == len(read) == len({r.path for r in tea_l2p if r.path.endswith(".dmrpp")})
 
 
 @pytest.mark.parametrize("mode, region, want", [

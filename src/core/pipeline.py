@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,8 +40,8 @@ from core.download import stream_download
 from core.earthdata import redact_url
 from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
 from core.http import failure_cause
-from core.httpfile import open_https_granule
-from core.l2p import read_l2p
+from core.l2p import L2PGranule
+from core.l2p_source import open_sst_granule
 from core.model import Atl07Granule, SstSwath
 from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_window
 from core.product import build_dataset, write_netcdf
@@ -544,52 +544,68 @@ def _time_candidates(atl07: Atl07Granule, sst_granules: list[Granule], max_dt_s:
 
 def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule], ctx: _GranuleContext,
                       workdir: Path) -> _DateInputs:
-    """Read the date's inputs with the network kept busy: ATL07 downloads one after another in a
-    thread (each one parallel ranged GETs) while this thread reads the one before; then every
-    reachable L2P granule's window side by side (``settings.l2p_parallel``), each read once for
-    the segments of every ATL07 granule within its ±Δt."""
+    """Read the date's inputs with the network kept busy.
+
+    ATL07 granules download one after another in a thread (each as parallel ranged GETs) while
+    this thread reads the one before (or are read in place). Meanwhile every L2P granule that
+    CMR's ATL07 time extents reach within ±Δt is opened side by side (``settings.l2p_parallel``):
+    its HDF5 metadata and latitude, which need no segment. Once the segments are known, each L2P
+    granule within ±Δt of a segment is read once — longitude where its latitude is near, then
+    the window — for the segments of every ATL07 granule it can reach."""
     settings = ctx.services.settings
     _preload_quicklook()
+    max_dt = timedelta(seconds=ctx.science.max_dt_s)
+    # by CMR's extents: a superset of the granules within ±Δt of a segment (segments lie inside
+    # their granule's extent); one without an extent cannot be ruled out
+    early = [g for g in sst_granules if any(
+        (g.start is None or a.end is None or g.start - max_dt <= a.end)
+        and (g.end is None or a.start is None or g.end + max_dt >= a.start) for a in atl07_granules)]
     reads: list[tuple[Granule, _Atl07Read]] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher:
-        jobs = [fetcher.submit(_fetch_atl07, g, ctx, workdir) for g in atl07_granules]
-        try:
-            for granule, job in zip(atl07_granules, jobs, strict=True):
-                got = job.result()
-                read = _read_downloaded(granule, got, ctx) if isinstance(got, Path) else got
-                restrict_to_window(read.granule, _np_utc(ctx.lo), _np_utc(ctx.hi))
-                reads.append((granule, read))
-        except BaseException:
-            for job in jobs:
-                job.cancel()
-            raise
+    opening: dict[str, Future[L2PGranule]] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=settings.l2p_parallel, thread_name_prefix="l2p") as l2p_pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher:
+            opening.update({g.title: l2p_pool.submit(_open_l2p, g, ctx) for g in early})
+            fetches = [fetcher.submit(_fetch_atl07, g, ctx, workdir) for g in atl07_granules]
+            try:
+                for granule, fetch in zip(atl07_granules, fetches, strict=True):
+                    got = fetch.result()
+                    read = _read_downloaded(granule, got, ctx) if isinstance(got, Path) else got
+                    restrict_to_window(read.granule, _np_utc(ctx.lo), _np_utc(ctx.hi))
+                    reads.append((granule, read))
 
-    with_segments = [(g, r) for g, r in reads if any(len(b) for b in r.granule.beams)]
-    candidates = {g.title: _time_candidates(r.granule, sst_granules, ctx.science.max_dt_s) for g, r in with_segments}
-    # each L2P granule, read once, for the segments of every ATL07 granule within its ±Δt
-    reaching: dict[str, list[Atl07Granule]] = {}
-    for g, r in with_segments:
-        for sst in candidates[g.title]:
-            reaching.setdefault(sst.title, []).append(r.granule)
+                with_segments = [(g, r) for g, r in reads if any(len(b) for b in r.granule.beams)]
+                candidates = {g.title: _time_candidates(r.granule, sst_granules, ctx.science.max_dt_s)
+                              for g, r in with_segments}
+                reaching: dict[str, list[Atl07Granule]] = {}
+                for g, r in with_segments:
+                    for sst in candidates[g.title]:
+                        reaching.setdefault(sst.title, []).append(r.granule)
+                by_title = {g.title: g for g in sst_granules}
+                for title in reaching:  # opened before any window job is queued: none waits on a queued open
+                    if title not in opening:
+                        opening[title] = l2p_pool.submit(_open_l2p, by_title[title], ctx)
+                windows = {title: l2p_pool.submit(_read_l2p_window, by_title[title], opening[title].result(),
+                                                  granules, ctx)
+                           for title, granules in reaching.items()}
+                swaths = {title: window.result() for title, window in windows.items()}
+            except BaseException:
+                for job in [*fetches, *opening.values()]:
+                    job.cancel()
+                raise
+    finally:
+        for job in opening.values():  # every granule opened is closed, whatever happened
+            if job.done() and not job.cancelled() and job.exception() is None:
+                with contextlib.suppress(Exception):
+                    job.result().close()
     dt = f"{ctx.science.max_dt_s:g} s"
-    dropped = [{"granule": g.title, "reason": f"no segment within ±{dt} of its time span (not read)"}
+    dropped = [{"granule": g.title, "reason": f"no segment within ±{dt} of its time span ("
+                + ("only its metadata and latitude read" if g.title in opening else "not read") + ")"}
                for g in sst_granules if g.title not in reaching]
-    by_title = {g.title: g for g in sst_granules}
-    swaths: dict[str, SstSwath | None] = {}
-    with ThreadPoolExecutor(max_workers=settings.l2p_parallel, thread_name_prefix="l2p") as pool:
-        windows = {title: pool.submit(_read_l2p_window, by_title[title], granules, ctx)
-                   for title, granules in reaching.items()}
-        try:
-            for title, window in windows.items():
-                swaths[title] = window.result()
-        except BaseException:
-            for window in windows.values():
-                window.cancel()
-            raise
     for title, swath in swaths.items():
         if swath is None:
-            reason = ctx.sst_report.get(title, {}).get("no_window", f"no valid pixel within {ctx.science.radius_m} m")
-            dropped.append({"granule": title, "reason": f"{reason} of any segment"})
+            reason = ctx.sst_report.get(title, {}).get("no_window") or f"no valid pixel within {ctx.science.radius_m} m"
+            dropped.append({"granule": title, "reason": reason})
     return _DateInputs(reads, candidates, swaths, dropped)
 
 
@@ -637,45 +653,45 @@ def _colocate_granule(granule: Granule, atl07_read: _Atl07Read, inputs: _DateInp
     }
 
 
-def _open_sst(sst: Granule, access: str, services: Services):
-    """The L2P granule as a block-cached file object: in place on S3, or over HTTPS ranges."""
-    settings = services.settings
-    if access == "https":
-        if not sst.https_url:
-            raise UpstreamError(f"{sst.title} has no HTTPS data link", service="cmr")
-        return open_https_granule(services.http, sst.https_url, settings)
-    if not sst.s3_url:
-        raise UpstreamError(f"{sst.title} has no s3:// link", service="cmr")
-    endpoint = sst.s3credentials_url
-    if not endpoint:
-        raise UpstreamError(f"no /s3credentials endpoint known for {sst.title} ({sst.provider})", service="cmr")
-    return open_granule(services.s3_filesystem(endpoint), sst.s3_url, settings)
+def _l2p_service(sst: Granule, access: str) -> str:
+    return "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
 
 
-def _read_l2p_window(sst: Granule, reaching: list[Atl07Granule], ctx: _GranuleContext) -> SstSwath | None:
-    """The window of an L2P granule that can reach the segments of ``reaching`` (S3 in region,
-    HTTPS ranges outside); None when no pixel can."""
+def _open_l2p(sst: Granule, ctx: _GranuleContext) -> L2PGranule:
+    """The L2P granule opened where it lies (S3 in region, HTTPS ranges outside): its metadata
+    and latitude, read the way ``settings.l2p_read`` says (core.l2p_source)."""
+    services = ctx.services
+    access = l2p_access(services.settings)
+    with ctx.timer("sst_open"), _read_errors(sst.title, _l2p_service(sst, access)):
+        return open_sst_granule(sst, access, session=services.http, s3_filesystem=services.s3_filesystem,
+                                settings=services.settings)
+
+
+def _read_l2p_window(sst: Granule, granule: L2PGranule, reaching: list[Atl07Granule],
+                     ctx: _GranuleContext) -> SstSwath | None:
+    """The window of an open L2P granule that can reach the segments of ``reaching``; None (and
+    the reason in the granule's report) when no pixel can."""
     beams = [b for g in reaching for b in g.beams if len(b)]
     lat = np.concatenate([b.lat for b in beams]).astype(np.float64)
     lon = np.concatenate([b.lon for b in beams]).astype(np.float64)
     access = l2p_access(ctx.services.settings)
-    service = "S3" if access == "s3" else f"HTTPS {redact_url(sst.https_url or '')}"
-    with ctx.timer("sst_read"), _read_errors(sst.title, service):
-        with _open_sst(sst, access, ctx.services) as fh:
-            swath = read_l2p(fh, lat=lat, lon=lon, radius_m=ctx.science.read_radius_m, name=sst.title)
-            report: dict[str, Any] = {"size": int(fh.size), "bytes_fetched": int(fh.bytes_fetched),
-                      "requests": int(fh.fetch_requests), "access": access}
-            if access == "https":
-                report["resolves"] = int(fh.resolves)
-                report["resolved_host"] = fh.resolved_host
-            report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
-            report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop,
-                                                            swath.cols.start, swath.cols.stop]
-            size_warning = _size_warning(sst.title, sst.size_bytes, int(fh.size))
+    with ctx.timer("sst_read"), _read_errors(sst.title, _l2p_service(sst, access)):
+        win = granule.locate(lat, lon, ctx.science.read_radius_m)
+        swath = None if win is None else granule.window(*win)
+    report: dict[str, Any] = {"size": int(granule.size), "bytes_fetched": int(granule.bytes_fetched),
+                              "requests": int(granule.fetch_requests), "access": access,
+                              "read": ctx.services.settings.l2p_read}
+    if access == "https":
+        report["resolves"] = int(granule.resolves)
+        report["resolved_host"] = granule.resolved_host
+    report["fraction"] = round(report["bytes_fetched"] / max(report["size"], 1), 4)
+    report["window"] = None if swath is None else [swath.rows.start, swath.rows.stop, swath.cols.start, swath.cols.stop]
+    if swath is None:
+        report["no_window"] = granule.no_window_reason
     with ctx.lock:
         ctx.sst_report[sst.title] = report
     ctx.services.report("bytes", n=report["bytes_fetched"])
-    ctx.warn(size_warning)
+    ctx.warn(_size_warning(sst.title, sst.size_bytes, int(granule.size)))
     return swath
 
 
