@@ -47,7 +47,7 @@ from core.pairing import ColocationParams, L2PSource, pair_granule, restrict_to_
 from core.product import build_dataset, write_netcdf
 from core.request import ColocationRequest, DateTask
 from core.results import OutputStore, ResultStore
-from core.s3access import open_granule, open_s3_filesystem
+from core.s3access import open_s3_filesystem
 
 log = logging.getLogger(__name__)
 
@@ -553,7 +553,7 @@ def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule]
     granule within ±Δt of a segment is read once — longitude where its latitude is near, then
     the window — for the segments of every ATL07 granule it can reach."""
     settings = ctx.services.settings
-    _preload_quicklook()
+    _preload(settings)
     max_dt = timedelta(seconds=ctx.science.max_dt_s)
     # by CMR's extents: a superset of the granules within ±Δt of a segment (segments lie inside
     # their granule's extent); one without an extent cannot be ruled out
@@ -590,7 +590,9 @@ def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule]
                            for title, granules in reaching.items()}
                 swaths = {title: window.result() for title, window in windows.items()}
             except BaseException:
-                for job in [*fetches, *opening.values()]:
+                for future in fetches:
+                    future.cancel()
+                for job in opening.values():
                     job.cancel()
                 raise
     finally:
@@ -695,14 +697,19 @@ def _read_l2p_window(sst: Granule, granule: L2PGranule, reaching: list[Atl07Gran
     return swath
 
 
-def _preload_quicklook() -> None:
-    """Import the quicklook's plotting stack in a background thread while the task waits on the
-    network (matplotlib's import is ~0.8 s of CPU, on the critical path otherwise)."""
+def _preload(settings: Settings) -> None:
+    """Import what later stages need in a background thread while the task waits on the
+    network: the quicklook's plotting stack (matplotlib, ~0.4 s of CPU; core.quicklook.preload)
+    and, for reads in place, s3fs/aiobotocore (~0.3 s; imported lazily by core.s3access)."""
     def load():
         with contextlib.suppress(ImportError):
-            import core.quicklook  # noqa: F401
+            if l2p_access(settings) == "s3" or settings.atl07_access != "download":
+                import s3fs  # noqa: F401
+            from core.quicklook import preload
 
-    threading.Thread(target=load, name="preload-quicklook", daemon=True).start()
+            preload()
+
+    threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 @contextlib.contextmanager
