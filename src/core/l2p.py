@@ -127,7 +127,7 @@ class L2PGranule:
     close_file: bool = False  # close() closes ``file`` too (core.l2p_source opened it)
     sidecar_bytes: int = 0  # the DMR++ sidecar's bytes (fetched beside the granule), 0 without one
     no_window_reason: str | None = None  # why the last locate() found no window
-    _lat: Any = field(default=None, repr=False)  # float64, NaN = invalid latitude
+    _lat: Any = field(default=None, repr=False)  # float32/64 (_location_dtype), NaN = invalid latitude
     # longitude of the chunks decoded so far (NaN elsewhere and where the location is invalid)
     _lon: Any = field(default=None, repr=False)
     _lon_read: set = field(default_factory=set, repr=False)  # chunk blocks decoded
@@ -189,9 +189,9 @@ class L2PGranule:
         if self._exposed is None:  # never located: the whole granule (local reads, tests)
             self._expose(list(self._blocks()))
         if self._view is None:
-            lat = np.full(self._lat.shape, np.nan)
+            lat = np.full(self._lat.shape, np.nan, dtype=self._lat.dtype)
             # every decoded chunk shown: longitude as decoded (NaN elsewhere already), no copy
-            lon = self._lon if self._exposed >= self._lon_read else np.full(self._lat.shape, np.nan)
+            lon = self._lon if self._exposed >= self._lon_read else np.full(self._lat.shape, np.nan, self._lat.dtype)
             for rows, cols in self._blocks():
                 if (rows.start, cols.start) in self._exposed:
                     if lon is not self._lon:
@@ -204,7 +204,9 @@ class L2PGranule:
         """Latitude, every chunk fetched in one wave (already held after a sidecar's first wave)."""
         ranges = self._chunk_ranges(self.lat_name)
         self._prefetch(ranges)
-        lat = _decoded(self.ds, self.lat_name)
+        # float32 when the file stores float32 unscaled (MODIS, VIIRS L2P): the same values in
+        # half the memory of float64 (a granule's lat and lon are 11 MB each then, not 22)
+        lat: np.ndarray = _decoded(self.ds, self.lat_name).astype(self._location_dtype(), copy=False)
         self._discard(ranges)
         with np.errstate(invalid="ignore"):
             lat[~np.isfinite(lat) | (np.abs(lat) > 90.0)] = np.nan
@@ -212,6 +214,12 @@ class L2PGranule:
 
     def _blocks(self):
         return _chunk_blocks(self.ds[self.lon_name], self._lat.shape)
+
+    def _location_dtype(self) -> type:
+        """float32 if both coordinates are stored as unscaled float32 (exact), else float64."""
+        exact32 = all(self.ds[v].dtype == np.float32 and "scale_factor" not in self.ds[v].attrs
+                      and "add_offset" not in self.ds[v].attrs for v in (self.lat_name, self.lon_name))
+        return np.float32 if exact32 else np.float64
 
     def _expose(self, blocks: list[tuple[slice, slice]]) -> None:
         """Decode longitude for ``blocks`` (fetching the chunks not read yet in one wave) and make
@@ -451,7 +459,7 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, b
         if ranged:
             granule.byte_map, granule._h5 = (dict(byte_map) if byte_map is not None else {}), h5
         granule._lat = granule._read_lat()
-        granule._lon = np.full(granule._lat.shape, np.nan)
+        granule._lon = np.full(granule._lat.shape, np.nan, dtype=granule._lat.dtype)
         if lat_band is not None:
             with np.errstate(invalid="ignore"):
                 in_band = (granule._lat >= lat_band[0]) & (granule._lat <= lat_band[1])
