@@ -206,7 +206,7 @@ class L2PGranule:
         self._prefetch(ranges)
         # float32 when the file stores float32 unscaled (MODIS, VIIRS L2P): the same values in
         # half the memory of float64 (a granule's lat and lon are 11 MB each then, not 22)
-        lat: np.ndarray = _decoded(self.ds, self.lat_name).astype(self._location_dtype(), copy=False)
+        lat: np.ndarray = _decoded(self.ds, self.lat_name, dtype=self._location_dtype())
         self._discard(ranges)
         with np.errstate(invalid="ignore"):
             lat[~np.isfinite(lat) | (np.abs(lat) > 90.0)] = np.nan
@@ -229,7 +229,7 @@ class L2PGranule:
         self._prefetch(ranges)
         d0, d1 = self.dims
         for rows, cols in todo:
-            lon = _decoded(self.ds, self.lon_name, {d0: rows, d1: cols})
+            lon = _decoded(self.ds, self.lon_name, {d0: rows, d1: cols}, dtype=self._lat.dtype)
             lat = self._lat[rows, cols]
             bad = ~(np.isfinite(lat) & np.isfinite(lon)) | (np.abs(lon) > 360.0)
             lon[bad] = np.nan
@@ -512,12 +512,12 @@ def _granule(ds: xr.Dataset, name: str) -> L2PGranule:
                       optional_vars=optional)
 
 
-def _decoded(ds: xr.Dataset, var: str, index: dict | None = None) -> np.ndarray:
-    """A (window of a) variable with CF fill/scale/offset applied, as float64."""
+def _decoded(ds: xr.Dataset, var: str, index: dict | None = None, dtype=np.float64) -> np.ndarray:
+    """A (window of a) variable with CF fill/scale/offset applied, as ``dtype``."""
     sub = ds[[var]].reset_coords()
     if index:
         sub = sub.isel(index)
-    return np.asarray(xr.decode_cf(sub, decode_times=False)[var].values, dtype=np.float64)
+    return np.asarray(xr.decode_cf(sub, decode_times=False)[var].values).astype(dtype, copy=False)
 
 
 def _chunk_blocks(var: xr.DataArray, shape: tuple[int, int]):

@@ -70,17 +70,20 @@ class Services:
     # "granule" {title, segments, matched}
     progress: Callable[[str, dict], None] | None = None
     _filesystems: dict = field(default_factory=dict, repr=False)
+    _filesystems_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def report(self, event: str, **info) -> None:
         if self.progress is not None:
             self.progress(event, info)
 
     def s3_filesystem(self, endpoint: str):
-        """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves)."""
-        if endpoint not in self._filesystems:
-            provider = self.credentials.provider(endpoint)
-            self._filesystems[endpoint] = open_s3_filesystem(provider, self.settings)
-        return self._filesystems[endpoint]
+        """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves); the
+        granules read side by side share it (one credentials request, one botocore client)."""
+        with self._filesystems_lock:
+            if endpoint not in self._filesystems:
+                provider = self.credentials.provider(endpoint)
+                self._filesystems[endpoint] = open_s3_filesystem(provider, self.settings)
+            return self._filesystems[endpoint]
 
 
 # At DEBUG these print signed requests: DAAC session tokens (x-amz-security-token), signatures,
@@ -336,23 +339,26 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
                           timer=timer, sst_report=sst_report, collection_of=collection_of)
     uploaded: list[str] = []
     products: list[dict] = []
+
+    def publish_granule(granule: Granule, atl07_read: _Atl07Read, inputs: _DateInputs) -> None:
+        product = _colocate_granule(granule, atl07_read, inputs, ctx, workdir)
+        if product is None:
+            products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
+            return
+        for kind, path in product.pop("files").items():
+            key = store.output_key(request_id, date, run_id, path.name)
+            with timer("upload"):
+                store.upload(path, key, "application/x-netcdf" if kind == "netcdf" else "image/png")
+            uploaded.append(key)
+            product.setdefault("outputs", {})[kind] = key
+        products.append(product)
+        services.report("granule", title=granule.title, segments=product["segments"], matched=product["matched"])
+
     try:
         with _workdir(Path(settings.download_dir)) as workdir:
-            date_inputs = _read_date_inputs(atl07_granules, sst_granules, ctx, workdir)
-            for granule, atl07_read in date_inputs.atl07:
-                product = _colocate_granule(granule, atl07_read, date_inputs, ctx, workdir)
-                if product is None:
-                    products.append({"atl07_granule": granule.title, "segments": 0, "matched": 0})
-                    continue
-                for kind, path in product.pop("files").items():
-                    key = store.output_key(request_id, date, run_id, path.name)
-                    with timer("upload"):
-                        store.upload(path, key, "application/x-netcdf" if kind == "netcdf" else "image/png")
-                    uploaded.append(key)
-                    product.setdefault("outputs", {})[kind] = key
-                products.append(product)
-                services.report("granule", title=granule.title, segments=product["segments"],
-                                matched=product["matched"])
+            date_inputs = _read_date_inputs(atl07_granules, sst_granules, ctx, workdir, publish_granule)
+        order = {g.title: i for i, g in enumerate(atl07_granules)}
+        products.sort(key=lambda p: order[p["atl07_granule"]])  # made as inputs arrived; listed as found
 
         manifest = {
             "request_id": request_id,
@@ -543,52 +549,74 @@ def _time_candidates(atl07: Atl07Granule, sst_granules: list[Granule], max_dt_s:
 
 
 def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule], ctx: _GranuleContext,
-                      workdir: Path) -> _DateInputs:
-    """Read the date's inputs with the network kept busy.
+                      workdir: Path, on_ready: Callable[[Granule, _Atl07Read, _DateInputs], None]) -> _DateInputs:
+    """Read the date's inputs with the network kept busy, handing each ATL07 granule to
+    ``on_ready`` (colocate, write, upload) as soon as everything it pairs with is read.
 
     ATL07 granules download one after another in a thread (each as parallel ranged GETs) while
     this thread reads the one before (or are read in place). Meanwhile every L2P granule that
     CMR's ATL07 time extents reach within ±Δt is opened side by side (``settings.l2p_parallel``):
-    its HDF5 metadata and latitude, which need no segment. Once the segments are known, each L2P
-    granule within ±Δt of a segment is read once — longitude where its latitude is near, then
-    the window — for the segments of every ATL07 granule it can reach."""
+    its HDF5 metadata and latitude, which need no segment. An L2P granule is located and
+    windowed once every ATL07 granule that can reach it is read, for the segments of all of them
+    within its ±Δt: so the first ATL07 granule's products are made while the next downloads."""
     settings = ctx.services.settings
     _preload(settings)
     max_dt = timedelta(seconds=ctx.science.max_dt_s)
-    # by CMR's extents: a superset of the granules within ±Δt of a segment (segments lie inside
-    # their granule's extent); one without an extent cannot be ruled out
-    early = [g for g in sst_granules if any(
-        (g.start is None or a.end is None or g.start - max_dt <= a.end)
-        and (g.end is None or a.start is None or g.end + max_dt >= a.start) for a in atl07_granules)]
-    reads: list[tuple[Granule, _Atl07Read]] = []
+
+    def might_reach(sst: Granule, atl07: Granule) -> bool:
+        # by CMR's extents: a superset of the exact test on segment times; no extent, no ruling out
+        return ((sst.start is None or atl07.end is None or sst.start - max_dt <= atl07.end)
+                and (sst.end is None or atl07.start is None or sst.end + max_dt >= atl07.start))
+
+    reach_cmr = {s.title: {a.title for a in atl07_granules if might_reach(s, a)} for s in sst_granules}
+    by_title = {g.title: g for g in sst_granules}
+    inputs = _DateInputs(atl07=[], candidates={}, swaths={}, dropped=[])
+    reaching: dict[str, list[tuple[str, Atl07Granule]]] = {}  # L2P title -> (ATL07 title, segments)
+    windows: dict[str, tuple[frozenset[str], Future[SstSwath | None]]] = {}
+    read: set[str] = set()
+    handed: set[str] = set()
     opening: dict[str, Future[L2PGranule]] = {}
+
+    def advance(l2p_pool: ThreadPoolExecutor, all_read: bool) -> None:
+        for title, pairs in reaching.items():
+            names = frozenset(a for a, _ in pairs)
+            ready = all_read or reach_cmr[title] <= read
+            if ready and (title not in windows or windows[title][0] != names):
+                if title not in opening:  # no CMR extent matched: opened only now
+                    opening[title] = l2p_pool.submit(_open_l2p, by_title[title], ctx)
+                if title in windows:  # reached by one more ATL07 granule than CMR's extents said:
+                    windows[title][1].result()  # one read of an open granule at a time, then again
+                windows[title] = names, l2p_pool.submit(_read_l2p_window, by_title[title], opening[title].result(),
+                                                        [g for _, g in pairs], ctx)
+        for granule, atl07_read in inputs.atl07:
+            cands = inputs.candidates.get(granule.title, [])
+            if granule.title in handed or not all(c.title in windows and granule.title in windows[c.title][0]
+                                                  for c in cands):
+                continue
+            for c in cands:
+                inputs.swaths[c.title] = windows[c.title][1].result()
+            handed.add(granule.title)
+            on_ready(granule, atl07_read, inputs)
+
     try:
         with ThreadPoolExecutor(max_workers=settings.l2p_parallel, thread_name_prefix="l2p") as l2p_pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher:
-            opening.update({g.title: l2p_pool.submit(_open_l2p, g, ctx) for g in early})
+            opening.update({t: l2p_pool.submit(_open_l2p, by_title[t], ctx) for t, reach in reach_cmr.items() if reach})
             fetches = [fetcher.submit(_fetch_atl07, g, ctx, workdir) for g in atl07_granules]
             try:
                 for granule, fetch in zip(atl07_granules, fetches, strict=True):
                     got = fetch.result()
-                    read = _read_downloaded(granule, got, ctx) if isinstance(got, Path) else got
-                    restrict_to_window(read.granule, _np_utc(ctx.lo), _np_utc(ctx.hi))
-                    reads.append((granule, read))
-
-                with_segments = [(g, r) for g, r in reads if any(len(b) for b in r.granule.beams)]
-                candidates = {g.title: _time_candidates(r.granule, sst_granules, ctx.science.max_dt_s)
-                              for g, r in with_segments}
-                reaching: dict[str, list[Atl07Granule]] = {}
-                for g, r in with_segments:
-                    for sst in candidates[g.title]:
-                        reaching.setdefault(sst.title, []).append(r.granule)
-                by_title = {g.title: g for g in sst_granules}
-                for title in reaching:  # opened before any window job is queued: none waits on a queued open
-                    if title not in opening:
-                        opening[title] = l2p_pool.submit(_open_l2p, by_title[title], ctx)
-                windows = {title: l2p_pool.submit(_read_l2p_window, by_title[title], opening[title].result(),
-                                                  granules, ctx)
-                           for title, granules in reaching.items()}
-                swaths = {title: window.result() for title, window in windows.items()}
+                    atl07_read = _read_downloaded(granule, got, ctx) if isinstance(got, Path) else got
+                    restrict_to_window(atl07_read.granule, _np_utc(ctx.lo), _np_utc(ctx.hi))
+                    inputs.atl07.append((granule, atl07_read))
+                    read.add(granule.title)
+                    if any(len(b) for b in atl07_read.granule.beams):
+                        inputs.candidates[granule.title] = _time_candidates(atl07_read.granule, sst_granules,
+                                                                            ctx.science.max_dt_s)
+                        for sst in inputs.candidates[granule.title]:
+                            reaching.setdefault(sst.title, []).append((granule.title, atl07_read.granule))
+                    advance(l2p_pool, all_read=False)
+                advance(l2p_pool, all_read=True)
             except BaseException:
                 for future in fetches:
                     future.cancel()
@@ -601,14 +629,14 @@ def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule]
                 with contextlib.suppress(Exception):
                     job.result().close()
     dt = f"{ctx.science.max_dt_s:g} s"
-    dropped = [{"granule": g.title, "reason": f"no segment within ±{dt} of its time span ("
-                + ("only its metadata and latitude read" if g.title in opening else "not read") + ")"}
-               for g in sst_granules if g.title not in reaching]
-    for title, swath in swaths.items():
-        if swath is None:
+    inputs.dropped = [{"granule": g.title, "reason": f"no segment within ±{dt} of its time span ("
+                       + ("only its metadata and latitude read" if g.title in opening else "not read") + ")"}
+                      for g in sst_granules if g.title not in reaching]
+    for title in reaching:
+        if inputs.swaths.get(title) is None:
             reason = ctx.sst_report.get(title, {}).get("no_window") or f"no valid pixel within {ctx.science.radius_m} m"
-            dropped.append({"granule": title, "reason": reason})
-    return _DateInputs(reads, candidates, swaths, dropped)
+            inputs.dropped.append({"granule": title, "reason": reason})
+    return inputs
 
 
 def _window_of(inputs: _DateInputs, title: str) -> Callable[[np.ndarray, np.ndarray, float], SstSwath | None]:
