@@ -14,6 +14,7 @@ the bytes fetched, and a byte the map missed is fetched when h5py asks for it.
 """
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ DAP4_TYPES = {"Byte", "Char", "Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt
               "Float32", "Float64", "String", "Opaque"}
 
 Range = tuple[int, int]  # [start, end) byte offsets in the granule
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,18 @@ def _variable(elem: ET.Element, path: str, dtype: str, sizes: dict[str, int]) ->
     return VariableMap(path, dtype, tuple(shape), chunk_shape, tuple(chunks), chunks_elem.get("compressionType", ""))
 
 
+def parse_sidecar(document: bytes | None, name: str) -> dict[str, VariableMap] | None:
+    """A granule's published sidecar parsed, or None when there is none or it cannot be used
+    (the reader then locates bytes from the granule's own HDF5 chunk index)."""
+    if not document:
+        return None
+    try:
+        return parse_dmrpp(document)
+    except DmrppError as exc:
+        log.warning("%s: its .dmrpp sidecar is unusable (%s); locating chunks from the HDF5 index", name, exc)
+        return None
+
+
 def metadata_ranges(variables: Iterable[VariableMap], size: int) -> list[Range]:
     """What lies between the listed chunks in a granule of ``size`` bytes: the superblock, object
     headers, attribute heaps and chunk indexes h5py reads to open the file and its variables."""
@@ -146,4 +160,4 @@ def chunk_ranges(variable: VariableMap, window: Sequence[slice] | None = None) -
     return [c.range for c in variable.chunks_in(window) if c.nbytes > 0]
 
 
-__all__ = ["Chunk", "DmrppError", "VariableMap", "chunk_ranges", "metadata_ranges", "parse_dmrpp"]
+__all__ = ["Chunk", "DmrppError", "VariableMap", "chunk_ranges", "metadata_ranges", "parse_dmrpp", "parse_sidecar"]

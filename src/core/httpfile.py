@@ -15,7 +15,6 @@ advance fetched side by side in a bounded thread pool, on the same resolved URL.
 """
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from core.download import CONTENT_RANGE, IDENTITY, first_range
 from core.earthdata import redact_url
 from core.errors import NotFoundError, UpstreamError
 from core.http import failure_cause
-from core.rangefile import RangeFile
+from core.rangefile import RangeFile, SeekableReader
 from core.s3access import MAX_CACHED_BLOCKS  # the S3 path's cache: the same blocks either way
 
 log = logging.getLogger(__name__)
@@ -39,11 +38,22 @@ def _service(url: str) -> str:
 
 
 def resolve(session: requests.Session, url: str) -> tuple[str, int]:
-    """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET."""
-    try:
-        resp, size = first_range(session, url, 1)
-    except requests.RequestException as exc:
-        raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})", service=_service(url)) from None
+    """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET.
+
+    A signed URL refused (401/403) at the end of the redirect had expired on the way there (ASF
+    signs CloudFront URLs for 15 s; granules resolve side by side): TEA is asked once more."""
+    for attempt in (1, 2):
+        try:
+            resp, size = first_range(session, url, 1)
+        except requests.RequestException as exc:
+            raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})",
+                                service=_service(url)) from None
+        if attempt == 1 and resp.status_code in (401, 403) and resp.history:
+            log.info("the signed URL TEA gave for %s was refused (HTTP %d); asking again", redact_url(url),
+                     resp.status_code)
+            resp.close()
+            continue
+        break
     try:
         if resp.status_code == 404:
             raise NotFoundError(f"not found: {redact_url(url)}")
@@ -139,7 +149,7 @@ class _ThroughTea:
         return self.ranges.resolved_host
 
 
-class HttpsGranuleFile(_ThroughTea, io.RawIOBase):
+class HttpsGranuleFile(_ThroughTea, SeekableReader):
     """A read-only, seekable file over HTTPS ``Range`` requests with a block cache.
 
     Like core.s3access's files: ``size``, ``bytes_fetched`` and ``fetch_requests`` (block
@@ -161,33 +171,8 @@ class HttpsGranuleFile(_ThroughTea, io.RawIOBase):
         self.fetch_requests += 1
         return data
 
-    # --- io.RawIOBase ----------------------------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.loc
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.loc, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self.loc = base + offset
-        return self.loc
-
-    def read(self, size: int = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self.loc + size)
-        data = self.cache._fetch(self.loc, end) if end > self.loc else b""
-        self.loc += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def _read_range(self, start: int, end: int) -> bytes:
+        return self.cache._fetch(start, end)
 
 
 def open_https_granule(session: requests.Session, url: str, settings: Settings) -> HttpsGranuleFile:

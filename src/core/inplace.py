@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 
-from core.dmrpp import DmrppError, Range, VariableMap, chunk_ranges, parse_dmrpp
-from core.rangefile import RangeFile
+from core.dmrpp import Range, VariableMap, chunk_ranges, parse_sidecar
+from core.rangefile import RangeFile, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +71,9 @@ def open_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]
     from core.s3access import open_s3_rangefile, s3_object_size, s3_sidecar
 
     # the object's size (HEAD) and its sidecar (GET) side by side: one first byte, not two
-    with ThreadPoolExecutor(2) as pool:
-        asked_size = pool.submit(s3_object_size, fs, s3_url, settings)
-        asked_sidecar = pool.submit(s3_sidecar, fs, s3_url)
-        size, document = asked_size.result(), asked_sidecar.result()
+    size, document = side_by_side(lambda: s3_object_size(fs, s3_url, settings), lambda: s3_sidecar(fs, s3_url))
     file = open_s3_rangefile(fs, s3_url, settings, size=size)
-    byte_map = None
-    if document is not None:
-        try:
-            byte_map = parse_dmrpp(document)
-        except DmrppError as exc:
-            log.warning("%s.dmrpp unreadable (%s): reading from the granule's own chunk index", file.name, exc)
-    return file, byte_map
+    return file, parse_sidecar(document, file.name)
 
 
 __all__ = ["ByteMap", "dataset_ranges", "open_in_place"]

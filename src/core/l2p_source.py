@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 
 from core.cmr import Granule
 from core.config import Settings
-from core.dmrpp import DmrppError, parse_dmrpp
+from core.dmrpp import parse_sidecar
 from core.errors import UpstreamError
 from core.httpfile import HttpsRangeFile, HttpsRanges, https_sidecar, open_https_granule
 from core.l2p import L2PGranule, open_l2p
-from core.rangefile import RangeFile
+from core.rangefile import RangeFile, side_by_side
 from core.s3access import open_granule, s3_fetch_many, s3_object_size, s3_sidecar
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
         if mode == "blocks":
             file = open_https_granule(session, url, settings)
         else:
-            ranges, sidecar = _side_by_side(lambda: HttpsRanges(session, url, settings),
+            ranges, sidecar = side_by_side(lambda: HttpsRanges(session, url, settings),
                                             lambda: https_sidecar(session, url) if mode == "chunks" else None)
             file = HttpsRangeFile(ranges)
     else:
@@ -62,11 +61,11 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
         if mode == "blocks":
             file = open_granule(fs, s3_url, settings)
         else:
-            size, sidecar = _side_by_side(lambda: s3_object_size(fs, s3_url, settings),
+            size, sidecar = side_by_side(lambda: s3_object_size(fs, s3_url, settings),
                                           lambda: s3_sidecar(fs, s3_url) if mode == "chunks" else None)
             file = RangeFile(s3_fetch_many(fs, s3_url, settings), size, name=sst.title)
     try:
-        byte_map = _byte_map(sst.title, sidecar)
+        byte_map = parse_sidecar(sidecar, sst.title)
         if mode == "whole":
             file.prefetch([(0, file.size)])
         granule = open_l2p(file, name=sst.title, byte_map=byte_map, lazy_lon=True)
@@ -76,24 +75,6 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
     granule.close_file = True
     granule.sidecar_bytes = len(sidecar) if sidecar else 0
     return granule
-
-
-def _side_by_side(first: Callable, second: Callable):
-    """(first(), second()) run at once: two first bytes in the time of one."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="l2p-open") as pool:
-        a, b = pool.submit(first), pool.submit(second)
-        return a.result(), b.result()
-
-
-def _byte_map(title: str, sidecar: bytes | None) -> dict | None:
-    """The parsed sidecar, or None (h5py's chunk index then) when there is none or it is unusable."""
-    if not sidecar:
-        return None
-    try:
-        return parse_dmrpp(sidecar)
-    except DmrppError as exc:
-        log.warning("%s: its .dmrpp sidecar is unusable (%s); locating chunks from the HDF5 index", title, exc)
-        return None
 
 
 __all__ = ["open_sst_granule"]

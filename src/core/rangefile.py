@@ -20,6 +20,7 @@ import bisect
 import io
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 Range = tuple[int, int]  # [start, end)
 FetchMany = Callable[[Sequence[Range]], list[bytes]]
@@ -51,7 +52,52 @@ def split_ranges(ranges: Iterable[Range], max_part: int) -> list[Range]:
     return out
 
 
-class RangeFile(io.RawIOBase):
+def side_by_side(first: Callable, second: Callable) -> tuple:
+    """(first(), second()) run at once: e.g. an object's size and its sidecar in one first byte."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="side-by-side") as pool:
+        a, b = pool.submit(first), pool.submit(second)
+        return a.result(), b.result()
+
+
+class SeekableReader(io.RawIOBase):
+    """The read-only, seekable file interface h5py and xarray need, over ``_read_range(start,
+    end)`` of an object of ``size`` bytes (RangeFile, core.httpfile's block-cached file)."""
+
+    size: int
+    loc: int = 0
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.loc
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.loc, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self.loc = base + offset
+        return self.loc
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.loc + size)
+        data = self._read_range(self.loc, end) if end > self.loc else b""
+        self.loc += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+class RangeFile(SeekableReader):
     """Seekable read-only file of ``size`` bytes whose bytes come from ``fetch_many``."""
 
     def __init__(self, fetch_many: FetchMany, size: int, *, name: str = "", readahead: int = DEFAULT_READAHEAD,
@@ -175,33 +221,5 @@ class RangeFile(io.RawIOBase):
                 i += 1
             return bytes(out)
 
-    # --- io.RawIOBase ----------------------------------------------------------------------
-    def readable(self) -> bool:
-        return True
 
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.loc
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.loc, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self.loc = base + offset
-        return self.loc
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self.loc + size)
-        data = self._read_range(self.loc, end) if end > self.loc else b""
-        self.loc += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-
-__all__ = ["RangeFile", "merge_ranges", "split_ranges"]
+__all__ = ["RangeFile", "SeekableReader", "merge_ranges", "side_by_side", "split_ranges"]
