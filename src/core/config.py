@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     # ranged GETs in flight per object read in place (core.rangefile); S3 serves 5,500 GET/s per
     # prefix (AWS S3 performance guidelines), a Lambda's bandwidth is the limit (docs/NETWORK.md)
     s3_parallel: int = Field(16, ge=1, le=64)
-    # L2P granules of a date read side by side: the network, not the CPU, is what they wait on
-    l2p_parallel: int = Field(8, ge=1, le=32)
+    # L2P granules of a date read side by side (each with s3_parallel ranges in flight): 4 keep
+    # the network busy; 8 measured slower on 2 cores and ~180 MB more at peak (bench/README.md)
+    l2p_parallel: int = Field(4, ge=1, le=32)
     cmr_page_size: int = Field(2000, ge=1)
     http_timeout_s: float = Field(60.0, gt=0)
     http_retries: int = Field(5, ge=0)

@@ -227,6 +227,8 @@ class L2PGranule:
         todo = [b for b in blocks if (b[0].start, b[1].start) not in self._lon_read]
         ranges = [r for rows, cols in todo for r in self._chunk_ranges(self.lon_name, (rows, cols))]
         self._prefetch(ranges)
+        if self._lon is None:  # allocated at the first locate: an open granule holds latitude only
+            self._lon = np.full(self._lat.shape, np.nan, dtype=self._lat.dtype)
         d0, d1 = self.dims
         for rows, cols in todo:
             lon = _decoded(self.ds, self.lon_name, {d0: rows, d1: cols}, dtype=self._lat.dtype)
@@ -459,7 +461,6 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, b
         if ranged:
             granule.byte_map, granule._h5 = (dict(byte_map) if byte_map is not None else {}), h5
         granule._lat = granule._read_lat()
-        granule._lon = np.full(granule._lat.shape, np.nan, dtype=granule._lat.dtype)
         if lat_band is not None:
             with np.errstate(invalid="ignore"):
                 in_band = (granule._lat >= lat_band[0]) & (granule._lat <= lat_band[1])
