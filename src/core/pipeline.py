@@ -1,7 +1,7 @@
 """One request → dates (``plan``); one date → colocated products in the output bucket (``run_task``).
 
 ``run_task`` is the unit of work of every entry point. For its date it searches CMR for ATL07
-and L2P granules (the collections side by side), streams the ATL07 granules to ``download_dir``
+and L2P granules, streams the ATL07 granules to ``download_dir``
 one after another in a thread — each as parallel ranged GETs (core.download) — while it reads
 the one before (or reads them in place), then reads every L2P granule within ±Δt of a segment
 once for the segments of all ATL07 granules it can reach, side by side
@@ -310,13 +310,10 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
     # again per task would only replace the adapter and drop its pooled connections
     cmr = CmrClient(services.http, settings, mount_retry=False)
 
-    with timer("search"), ThreadPoolExecutor(max_workers=1 + len(req.collections)) as pool:
-        # the searches side by side: one CMR round trip, not one per collection
-        atl07_job = pool.submit(cmr.search, atl07_collection, bbox, lo, hi)
-        sst_jobs = [(c, pool.submit(cmr.search, c, bbox, lo - max_dt, hi + max_dt)) for c in req.collections]
-        atl07_found = atl07_job.result()
+    with timer("search"):
+        atl07_found = cmr.search(atl07_collection, bbox, lo, hi)
         # every requested SST collection; a granule remembers the collection it was found in
-        sst_all = [(c, g) for c, job in sst_jobs for g in job.result()]
+        sst_all = [(c, g) for c in req.collections for g in cmr.search(c, bbox, lo - max_dt, hi + max_dt)]
     sst_found = [g for _, g in sst_all]
     # a granule is read whatever its catalogue size; one whose record has no data link is
     # reported with the reason, never dropped silently
