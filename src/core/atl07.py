@@ -190,10 +190,10 @@ def beam_strength(beam: str, sc_orient: int | None) -> str:
 def open_atl07_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]:
     """An ATL07 granule on S3 as a RangeFile, with its byte map if a ``.dmrpp`` is published beside
     it: pass both to :func:`read_atl07` (``read_atl07(file, bbox=..., byte_map=byte_map)``)."""
-    file, byte_map = open_in_place(fs, s3_url, settings)
-    if byte_map is None:
-        file.readahead = ATL07_READAHEAD
-    return file, byte_map
+    placed = open_in_place(fs, s3_url, settings)
+    if placed.byte_map is None:
+        placed.file.readahead = ATL07_READAHEAD
+    return placed.file, placed.byte_map
 
 
 def read_atl07(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import h5py
 
@@ -65,15 +66,26 @@ def _h5_chunk_ranges(ds: h5py.Dataset, rows: Sequence[slice] | None) -> list[Ran
     return out
 
 
-def open_in_place(fs, s3_url: str, settings) -> tuple[RangeFile, ByteMap | None]:
-    """``s3_url`` as a RangeFile and its byte map from the ``.dmrpp`` published beside it, or None
-    where there is none (or it cannot be read: the granule is then read from its own chunk index)."""
+@dataclass(frozen=True)
+class InPlace:
+    """A granule opened in place: its RangeFile, the byte map from the ``.dmrpp`` published beside
+    it (None where there is none, it was not asked for, or it cannot be read: the granule is then
+    read from its own chunk index) and the sidecar's size (its bytes count as fetched)."""
+
+    file: RangeFile
+    byte_map: ByteMap | None
+    sidecar_bytes: int
+
+
+def open_in_place(fs, s3_url: str, settings, *, sidecar: bool = True) -> InPlace:
+    """``s3_url`` as a RangeFile, with its ``.dmrpp`` sidecar when ``sidecar``."""
     from core.s3access import open_s3_rangefile, s3_object_size, s3_sidecar
 
     # the object's size (HEAD) and its sidecar (GET) side by side: one first byte, not two
-    size, document = side_by_side(lambda: s3_object_size(fs, s3_url, settings), lambda: s3_sidecar(fs, s3_url))
+    size, document = side_by_side(lambda: s3_object_size(fs, s3_url, settings),
+                                  lambda: s3_sidecar(fs, s3_url) if sidecar else None)
     file = open_s3_rangefile(fs, s3_url, settings, size=size)
-    return file, parse_sidecar(document, file.name)
+    return InPlace(file, parse_sidecar(document, file.name), len(document) if document else 0)
 
 
-__all__ = ["ByteMap", "dataset_ranges", "open_in_place"]
+__all__ = ["ByteMap", "InPlace", "dataset_ranges", "open_in_place"]

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import h5py
 import numpy as np
 import xarray as xr
 from pykdtree.kdtree import KDTree
@@ -29,6 +30,7 @@ from pykdtree.kdtree import KDTree
 from core.colocate import EARTH_RADIUS_M, CellRuns, chord_from_arc, lonlat_to_xyz, reachable_blocks
 from core.dmrpp import Chunk, VariableMap, chunk_ranges, metadata_ranges
 from core.errors import InputError, UnreadableFileError
+from core.h5dataset import open_undecoded
 from core.model import FLAGS_FILL, QL_FILL, SstSwath
 from core.rangefile import RangeFile
 
@@ -161,10 +163,8 @@ class L2PGranule:
         return getattr(self.file, "resolved_host", None)
 
     def close(self) -> None:
-        self.ds.close()
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        self.ds.close()  # closes the h5py file too (core.h5dataset)
+        self._h5 = None
         if self.close_file and self.file is not None:
             self.file.close()
 
@@ -421,7 +421,7 @@ def _to_int(values: np.ndarray, dtype, fill) -> np.ndarray:
     return values.astype(np.int64).astype(dtype)
 
 
-def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, byte_map: dict | None = None,
+def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, byte_map: Mapping | None = None,
              lat_band: tuple[float, float] | None = None, lazy_lon: bool | None = None) -> L2PGranule:
     """Open an L2P granule and read its metadata and latitude; raise InputError if it is not one.
 
@@ -441,24 +441,23 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, b
         small = [v for v in byte_map.values() if len(v.shape) <= 1]  # dimension coordinates (time) xarray reads at open
         source.prefetch(metadata_ranges(byte_map.values(), source.size)
                         + [r for v in ([lat_map] if lat_map else []) + small for r in chunk_ranges(v)])
-    h5 = None
     try:
-        if ranged and byte_map is None:
-            import h5py
-
-            h5 = h5py.File(source, "r")  # the chunk index, for what later phases fetch
-        raw = xr.open_dataset(source, engine="h5netcdf", decode_cf=False, mask_and_scale=False,
-                              decode_times=False, cache=False)
-    except Exception as exc:  # h5py/h5netcdf raise several types for a non-netCDF4 file
-        if h5 is not None:
-            h5.close()
+        h5 = h5py.File(source, "r")
+    except Exception as exc:  # h5py raises several types for a file that is not HDF5
         raise UnreadableFileError(f"{name} is not a netCDF4/HDF5 file (GHRSST L2P expected): {exc}",
                                   field="sst") from None
+    try:
+        raw = open_undecoded(h5)  # closing it closes h5
+    except Exception as exc:  # HDF5, but not a netCDF-4 layout h5py can walk
+        h5.close()
+        raise UnreadableFileError(f"{name}: its netCDF4/HDF5 structure cannot be read (GHRSST L2P expected): "
+                                  f"{exc}", field="sst") from None
     try:
         granule = _granule(normalise_attrs(raw), name)
         if not isinstance(source, (str, os.PathLike)):
             granule.file = source
         if ranged:
+            # without a sidecar the open file's chunk index locates what later phases fetch
             granule.byte_map, granule._h5 = (dict(byte_map) if byte_map is not None else {}), h5
         granule._lat = granule._read_lat()
         if lat_band is not None:
@@ -470,8 +469,6 @@ def open_l2p(source: str | os.PathLike | BinaryIO, name: str | None = None, *, b
         return granule
     except Exception:
         raw.close()
-        if h5 is not None:
-            h5.close()
         raise
 
 

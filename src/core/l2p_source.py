@@ -25,9 +25,10 @@ from core.config import Settings
 from core.dmrpp import parse_sidecar
 from core.errors import UpstreamError
 from core.httpfile import HttpsRangeFile, HttpsRanges, https_sidecar, open_https_granule
+from core.inplace import ByteMap, open_in_place
 from core.l2p import L2PGranule, open_l2p
-from core.rangefile import RangeFile, side_by_side
-from core.s3access import open_granule, s3_fetch_many, s3_object_size, s3_sidecar
+from core.rangefile import side_by_side
+from core.s3access import open_granule
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
     ``access`` "s3" | "https"; ``s3_filesystem(endpoint)``: the filesystem for a /s3credentials
     endpoint. A missing link is an UpstreamError naming cmr."""
     mode = settings.l2p_read
-    sidecar: bytes | None = None
+    byte_map: ByteMap | None = None
+    sidecar_bytes = 0
     file: Any
     if access == "https":
         url = sst.https_url
@@ -47,9 +49,10 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
         if mode == "blocks":
             file = open_https_granule(session, url, settings)
         else:
-            ranges, sidecar = side_by_side(lambda: HttpsRanges(session, url, settings),
-                                            lambda: https_sidecar(session, url) if mode == "chunks" else None)
+            ranges, document = side_by_side(lambda: HttpsRanges(session, url, settings),
+                                             lambda: https_sidecar(session, url) if mode == "chunks" else None)
             file = HttpsRangeFile(ranges)
+            byte_map, sidecar_bytes = parse_sidecar(document, sst.title), len(document) if document else 0
     else:
         s3_url = sst.s3_url
         if not s3_url:
@@ -61,11 +64,9 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
         if mode == "blocks":
             file = open_granule(fs, s3_url, settings)
         else:
-            size, sidecar = side_by_side(lambda: s3_object_size(fs, s3_url, settings),
-                                          lambda: s3_sidecar(fs, s3_url) if mode == "chunks" else None)
-            file = RangeFile(s3_fetch_many(fs, s3_url, settings), size, name=sst.title)
+            placed = open_in_place(fs, s3_url, settings, sidecar=mode == "chunks")
+            file, byte_map, sidecar_bytes = placed.file, placed.byte_map, placed.sidecar_bytes
     try:
-        byte_map = parse_sidecar(sidecar, sst.title)
         if mode == "whole":
             file.prefetch([(0, file.size)])
         granule = open_l2p(file, name=sst.title, byte_map=byte_map, lazy_lon=True)
@@ -73,7 +74,7 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
         file.close()
         raise
     granule.close_file = True
-    granule.sidecar_bytes = len(sidecar) if sidecar else 0
+    granule.sidecar_bytes = sidecar_bytes
     return granule
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -38,6 +39,13 @@ def _metadata(provider: S3CredentialsProvider) -> dict:
     }
 
 
+@functools.cache
+def _data_loader():
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
 def open_s3_filesystem(provider: S3CredentialsProvider, settings: Settings) -> s3fs.S3FileSystem:
     """An S3 filesystem in ``settings.aws_region`` whose credentials refresh from ``provider``."""
     # s3fs + aiobotocore + aiohttp: ~0.3 s of import, paid when the first filesystem is built
@@ -60,6 +68,9 @@ def open_s3_filesystem(provider: S3CredentialsProvider, settings: Settings) -> s
     )
     session = AioSession()
     session._credentials = credentials  # aiobotocore has no public setter for a refreshable set
+    # botocore parses its endpoint and S3 model JSON once per loader (~0.09 s of CPU, measured):
+    # one loader for the process, not one per task's session (a warm container's tasks share it)
+    session.register_component("data_loader", _data_loader())
     client_kwargs = {"region_name": settings.aws_region}
     if settings.s3_endpoint_url:
         client_kwargs["endpoint_url"] = settings.s3_endpoint_url
