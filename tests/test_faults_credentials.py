@@ -3,9 +3,11 @@ empty dict handed to s3fs), or refreshed mid-task; nothing half-written in the o
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
+from core.credentials import CredentialsCache
 from core.errors import UpstreamError
 from core.pipeline import run_task
 from tests import faults_fixtures as ff
@@ -65,18 +67,28 @@ def _key_ids(sb) -> list[str]:
 
 
 def test_credentials_expiring_in_the_middle_of_a_task_are_refreshed(sb):
-    # the first set lives 3 s; reads of the first granule are slowed so the task outlives it
-    sb.faults.add(CREDS, app="podaac", credentials_ttl_s=3, times=1)
-    sb.faults.add("/podaac-ops-cumulus-protected/", app="s3api", method="GET", delay_s=0.5, times=6)
+    """The task's clock (and the DAAC's, which dates each set it issues) jumps past the first
+    set's hour once the task's S3 reads have begun: the reads after it are signed with a new set.
+    A clock, not a short lifetime slept through: a loaded machine cannot expire the set early."""
+    def clock() -> float:
+        return time.time() + (7200.0 if len(sb.state.requests_to("s3api")) > 2 else 0.0)
+
+    services = ff.services(sb)
+    services.credentials = CredentialsCache(services.http, clock=clock,
+                                            refresh_margin_s=services.settings.credentials_refresh_margin_s)
+    sb.state.credentials_clock = clock
     issued_before = len(sb.state.issued_credentials)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb, credentials_refresh_margin_s=1.0))
+    try:
+        manifest = run_task(t, services)
+    finally:
+        sb.state.credentials_clock = time.time
     ff.assert_one_complete_result(sb, t, manifest)
     issued = [c for c in sb.state.issued_credentials[issued_before:] if c["daac"] == "podaac"]
-    assert len(issued) >= 2, "the short-lived set was never refreshed"
+    assert len(issued) == 2, "the expired set was not refreshed, or refreshed more than once"
     used = _key_ids(sb)
     assert used[0] == issued[0]["accessKeyId"], "the first reads used the first set"
-    assert used[-1] != issued[0]["accessKeyId"], "reads after expiry still used the expired set"
+    assert used[-1] == issued[1]["accessKeyId"], "reads after expiry still used the expired set"
     assert set(used) <= {c["accessKeyId"] for c in issued}
     assert len(sb.state.requests_to("podaac")) == len(issued)  # fetched only when needed
 
@@ -84,8 +96,6 @@ def test_credentials_expiring_in_the_middle_of_a_task_are_refreshed(sb):
 def test_the_s3_proxy_refuses_expired_or_forged_daac_credentials(sb):
     """The check that makes the refresh test meaningful: like S3 (and unlike bare moto), the
     sandbox refuses a request signed with an expired set or a wrong session token."""
-    import time
-
     import boto3
     from botocore.exceptions import ClientError
 
