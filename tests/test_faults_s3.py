@@ -149,6 +149,7 @@ def test_manifest_put_whose_answer_is_lost_is_still_ours(sb):
     manifest_path = f"/{sb.settings.output_bucket}/{sb.settings.output_prefix}/{t.request_id}/{t.date}/manifest.json"
     sb.faults.add(manifest_path, app="s3api", method="PUT", drop_after=0, times=1)
     manifest = run_task(t, _services_with_output(sb, _output_client(sb)))
+    print([ (r.method, r.path) for r in sb.state.requests_to("s3api") if r.method == "PUT"])
     assert len(sb.faults.fired) == 1
     stored = json.loads(sb.boto3_client("s3").get_object(
         Bucket=sb.settings.output_bucket, Key=manifest_path.split("/", 2)[2])["Body"].read())
@@ -165,3 +166,19 @@ def test_atl07_read_in_place_faults_are_named(sb, rule, exc_type, service):
     sb.faults.add("/nsidc-cumulus-prod-protected/", app="s3api", **rule)
     err = _fails(sb, ff.task(sb), exc_type, _first_atl07(sb).file_name, atl07_access="direct")
     assert service is None or err.service == service, err
+
+
+def test_the_next_granule_is_read_while_a_product_uploads(sb):
+    """Products are made in a thread of their own: with the first product's upload held back 3 s,
+    the date's second ATL07 granule is read meanwhile, not after the first product is up."""
+    events: list[tuple[str, str]] = []
+    services = _services_with_output(sb, _output_client(sb))
+    services.progress = lambda event, info: events.append((event, info.get("name") or info.get("title")))
+    sb.faults.add(f"/{sb.settings.output_bucket}/", app="s3api", method="PUT", delay_s=3.0, times=1)
+    t = ff.task(sb, start=None, end=None, date="2019-06-22")  # both ATL07 granules of the day
+    manifest = run_task(t, services)
+    ff.assert_one_complete_result(sb, t, manifest)
+    assert len(sb.faults.fired) == 1
+    reads = [i for i, e in enumerate(events) if e == ("stage", "atl07_read")]
+    first_product = next(i for i, (event, _) in enumerate(events) if event == "granule")
+    assert len(reads) == 2 and reads[1] < first_product, events

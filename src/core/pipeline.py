@@ -14,6 +14,7 @@ A finished date is returned from the bucket, not redone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -548,7 +549,8 @@ def _time_candidates(atl07: Atl07Granule, sst_granules: list[Granule], max_dt_s:
 def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule], ctx: _GranuleContext,
                       workdir: Path, on_ready: Callable[[Granule, _Atl07Read, _DateInputs], None]) -> _DateInputs:
     """Read the date's inputs with the network kept busy, handing each ATL07 granule to
-    ``on_ready`` (colocate, write, upload) as soon as everything it pairs with is read.
+    ``on_ready`` (colocate, write, upload) as soon as everything it pairs with is read; ``on_ready``
+    runs in a thread of its own, one granule at a time in order, while this one reads on.
 
     ATL07 granules download one after another in a thread (each as parallel ranged GETs) while
     this thread reads the one before (or are read in place). Meanwhile every L2P granule that
@@ -593,11 +595,32 @@ def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule]
             for c in cands:
                 inputs.swaths[c.title] = windows[c.title][1].result()
             handed.add(granule.title)
-            on_ready(granule, atl07_read, inputs)
+            # the windows as they are now: this thread may re-read one for a later granule meanwhile
+            published.append(publisher.submit(publish, granule, atl07_read,
+                                              dataclasses.replace(inputs, swaths=dict(inputs.swaths))))
+        for product in published:  # a product that failed fails the date now, not after the next download
+            if product.done() and product.exception() is not None:
+                product.result()
+
+    failed = threading.Event()
+    published: list[Future[None]] = []
+
+    def publish(granule: Granule, atl07_read: _Atl07Read, ready: _DateInputs) -> None:
+        if failed.is_set():
+            return  # an earlier product failed: the date fails with it, nothing more is made
+        try:
+            on_ready(granule, atl07_read, ready)
+        except BaseException:
+            failed.set()
+            raise
 
     try:
+        # products are made in their own thread, one at a time in the order the granules are ready,
+        # so that this thread reads the next ATL07 granule (and asks for its L2P windows) as soon
+        # as it is downloaded instead of after the previous granule's product is uploaded
         with ThreadPoolExecutor(max_workers=settings.l2p_parallel, thread_name_prefix="l2p") as l2p_pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher:
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as publisher:
             opening.update({t: l2p_pool.submit(_open_l2p, by_title[t], ctx) for t, reach in reach_cmr.items() if reach})
             fetches = [fetcher.submit(_fetch_atl07, g, ctx, workdir) for g in atl07_granules]
             try:
@@ -614,7 +637,10 @@ def _read_date_inputs(atl07_granules: list[Granule], sst_granules: list[Granule]
                             reaching.setdefault(sst.title, []).append((granule.title, atl07_read.granule))
                     advance(l2p_pool, all_read=False)
                 advance(l2p_pool, all_read=True)
+                for product in published:
+                    product.result()
             except BaseException:
+                failed.set()
                 for future in fetches:
                     future.cancel()
                 for job in opening.values():
