@@ -9,8 +9,8 @@ library's bookkeeping ones — and wraps each variable in xarray's documented la
 ("How to add a new backend": BackendArray + explicit_indexing_adapter), so a slice reads only its
 chunks and CF decoding stays xarray's (``xr.decode_cf``).
 
-Datasets without dimension scales (plain HDF5) get ``phony_dim_<length>`` names, so arrays on the
-same grid share dimensions as h5netcdf's ``phony_dims="sort"`` would have them.
+Datasets without dimension scales (plain HDF5, which h5netcdf refuses unless told ``phony_dims``)
+get ``phony_dim_<length>`` names, so arrays on the same grid share their dimensions.
 """
 from __future__ import annotations
 
