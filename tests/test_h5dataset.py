@@ -60,6 +60,34 @@ def test_a_synthetic_swath_reads_as_h5netcdf_reads_it(tmp_path):
     _assert_like_h5netcdf(path)
 
 
+@pytest.mark.parametrize("writer", ["h5netcdf", "netCDF4"])
+def test_a_2d_variable_named_like_its_dimension_reads_as_h5netcdf_reads_it(tmp_path, writer):
+    """h5netcdf stores it as an N-D dimension scale whose dimensions are listed by id; netCDF-C,
+    when the dimension is not its first, as ``_nc4_non_coord_<name>``. Either way: the same name,
+    dimensions and values."""
+    path = tmp_path / f"{writer}.nc"
+    lat = np.arange(12, dtype=np.float32).reshape(4, 3) + 80
+    dims = ("lat", "x") if writer == "h5netcdf" else ("x", "lat")
+    if writer == "h5netcdf":
+        import h5netcdf
+
+        with h5netcdf.File(path, "w") as f:
+            f.dimensions = {"lat": 4, "x": 3}
+            f.create_variable("lat", ("lat", "x"), np.float32)[:] = lat
+            f.create_variable("sst", ("lat", "x"), np.int16)[:] = 5
+    else:
+        netCDF4 = pytest.importorskip("netCDF4")
+        with netCDF4.Dataset(path, "w") as f:
+            f.createDimension("lat", 4)
+            f.createDimension("x", 3)
+            f.createVariable("lat", np.float32, dims)[:] = lat.T
+            f.createVariable("sst", np.int16, ("lat", "x"))[:] = 5
+    _assert_like_h5netcdf(path)
+    with open_undecoded(h5py.File(path, "r")) as ds:
+        assert ds["lat"].dims == dims
+        np.testing.assert_array_equal(ds["lat"].values, lat if writer == "h5netcdf" else lat.T)
+
+
 def test_plain_hdf5_gets_shared_phony_dimensions(tmp_path):
     """No dimension scales (plain HDF5): arrays on one grid share dimensions by length, and an
     empty attribute reads as an empty string."""

@@ -30,6 +30,7 @@ LIBRARY_ATTRS = frozenset({"REFERENCE_LIST", "CLASS", "DIMENSION_LIST", "NAME", 
                            "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"})
 # the NAME a netCDF-4 dimension without a coordinate variable carries (netCDF-4 format spec)
 PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
+NON_COORD_PREFIX = "_nc4_non_coord_"
 
 
 class _H5Array(BackendArray):
@@ -79,10 +80,16 @@ def _name(dataset: h5py.Dataset) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def _dims(dataset: h5py.Dataset, name: str) -> tuple[str, ...]:
-    if _is_scale(dataset):  # a dimension (with or without its coordinate variable)
+def _dims(dataset: h5py.Dataset, name: str, dim_ids: dict[int, str]) -> tuple[str, ...]:
+    """A variable's dimension names: a dimension scale lists them by id (``_Netcdf4Coordinates``,
+    for an N-D variable named like its first dimension), any other variable by the scales
+    attached to its axes (netCDF-4 format spec, "Dimensions"); plain HDF5 by length."""
+    ids = np.atleast_1d(dataset.attrs.get("_Netcdf4Coordinates", []))
+    if _is_scale(dataset) and ids.size == dataset.ndim and all(int(i) in dim_ids for i in ids):
+        return tuple(dim_ids[int(i)] for i in ids)
+    if _is_scale(dataset) and dataset.ndim == 1:
         return (name,)
-    dims = []
+    dims: list[str] = []
     for axis, proxy in enumerate(dataset.dims):
         dim = proxy[0].name.rsplit("/", 1)[-1] if len(proxy) else f"phony_dim_{dataset.shape[axis]}"
         dims.append(dim if dim not in dims else f"{dim}_{axis}")  # a square grid without scales
@@ -92,15 +99,23 @@ def _dims(dataset: h5py.Dataset, name: str) -> tuple[str, ...]:
 def open_undecoded(h5: h5py.File) -> xr.Dataset:
     """``h5``'s root variables and global attributes, undecoded (raw dtypes, CF attributes kept);
     values are read on access. Closing the Dataset closes ``h5``."""
-    variables = {}
-    for name, obj in h5.items():
-        if not isinstance(obj, h5py.Dataset):
-            continue  # groups: GHRSST L2P keeps every variable in the root group (GDS 2.0 §8)
+    datasets = {key: obj for key, obj in h5.items() if isinstance(obj, h5py.Dataset)}
+    # groups skipped: GHRSST L2P keeps every variable in the root group (GDS 2.0 §8)
+    dim_ids = {int(np.asarray(obj.attrs["_Netcdf4Dimid"]).ravel()[0]): key for key, obj in datasets.items()
+               if _is_scale(obj) and "_Netcdf4Dimid" in obj.attrs}
+    variables: dict[str, xr.Variable] = {}
+    coords: dict[str, xr.Variable] = {}
+    for key, obj in datasets.items():
         if _is_scale(obj) and _name(obj).startswith(PURE_DIMENSION):
             continue
-        variables[name] = xr.Variable(_dims(obj, name), indexing.LazilyIndexedArray(_H5Array(obj)), _attrs(obj),
-                                      encoding={"chunksizes": obj.chunks, "dtype": obj.dtype})
-    ds = xr.Dataset(variables, attrs=_attrs(h5))
+        # netCDF-C stores an N-D variable named like a dimension under this prefix
+        name = key.removeprefix(NON_COORD_PREFIX)
+        dims = _dims(obj, name, dim_ids)
+        var = xr.Variable(dims, indexing.LazilyIndexedArray(_H5Array(obj)), _attrs(obj),
+                          encoding={"chunksizes": obj.chunks, "dtype": obj.dtype})
+        # named like one of its dimensions: a coordinate (an index only when 1-D), as xarray reads it
+        (coords if name in dims else variables)[name] = var
+    ds = xr.Dataset(variables, coords=coords, attrs=_attrs(h5))
     ds.set_close(h5.close)
     return ds
 
