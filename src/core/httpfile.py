@@ -10,7 +10,7 @@ fetches the same blocks — the same bytes — either way. A resolved URL that s
 (signed CloudFront URLs can be short-lived: ASF's last 15 s) is resolved again, at most
 ``max_resolves`` times per file.
 
-:func:`open_https_rangefile` reads the same object as a core.rangefile.RangeFile: ranges known in
+:class:`HttpsRangeFile` reads the same object as a core.rangefile.RangeFile: ranges known in
 advance fetched side by side in a bounded thread pool, on the same resolved URL.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import requests
 from fsspec.caching import BlockCache
 
 from core.config import Settings
-from core.download import CONTENT_RANGE, IDENTITY, first_range
+from core.download import IDENTITY, content_range, first_range
 from core.earthdata import redact_url
 from core.errors import NotFoundError, UpstreamError
 from core.http import failure_cause
@@ -71,7 +71,7 @@ class HttpsRanges:
     all) when it is refused with 401/403 — a signed CloudFront URL can expire mid-read.
 
     The one place of the range/resolve logic: :class:`HttpsGranuleFile` (block cache) and
-    :func:`open_https_rangefile` (core.rangefile) both fetch through it."""
+    :class:`HttpsRangeFile` (core.rangefile) both fetch through it."""
 
     def __init__(self, session: requests.Session, url: str, settings: Settings, *, max_resolves: int = 3):
         self.session = session
@@ -117,8 +117,8 @@ class HttpsRanges:
             if resp.status_code in (401, 403) and self._resolve_again(url, resp.status_code):
                 continue
             break
-        match = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
-        if resp.status_code != 206 or not match or int(match.group(1)) != start or len(data) != end - start:
+        rng = content_range(resp)
+        if rng is None or rng[0] != start or len(data) != end - start:
             raise UpstreamError(
                 f"range {start}-{end - 1} answered HTTP {resp.status_code} with {len(data)} bytes"
                 f" ({resp.headers.get('Content-Range', 'no Content-Range')})", service=_service(self.url))
@@ -185,11 +185,6 @@ class HttpsRangeFile(_ThroughTea, RangeFile):
     def __init__(self, ranges: HttpsRanges, **kwargs):
         super().__init__(ranges.fetch_many, ranges.size, name=redact_url(ranges.url).rsplit("/", 1)[-1], **kwargs)
         self.ranges = ranges
-
-
-def open_https_rangefile(session: requests.Session, url: str, settings: Settings) -> HttpsRangeFile:
-    """``url`` (through TEA, resolved once) as a RangeFile whose prefetches run side by side."""
-    return HttpsRangeFile(HttpsRanges(session, url, settings))
 
 
 def https_sidecar(session: requests.Session, url: str, suffix: str = ".dmrpp") -> bytes | None:
