@@ -63,14 +63,16 @@ def make_mini_scene(root: Path, *, atl07_size: int = 3 * 1024 * 1024 + 123, l2p_
 
 @contextlib.contextmanager
 def caller_kept_in_place(sb):
-    """Restores where the caller is (region, CloudFront hops and URL lifetime, settings) after a
-    block that moves it (``sb.set_in_region(False)``)."""
+    """Restores where the caller is (region, CloudFront hops, URL lifetime and clock, settings)
+    after a block that moves it (``sb.set_in_region(False)``)."""
     state = sb.state
-    saved = (state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, sb.settings)
+    saved = (state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, state.cloudfront_clock,
+             sb.settings)
     try:
         yield sb
     finally:
-        state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, sb.settings = saved
+        (state.caller_in_region, state.cloudfront_hops, state.cloudfront_ttl_s, state.cloudfront_clock,
+         sb.settings) = saved
 
 
 @pytest.fixture(scope="session")

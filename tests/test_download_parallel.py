@@ -150,6 +150,22 @@ def test_a_refused_resolved_url_is_resolved_again(sb, session, atl07, tmp_path, 
     assert sum(1 for _, _, rule in sb.faults.fired) == 1
 
 
+@pytest.mark.parametrize("parallel", [1, 4], ids=["one-stream", "ranges"])
+@pytest.mark.parametrize("in_region", [True, False], ids=["presigned-s3", "cloudfront"])
+def test_a_url_refused_at_the_end_of_the_redirect_is_asked_for_again(sb, session, atl07, tmp_path, in_region,
+                                                                     parallel):
+    """The URL TEA just signed is refused on arrival (it expired on the way: ASF's live 15 s):
+    TEA is asked once more, and the download completes."""
+    g, url, truth = atl07
+    with caller_kept_in_place(sb):
+        sb.set_in_region(in_region)
+        sb.faults.add(f"/{g.bucket}/" if in_region else "/", app="s3" if in_region else "cloudfront",
+                      status=403, body=S3_DENIED, content_type="application/xml", times=1)
+        path = stream_download(session, url, tmp_path, parallel=parallel, part_size=len(truth) // 3 + 1)
+    assert path.read_bytes() == truth
+    assert len(_file_gets(sb, "nsidc", g.bucket)) == 2 and len(sb.faults.fired) == 1
+
+
 def test_a_resolved_url_refused_again_fails_and_leaves_nothing(sb, session, atl07, tmp_path):
     g, url, truth = atl07
     on_bytes = _once_written(1, lambda: sb.faults.add(f"/{g.bucket}/", app="s3", status=403, body=S3_DENIED,
@@ -157,7 +173,8 @@ def test_a_resolved_url_refused_again_fails_and_leaves_nothing(sb, session, atl0
     with pytest.raises(UpstreamError, match="403"):
         stream_download(session, url, tmp_path, parallel=2, part_size=len(truth) // 6 + 1, on_bytes=on_bytes)
     assert _leftovers(tmp_path) == []
-    assert len(_file_gets(sb, "nsidc", g.bucket)) == 2  # resolved again once, not forever
+    # resolved, resolved again, and that fresh URL refused on arrival asked for once more: not forever
+    assert len(_file_gets(sb, "nsidc", g.bucket)) == 3
 
 
 @pytest.mark.parametrize("broken, gets", [(False, 1), (True, 2)], ids=["whole", "broken-restarts-from-0"])

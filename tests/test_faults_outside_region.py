@@ -2,6 +2,8 @@
 failure with nothing in the output bucket, or a retried/re-resolved complete result."""
 from __future__ import annotations
 
+import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -65,25 +67,27 @@ def test_s3_forced_outside_the_region_is_access_denied_by_name(sb):
 
 # --- the HTTPS path outside the region -----------------------------------------------------------
 def test_a_signed_cloudfront_url_that_expires_mid_read_is_resolved_again(sb):
+    """After the first L2P resolve, CloudFront's clock jumps past the URL lifetime: every URL signed
+    before the jump is refused, every URL signed after it is good. A clock, not a short lifetime
+    slept through, so a loaded machine cannot expire more or fewer URLs than the test means."""
     sb.set_in_region(False)
-    sb.state.cloudfront_ttl_s = 2
     prefix = _l2p_cloudfront_prefix(sb)
     services = ff.services(sb)
+    jumped = threading.Event()
 
     def expire_after_resolving(resp, *args, **kwargs):
-        # after the first L2P resolve: its URL outlives its 2 s while the next read waits 3 s
-        if resp.request.headers.get("Range") == "bytes=0-0" and prefix in resp.url and not sb.faults.fired:
-            sb.state.cloudfront_ttl_s = 3600
-            sb.faults.add(prefix, app="cloudfront", delay_s=3.0, times=1)
+        if resp.request.headers.get("Range") == "bytes=0-0" and prefix in resp.url and not jumped.is_set():
+            jumped.set()
+            sb.state.cloudfront_clock = lambda: time.time() + 2 * sb.state.cloudfront_ttl_s
 
     services.http.hooks["response"].append(expire_after_resolving)
     t = ff.task(sb)
     manifest = run_task(t, services)
     ff.assert_one_complete_result(sb, t, manifest)
-    # granules open side by side: others resolved in the same 2 s may expire too; each expired
-    # URL is resolved again once, none more
+    # the granule whose resolve moved the clock, and any resolved beside it, are resolved again
+    # once; those resolved after the jump once; none more
     resolves = [r["resolves"] for r in manifest["bytes"]["sst_per_granule"].values()]
-    assert max(resolves) == 2 and all(1 <= r <= 2 for r in resolves), resolves
+    assert jumped.is_set() and max(resolves) == 2 and all(1 <= r <= 2 for r in resolves), resolves
 
 
 def test_cloudfront_503_on_ranges_is_retried(sb):

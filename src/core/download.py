@@ -117,13 +117,27 @@ def content_range(resp: requests.Response) -> tuple[int, int, int | None] | None
     return int(match.group(1)), int(match.group(2)), int(size) if size.isdigit() else None
 
 
+def get_through_tea(session: requests.Session, url: str, headers: dict[str, str]) -> requests.Response:
+    """A streamed GET of ``url`` through ``session``, which follows TEA's redirect with the token
+    and allowlist of any request. A signed URL refused (401/403) at the end of the redirect had
+    expired on the way there (ASF signs CloudFront URLs for 15 s; granules resolve side by side):
+    TEA is asked once more."""
+    resp = session.get(url, stream=True, headers=headers)
+    if resp.status_code in (401, 403) and resp.history:
+        log.info("the signed URL TEA gave for %s was refused (HTTP %d); asking again", redact_url(url),
+                 resp.status_code)
+        resp.close()
+        resp = session.get(url, stream=True, headers=headers)
+    return resp
+
+
 def first_range(session: requests.Session, url: str, length: int) -> tuple[requests.Response, int | None]:
-    """GET the first ``length`` bytes of ``url`` through ``session`` (which follows TEA's redirect
-    with the token and allowlist of any request): the streamed response, and the object's size if
-    it answered 206 from byte 0 with a size; then ``resp.url`` is the URL the redirect resolved to
-    (presigned: its query is a credential, log it only through redact_url). The size is None for
-    anything else, e.g. a 200 from a server that ignores ``Range``."""
-    resp = session.get(url, stream=True, headers={**IDENTITY, "Range": f"bytes=0-{length - 1}"})
+    """GET the first ``length`` bytes of ``url`` through TEA (:func:`get_through_tea`): the
+    streamed response, and the object's size if it answered 206 from byte 0 with a size; then
+    ``resp.url`` is the URL the redirect resolved to (presigned: its query is a credential, log it
+    only through redact_url). The size is None for anything else, e.g. a 200 from a server that
+    ignores ``Range``."""
+    resp = get_through_tea(session, url, {**IDENTITY, "Range": f"bytes=0-{length - 1}"})
     rng = content_range(resp)
     return resp, (rng[2] if rng is not None and rng[0] == 0 else None)
 
@@ -171,7 +185,7 @@ def stream_download(
             resp.close()
             resp = None
     if resp is None:
-        resp = session.get(url, stream=True, headers=IDENTITY)
+        resp = get_through_tea(session, url, IDENTITY)
     _check_status(resp, url)
     try:
         need = _size_to_write(url, total if total is not None else _content_length(resp), expected_size,
@@ -384,7 +398,7 @@ class _Ranges:
 def _resume(session: requests.Session, url: str, out, written: int, total: int | None):
     """Re-request from byte ``written``; returns (response, bytes already kept)."""
     try:
-        resp = session.get(url, stream=True, headers={**IDENTITY, "Range": f"bytes={written}-"})
+        resp = get_through_tea(session, url, {**IDENTITY, "Range": f"bytes={written}-"})
     except _BROKEN:
         # the next loop turn reads nothing and counts another resume
         return _EmptyResponse(), written

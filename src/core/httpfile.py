@@ -38,22 +38,12 @@ def _service(url: str) -> str:
 
 
 def resolve(session: requests.Session, url: str) -> tuple[str, int]:
-    """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET.
-
-    A signed URL refused (401/403) at the end of the redirect had expired on the way there (ASF
-    signs CloudFront URLs for 15 s; granules resolve side by side): TEA is asked once more."""
-    for attempt in (1, 2):
-        try:
-            resp, size = first_range(session, url, 1)
-        except requests.RequestException as exc:
-            raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})",
-                                service=_service(url)) from None
-        if attempt == 1 and resp.status_code in (401, 403) and resp.history:
-            log.info("the signed URL TEA gave for %s was refused (HTTP %d); asking again", redact_url(url),
-                     resp.status_code)
-            resp.close()
-            continue
-        break
+    """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET."""
+    try:
+        resp, size = first_range(session, url, 1)
+    except requests.RequestException as exc:
+        raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})",
+                            service=_service(url)) from None
     try:
         if resp.status_code == 404:
             raise NotFoundError(f"not found: {redact_url(url)}")
