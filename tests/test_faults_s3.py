@@ -3,6 +3,7 @@ success or a named failure, and nothing half-written in the output bucket."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -169,16 +170,30 @@ def test_atl07_read_in_place_faults_are_named(sb, rule, exc_type, service):
 
 
 def test_the_next_granule_is_read_while_a_product_uploads(sb):
-    """Products are made in a thread of their own: with the first product's upload held back 3 s,
-    the date's second ATL07 granule is read meanwhile, not after the first product is up."""
+    """Products are made in a thread of their own: the first product's upload is held until the
+    date's second ATL07 granule is being read. Made one after another, that read would wait for the
+    upload: the hold then times out and the order gives it away. An event, not a delay a loaded
+    machine can outlast."""
     events: list[tuple[str, str]] = []
-    services = _services_with_output(sb, _output_client(sb))
-    services.progress = lambda event, info: events.append((event, info.get("name") or info.get("title")))
-    sb.faults.add(f"/{sb.settings.output_bucket}/", app="s3api", method="PUT", delay_s=3.0, times=1)
+    second_read, held = threading.Event(), []
+    client = _output_client(sb)
+
+    def hold_the_first_upload(**kwargs):
+        if not held:
+            held.append(second_read.wait(timeout=60))
+
+    client.meta.events.register("before-call.s3.PutObject", hold_the_first_upload)
+    services = _services_with_output(sb, client)
+
+    def progress(event, info):
+        events.append((event, info.get("name") or info.get("title")))
+        if sum(1 for e in events if e == ("stage", "atl07_read")) == 2:
+            second_read.set()
+
+    services.progress = progress
     t = ff.task(sb, start=None, end=None, date="2019-06-22")  # both ATL07 granules of the day
     manifest = run_task(t, services)
     ff.assert_one_complete_result(sb, t, manifest)
-    assert len(sb.faults.fired) == 1
     reads = [i for i, e in enumerate(events) if e == ("stage", "atl07_read")]
     first_product = next(i for i, (event, _) in enumerate(events) if event == "granule")
-    assert len(reads) == 2 and reads[1] < first_product, events
+    assert held == [True] and len(reads) == 2 and reads[1] < first_product, (held, events)

@@ -41,6 +41,7 @@ import requests
 
 from core.earthdata import redact_url
 from core.errors import InputError, InsufficientSpaceError, NotFoundError, UpstreamError
+from core.http import failure_cause
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,59 @@ def first_range(session: requests.Session, url: str, length: int) -> tuple[reque
     resp = get_through_tea(session, url, {**IDENTITY, "Range": f"bytes=0-{length - 1}"})
     rng = content_range(resp)
     return resp, (rng[2] if rng is not None and rng[0] == 0 else None)
+
+
+def resolve(session: requests.Session, url: str, service: str) -> tuple[str, int]:
+    """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET;
+    ``service`` names a failure."""
+    try:
+        resp, size = first_range(session, url, 1)
+    except requests.RequestException as exc:
+        raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})", service=service) from None
+    try:
+        if resp.status_code == 404:
+            raise NotFoundError(f"not found: {redact_url(url)}")
+        if size is not None:
+            return resp.url, size
+        raise UpstreamError(f"HTTP {resp.status_code} without a byte range to a Range request", service=service)
+    finally:
+        resp.close()
+
+
+class TeaUrl:
+    """One object behind TEA and the URL its redirect resolved to (presigned S3 or signed
+    CloudFront: a credential, logged only through redact_url), resolved again when refused (such
+    URLs expire mid-read), at most ``max_resolves`` times in all, by one thread for all."""
+
+    def __init__(self, session: requests.Session, url: str, resolved: str, size: int, *, max_resolves: int,
+                 service: str):
+        self.session, self.url, self.size = session, url, size
+        self.resolved = resolved
+        self.max_resolves = max_resolves
+        self.service = service  # names a failure: which object, by which path
+        self.resolves = 1
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return redact_url(self.resolved).split("/")[2]
+
+    def resolve_again(self, refused: str, status: int) -> bool:
+        """A new URL from TEA unless another thread got one since ``refused``; False when out of
+        resolves (one that fails is counted too: the other threads do not try again)."""
+        with self._lock:
+            if self.resolved != refused:
+                return True
+            if self.resolves >= self.max_resolves:
+                return False
+            log.info("resolved URL of %s refused (HTTP %d); resolving again", redact_url(self.url), status)
+            self.resolves += 1
+            resolved, size = resolve(self.session, self.url, self.service)
+            if size != self.size:
+                raise UpstreamError(f"object changed size from {self.size} to {size} while reading",
+                                    service=self.service)
+            self.resolved = resolved
+        return True
 
 
 def stream_download(
@@ -266,10 +320,9 @@ def _write_stream(session: requests.Session, url: str, resp: requests.Response, 
 
 
 class _Ranges:
-    """One ranged download: the resolved URL (resolved again once when refused), the ``.part``
-    file the ranges are written into at their offsets, and the bytes written so far."""
-
-    max_resolves = 2  # the first resolve and one more when the resolved URL is refused
+    """One ranged download: TEA's resolved URL (:class:`TeaUrl`, resolved again once when
+    refused), the ``.part`` file the ranges are written into at their offsets, and the bytes
+    written so far."""
 
     def __init__(self, session: requests.Session, url: str, resolved: str, size: int, out: BinaryIO,
                  chunk_size: int, max_resumes: int, on_bytes: Callable[[int], None] | None):
@@ -278,13 +331,12 @@ class _Ranges:
         # cookie to a non-Earthdata host (the presigned query is the credential, and S3 refuses
         # a second one), still refuses hosts off the allowlist, and accepts a CloudFront URL only
         # because this session's own redirect from an Earthdata host vouched for that exact URL.
-        self.resolved = resolved
+        # Two resolves in all: the first and one more when its URL is refused.
+        self.tea = TeaUrl(session, url, resolved, size, max_resolves=2, service=_service(url))
         self.fd = out.fileno()
         self.chunk_size, self.max_resumes, self.on_bytes = chunk_size, max_resumes, on_bytes
-        self.lock = threading.Lock()  # the resolved URL
         self.progress = threading.Lock()  # bytes written, on_bytes
         self.stop = threading.Event()  # set when one range failed: the others give up
-        self.resolves = 1
         self.resumes = 0
         self.written = 0
 
@@ -313,7 +365,7 @@ class _Ranges:
         if self.written != self.size:
             raise UpstreamError(f"got {self.written} bytes, expected {self.size}", service=_service(self.url))
         return (f"{len(parts)} ranges over up to {workers} connections, {self.resumes} resumes, "
-                f"{self.resolves} resolves")
+                f"{self.tea.resolves} resolves")
 
     def fetch(self, start: int, end: int, resp: requests.Response | None = None) -> None:
         """Bytes ``start``..``end`` (inclusive) into the file, resuming from the last whole chunk."""
@@ -360,14 +412,16 @@ class _Ranges:
     def _get(self, start: int, end: int) -> requests.Response | None:
         """A streamed GET of bytes ``start``..``end`` of the resolved URL (None: no connection)."""
         while True:
-            url = self.resolved
+            url = self.tea.resolved
             try:
                 resp = self.session.get(url, stream=True, headers={**IDENTITY, "Range": f"bytes={start}-{end}"})
             except _BROKEN:
                 return None  # the caller counts another resume
             if resp.status_code in (401, 403):
                 resp.close()
-                self._resolve_again(url, resp.status_code)
+                if not self.tea.resolve_again(url, resp.status_code):
+                    raise UpstreamError(f"the resolved URL was refused (HTTP {resp.status_code}) after "
+                                        "resolving again", service=_service(self.url))
                 continue
             _check_status(resp, self.url)
             if content_range(resp) == (start, end, self.size):
@@ -376,23 +430,6 @@ class _Ranges:
             raise UpstreamError(f"range {start}-{end} answered HTTP {resp.status_code} "
                                 f"({resp.headers.get('Content-Range', 'no Content-Range')})",
                                 service=_service(self.url))
-
-    def _resolve_again(self, refused: str, status: int) -> None:
-        """The resolved URL was refused (a presigned URL expires): ask TEA again, once in all."""
-        with self.lock:
-            if self.resolved != refused:
-                return  # another range already did
-            if self.resolves >= self.max_resolves:
-                raise UpstreamError(f"the resolved URL was refused (HTTP {status}) after resolving again",
-                                    service=_service(self.url))
-            log.info("resolved URL of %s refused (HTTP %d); resolving again", redact_url(self.url), status)
-            self.resolves += 1  # counted even if it fails: the other ranges do not try again
-            resp, size = first_range(self.session, self.url, 1)
-            resp.close()
-            _check_status(resp, self.url)
-            if size != self.size:
-                raise UpstreamError(f"resolving again gave size {size}, not {self.size}", service=_service(self.url))
-            self.resolved = resp.url
 
 
 def _resume(session: requests.Session, url: str, out, written: int, total: int | None):

@@ -16,16 +16,15 @@ advance fetched side by side in a bounded thread pool, on the same resolved URL.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from fsspec.caching import BlockCache
 
 from core.config import Settings
-from core.download import IDENTITY, content_range, first_range
+from core.download import IDENTITY, TeaUrl, content_range, resolve
 from core.earthdata import redact_url
-from core.errors import NotFoundError, UpstreamError
+from core.errors import UpstreamError
 from core.http import failure_cause
 from core.rangefile import RangeFile, SeekableReader
 from core.s3access import MAX_CACHED_BLOCKS  # the S3 path's cache: the same blocks either way
@@ -37,28 +36,11 @@ def _service(url: str) -> str:
     return f"HTTPS {redact_url(url)}"
 
 
-def resolve(session: requests.Session, url: str) -> tuple[str, int]:
-    """(the URL TEA redirects ``url`` to, the object's size) from a 1-byte ``Range`` GET."""
-    try:
-        resp, size = first_range(session, url, 1)
-    except requests.RequestException as exc:
-        raise UpstreamError(f"resolving failed after retries ({failure_cause(exc)})",
-                            service=_service(url)) from None
-    try:
-        if resp.status_code == 404:
-            raise NotFoundError(f"not found: {redact_url(url)}")
-        if size is not None:
-            return resp.url, size
-        raise UpstreamError(f"HTTP {resp.status_code} without a byte range to a Range request",
-                            service=_service(url))
-    finally:
-        resp.close()
-
-
 class HttpsRanges:
-    """Ranged GETs of one object through TEA: the redirect resolved once (:func:`resolve`), then
-    ``Range`` requests on the resolved URL, resolved again (at most ``max_resolves`` times in
-    all) when it is refused with 401/403 — a signed CloudFront URL can expire mid-read.
+    """Ranged GETs of one object through TEA: the redirect resolved once
+    (:func:`core.download.resolve`), then ``Range`` requests on the resolved URL, resolved again
+    (:class:`core.download.TeaUrl`, at most ``max_resolves`` times in all) when it is refused with
+    401/403 — a signed CloudFront URL can expire mid-read.
 
     The one place of the range/resolve logic: :class:`HttpsGranuleFile` (block cache) and
     :class:`HttpsRangeFile` (core.rangefile) both fetch through it."""
@@ -66,37 +48,23 @@ class HttpsRanges:
     def __init__(self, session: requests.Session, url: str, settings: Settings, *, max_resolves: int = 3):
         self.session = session
         self.url = url
-        self.max_resolves = max_resolves
         self.parallel = settings.s3_parallel
-        self._resolved, self.size = resolve(session, url)
-        self.resolves = 1
-        self._lock = threading.Lock()
+        resolved, self.size = resolve(session, url, _service(url))
+        self.tea = TeaUrl(session, url, resolved, self.size, max_resolves=max_resolves, service=_service(url))
+
+    @property
+    def resolves(self) -> int:
+        return self.tea.resolves
 
     @property
     def resolved_host(self) -> str:
-        return redact_url(self._resolved).split("/")[2]
-
-    def _resolve_again(self, refused: str, status: int) -> bool:
-        """A new URL from TEA unless another thread got one already; False when out of resolves."""
-        with self._lock:
-            if self._resolved != refused:
-                return True
-            if self.resolves >= self.max_resolves:
-                return False
-            # the signed URL expired (or was refused): ask TEA for a new one
-            log.info("resolved URL of %s refused (HTTP %d); resolving again", redact_url(self.url), status)
-            self._resolved, size = resolve(self.session, self.url)
-            self.resolves += 1
-        if size != self.size:
-            raise UpstreamError(f"object changed size from {self.size} to {size} while reading",
-                                service=_service(self.url))
-        return True
+        return self.tea.host
 
     def fetch(self, start: int, end: int) -> bytes:
         """Bytes [start, end) of the object."""
         end = min(end, self.size)
         while True:
-            url = self._resolved
+            url = self.tea.resolved
             try:
                 resp = self.session.get(url, headers={**IDENTITY, "Range": f"bytes={start}-{end - 1}"})
                 data = resp.content  # a body cut short raises here
@@ -104,7 +72,7 @@ class HttpsRanges:
                 # never requests' own message: it repeats the signed URL with its query
                 raise UpstreamError(f"range {start}-{end - 1} failed after retries ({failure_cause(exc)})",
                                     service=_service(self.url)) from None
-            if resp.status_code in (401, 403) and self._resolve_again(url, resp.status_code):
+            if resp.status_code in (401, 403) and self.tea.resolve_again(url, resp.status_code):
                 continue
             break
         rng = content_range(resp)

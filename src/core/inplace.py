@@ -84,8 +84,21 @@ def open_in_place(fs, s3_url: str, settings, *, sidecar: bool = True) -> InPlace
     # the object's size (HEAD) and its sidecar (GET) side by side: one first byte, not two
     size, document = side_by_side(lambda: s3_object_size(fs, s3_url, settings),
                                   lambda: s3_sidecar(fs, s3_url) if sidecar else None)
-    file = open_s3_rangefile(fs, s3_url, settings, size=size)
+    return _placed(open_s3_rangefile(fs, s3_url, settings, size=size), document)
+
+
+def open_https_in_place(session, url: str, settings, *, sidecar: bool = True) -> InPlace:
+    """``url`` (through TEA) as a RangeFile, with its ``.dmrpp`` sidecar when ``sidecar``."""
+    from core.httpfile import HttpsRangeFile, HttpsRanges, https_sidecar
+
+    # TEA's redirect resolved and the sidecar fetched side by side
+    ranges, document = side_by_side(lambda: HttpsRanges(session, url, settings),
+                                    lambda: https_sidecar(session, url) if sidecar else None)
+    return _placed(HttpsRangeFile(ranges), document)
+
+
+def _placed(file: RangeFile, document: bytes | None) -> InPlace:
     return InPlace(file, parse_sidecar(document, file.name), len(document) if document else 0)
 
 
-__all__ = ["ByteMap", "InPlace", "dataset_ranges", "open_in_place"]
+__all__ = ["ByteMap", "InPlace", "dataset_ranges", "open_https_in_place", "open_in_place"]

@@ -22,12 +22,10 @@ import requests
 
 from core.cmr import Granule
 from core.config import Settings
-from core.dmrpp import parse_sidecar
 from core.errors import UpstreamError
-from core.httpfile import HttpsRangeFile, HttpsRanges, https_sidecar, open_https_granule
-from core.inplace import ByteMap, open_in_place
+from core.httpfile import open_https_granule
+from core.inplace import ByteMap, open_https_in_place, open_in_place
 from core.l2p import L2PGranule, open_l2p
-from core.rangefile import side_by_side
 from core.s3access import open_granule
 
 log = logging.getLogger(__name__)
@@ -49,10 +47,8 @@ def open_sst_granule(sst: Granule, access: str, *, session: requests.Session,
         if mode == "blocks":
             file = open_https_granule(session, url, settings)
         else:
-            ranges, document = side_by_side(lambda: HttpsRanges(session, url, settings),
-                                             lambda: https_sidecar(session, url) if mode == "chunks" else None)
-            file = HttpsRangeFile(ranges)
-            byte_map, sidecar_bytes = parse_sidecar(document, sst.title), len(document) if document else 0
+            placed = open_https_in_place(session, url, settings, sidecar=mode == "chunks")
+            file, byte_map, sidecar_bytes = placed.file, placed.byte_map, placed.sidecar_bytes
     else:
         s3_url = sst.s3_url
         if not s3_url:
