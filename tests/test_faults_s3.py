@@ -150,7 +150,6 @@ def test_manifest_put_whose_answer_is_lost_is_still_ours(sb):
     manifest_path = f"/{sb.settings.output_bucket}/{sb.settings.output_prefix}/{t.request_id}/{t.date}/manifest.json"
     sb.faults.add(manifest_path, app="s3api", method="PUT", drop_after=0, times=1)
     manifest = run_task(t, _services_with_output(sb, _output_client(sb)))
-    print([ (r.method, r.path) for r in sb.state.requests_to("s3api") if r.method == "PUT"])
     assert len(sb.faults.fired) == 1
     stored = json.loads(sb.boto3_client("s3").get_object(
         Bucket=sb.settings.output_bucket, Key=manifest_path.split("/", 2)[2])["Body"].read())
