@@ -158,3 +158,50 @@ def test_short_answer_is_an_error(tmp_path):
     f = RangeFile(short, 100)
     with pytest.raises(OSError, match="returned"):
         f.read(10)
+
+
+# In a fresh interpreter (a deadlock there cannot take h5py's lock from the rest of the suite): an
+# h5py object left in a reference cycle, then h5py reading a RangeFile whose fetches run in another
+# thread that allocates enough for the automatic collector to run there.
+_COLLECTOR_SCRIPT = r"""
+import gc, sys
+from concurrent.futures import ThreadPoolExecutor
+import h5py, numpy as np
+from core.rangefile import RangeFile
+
+path = sys.argv[1]
+with h5py.File(path, "w") as f:
+    f.create_dataset("x", data=np.arange(50_000.0), chunks=(1000,), compression="gzip")
+data = open(path, "rb").read()
+pool = ThreadPoolExecutor(1)
+
+def fetch_many(ranges):
+    def fetch():
+        keep = [[] for _ in range(5000)]  # past gen-0's threshold: the collector runs in this thread
+        return [data[a:b] for a, b in ranges]
+    return pool.submit(fetch).result()
+
+gc.collect()
+gc.set_threshold(100)
+cycle = [h5py.File(path, "r")]
+cycle.append(cycle)  # unreachable once dropped: only the cyclic collector frees it
+del cycle
+with h5py.File(RangeFile(fetch_many, len(data), readahead=512), "r") as f:
+    assert f["x"][:].sum() == np.arange(50_000.0).sum()
+print("done")
+"""
+
+
+def test_a_collection_in_a_fetching_thread_cannot_deadlock_h5py(tmp_path):
+    """h5py holds its lock while it reads a RangeFile; a collector run in the thread the read
+    waits on would free the h5py garbage there and wait for that lock (core.rangefile._CollectorPause)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", os.environ.get("PYTHONPATH", "")])}
+    try:
+        out = subprocess.run([sys.executable, "-c", _COLLECTOR_SCRIPT, str(tmp_path / "x.h5")], env=env,
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("h5py deadlocked: the collector ran in the thread a RangeFile read waited on")
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr[-2000:]

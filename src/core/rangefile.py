@@ -17,6 +17,8 @@ Bytes are fetched once per file: a range already held is never requested again
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import io
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -59,6 +61,40 @@ def side_by_side(first: Callable, second: Callable) -> tuple:
         return a.result(), b.result()
 
 
+class _CollectorPause:
+    """Python's automatic cyclic garbage collection held off while any thread reads for h5py.
+
+    h5py calls a Python file object with its global lock held, and a read here may wait on other
+    threads (s3fs's event loop, the range pool). Were the collector to run in one of them and free
+    an unreachable h5py object (one caught in a reference cycle, e.g. by a traceback), that
+    object's dealloc would wait for the lock the reader holds: a deadlock. Seen in CI: the fsspec
+    loop thread in ``gc_collect_main`` → h5py ``ObjectID.__dealloc__``, the reader waiting on it.
+    Collection resumes (if it was on) when the last such read ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._readers == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._readers -= 1
+                if self._readers == 0 and self._was_enabled:
+                    gc.enable()
+
+
+collector_paused = _CollectorPause()
+
+
 class SeekableReader(io.RawIOBase):
     """The read-only, seekable file interface h5py and xarray need, over ``_read_range(start,
     end)`` of an object of ``size`` bytes (RangeFile, core.httpfile's block-cached file)."""
@@ -87,7 +123,10 @@ class SeekableReader(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         end = self.size if size is None or size < 0 else min(self.size, self.loc + size)
-        data = self._read_range(self.loc, end) if end > self.loc else b""
+        if end <= self.loc:
+            return b""
+        with collector_paused():  # h5py's reads come here with its lock held
+            data = self._read_range(self.loc, end)
         self.loc += len(data)
         return data
 
