@@ -42,7 +42,7 @@ layers: $(STAMP)
 	$(PY) layers/build.py
 
 # mutation testing (not CI): prints the mutants no test kills; see [tool.mutmut] in pyproject.toml.
-# MUTANTS='core.l2p.x__valid_range*' restricts the run (fnmatch on mutant names)
+# MUTANTS='core.science.l2p.x__valid_range*' restricts the run (fnmatch on mutant names)
 mutate: $(STAMP)
 	$(PY) -m pip install -q -r requirements/mutate.txt
 	rm -rf mutants

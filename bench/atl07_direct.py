@@ -1,9 +1,9 @@
 """ATL07 read in place (``atl07_access=direct``): the seed day's two full-size granules, three ways.
 
-* ``blockcache`` — today's way: s3fs with its 1 MiB block cache (core.s3access.open_granule),
+* ``blockcache`` — today's way: s3fs with its 1 MiB block cache (core.access.s3access.open_granule),
   h5py reading through it, one GET per block missed, one after another;
-* ``rangefile`` — core.rangefile.RangeFile, no sidecar: h5py reads the metadata on demand
-  (``readahead`` bytes per miss), the data chunks come in waves (core.atl07 / core.inplace);
+* ``rangefile`` — core.access.rangefile.RangeFile, no sidecar: h5py reads the metadata on demand
+  (``readahead`` bytes per miss), the data chunks come in waves (core.science.atl07 / core.access.inplace);
 * ``sidecar`` — the same with the granule's DMR++ published beside it: all metadata and every
   beam's locations in one wave before h5py opens the file, the bbox rows' chunks in a second.
 
@@ -72,11 +72,11 @@ def modelled_s(calls: list[list[int]], parallel: int) -> float:
 
 
 def child(way: str, threads: bool, readahead: int | None, parallel: int | None, workdir: Path) -> dict:
-    from core.atl07 import open_atl07_in_place, read_atl07
-    from core.credentials import S3CredentialsProvider
-    from core.earthdata import EarthdataSession, StaticToken
+    from core.access.credentials import S3CredentialsProvider
+    from core.access.earthdata import EarthdataSession, StaticToken
+    from core.access.s3access import open_granule, open_s3_filesystem
     from core.model import BBox
-    from core.s3access import open_granule, open_s3_filesystem
+    from core.science.atl07 import open_atl07_in_place, read_atl07
     from sandbox.scene import build_scene
     from sandbox.services import Sandbox
 

@@ -14,7 +14,6 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from bench.common import REPO, child_env, emit, median, peak_rss_mb, run_child
 
@@ -23,7 +22,7 @@ SIZES = REPO / "layers" / "build" / "sizes.json"
 
 
 # what a handler imports lazily on its first real call (paid by the first invocation, not init)
-LAZY = {"colocate": ["core.pipeline"]}
+LAZY = {"colocate": ["core.pipeline.task"]}
 
 
 def handler_modules() -> list[str]:

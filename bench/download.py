@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--network", default=NETWORK_DEFAULT)
     args = ap.parse_args(argv)
 
-    from core.download import stream_download
-    from core.earthdata import EarthdataSession, StaticToken
+    from core.access.download import stream_download
+    from core.access.earthdata import EarthdataSession, StaticToken
     from sandbox.scene import build_scene
     from sandbox.services import Sandbox
 

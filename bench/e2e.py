@@ -121,7 +121,7 @@ class CountedSandbox:
         per_object = {p.rsplit("/", 1)[-1]: {"served": n, "size": sizes[p], "fraction": round(n / sizes[p], 4)}
                       for (kind, app, p), n in ((k, v) for k, v in t.items() if len(k) == 3 and k[0] == "path")
                       if app == "s3api" and p in sizes}
-        # DMR++ sidecars read beside the granules (core.dmrpp): part of what an L2P read fetched
+        # DMR++ sidecars read beside the granules (core.access.dmrpp): part of what an L2P read fetched
         sidecars = {p.rsplit("/", 1)[-1]: n for (kind, app, p), n in ((k, v) for k, v in t.items() if len(k) == 3
                                                                        and k[0] == "path") if p.endswith(".dmrpp")}
         return {"s3_get_bytes": s3, "s3_get_requests": s3_requests, "http_bytes": http, "s3_per_object": per_object,
@@ -148,9 +148,9 @@ def child_service() -> dict:
     _quiet_logs()
     import boto3
 
+    from core.access.earthdata import StaticToken
     from core.config import Settings
-    from core.earthdata import StaticToken
-    from core.pipeline import build_services, plan, run_task
+    from core.pipeline.task import build_services, plan, run_task
     from core.request import parse_request
 
     settings = Settings.from_env()
@@ -201,9 +201,9 @@ def child_baseline() -> dict:
     import s3fs
     import xarray as xr
 
-    from core.cmr import CmrClient
+    from core.access.cmr import CmrClient
+    from core.access.earthdata import EarthdataSession, StaticToken
     from core.config import Settings
-    from core.earthdata import EarthdataSession, StaticToken
     from core.request import parse_request
 
     settings = Settings.from_env()

@@ -19,7 +19,7 @@ the whole file), plus the L2P chunk floor below.
 
 L2P chunk floor (``l2p_chunk_floor``): every chunk of latitude (to find where the swath is)
 plus, for every variable the service reads for the window (longitude, SST, sst_dtime,
-quality_level, l2p_flags, SSES, dt_analysis, time: the name lists of ``core.l2p``), only the
+quality_level, l2p_flags, SSES, dt_analysis, time: the name lists of ``core.science.l2p``), only the
 chunks that intersect the window, from the HDF5 chunk index (h5py ``get_chunk_info``). A granule
 read without a window costs its latitude only. HDF5 metadata (superblock, object headers,
 chunk B-trees) is reported beside it, not inside: a reader working from a published ``.dmrpp``
@@ -95,8 +95,8 @@ def wall_floor(n_bytes: int, cpu_s: float, config, chain=CHAIN) -> Floor:
 
 # --- L2P chunk floor -----------------------------------------------------------------------------
 def _window_variables(names: set[str]) -> tuple[str | None, list[str]]:
-    """(latitude, the variables the service reads for a window), by core.l2p's own name lists."""
-    from core import l2p
+    """(latitude, the variables the service reads for a window), by core.science.l2p's own name lists."""
+    from core.science import l2p
 
     def first(candidates):
         return next((n for n in candidates if n in names), None)

@@ -1,4 +1,4 @@
-"""Colocation kernel benchmark: core.colocate.colocate vs pyresample.kd_tree.resample_nearest.
+"""Colocation kernel benchmark: core.science.kernel.colocate vs pyresample.kd_tree.resample_nearest.
 
 Inputs: a full-size synthetic MODIS L2P swath (2030 × 1354, ~1 km, cloud gaps, random quality
 levels, per-scan-line times) and ~1.4 M ATL07 segments (6 beams × 235 k) crossing it.
@@ -77,7 +77,7 @@ def _status(key: str) -> int:
 
 
 def oracle(seg_lat, seg_lon, seg_t, swath, radius_m, max_dt_s, min_ql, sample):
-    """Brute force, independent of core.colocate: for each sampled segment, haversine to every
+    """Brute force, independent of core.science.kernel: for each sampled segment, haversine to every
     pixel in its latitude band (exact: great-circle distance >= R * |dlat|), keep pixels with
     finite SST, quality >= min_ql, |dt| <= max_dt_s and distance <= radius_m; the nearest wins.
     Returns (pixel flat index or -1, distance_m, how many such pixels, their median SST) per
@@ -141,7 +141,7 @@ def run_one(method: str, *, repeats: int = 1, check: bool = False, **kw) -> dict
     The time is the median of ``repeats`` runs; peak memory is that of the first run."""
     # imports outside the timed and the memory-measured region
     if method == "colocate":
-        from core.colocate import colocate
+        from core.science.kernel import colocate
     else:
         from pyresample import geometry, kd_tree
     radius, max_dt, min_ql = 1000.0, 10800.0, 4
@@ -242,7 +242,7 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
 
     n = [r["n"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    ax.loglog(n, [r["colocate"]["time_s"] for r in rows], "o-", label="core.colocate.colocate (valid pixels, Δt)")
+    ax.loglog(n, [r["colocate"]["time_s"] for r in rows], "o-", label="core.science.kernel.colocate (valid pixels, Δt)")
     ax.loglog(n, [r["resample_nearest"]["time_s"] for r in rows], "s--", label="pyresample resample_nearest")
     ax.set_xlabel("ATL07 segments (N)")
     ax.set_ylabel("time (s, median)")

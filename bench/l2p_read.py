@@ -50,8 +50,8 @@ MAX_DT_S = 3 * 3600  # the seed case's max time difference (the service's defaul
 
 def segments(scene, out: Path) -> Path:
     """The seed bbox's ATL07 segments of each ATL07 granule (lat, lon), saved for the children."""
-    from core.atl07 import read_atl07
     from core.model import BBox
+    from core.science.atl07 import read_atl07
 
     arrays = {}
     for g in scene.granules:
@@ -67,7 +67,7 @@ def segments(scene, out: Path) -> Path:
 
 # --- child --------------------------------------------------------------------------------------
 def _read_one(g, segs: dict, access: str, services, settings) -> dict:
-    from core.l2p_source import open_sst_granule
+    from core.pipeline.sst_granules import open_sst_granule
 
     t0 = time.perf_counter()
     windows = []
@@ -91,10 +91,10 @@ def _read_one(g, segs: dict, access: str, services, settings) -> dict:
 
 
 def child(args: argparse.Namespace) -> dict:
-    from core.cmr import Granule
+    from core.access.cmr import Granule
+    from core.access.earthdata import StaticToken
     from core.config import Settings
-    from core.earthdata import StaticToken
-    from core.pipeline import build_services
+    from core.pipeline.task import build_services
     from core.results import LocalOutputStore
 
     spec = json.loads(Path(args.spec).read_text())

@@ -18,7 +18,7 @@ import json
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import coldstart, e2e, fanout, kernel, l2p_bytes, scale
@@ -131,7 +131,7 @@ def run(quick: bool = False, network: str | None = None, *, repeats: int | None 
         "cold_import_s": cold["cold_import_s_max"],
         "function_size_mb": colocate_size,
         "details": {
-            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "generated": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"python": platform.python_version(), "platform": platform.platform(),
                         "cpus": __import__("os").cpu_count()},
             "quick": quick,
@@ -161,7 +161,7 @@ def side_by_side(results: dict) -> str:
         ("service, default (download ATL07)", lambda s: f"{s['service_work_s']:.2f} s"),
         ("service, atl07_access=direct", lambda s: f"{s['service_direct_work_s']:.2f} s"),
         ("tutorial's way, all granules", lambda s: f"{s['baseline_work_s']:.2f} s"),
-        (f"tutorial's way, the service's granules", lambda s: f"{s['baseline_same_granules_work_s']:.2f} s"),
+        ("tutorial's way, the service's granules", lambda s: f"{s['baseline_same_granules_work_s']:.2f} s"),
         ("speed-up, all granules", lambda s: f"{s['speedup']:.2f}x"),
         ("speed-up, same granules", lambda s: f"{s['speedup_same_granules']:.2f}x"),
         ("speed-up, atl07_access=direct", lambda s: f"{s['speedup_direct_atl07']:.2f}x"),

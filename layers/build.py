@@ -46,7 +46,7 @@ LAYERS = {
 # runtime for them. The colocate function carries the science and plot stacks; Summarize the
 # science stack (xarray/h5netcdf: the request-level netCDF) and the Parquet writer.
 BASE_PACKAGES = ("aws-lambda-powertools", "pydantic", "pydantic-settings", "python-dotenv")
-# Which layers each function in template.yaml attaches (tests/test_template.py checks the template).
+# Which layers each function in template.yaml attaches (tests/deploy/test_template.py checks the template).
 FUNCTIONS = {
     "ColocateFunction": ("base", "science", "plot"),
     "ApiFunction": ("base",),
@@ -55,7 +55,7 @@ FUNCTIONS = {
 }
 # Not imported by anything under src/ at run time (the kernel uses pykdtree directly;
 # pyresample is the benchmark's baseline, a dev dependency): 46 MiB of pyresample + pyproj +
-# shapely would push the colocate function over the limit. tests/test_layers.py scans src/ for
+# shapely would push the colocate function over the limit. tests/deploy/test_layers.py scans src/ for
 # imports of these and runs the import closure of the handlers without them.
 # (fontTools stays, pruned to fontTools.agl and its imports: see PRUNE.)
 EXCLUDE_DISTS = {"pyresample", "pyproj", "shapely"}
@@ -74,7 +74,7 @@ BOTOCORE_SERVICES = (
     "cloudwatch", "logs", "xray", "appconfigdata", "dynamodb",
 )
 # Every function ships the same CodeUri (src/): core + handlers.
-CODE_DIRS = ("src/core", "src/handlers")
+CODE_DIRS = ("src/core", "src/handlers", "src/cli")
 
 # Lambda python3.12/3.13 run on Amazon Linux 2023 (glibc 2.34): any manylinux tag up to 2_34 works.
 # Newer numpy/h5py aarch64 wheels are manylinux_2_28 only, so list them all.
@@ -91,7 +91,7 @@ STRIP_SUFFIXES = {".pyc", ".pyo", ".pyi", ".c", ".cpp", ".pyx", ".pxd", ".h", ".
 # Parts of the plot layer that rendering a PNG with Agg never loads (globs under python/).
 # The quicklook's import closure and the files it opens are recorded with the local venv and
 # checked against the built layer; the same pruning applied to a local install renders a real
-# quicklook (tests/test_layers.py). PDF/PS/SVG/GUI output is not supported by this layer.
+# quicklook (tests/deploy/test_layers.py). PDF/PS/SVG/GUI output is not supported by this layer.
 PRUNE = {
     "plot": (
         # fontTools (19 MiB, mostly Cython builds of font-compiler tools): matplotlib imports
@@ -270,7 +270,7 @@ def find_python(version: str) -> str | None:
 
 def byte_compile(site: Path, python: str) -> None:
     # /opt is read-only on Lambda: without shipped .pyc every cold start compiles every imported
-    # module again (measured locally: 3.8 s vs 0.6 s to import core.pipeline). unchecked-hash:
+    # module again (measured locally: 3.8 s vs 0.6 s to import core.pipeline.task). unchecked-hash:
     # zip round trips change mtimes, and a timestamp-checked pyc would be silently ignored.
     subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
                     str(site)], check=True, stdout=subprocess.DEVNULL)

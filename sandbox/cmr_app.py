@@ -46,8 +46,9 @@ import hashlib
 import json
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from flask import Flask, Response, request
@@ -160,7 +161,7 @@ def _parse_time(text: str) -> datetime:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise BadRequest(f"[{text}] is not a valid datetime") from exc
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -243,7 +244,7 @@ def _page(matches: list) -> tuple[list, str | None]:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def _sibling_url(ln: dict, g, sibling: dict) -> str:
@@ -412,7 +413,7 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
         if fmt == "umm":
             body = {"hits": len(matches), "took": took, "items": [umm_item(g, links(g)) for g in page]}
             return respond(body, UMM_CONTENT_TYPE, extra=headers)
-        body = {"feed": {"updated": _iso(datetime.now(timezone.utc)), "id": request.url,
+        body = {"feed": {"updated": _iso(datetime.now(UTC)), "id": request.url,
                          "title": "ECHO granule metadata", "entry": [feed_entry(g, links(g)) for g in page]}}
         return respond(body, JSON_CONTENT_TYPE, extra=headers)
 
@@ -442,7 +443,7 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
                             "short_name": c["short_name"], "version_id": c["version_id"],
                             "data_center": c["data_center"], "archive_center": c["data_center"],
                             "cloud_hosted": c["data_center"] != "NSIDC_ECS", "online_access_flag": True})
-        body = {"feed": {"updated": _iso(datetime.now(timezone.utc)), "id": request.url,
+        body = {"feed": {"updated": _iso(datetime.now(UTC)), "id": request.url,
                          "title": "ECHO dataset metadata", "entry": entries}}
         return respond(body, JSON_CONTENT_TYPE, extra={"CMR-Hits": str(len(entries))})
 

@@ -24,10 +24,10 @@ import time
 import traceback
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Iterator
 
 import requests
 

@@ -42,10 +42,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, g, jsonify, redirect, request
@@ -196,7 +196,7 @@ class EarthdataState:
     # --- S3 ----------------------------------------------------------------------------------
     def issue_credentials(self, daac: str, ttl_s: float | None = None) -> dict:
         ttl = self.credentials_ttl_s if ttl_s is None else ttl_s
-        expires = datetime.fromtimestamp(self.credentials_clock() + ttl, tz=timezone.utc)
+        expires = datetime.fromtimestamp(self.credentials_clock() + ttl, tz=UTC)
         creds = {
             # distinct per DAAC and per issue, so tests can tell which set was used
             "accessKeyId": f"ASIA{daac.upper()}{next(self._serial):06d}",
@@ -455,7 +455,7 @@ def create_edl_app(state: EarthdataState) -> Flask:
 
 
 def _token_json(token: str) -> dict:
-    expires = datetime.fromtimestamp(time.time() + 60 * 86400, tz=timezone.utc)
+    expires = datetime.fromtimestamp(time.time() + 60 * 86400, tz=UTC)
     return {"access_token": token, "token_type": "Bearer", "expiration_date": expires.strftime("%m/%d/%Y")}
 
 
@@ -639,7 +639,7 @@ class ServerThread:
     def app(self, value) -> None:
         self._server.app = value
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         return self
 
@@ -682,7 +682,7 @@ def create_s3_proxy_app(state: EarthdataState, upstream: str) -> Flask:
         token = request.headers.get("X-Amz-Security-Token") or request.args.get("X-Amz-Security-Token")
         if token != issued["sessionToken"]:
             return _s3_error(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
-        expires = datetime.strptime(issued["expiration"], "%Y-%m-%d %H:%M:%S+00:00").replace(tzinfo=timezone.utc)
+        expires = datetime.strptime(issued["expiration"], "%Y-%m-%d %H:%M:%S+00:00").replace(tzinfo=UTC)
         if expires.timestamp() <= time.time():
             return _s3_error(400, "ExpiredToken", "The provided token has expired.")
         return None

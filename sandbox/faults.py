@@ -16,8 +16,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from flask import Flask, Response, g, request
 

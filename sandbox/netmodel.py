@@ -34,9 +34,9 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Callable, Iterable, Iterator
 
 ENV_VAR = "COLOC_SANDBOX_NETWORK"
 MB = 1e6
@@ -93,7 +93,7 @@ class NetworkConfig:
                 f"(peak {self.peak_mbps:g} MB/s), seed {self.seed}")
 
     @classmethod
-    def parse(cls, spec: "str | NetworkConfig | None") -> "NetworkConfig | None":
+    def parse(cls, spec: str | NetworkConfig | None) -> NetworkConfig | None:
         """``off``/empty → None; a preset name; or ``[preset,]key=value,...`` over the preset."""
         if spec is None or isinstance(spec, NetworkConfig):
             return spec
@@ -123,7 +123,7 @@ class NetworkConfig:
         return dataclasses.replace(base, **changes)
 
     @classmethod
-    def from_env(cls, default: str = "off") -> "NetworkConfig | None":
+    def from_env(cls, default: str = "off") -> NetworkConfig | None:
         return cls.parse(os.environ.get(ENV_VAR, default))
 
 
@@ -206,7 +206,7 @@ class NetworkModel:
         self.ledger = Ledger()
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._connections: "weakref.WeakKeyDictionary[object, _Connection]" = weakref.WeakKeyDictionary()
+        self._connections: weakref.WeakKeyDictionary[object, _Connection] = weakref.WeakKeyDictionary()
         self._by_address: dict[tuple, _Connection] = {}
         self._serial = 0
         self._active = 0  # connections with a body in flight
@@ -289,10 +289,10 @@ class NetworkModel:
         return 0.0
 
     # -- serving ------------------------------------------------------------------------------------
-    def wrap(self, app, name: str) -> "ShapedApp":
+    def wrap(self, app, name: str) -> ShapedApp:
         return ShapedApp(app, self, name)
 
-    def server(self, app, name: str) -> "KeepAliveServer":
+    def server(self, app, name: str) -> KeepAliveServer:
         """A keep-alive server on 127.0.0.1 (dynamic port) serving ``app`` through this model."""
         return KeepAliveServer(self.wrap(app, name), name)
 
@@ -379,7 +379,7 @@ class KeepAliveServer:
                 pass
         server.task_dispatcher.shutdown(timeout=2)
 
-    def start(self) -> "KeepAliveServer":
+    def start(self) -> KeepAliveServer:
         self._thread.start()
         return self
 

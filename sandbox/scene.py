@@ -124,7 +124,7 @@ import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import h5py
@@ -151,8 +151,8 @@ PODAAC_PUBLIC_BUCKET = "podaac-ops-cumulus-public"  # where PO.DAAC keeps .md5 /
 
 R_EARTH = 6371008.8
 OMEGA_E_DEG_S = 360.0 / 86164.0905
-ATLAS_EPOCH = datetime(2018, 1, 1, tzinfo=timezone.utc)
-L2P_EPOCH = datetime(1981, 1, 1, tzinfo=timezone.utc)
+ATLAS_EPOCH = datetime(2018, 1, 1, tzinfo=UTC)
+L2P_EPOCH = datetime(1981, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -370,12 +370,12 @@ class _Atl07Spec:
 
 ATL07_SPECS = (
     _Atl07Spec("ATL07-01_20190622055317_12980301_007_01.h5", "G3104012981-NSIDC_CPRD",
-               datetime(2019, 6, 22, 5, 53, 17, tzinfo=timezone.utc),
-               datetime(2019, 6, 22, 6, 7, 52, tzinfo=timezone.utc), -58.4, 82.45, 1298, 3, 3930, 7001,
+               datetime(2019, 6, 22, 5, 53, 17, tzinfo=UTC),
+               datetime(2019, 6, 22, 6, 7, 52, tzinfo=UTC), -58.4, 82.45, 1298, 3, 3930, 7001,
                248_607_461),
     _Atl07Spec("ATL07-01_20190622200154_13070301_007_01.h5", "G3104013070-NSIDC_CPRD",
-               datetime(2019, 6, 22, 20, 1, 54, tzinfo=timezone.utc),
-               datetime(2019, 6, 22, 20, 16, 31, tzinfo=timezone.utc), -60.9, 82.2, 1307, 3, 3939, 7002,
+               datetime(2019, 6, 22, 20, 1, 54, tzinfo=UTC),
+               datetime(2019, 6, 22, 20, 16, 31, tzinfo=UTC), -60.9, 82.2, 1307, 3, 3939, 7002,
                242_132_092),
 )
 
@@ -706,7 +706,7 @@ def _atl07_metadata(dst: h5py.File, spec: _Atl07Spec, values: dict) -> None:
     orb["orbit_number"][0] = spec.orbit
     orb["rgt"][0] = spec.rgt
     orb["sc_orient"][0] = 0  # backward: the left beams are the strong ones
-    orb["sc_orient_time"][0] = (datetime(2019, 6, 1, tzinfo=timezone.utc) - ATLAS_EPOCH).total_seconds()
+    orb["sc_orient_time"][0] = (datetime(2019, 6, 1, tzinfo=UTC) - ATLAS_EPOCH).total_seconds()
     for beam in BEAM_ACROSS_M:
         _set_attr_like(dst[beam], "sc_orientation", "Backward")
         _set_attr_like(dst[beam], "atlas_beam_type", "strong" if beam.endswith("l") else "weak")
@@ -736,7 +736,7 @@ AQUA_INCL = 98.2
 AQUA_ALT_M = 705_000.0
 AQUA_PERIOD_S = 5933.0
 APEX_LON_AT_10 = -59.6  # 10:02:30 apex; the Earth turns under the orbit by 15.04 deg/h
-APEX_REF = datetime(2019, 6, 22, 10, 2, 30, tzinfo=timezone.utc)
+APEX_REF = datetime(2019, 6, 22, 10, 2, 30, tzinfo=UTC)
 SST_NOISE_K = 0.25  # retrieval noise (GHRSST SSES standard deviations are 0.3-0.5 K)
 SEAWATER_FREEZING_K = 271.35  # -1.8 C
 MELT_PASS_FRACTION = 0.2  # melting-ice pixels (271-273 K) that pass as quality_level 4
@@ -1046,7 +1046,7 @@ def _atl07_granule(spec: _Atl07Spec, extent: str, path: Path, size_bytes: int) -
 
 
 def _l2p_granule(i: int, title: str, path: Path, size_bytes: int) -> SceneGranule:
-    t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     file_name = f"{title}.nc"
     return SceneGranule(
         concept_id=f"G{L2P_CONCEPT_ID_10 + (i - 9) * 17}-POCLOUD", collection_concept_id=L2P_COLLECTION,
@@ -1165,7 +1165,7 @@ def _build(cache_dir: Path, root: Path, extent: str) -> Scene:
                           for spec in ATL07_SPECS]
             l2p_jobs = []
             for i, (title, _) in enumerate(L2P_RECORDED):
-                t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+                t_start = datetime.strptime(title[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
                 day_night = "Night" if "-N-" in title else "Day"
                 path = tmp / "podaac" / f"{title}.nc"
                 job = None if reused else pool.submit(_l2p_job, title, t_start, day_night, path, 100 + i)

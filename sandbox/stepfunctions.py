@@ -14,7 +14,7 @@ child's Catch and therefore a SUCCEEDED child output).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def aws_result_writer(env, resource_runtime_part, state_credentials) -> None:
@@ -32,7 +32,7 @@ def aws_result_writer(env, resource_runtime_part, state_credentials) -> None:
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     base = prefix + record.map_run_arn.split(":")[-1] + "/"
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     files: dict[str, list] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     rows = [{"ExecutionArn": f"{record.map_run_arn}:{i}", "Name": str(i), "Status": "SUCCEEDED",
              "Input": "{}", "Output": json.dumps(r), "StartDate": now, "StopDate": now}

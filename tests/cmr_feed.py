@@ -1,16 +1,16 @@
 """The CMR JSON feed (``granules.json``), read only to check recorded responses and the emulator.
 
-The service reads UMM-G (core.cmr). The feed is what the tutorial read; its ``granule_size`` is
+The service reads UMM-G (core.access.cmr). The feed is what the tutorial read; its ``granule_size`` is
 the first listed file's size, which is how the 98-byte ``.nc.md5`` sidecars of four full
 granules showed up as "9.3e-5 MB granules". Parsed here with the same data-file rule as UMM-G.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from posixpath import basename
 from urllib.parse import urlparse
 
-from core.cmr import Granule, is_sidecar
+from core.access.cmr import Granule, is_sidecar
 from core.config import Settings
 from core.model import BBox
 
@@ -19,7 +19,7 @@ def _utc(text: str | None) -> datetime | None:
     if not text:
         return None
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def select_feed_links(links: list[dict]) -> dict[str, str | None]:

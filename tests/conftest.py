@@ -13,7 +13,7 @@ if os.environ.get("HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 # Unit tests run on plain loopback whatever the shell exports; the tests that measure I/O ask
-# for a modelled sandbox explicitly (tests/test_netmodel.py, the ``modelled_sandbox`` fixture).
+# for a modelled sandbox explicitly (tests/sandbox/test_netmodel.py, the ``modelled_sandbox`` fixture).
 os.environ.pop("COLOC_SANDBOX_NETWORK", None)
 
 REPO = Path(__file__).resolve().parents[1]

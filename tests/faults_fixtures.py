@@ -1,4 +1,4 @@
-"""Helpers shared by the fault-injection suites (tests/test_faults_*.py, tests/test_security.py).
+"""Helpers shared by the fault-injection suites (tests/test_faults_*.py, tests/handlers/test_security.py).
 
 One sandbox per process over the real seed scene, with the S3 fault proxy in front of moto
 (``s3_faults=True``): every fault test drives the production ``run_task`` through real clients
@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from core.earthdata import StaticToken
-from core.pipeline import build_services, plan
+from core.access.earthdata import StaticToken
+from core.pipeline.task import build_services, plan
 from core.request import parse_request
 
 SEED_BBOX = [-62.8, 81.7, -56.4, 83.0]

@@ -4,7 +4,7 @@ An ATL07-like granule (6 beams, ~2500 segments each, 3 beam pairs 3.3 km apart, 
 pair) runs across the tutorial's box north of Greenland; a second granule crosses the
 antimeridian at ~76 N. MODIS-like swaths are 1 km grids in polar-stereographic space with a
 cloudy patch (low quality) and gaps. Matches come from a pykdtree nearest-neighbour search
-here in the fixture, independent of core.colocate.
+here in the fixture, independent of core.science.kernel.
 """
 from __future__ import annotations
 
@@ -158,8 +158,8 @@ def every_field_pairing(tmp_path, *, ice_conc_v006: bool = True):
     radius, no quality screening and a yaw flip: a product with every optional field.
     ``ice_conc_v006``: stats/ice_conc_amsr2 and _ssmi (v006 on), else stats/ice_conc (v003-v005).
     Returns (pairing, params); build_dataset(pairing.tracks, pairing.source_info(), params)."""
-    from core.atl07 import read_atl07
-    from core.pairing import ColocationParams, L2PSource, pair_granule
+    from core.science.atl07 import read_atl07
+    from core.science.pairing import ColocationParams, L2PSource, pair_granule
     from tests.science_fixtures import delta_time_for, synthetic_swath_file, track_geometry, write_atl07
 
     l2p, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=40, cols=30, sses=True, dt_analysis=True,

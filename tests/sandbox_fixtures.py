@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,7 +29,7 @@ def make_mini_scene(root: Path, *, atl07_size: int = 3 * 1024 * 1024 + 123, l2p_
     """Two deterministic random files standing in for an ATL07 and an L2P granule."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20190622)
-    start = datetime(2019, 6, 22, 5, 53, 17, tzinfo=timezone.utc)
+    start = datetime(2019, 6, 22, 5, 53, 17, tzinfo=UTC)
     granules = []
     for name, size, daac, bucket, short, version, provider in (
         (MINI_ATL07, atl07_size, "nsidc", "nsidc-cumulus-prod-protected", "ATL07", "006", "NSIDC_CPRD"),
@@ -135,7 +135,7 @@ def sb(mini_sandbox, clean_faults):
 @pytest.fixture
 def session(sb):
     """A production EarthdataSession holding the sandbox user's EDL token."""
-    from core.earthdata import EarthdataSession, StaticToken
+    from core.access.earthdata import EarthdataSession, StaticToken
 
     s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
     yield s

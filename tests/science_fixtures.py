@@ -339,7 +339,7 @@ class CountingReader(io.RawIOBase):
 # --------------------------------------------------------------------------- neighbourhood oracle
 def footprint_oracle(lat, lon):
     """Per pixel half the cell diagonal from neighbour spacing, by explicit loops (independent
-    of core.colocate.footprint_radius_m)."""
+    of core.science.kernel.footprint_radius_m)."""
     rows, cols = lat.shape
     out = np.full(lat.shape, np.nan)
     ok = np.isfinite(lat) & np.isfinite(lon)

@@ -16,8 +16,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 SEED_ARGS = ["--bbox", "-62.8,81.7,-56.4,83", "--date", "2019-06-22", "--radius-m", "1000"]
 EXPECTED_ATL07 = 2  # the two passes over the box that day (05:53 and 20:01 UTC)
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def missing_credentials(environ: Mapping[str, str] | None = None) -> str | None:
     """Why the real run cannot start (no credentials configured), or None."""
+    from core.access.earthdata import NO_CREDENTIALS, find_token_provider
     from core.config import Settings
-    from core.earthdata import NO_CREDENTIALS, find_token_provider
 
     env = os.environ if environ is None else environ
     return NO_CREDENTIALS if find_token_provider(Settings.from_env(env), env) is None else None
@@ -77,7 +77,7 @@ def check(summary: dict) -> list[str]:
 
 def _colocate() -> list[str]:
     exe = Path(sys.executable).with_name("colocate")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "core.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli.command"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="smoke-output", help="where the products stay (default: smoke-output)")
     parser.add_argument("--sandbox", action="store_true", help="against the offline sandbox instead")
     parser.add_argument("--sandbox-scene", choices=("full", "cut"), default="full",
-                        help="with --sandbox: which seed scene (colocate run --sandbox-scene)")
+                        help="with --sandbox: which seed scene (python -m sandbox.colocate --scene)")
     args = parser.parse_args(argv)
     if not args.sandbox:
         why = missing_credentials()
@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     where = "the offline sandbox" if args.sandbox else "the real NASA services"
     print(f"smoke: colocate run {' '.join(SEED_ARGS)} against {where} → {args.out}", flush=True)
-    sandbox = ["--sandbox", "--sandbox-scene", args.sandbox_scene] if args.sandbox else []
-    cmd = [*_colocate(), "run", *SEED_ARGS, "--out", args.out, *sandbox]
+    if args.sandbox:  # the same command through the sandbox's entry point
+        cmd = [sys.executable, "-m", "sandbox.colocate", "run", "--scene", args.sandbox_scene]
+    else:
+        cmd = [*_colocate(), "run"]
+    cmd += [*SEED_ARGS, "--out", args.out]
     env = dict(os.environ)
     env.setdefault("PYTHONPATH", os.pathsep.join([str(REPO / "src"), str(REPO)]))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)  # progress and errors: stderr

@@ -9,6 +9,8 @@ DOIs: PO.DAAC dataset landing pages (verify against CMR before adding a collecti
 """
 from __future__ import annotations
 
+import re
+
 # The DAAC behind each CMR provider hands out temporary S3 credentials for its own buckets
 # (earthaccess keeps the same table); Settings.s3credentials_endpoints defaults to this one, for
 # granules whose UMM-G lists no /s3credentials link.
@@ -55,3 +57,22 @@ def profile_for_file(attrs: dict) -> dict:
 def s3credentials_endpoints() -> dict[str, str]:
     """provider -> its DAAC's /s3credentials endpoint."""
     return {p["provider"]: p["s3credentials"] for p in PROVIDERS}
+
+
+# The one collection syntax, for requests, settings and searches alike (whether the collection
+# exists is only known to CMR: check_collections asks it):
+CONCEPT_ID = re.compile(r"^C\d{1,12}-[A-Z0-9_]{1,40}$")
+# SHORTNAME/VERSION[/PROVIDER]: MODIS_A-JPL-L2P-v2019.0/2019.0, ATL07/007/NSIDC_CPRD
+SLASHED = re.compile(r"(?P<short>[A-Za-z0-9][A-Za-z0-9_.\-]{0,79})/(?P<version>[A-Za-z0-9_.\-]{1,20})"
+                     r"(?:/(?P<provider>[A-Z0-9_]{1,40}))?")
+# a short name that ends in its version: ATL07.007 (NSIDC: SHORT.VVV is short name + version),
+# MODIS_A-JPL-L2P-v2019.0 and VIIRS_N20-OSPO-L2P-v2.61 (PO.DAAC: the version is part of the name)
+VERSIONED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,79}\.v?\d{1,4}(?:\.\d{1,4})?")
+NSIDC_VERSION = re.compile(r"(?P<short>.+)\.(?P<version>\d{3})")
+COLLECTION_SYNTAX = ("a CMR concept id (e.g. C1940473819-POCLOUD), SHORTNAME.VERSION "
+                     "(e.g. MODIS_A-JPL-L2P-v2019.0, ATL07.007) or SHORTNAME/VERSION[/PROVIDER]")
+
+
+def is_collection(text: str) -> bool:
+    """Whether ``text`` is written in the collection syntax (COLLECTION_SYNTAX)."""
+    return any(p.fullmatch(text) for p in (CONCEPT_ID, SLASHED, VERSIONED_NAME))

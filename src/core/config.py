@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from core.collections import s3credentials_endpoints
+from core.collections import COLLECTION_SYNTAX, is_collection, s3credentials_endpoints
 
 # Current ATL07 (v007, Earthdata Cloud). The tutorial's v004 on-prem id (C2003771980-NSIDC_ECS)
 # is retired but still accepted wherever a collection is given.
@@ -51,7 +51,7 @@ Atl07Access = Literal["download", "direct", "auto"]
 L2pAccess = Literal["s3", "https", "auto"]
 ATL07_ACCESS: tuple[str, ...] = get_args(Atl07Access)
 L2P_ACCESS: tuple[str, ...] = get_args(L2pAccess)
-# How an L2P granule's bytes come over (core.l2p_source; measured in bench/README.md, "The right
+# How an L2P granule's bytes come over (core.pipeline.sst_granules; measured in bench/README.md, "The right
 # read for the file"): chunks = the HDF5 metadata and only the chunks each phase needs, located
 # by the granule's .dmrpp sidecar (or h5py's chunk index without one), fetched side by side;
 # blocks = s3fs/HTTPS 1 MiB block cache, on demand; whole = the whole object as parallel ranges
@@ -126,14 +126,14 @@ class Settings(BaseSettings):
     # Most bytes this process may keep in download_dir (0: only the disk's free space limits);
     # a Lambda's /tmp is shared by everything in the container.
     download_max_bytes: int = Field(0, ge=0)
-    # ATL07 downloads as parallel ranged GETs (core.download): one connection tops out near 85 MB/s
+    # ATL07 downloads as parallel ranged GETs (core.access.download): one connection tops out near 85 MB/s
     # (AWS S3 performance guidelines: "one concurrent request for each 85-90 MB/s"), and the
     # guidelines suggest 8-16 MB byte ranges; at most 16 at once (the session's pool per host).
     # 1: today's single streamed GET.
     download_parallel: int = Field(8, ge=1, le=16)
     download_part_bytes: int = Field(16 << 20, ge=1 << 20, le=1 << 30)
     s3_block_size: int = Field(1 << 20, gt=0)  # s3fs block cache; the default readahead over-reads massively
-    # ranged GETs in flight per object read in place (core.rangefile); S3 serves 5,500 GET/s per
+    # ranged GETs in flight per object read in place (core.access.rangefile); S3 serves 5,500 GET/s per
     # prefix (AWS S3 performance guidelines), a Lambda's bandwidth is the limit (docs/NETWORK.md)
     s3_parallel: int = Field(16, ge=1, le=64)
     # L2P granules of a date read side by side (each with s3_parallel ranges in flight): 4 keep
@@ -181,8 +181,6 @@ class Settings(BaseSettings):
     @field_validator("atl07_collection", "sst_collection")
     @classmethod
     def _collection_syntax(cls, value: str) -> str:
-        from core.catalog import COLLECTION_SYNTAX, is_collection  # (core.catalog imports this module)
-
         if not is_collection(value):
             raise ValueError(f"must be {COLLECTION_SYNTAX}")
         return value

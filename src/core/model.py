@@ -60,7 +60,7 @@ class BeamSegments:
     segment_type: np.ndarray  # int16, -1 = fill/absent
     # per segment 1 strong, 0 weak, -1 unknown (None: every segment has ``strength``)
     strength_flag: np.ndarray | None = None
-    # further ATL07 variables by output name (core.atl07.ATL07_FIELDS), and every read variable's
+    # further ATL07 variables by output name (core.science.atl07.ATL07_FIELDS), and every read variable's
     # attributes as in the granule (flag_values / flag_meanings / flag_masks, units, long_name)
     fields: dict = field(default_factory=dict)
     field_attrs: dict = field(default_factory=dict)

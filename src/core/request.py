@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from core.catalog import COLLECTION_SYNTAX, is_collection
+from core.collections import COLLECTION_SYNTAX, is_collection
 from core.config import Settings
 from core.errors import InputError
 
@@ -37,7 +37,7 @@ DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 YEARS = (1980, 2100)  # sane bounds (ICESat-2 flies since 2018); also keeps date arithmetic in range
 MAX_RADIUS_M = 50_000.0
 MAX_SST_COLLECTIONS = 8
-FOOTPRINT = "footprint"  # = core.colocate.FOOTPRINT (not imported: the small functions ship no numpy)
+FOOTPRINT = "footprint"  # = core.science.kernel.FOOTPRINT (not imported: the small functions ship no numpy)
 MAX_DT_S = 7 * 86_400.0
 MAX_TEXT = 64  # longest collection / time string accepted (keeps error paths cheap)
 HARD_MAX_DATES = Settings().max_dates  # model-level cap; resolve() applies the configured one
@@ -90,7 +90,7 @@ def _parse_date(value: Any) -> Any:
 
 
 def _collection(value: str, field: str) -> str:
-    # the syntax only (core.catalog's, also used for searches); whether CMR has it is asked later
+    # the syntax only (core.access.catalog's, also used for searches); whether CMR has it is asked later
     if is_collection(value):
         return value
     raise ValueError(f"{field} must be {COLLECTION_SYNTAX}")
@@ -197,8 +197,8 @@ class ColocationParameters(BaseModel):
         return self.min_quality_level is None and "min_quality_level" in self.model_fields_set
 
     def colocation_params(self):
-        """The science parameters of a resolved request (core.pairing.ColocationParams)."""
-        from core.pairing import ColocationParams  # numpy: kept out of the small functions' imports
+        """The science parameters of a resolved request (core.science.pairing.ColocationParams)."""
+        from core.science.pairing import ColocationParams  # numpy: kept out of the small functions' imports
 
         return ColocationParams(radius_m=self.radius_m, max_dt_s=float(self.max_dt_s),
                                 min_quality_level=None if self.min_quality_level is None

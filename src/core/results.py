@@ -19,7 +19,7 @@ run_id (see the bucket's lifecycle rule).
 :class:`ResultStore` is what the pipeline needs; :class:`OutputStore` keeps results in S3 (the
 Lambda functions), :class:`LocalOutputStore` in a folder (``colocate run``).
 
-The request-level results (core.request_products) are written by Summarize: the netCDF under
+The request-level results (core.products.request_outputs) are written by Summarize: the netCDF under
 the Summarize run's own key, referenced by the run manifest written after it (the previous
 run's file is removed once the new manifest is up); the Parquet file of a date is named after
 that date's published run, so it is derived from exactly one published result and is written
@@ -113,7 +113,7 @@ class ResultStore(abc.ABC):
         return f"{self.prefix}/_plans/{request_id}.json"
 
     def request_netcdf_key(self, request_id: str, run_id: str) -> str:
-        from core.request_products import NETCDF_NAME
+        from core.products.request_outputs import NETCDF_NAME
 
         return f"{self.prefix}/{request_id}/request/{run_id}/{NETCDF_NAME.format(request_id=request_id)}"
 
@@ -122,7 +122,7 @@ class ResultStore(abc.ABC):
         return f"{self.prefix}/{request_id}/parquet/"
 
     def partition_key(self, request_id: str, date: str, run_id: str) -> str:
-        from core.request_products import PARQUET_NAME
+        from core.products.request_outputs import PARQUET_NAME
 
         return f"{self.parquet_prefix(request_id)}date={date}/{PARQUET_NAME.format(run_id=run_id)}"
 
@@ -343,7 +343,7 @@ def publish_request_products(store: ResultStore, request_id: str, request: dict,
     Returns what the run manifest records (keys, counts); nothing is referenced before it is."""
     import xarray as xr
 
-    from core.request_products import write_request_products
+    from core.products.request_outputs import write_request_products
 
     workdir = Path(workdir)
     existing = set(store.list_keys(store.parquet_prefix(request_id)))

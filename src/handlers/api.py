@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from core.catalog import check_collections
+from core.access.catalog import check_collections
 from core.errors import ColocationError
 from core.request import ColocationRequest, fields_from_errors
 from core.results import OutputStore

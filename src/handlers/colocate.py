@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from core.catalog import check_collections
+from core.access.catalog import check_collections
 from core.errors import ColocationError, InputError
 from core.request import DateTask, error_fields, parse_request
 from handlers.common import (
@@ -34,7 +34,7 @@ def _get_services():
     # built once per container: HTTP session, credentials cache and S3 clients are reused
     global _services
     if _services is None:
-        from core import pipeline  # heavy imports stay off the validation path
+        from core.pipeline import task as pipeline  # heavy imports stay off the validation path
 
         _services = pipeline.build_services(settings(), output=output_store())
     return _services
@@ -77,7 +77,7 @@ def compact(manifest: dict, manifest_key: str) -> dict:
 
 @tracer.capture_method
 def run_one(task: DateTask) -> dict:
-    from core import pipeline
+    from core.pipeline import task as pipeline
 
     t0 = time.monotonic()
     services = _get_services()

@@ -21,7 +21,7 @@ logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
-# core/ logs through stdlib loggers ("core.pipeline", ...): give their parent the Powertools
+# core/ logs through stdlib loggers ("core.pipeline.task", ...): give their parent the Powertools
 # handler so those records come out as the same structured JSON, with the correlation id.
 logging.getLogger("core")
 copy_config_to_registered_loggers(source_logger=logger, include={"core"})

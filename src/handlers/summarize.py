@@ -1,6 +1,6 @@
 """State machine last step: fold the job's per-date results into one run manifest on S3, and
 build the request-level results (one netCDF of every matched segment, Parquet by date for Athena:
-core.request_products, published by core.results.publish_request_products).
+core.products.request_outputs, published by core.results.publish_request_products).
 
 Input: {"request_id", "request", "execution", "results": [...]} where results is the inline
 Map's array of per-date manifests / failure records of the dates this attempt ran, or the

@@ -1,0 +1,43 @@
+"""``python -m sandbox.colocate run ...``: the ``colocate`` command against the offline sandbox.
+
+The same command line as ``colocate`` (cli.command) with the synthetic seed scene behind it:
+emulated CMR, Earthdata Login and DAACs, outside us-west-2 as a laptop is (L2P over HTTPS).
+``--scene cut`` takes the seed scene with its ATL07 tracks cut to ±200 km around the box (the
+fast tests' scene); ``full`` (default) the real-size one. Development only: the service and the
+installed ``colocate`` never import this package.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cli.command import World, main as colocate_main
+from core.access.earthdata import StaticToken
+from core.config import Settings
+
+
+def sandbox_world(scene: str) -> World:
+    @contextlib.contextmanager
+    def open_sandbox(_settings: Settings) -> Iterator[tuple[Settings, Any]]:
+        from sandbox.services import seed_sandbox
+
+        # a laptop: outside us-west-2, L2P over HTTPS
+        with seed_sandbox(in_region=False, extent=scene) as sb:
+            assert sb.settings is not None  # set once the sandbox has started
+            yield sb.settings, StaticToken(sb.edl_token)
+
+    return World("sandbox", open_sandbox)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--scene", choices=("full", "cut"), default="full")
+    args, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return colocate_main(rest, world=sandbox_world(args.scene))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

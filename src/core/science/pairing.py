@@ -1,0 +1,165 @@
+"""The one colocation core: an ATL07 granule's segments against a set of L2P sources → tracks.
+
+Every entry point (the pipeline's per-date task, the ``colocate files`` command line) calls
+:func:`pair_granule`; it owns beam concatenation, the best-of loop across L2P granules, the
+quality-screening rule and the split back into one :class:`core.model.Track` per beam. How a
+source's bytes are reached (local file, S3 in place, timing, byte counts) stays with the caller,
+which hands each source in as an :class:`L2PSource` whose ``read`` returns the window of the
+granule that can reach the segments (``core.science.l2p.read_l2p``'s latitude-first read) or None.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from core.errors import InputError
+from core.model import Atl07Granule, BeamSegments, Matches, SstSource, SstSwath, Track
+from core.science.kernel import FOOTPRINT, FOOTPRINT_READ_RADIUS_M, best_of, colocate
+from core.science.l2p import read_l2p
+
+log = logging.getLogger(__name__)
+
+Radius = float | str  # metres, or FOOTPRINT: the local pixel size of each swath
+
+
+@dataclass(frozen=True)
+class ColocationParams:
+    """How segments and pixels pair (one set per request; see docs/SCIENCE.md)."""
+
+    radius_m: Radius = 1000.0
+    max_dt_s: float = 3 * 3600.0
+    min_quality_level: int | None = 4  # None: no quality screening (products without quality_level)
+
+    @property
+    def read_radius_m(self) -> float:
+        """How far from a segment a pixel may be and still matter (bounds every read)."""
+        return FOOTPRINT_READ_RADIUS_M if self.radius_m == FOOTPRINT else float(self.radius_m)
+
+    def as_attrs(self) -> dict:
+        return {"radius_m": self.radius_m, "max_dt_s": float(self.max_dt_s),
+                "min_quality_level": self.min_quality_level}
+
+
+@dataclass
+class L2PSource:
+    """One L2P granule as the core sees it: a name and a way to read its useful window."""
+
+    name: str
+    read: Callable[[np.ndarray, np.ndarray, float], SstSwath | None]  # (lat, lon, radius_m)
+    collection: str | None = None
+
+    @classmethod
+    def local(cls, path: str | os.PathLike, collection: str | None = None) -> L2PSource:
+        """A file on disk, read with read_l2p's latitude-first read."""
+        def read(lat, lon, radius_m):
+            return read_l2p(path, lat=lat, lon=lon, radius_m=radius_m)
+        return cls(os.path.basename(os.fspath(path)), read, collection)
+
+
+@dataclass
+class Pairing:
+    """The result for one ATL07 granule: one track per beam, and what was read."""
+
+    granule: Atl07Granule
+    tracks: list[Track]
+    sources: list[L2PSource]  # every source handed in; Matches.granule_index indexes this list
+    swaths: list[SstSwath] = field(default_factory=list)  # the windows that reached the segments
+    warnings: list[str] = field(default_factory=list)  # L2P reader warnings, "<granule>: <text>"
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def source_info(self) -> list[SstSource]:
+        """Per source (in granule_index order) its collection and, if it was read, the file's
+        global and variable attributes: what the product labels platform, sensor, flags with."""
+        read = {s.granule: s for s in self.swaths}
+        return [SstSource(s.name, s.collection, dict(read[s.name].attrs) if s.name in read else {},
+                          dict(read[s.name].variable_attrs) if s.name in read else {}) for s in self.sources]
+
+    @property
+    def segments(self) -> int:
+        return sum(len(t.segments) for t in self.tracks)
+
+    @property
+    def matched(self) -> int:
+        return sum(int(t.matches.matched.sum()) for t in self.tracks)
+
+    def matched_sources(self) -> list[str]:
+        used = {int(i) for t in self.tracks for i in np.unique(t.matches.granule_index) if i >= 0}
+        return sorted(self.sources[i].name for i in used)
+
+
+def restrict_to_window(granule: Atl07Granule, lo: np.datetime64, hi: np.datetime64) -> Atl07Granule:
+    """Keep only segments with lo <= time <= hi (dates of a request never overlap); beams left
+    empty are dropped."""
+    beams = []
+    for beam in granule.beams:
+        keep = (beam.time >= lo) & (beam.time <= hi)
+        if not keep.all():
+            beam = beam.subset(keep)
+        if len(beam):
+            beams.append(beam)
+    granule.beams = beams
+    return granule
+
+
+def _concat(beams: list[BeamSegments], name: str, dtype) -> np.ndarray:
+    return np.concatenate([getattr(b, name) for b in beams]).astype(dtype) if beams else np.empty(0, dtype)
+
+
+def _no_timer(_name: str) -> AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+def pair_granule(
+    granule: Atl07Granule,
+    sources: Iterable[L2PSource],
+    params: ColocationParams,
+    *,
+    timer: Callable[[str], AbstractContextManager] = _no_timer,
+) -> Pairing:
+    """Nearest valid pixel across ``sources`` for every segment of ``granule`` (all beams at once:
+    one read and one k-d tree per L2P granule); the nearest wins across granules (core.science.kernel.best_of)."""
+    beams = [b for b in granule.beams if len(b)]
+    sources = list(sources)
+    lat = _concat(beams, "lat", np.float64)
+    lon = _concat(beams, "lon", np.float64)
+    time = _concat(beams, "time", "datetime64[ns]")
+    matches = Matches.empty(lat.size)
+    swaths: list[SstSwath] = []
+    warnings: list[str] = []
+    for index, source in enumerate(sources):
+        if not lat.size:
+            break
+        swath = source.read(lat, lon, params.read_radius_m)
+        if swath is None:
+            log.info("%s does not reach the segments of %s", source.name, granule.name)
+            continue
+        if swath.quality_level is None and params.min_quality_level is not None:
+            raise InputError(
+                f"{source.name} has no quality_level variable, so min_quality_level "
+                f"{params.min_quality_level} cannot be applied; request min_quality_level null "
+                "(--min-quality-level none) to colocate without quality screening", field="min_quality_level")
+        warnings.extend(f"{source.name}: {w}" for w in swath.warnings if f"{source.name}: {w}" not in warnings)
+        with timer("colocate"):
+            found = colocate(lat, lon, time, swath, radius_m=params.radius_m, max_dt_s=params.max_dt_s,
+                             min_quality_level=params.min_quality_level, granule_index=index)
+            matches = best_of(matches, found)
+        swaths.append(swath)
+
+    tracks, start = [], 0
+    for beam in beams:
+        part = slice(start, start + len(beam))
+        tracks.append(Track(beam, Matches(**{f.name: getattr(matches, f.name)[part] for f in fields(Matches)})))
+        start = part.stop
+    return Pairing(granule=granule, tracks=tracks, sources=sources, swaths=swaths, warnings=warnings)
+
+
+__all__ = ["ColocationParams", "L2PSource", "Pairing", "pair_granule", "restrict_to_window"]
