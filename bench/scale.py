@@ -174,9 +174,9 @@ def _environ(values: dict[str, str], drop: tuple[str, ...] = ()) -> Iterator[Non
 
 
 def _reset_handler_caches() -> None:
-    from handlers import colocate, common
+    from handlers import colocate, runtime
 
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     colocate._services = None
 
 

@@ -25,7 +25,7 @@ from core.access.catalog import check_collections
 from core.errors import ColocationError
 from core.request import ColocationRequest, fields_from_errors
 from core.results import OutputStore
-from handlers.common import (
+from handlers.runtime import (
     athena_table,
     athena_workgroup,
     client as _client,

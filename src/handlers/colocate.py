@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from core.access.catalog import check_collections
 from core.errors import ColocationError, InputError
 from core.request import DateTask, error_fields, parse_request
-from handlers.common import (
+from handlers.runtime import (
     DateTaskFailed,
     InvalidTaskError,
     error_body,

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from core.errors import InputError
 from core.request import ColocationRequest, error_fields
 from core.results import OutputStore
-from handlers.common import InvalidTaskError, logger, metrics, output_store, settings, tracer
+from handlers.runtime import InvalidTaskError, logger, metrics, output_store, settings, tracer
 
 # An inline Map's history grows ~6 events per date (25,000 max per execution) and its result
 # array travels in the state payload (256 KiB): long ranges go through the Distributed Map.

@@ -24,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from core.request import ColocationRequest
 from core.results import OutputStore, publish_request_products
-from handlers.common import InvalidTaskError, logger, metrics, one_line, output_store, settings, tracer
+from handlers.runtime import InvalidTaskError, logger, metrics, one_line, output_store, settings, tracer
 
 MAX_LISTED_FAILURES = 50
 

@@ -89,18 +89,18 @@ def test_cmr_answers_an_unknown_collection_with_zero_hits_like_the_record(sb, re
 @pytest.fixture
 def handler_env(sb, monkeypatch):
     """The handlers pointed at the sandbox's CMR; AWS on a closed port (nothing may start)."""
-    from handlers import api, colocate, common
+    from handlers import api, colocate, runtime
 
     for key, value in {**sb.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "COLOC_HTTP_RETRIES": "0",
                        "STATE_MACHINE_ARN": "arn:aws:states:us-west-2:123456789012:stateMachine:coloc",
                        "POWERTOOLS_TRACE_DISABLED": "1"}.items():
         monkeypatch.setenv(key, value)
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     colocate._services = None
     catalog._known.clear()
     yield sb
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     colocate._services = None
 

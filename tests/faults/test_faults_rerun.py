@@ -59,7 +59,7 @@ import json, sys
 from core.config import Settings
 from core.pipeline.task import build_services, plan, run_task
 from core.request import parse_request
-from handlers.common import output_store
+from handlers.runtime import output_store
 settings = Settings.from_env()
 task = plan(parse_request(json.loads(sys.argv[1]), settings))[0]
 run_task(task, build_services(settings, output=output_store()))

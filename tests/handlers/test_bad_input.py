@@ -40,7 +40,7 @@ def _decode(value):
 def env(monkeypatch, tmp_path):
     """Handler environment with no credentials and every AWS/NASA endpoint on a closed port:
     a validation path that wrongly went upstream fails loudly instead of reaching anything."""
-    from handlers import api, colocate, common
+    from handlers import api, colocate, runtime
 
     dead = "http://127.0.0.1:9"
     for key, value in {
@@ -53,11 +53,11 @@ def env(monkeypatch, tmp_path):
         monkeypatch.setenv(key, value)
     for key in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"):
         monkeypatch.delenv(key, raising=False)
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     colocate._services = None
     yield
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     colocate._services = None
 
@@ -110,7 +110,7 @@ def test_direct_event_is_a_validation_error_naming_the_field(env, case):
 @pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
 def test_step_functions_item_and_plan_step_refuse_by_name(env, case):
     from handlers.colocate import handler as task_handler
-    from handlers.common import InvalidTaskError
+    from handlers.runtime import InvalidTaskError
     from handlers.plan import handler as plan_handler
 
     event = _decode(case["event"])
@@ -192,7 +192,7 @@ def test_fuzz_step_functions_items(env, event):
     credentials) — it never returns, never crashes."""
     from core.errors import AuthError
     from handlers.colocate import handler
-    from handlers.common import InvalidTaskError
+    from handlers.runtime import InvalidTaskError
 
     out = direct(event)
     valid = "error" not in out

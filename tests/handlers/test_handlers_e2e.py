@@ -39,9 +39,9 @@ def load(name: str) -> dict:
 
 
 def _reset_handler_caches():
-    from handlers import api, colocate, common
+    from handlers import api, colocate, runtime
 
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     colocate._services = None
 
@@ -67,7 +67,7 @@ def captured_logs():
     """Every record the Powertools logger and core/ emit, formatted by Powertools (JSON)."""
     import logging
 
-    from handlers.common import logger
+    from handlers.runtime import logger
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -170,7 +170,7 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
     for its granules ends `failed` naming that date; once the DAAC is back, re-POSTing the same
     request runs only that date and the job ends complete with all three dates' outputs."""
     from core.request import parse_request
-    from handlers.common import settings
+    from handlers.runtime import settings
 
     body = {"bbox": SEED_BBOX, "start": THREE_DATES[0], "end": THREE_DATES[-1], "radius_m": 1000.0}
     for name, value in (("ATHENA_DATABASE", "atl07_sst_colocation"), ("ATHENA_TABLE", "matches"),

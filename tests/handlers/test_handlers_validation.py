@@ -54,12 +54,12 @@ def aws(monkeypatch, mini_sandbox):
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    from handlers import api, common
+    from handlers import api, runtime
 
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     yield {"s3": s3, "sfn": sfn, "arn": arn}
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
 
 
@@ -136,7 +136,7 @@ def test_direct_handler_points_long_ranges_at_the_state_machine(aws):
 
 def test_task_item_errors_raise_a_named_exception(aws):
     from handlers.colocate import handler
-    from handlers.common import InvalidTaskError
+    from handlers.runtime import InvalidTaskError
 
     item = load("sfn_task.json")
     for bad in ({**item, "date": "2019-06-23"}, {**item, "date": "nope"},
@@ -295,7 +295,7 @@ def test_plan_inline_for_the_seed_and_distributed_for_long_ranges(aws):
 def test_plan_of_a_later_attempt_lists_only_the_unpublished_dates(aws):
     """A re-run (docs/RERUNS.md): dates whose manifest is in the bucket are not planned again,
     and the mode stays the one the request's size chose, so every attempt takes the same path."""
-    from handlers.common import settings
+    from handlers.runtime import settings
     from handlers.plan import handler
 
     s3 = aws["s3"]
@@ -324,7 +324,7 @@ def test_plan_of_a_later_attempt_lists_only_the_unpublished_dates(aws):
 
 
 def test_plan_rejects_bad_input_with_a_named_error(aws):
-    from handlers.common import InvalidTaskError
+    from handlers.runtime import InvalidTaskError
     from handlers.plan import handler
 
     with pytest.raises(InvalidTaskError) as info:

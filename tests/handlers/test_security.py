@@ -36,7 +36,7 @@ def sb(fault_sb):
 @pytest.fixture
 def handler_env(sb, monkeypatch):
     """The colocate Lambda's environment pointed at the sandbox, EDL login by username/password."""
-    from handlers import colocate, common
+    from handlers import colocate, runtime
 
     sb.state.add_user(FAKE_USER, FAKE_PASSWORD)
     for key, value in sb.env().items():
@@ -47,10 +47,10 @@ def handler_env(sb, monkeypatch):
     monkeypatch.setenv("COLOC_EDL_SECRET_NAME", "")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     colocate._services = None
     yield colocate
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     colocate._services = None
 
 
@@ -212,19 +212,19 @@ def test_presigned_output_urls_expire(sb, monkeypatch):
     from datetime import datetime
     from urllib.parse import parse_qs, urlsplit
 
-    from handlers import api, common
+    from handlers import api, runtime
 
     for key, value in sb.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("COLOC_PRESIGN_EXPIRY_S", "900")
-    common.settings.cache_clear()
+    runtime.settings.cache_clear()
     api._client.cache_clear()
     try:
         store = api._store()
         store.put_json(f"{store.prefix}/security-test/x.json", {"ok": True})
-        url = store.presign(f"{store.prefix}/security-test/x.json", common.settings().presign_expiry_s)
+        url = store.presign(f"{store.prefix}/security-test/x.json", runtime.settings().presign_expiry_s)
     finally:
-        common.settings.cache_clear()
+        runtime.settings.cache_clear()
         api._client.cache_clear()
     q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and "X-Amz-Signature" in q

@@ -104,11 +104,11 @@ def quiet_secret_bearing_loggers() -> None:
 def build_services(settings: Settings, *, token_provider=None, s3_client=None,
                    output: ResultStore | None = None) -> Services:
     """Production wiring: EDL token from the environment / netrc / Secrets Manager. The output
-    store is handed in (handlers.common builds the bucket's; ``colocate run`` a folder's), or
+    store is handed in (handlers.runtime builds the bucket's; ``colocate run`` a folder's), or
     the S3 client of the output bucket."""
     if output is None:
         if s3_client is None:
-            raise TypeError("build_services needs output= or s3_client= (see handlers.common.output_store)")
+            raise TypeError("build_services needs output= or s3_client= (see handlers.runtime.output_store)")
         output = OutputStore(s3_client, settings.output_bucket, settings.output_prefix)
 
     quiet_secret_bearing_loggers()
