@@ -159,7 +159,7 @@ def child_service() -> dict:
     t0 = time.perf_counter()
     services = build_services(settings, token_provider=StaticToken(os.environ["EARTHDATA_TOKEN"]), s3_client=s3)
     request = parse_request(dict(SEED), settings)
-    manifest = run_task(plan(request)[0], services)
+    manifest = run_task(plan(request)[0], services).document()
     work = time.perf_counter() - t0
     assert not manifest.get("cached"), "found a stored manifest: the output prefix was not fresh"
     per = manifest["bytes"]["sst_per_granule"]

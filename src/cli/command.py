@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import AuthError, ColocationError, InputError
+from core.manifest import DateResult
 from core.request import (
     FOOTPRINT,
     MAX_DT_S,
@@ -349,12 +350,12 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
                 day = task.date.isoformat()
                 try:
                     manifest = run_task(task, services)
-                    results.append({**manifest, "manifest_key": store.manifest_key(task.request_id, day)})
+                    results.append(manifest.result(store.manifest_key(task.request_id, day)).document())
                 except AuthError:
                     raise  # a credentials problem ends every date alike: stop here
                 except ColocationError as exc:
-                    results.append({"request_id": task.request_id, "date": day, "status": "failed",
-                                    "error": " ".join(str(exc).split()), "type": type(exc).__name__})
+                    results.append(DateResult.failed(day, " ".join(str(exc).split()), type(exc).__name__,
+                                                     request_id=task.request_id).document())
                 progress.date_done(results[-1]["status"] == "complete")
                 if not args.quiet:
                     progress.write(_date_line(results[-1], store))

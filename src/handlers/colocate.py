@@ -59,22 +59,6 @@ def direct_tasks(event: Any) -> list[DateTask]:
     return [DateTask(request, d) for d in dates]
 
 
-def compact(manifest: dict, manifest_key: str) -> dict:
-    """What travels back to the caller / the Map: keys and numbers only (the manifest is on S3)."""
-    outputs = manifest.get("outputs") or []
-    return {
-        "request_id": manifest.get("request_id"),
-        "date": manifest.get("date"),
-        "status": manifest.get("status", "complete"),
-        "cached": bool(manifest.get("cached", False)),
-        "manifest_key": manifest_key,
-        "outputs": list(outputs.values()) if isinstance(outputs, dict) else list(outputs),
-        "counts": {k: v for k, v in (manifest.get("counts") or {}).items() if isinstance(v, (int, float))},
-        "bytes": {k: v for k, v in (manifest.get("bytes") or {}).items() if isinstance(v, (int, float))},
-        "timings_s": manifest.get("timings_s", {}),
-    }
-
-
 @tracer.capture_method
 def run_one(task: DateTask) -> dict:
     from core.pipeline import task as pipeline
@@ -83,16 +67,15 @@ def run_one(task: DateTask) -> dict:
     services = _get_services()
     manifest = pipeline.run_task(task, services)
     metrics.add_metric(name="TaskSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - t0)
-    for name, value in (manifest.get("counts") or {}).items():
-        if isinstance(value, (int, float)):
-            metrics.add_metric(name=f"{name}", unit=MetricUnit.Count, value=value)
-    for name, value in (manifest.get("bytes") or {}).items():
-        if isinstance(value, (int, float)):
-            metrics.add_metric(name=f"{name}_bytes", unit=MetricUnit.Bytes, value=value)
-    result = compact(manifest, services.output.manifest_key(task.request_id, task.date.isoformat()))
-    logger.info("date done", extra={"date": result["date"], "status": result["status"],
-                                    "cached": result["cached"], "counts": result["counts"]})
-    return result
+    # what travels back to the caller / the Map: keys and numbers only (the manifest is on S3)
+    result = manifest.result(services.output.manifest_key(task.request_id, task.date.isoformat()))
+    for name, value in result.counts.items():
+        metrics.add_metric(name=f"{name}", unit=MetricUnit.Count, value=value)
+    for name, value in result.bytes.items():
+        metrics.add_metric(name=f"{name}_bytes", unit=MetricUnit.Bytes, value=value)
+    logger.info("date done", extra={"date": result.date, "status": result.status,
+                                    "cached": result.cached, "counts": result.counts})
+    return result.document()
 
 
 def _handle_direct(event: Any) -> dict:

@@ -12,11 +12,12 @@ import requests
 
 from core.access import catalog
 from core.access.earthdata import StaticToken
-from core.pipeline.task import build_services, plan, run_task
+from core.pipeline.task import build_services, plan
 from core.request import parse_request
 from sandbox.lambda_context import LambdaContext
 from sandbox.services import Sandbox
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 ROOT = Path(__file__).resolve().parents[2]
 ATL07_EXTRA, L2P_SHORT = 4096, 7  # CMR's sizes in this scene are off by these many bytes
@@ -41,7 +42,7 @@ def test_sizes_that_disagree_with_cmr_are_warnings_not_failures(wrong_sizes_sb, 
         services = build_services(settings, token_provider=StaticToken(sb.edl_token),
                                   s3_client=sb.boto3_client("s3"))
         task = plan(parse_request({**ff.FAST, "radius_m": 1000.0}, settings))[0]
-        manifest = run_task(task, services)
+        manifest = run_date(task, services)
     finally:
         sb.set_in_region(True)
     assert manifest["status"] == "complete" and manifest["counts"]["matched"] > 0

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from core.errors import UpstreamError
-from core.pipeline.task import run_task
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 SEARCH = "/search/granules.umm_json"
 
@@ -20,7 +20,7 @@ def sb(fault_sb):
 
 def _fails_cleanly(sb, t, services, match: str) -> UpstreamError:
     with pytest.raises(UpstreamError) as info:
-        run_task(t, services)
+        run_date(t, services)
     assert info.value.service == "cmr" and match in str(info.value), str(info.value)
     ff.assert_nothing_written(sb, t)
     return info.value
@@ -31,7 +31,7 @@ def test_429_with_retry_after_is_waited_out_and_the_date_completes(sb):
                   body='{"errors": ["Too many requests"]}', content_type="application/json", times=1)
     t = ff.task(sb)
     t0 = time.monotonic()
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     assert time.monotonic() - t0 >= 0.9  # honoured Retry-After, not the 50 ms backoff
     assert len(sb.faults.fired) == 1
     ff.assert_one_complete_result(sb, t, manifest)
@@ -41,7 +41,7 @@ def test_500_and_503_bursts_are_retried(sb):
     sb.faults.add(SEARCH, app="cmr", status=503, times=2)
     sb.faults.add(SEARCH, app="cmr", status=500, times=2)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb, cmr_page_size=1))  # paged: bursts land on several pages
+    manifest = run_date(t, ff.services(sb, cmr_page_size=1))  # paged: bursts land on several pages
     assert len(sb.faults.fired) == 4
     assert manifest["counts"]["atl07_granules"] == 1 and manifest["counts"]["sst_granules"] >= 1
     ff.assert_one_complete_result(sb, t, manifest)
@@ -58,7 +58,7 @@ def test_persistent_503_is_a_named_upstream_error(sb):
 def test_slow_cmr_is_retried_after_a_read_timeout(sb):
     sb.faults.add(SEARCH, app="cmr", delay_s=1.2, times=1)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb, http_timeout_s=0.4))
+    manifest = run_date(t, ff.services(sb, http_timeout_s=0.4))
     ff.assert_one_complete_result(sb, t, manifest)
 
 
@@ -98,7 +98,7 @@ def test_malformed_first_page(sb, body, match):
 def test_zero_results_publish_an_empty_complete_date(sb):
     # the Southern Ocean on the seed day: CMR finds nothing; the date is done, with no products
     t = ff.task(sb, bbox=[10.0, -70.0, 20.0, -65.0])
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     assert manifest["status"] == "complete" and manifest["counts"]["atl07_granules"] == 0
     assert manifest["outputs"] == [] and manifest["products"] == []
     assert ff.request_keys(sb, t) == [f"{sb.settings.output_prefix}/{t.request_id}/{t.date.isoformat()}/manifest.json"]
@@ -117,7 +117,7 @@ def test_a_huge_retry_after_does_not_stall_the_task(sb):
 
     def work():
         try:
-            run_task(t, ff.services(sb, http_retry_after_max_s=0.2, http_retries=2))
+            run_date(t, ff.services(sb, http_retry_after_max_s=0.2, http_retries=2))
         except Exception as exc:  # reported below
             outcome.append(exc)
 
@@ -145,7 +145,7 @@ def test_a_record_without_a_data_link_is_skipped_with_its_reason(sb):
     page = {"hits": 2, "took": 1, "items": [umm_item(atl07[0], sb.links(atl07[0])), stripped]}
     sb.faults.add(SEARCH, app="cmr", body=json.dumps(page), content_type="application/json", times=1)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     assert manifest["status"] == "complete"
     assert manifest["counts"]["atl07_granules_found"] == 2 and manifest["counts"]["atl07_granules"] == 1
     assert manifest["inputs"]["skipped"] == [{"granule": atl07[1].title, "collection": t.request.atl07_collection,

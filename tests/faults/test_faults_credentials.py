@@ -9,8 +9,8 @@ import pytest
 
 from core.access.credentials import CredentialsCache
 from core.errors import UpstreamError
-from core.pipeline.task import run_task
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 CREDS = "/s3credentials"
 
@@ -22,7 +22,7 @@ def sb(fault_sb):
 
 def _fails(sb, t, match: str, **overrides) -> UpstreamError:
     with pytest.raises(UpstreamError) as info:
-        run_task(t, ff.services(sb, **overrides))
+        run_date(t, ff.services(sb, **overrides))
     assert "/s3credentials" in info.value.service and match in str(info.value), str(info.value)
     assert sb.state.requests_to("s3api") == [], "S3 was read without valid credentials"
     ff.assert_nothing_written(sb, t)
@@ -32,7 +32,7 @@ def _fails(sb, t, match: str, **overrides) -> UpstreamError:
 def test_500_burst_is_retried(sb):
     sb.faults.add(CREDS, app="podaac", status=500, times=2)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     ff.assert_one_complete_result(sb, t, manifest)
     assert len(sb.faults.fired) == 2
 
@@ -80,7 +80,7 @@ def test_credentials_expiring_in_the_middle_of_a_task_are_refreshed(sb):
     issued_before = len(sb.state.issued_credentials)
     t = ff.task(sb)
     try:
-        manifest = run_task(t, services)
+        manifest = run_date(t, services)
     finally:
         sb.state.credentials_clock = time.time
     ff.assert_one_complete_result(sb, t, manifest)

@@ -9,8 +9,9 @@ import h5py
 import pytest
 
 from core.errors import InsufficientSpaceError, UpstreamError
-from core.pipeline.task import WORKDIR_LOCK, run_task
+from core.pipeline.task import WORKDIR_LOCK
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 FILE = "/nsidc-cumulus-prod-protected/"  # served by the presigned-S3 app after TEA's 303
@@ -37,7 +38,7 @@ def _no_partials(download_dir) -> None:
 def test_connection_dropped_mid_file_is_resumed_with_range(sb):
     sb.faults.add(FILE, app="s3", drop_after=3 << 20, times=1)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb, download_parallel=1))  # one streamed GET
+    manifest = run_date(t, ff.services(sb, download_parallel=1))  # one streamed GET
     ff.assert_one_complete_result(sb, t, manifest)
     assert manifest["bytes"]["atl07_downloaded"] == _atl07(sb).path.stat().st_size
     gets = _file_gets(sb)
@@ -49,7 +50,7 @@ def test_connection_dropped_mid_file_is_resumed_with_range(sb):
 def test_body_shorter_than_content_length_is_resumed(sb):
     sb.faults.add(FILE, app="s3", truncate_to=1 << 20, times=2)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb, download_parallel=1))  # one streamed GET
+    manifest = run_date(t, ff.services(sb, download_parallel=1))  # one streamed GET
     ff.assert_one_complete_result(sb, t, manifest)
     assert manifest["bytes"]["atl07_downloaded"] == _atl07(sb).path.stat().st_size
     gets = _file_gets(sb)
@@ -66,7 +67,7 @@ def test_ranges_dropped_mid_file_are_resumed_within_their_range(sb):
     assert size > 2 * part, "the scene's ATL07 should span several parts"
     sb.faults.add(FILE, app="s3", drop_after=3 << 20, times=1)  # the first range, through the redirect
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     ff.assert_one_complete_result(sb, t, manifest)
     assert manifest["bytes"]["atl07_downloaded"] == size
     assert len([r for r in sb.state.requests_to("nsidc") if r.path.startswith(FILE)]) == 1
@@ -87,7 +88,7 @@ def test_a_server_that_always_cuts_the_body_short_fails_by_name(sb, parallel):
     sb.faults.add(FILE, app="s3", truncate_to=256 << 10)
     t = ff.task(sb)
     with pytest.raises(UpstreamError, match="broke 6 times") as info:
-        run_task(t, ff.services(sb, download_parallel=parallel))
+        run_date(t, ff.services(sb, download_parallel=parallel))
     assert info.value.service.startswith("download ")
     ff.assert_nothing_written(sb, t)
     _no_partials(sb.settings.download_dir)
@@ -100,7 +101,7 @@ def test_corrupt_hdf5_is_an_upstream_error_naming_the_granule(sb):
     sb.faults.add(FILE, app="s3", body=bytes(corrupt), content_type="application/octet-stream")
     t = ff.task(sb)
     with pytest.raises(UpstreamError) as info:
-        run_task(t, ff.services(sb))
+        run_date(t, ff.services(sb))
     assert g.file_name.rsplit(".", 1)[0] in str(info.value) and "HDF5" in str(info.value)
     ff.assert_nothing_written(sb, t)
     _no_partials(sb.settings.download_dir)
@@ -110,7 +111,7 @@ def test_tmp_too_small_fails_before_downloading(sb):
     size = _atl07(sb).path.stat().st_size
     t = ff.task(sb)
     with pytest.raises(InsufficientSpaceError, match="not enough free space"):
-        run_task(t, ff.services(sb, download_max_bytes=size // 2))
+        run_date(t, ff.services(sb, download_max_bytes=size // 2))
     ff.assert_nothing_written(sb, t)
     assert _file_gets(sb) == [], "the file was fetched although it could not fit"
     _no_partials(sb.settings.download_dir)
@@ -133,7 +134,7 @@ def test_killed_run_then_retry_publishes_one_complete_result(sb, tmp_path):
     orphan = store.output_key(t.request_id, t.date.isoformat(), "killedrun0", f"{g.file_name[:-3]}_sst.nc")
     store.put_json(orphan, {"half": "written"})
 
-    manifest = run_task(t, ff.services(sb, download_dir=settings.download_dir, download_parallel=1))
+    manifest = run_date(t, ff.services(sb, download_dir=settings.download_dir, download_parallel=1))
     assert manifest.get("cached") is not True and manifest["run_id"] != "killedrun0"
     ff.assert_one_complete_result(sb, t, manifest)  # the orphan is gone too
     assert not dead.exists(), "the killed run's partial download was left behind"
@@ -147,7 +148,7 @@ def test_killed_run_then_retry_publishes_one_complete_result(sb, tmp_path):
     sb.boto3_client("s3").download_file(sb.settings.output_bucket, nc, str(local))
     with h5py.File(local, "r") as f:
         assert f["lat"].shape[0] == manifest["counts"]["segments"]
-    again = run_task(t, ff.services(sb, download_dir=settings.download_dir))
+    again = run_date(t, ff.services(sb, download_dir=settings.download_dir))
     assert again["cached"] is True and again["run_id"] == manifest["run_id"]
     assert json.dumps(again["outputs"]) == json.dumps(manifest["outputs"])
 
@@ -188,7 +189,7 @@ def test_a_data_host_that_never_answers_in_time_is_named(sb):
     sb.faults.add(FILE, app="nsidc", delay_s=0.6)
     t = ff.task(sb)
     with pytest.raises(UpstreamError) as info:
-        run_task(t, ff.services(sb, http_timeout_s=0.2, http_retries=1))
+        run_date(t, ff.services(sb, http_timeout_s=0.2, http_retries=1))
     assert "download" in info.value.service or "Earthdata" in info.value.service, info.value
     ff.assert_nothing_written(sb, t)
 
@@ -197,6 +198,6 @@ def test_s3credentials_that_never_answer_in_time_are_named(sb):
     sb.faults.add("/s3credentials", app="podaac", delay_s=0.6)
     t = ff.task(sb)
     with pytest.raises(UpstreamError) as info:
-        run_task(t, ff.services(sb, http_timeout_s=0.2, http_retries=1))
+        run_date(t, ff.services(sb, http_timeout_s=0.2, http_retries=1))
     assert "/s3credentials" in info.value.service, info.value
     ff.assert_nothing_written(sb, t)

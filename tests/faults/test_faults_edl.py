@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import AuthError
-from core.pipeline.task import run_task
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 DATA = "/nsidc-cumulus-prod-protected/"  # the ATL07 granule behind NSIDC's TEA
 
@@ -20,7 +20,7 @@ def sb(fault_sb):
 
 def _auth_fails(sb, t, services, token: str, match: str) -> AuthError:
     with pytest.raises(AuthError) as info:
-        run_task(t, services)
+        run_date(t, services)
     err = info.value
     assert err.service == "Earthdata Login" and match in str(err), str(err)
     assert token not in str(err) and token not in repr(err.args)
@@ -90,7 +90,7 @@ def test_edl_token_api_down_is_blamed_on_edl(sb, rule, match):
                               s3_client=sb.boto3_client("s3"))
     t = ff.task(sb)
     with pytest.raises(UpstreamError) as info:
-        run_task(t, services)
+        run_date(t, services)
     assert info.value.service == "Earthdata Login" and match in str(info.value), info.value
     assert "edl-down-password" not in str(info.value)
     ff.assert_nothing_written(sb, t)

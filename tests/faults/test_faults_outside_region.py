@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from core.errors import AuthError, AuthorisationRequiredError, InvalidTokenError, TokenExpiredError, UpstreamError
-from core.pipeline.task import run_task
 from sandbox.emulator import s3_error_fault
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 from tests.sandbox_fixtures import caller_kept_in_place
 
 
@@ -25,7 +25,7 @@ def sb(fault_sb):
 
 def _fails(sb, t, services, exc_type):
     with pytest.raises(exc_type) as info:
-        run_task(t, services)
+        run_date(t, services)
     ff.assert_nothing_written(sb, t)
     return info.value
 
@@ -82,7 +82,7 @@ def test_a_signed_cloudfront_url_that_expires_mid_read_is_resolved_again(sb):
 
     services.http.hooks["response"].append(expire_after_resolving)
     t = ff.task(sb)
-    manifest = run_task(t, services)
+    manifest = run_date(t, services)
     ff.assert_one_complete_result(sb, t, manifest)
     # the granule whose resolve moved the clock, and any resolved beside it, are resolved again
     # once; those resolved after the jump once; none more
@@ -94,7 +94,7 @@ def test_cloudfront_503_on_ranges_is_retried(sb):
     sb.set_in_region(False)
     sb.faults.add(_l2p_cloudfront_prefix(sb), app="cloudfront", status=503, times=2)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     ff.assert_one_complete_result(sb, t, manifest)
     assert len(sb.faults.fired) == 2 and manifest["counts"]["matched"] > 0
 
@@ -110,7 +110,7 @@ def test_a_range_cut_short_is_a_named_https_failure(sb):
 def test_no_s3_api_call_with_daac_credentials_outside_the_region(sb):
     sb.set_in_region(False)
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     ff.assert_one_complete_result(sb, t, manifest)
     assert not [r for r in sb.state.requests_to("s3api") if r.path.startswith("/podaac-ops-cumulus-protected/")]
     assert {r["access"] for r in manifest["bytes"]["sst_per_granule"].values()} == {"https"}

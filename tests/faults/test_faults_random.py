@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from core.errors import ColocationError
-from core.pipeline.task import run_task
 from sandbox.emulator import s3_error_fault
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 pytestmark = pytest.mark.slow  # ~3 s per drawn plan
 
@@ -55,7 +55,7 @@ def test_any_fault_plan_ends_complete_or_named_and_clean(sb, plan):
             sb.faults.add(prefix, **rule)
         t = ff.task(sb)
         try:
-            manifest = run_task(t, ff.services(sb))
+            manifest = run_date(t, ff.services(sb))
         except ColocationError as exc:
             assert str(exc), plan
             ff.assert_nothing_written(sb, t)

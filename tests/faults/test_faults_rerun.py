@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from core.errors import NotFoundError
-from core.pipeline.task import run_task
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 
 @pytest.fixture
@@ -18,13 +18,13 @@ def sb(fault_sb):
 
 def test_rerun_of_a_finished_date_contacts_no_upstream_service(sb):
     t = ff.task(sb)
-    first = run_task(t, ff.services(sb))
+    first = run_date(t, ff.services(sb))
     before = ff.request_keys(sb, t)
     ff.reset(sb)
     # every upstream is down now: only the stored result can answer
     for app in ("cmr", "edl", "nsidc", "podaac", "s3", "s3api"):
         sb.faults.add("/", app=app, status=503)
-    again = run_task(t, ff.services(sb))
+    again = run_date(t, ff.services(sb))
     assert again["cached"] is True and again["run_id"] == first["run_id"]
     assert again["outputs"] == first["outputs"] and again["counts"] == first["counts"]
     assert sb.state.requests == [], "a finished date was recomputed"
@@ -39,7 +39,7 @@ def test_concurrent_runs_where_one_fails_leave_one_complete_result(sb):
 
     def work():
         try:
-            results.append(run_task(t, ff.services(sb)))
+            results.append(run_date(t, ff.services(sb)))
         except Exception as exc:
             errors.append(exc)
 
@@ -101,6 +101,6 @@ def test_lambda_killed_before_publishing_then_retried(sb):
     dead_outputs = ff.request_keys(sb, t)
     assert dead_outputs and all(k.endswith((".nc", ".png")) for k in dead_outputs), dead_outputs
 
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     ff.assert_one_complete_result(sb, t, manifest)
     assert not set(dead_outputs) & set(manifest["outputs"])

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from core.errors import AuthError, ColocationError, NotFoundError, UpstreamError
-from core.pipeline.task import run_task
 from sandbox.emulator import s3_error_fault
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 L2P = "/podaac-ops-cumulus-protected/"
 
@@ -22,7 +22,7 @@ def sb(fault_sb):
 
 def _fails(sb, t, exc_type, match: str, **overrides) -> ColocationError:
     with pytest.raises(exc_type) as info:
-        run_task(t, ff.services(sb, **overrides))
+        run_date(t, ff.services(sb, **overrides))
     assert match and match in str(info.value), str(info.value)
     ff.assert_nothing_written(sb, t)
     return info.value
@@ -45,7 +45,7 @@ def _l2p_gets(sb):
 def test_throttled_gets_are_retried(sb):
     sb.faults.add(L2P, app="s3api", method="GET", times=3, **s3_error_fault("SlowDown"))
     t = ff.task(sb)
-    manifest = run_task(t, ff.services(sb))
+    manifest = run_date(t, ff.services(sb))
     ff.assert_one_complete_result(sb, t, manifest)
     assert len(sb.faults.fired) == 3 and manifest["counts"]["matched"] > 0
 
@@ -118,7 +118,7 @@ def test_failure_after_outputs_were_uploaded_removes_them(sb):
     t = ff.task(sb, start=None, end=None, date="2019-06-22")
     puts: list[str] = []
     with pytest.raises(NotFoundError):
-        run_task(t, _services_with_output(sb, _output_client(sb, puts)))
+        run_date(t, _services_with_output(sb, _output_client(sb, puts)))
     assert any(k.endswith(".nc") for k in puts) and any(k.endswith(".png") for k in puts), puts
     ff.assert_nothing_written(sb, t)
 
@@ -126,7 +126,7 @@ def test_failure_after_outputs_were_uploaded_removes_them(sb):
 def test_throttled_output_puts_are_retried(sb):
     t = ff.task(sb)
     sb.faults.add(f"/{sb.settings.output_bucket}/", app="s3api", method="PUT", times=2, **s3_error_fault("SlowDown"))
-    manifest = run_task(t, _services_with_output(sb, _output_client(sb)))
+    manifest = run_date(t, _services_with_output(sb, _output_client(sb)))
     ff.assert_one_complete_result(sb, t, manifest)
     assert len(sb.faults.fired) == 2
 
@@ -137,7 +137,7 @@ def test_manifest_write_denied_after_uploads_leaves_nothing(sb):
     sb.faults.add(manifest_path, app="s3api", method="PUT", **s3_error_fault("AccessDenied"))
     puts: list[str] = []
     with pytest.raises(UpstreamError) as info:
-        run_task(t, _services_with_output(sb, _output_client(sb, puts)))
+        run_date(t, _services_with_output(sb, _output_client(sb, puts)))
     assert "output bucket" in info.value.service and "AccessDenied" in str(info.value)
     assert len(puts) >= 3  # netCDF, PNG, then the refused manifest
     ff.assert_nothing_written(sb, t)
@@ -149,7 +149,7 @@ def test_manifest_put_whose_answer_is_lost_is_still_ours(sb):
     t = ff.task(sb)
     manifest_path = f"/{sb.settings.output_bucket}/{sb.settings.output_prefix}/{t.request_id}/{t.date}/manifest.json"
     sb.faults.add(manifest_path, app="s3api", method="PUT", drop_after=0, times=1)
-    manifest = run_task(t, _services_with_output(sb, _output_client(sb)))
+    manifest = run_date(t, _services_with_output(sb, _output_client(sb)))
     assert len(sb.faults.fired) == 1
     stored = json.loads(sb.boto3_client("s3").get_object(
         Bucket=sb.settings.output_bucket, Key=manifest_path.split("/", 2)[2])["Body"].read())
@@ -191,7 +191,7 @@ def test_the_next_granule_is_read_while_a_product_uploads(sb):
 
     services.progress = progress
     t = ff.task(sb, start=None, end=None, date="2019-06-22")  # both ATL07 granules of the day
-    manifest = run_task(t, services)
+    manifest = run_date(t, services)
     ff.assert_one_complete_result(sb, t, manifest)
     reads = [i for i, e in enumerate(events) if e == ("stage", "atl07_read")]
     first_product = next(i for i, (event, _) in enumerate(events) if event == "granule")

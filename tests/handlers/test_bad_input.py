@@ -110,8 +110,8 @@ def test_direct_event_is_a_validation_error_naming_the_field(env, case):
 @pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
 def test_step_functions_item_and_plan_step_refuse_by_name(env, case):
     from handlers.colocate import handler as task_handler
-    from handlers.runtime import InvalidTaskError
     from handlers.plan import handler as plan_handler
+    from handlers.runtime import InvalidTaskError
 
     event = _decode(case["event"])
     for call in (lambda: task_handler({"request": event, "date": "2019-06-22"}, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000)),

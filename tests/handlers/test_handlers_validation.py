@@ -295,8 +295,8 @@ def test_plan_inline_for_the_seed_and_distributed_for_long_ranges(aws):
 def test_plan_of_a_later_attempt_lists_only_the_unpublished_dates(aws):
     """A re-run (docs/RERUNS.md): dates whose manifest is in the bucket are not planned again,
     and the mode stays the one the request's size chose, so every attempt takes the same path."""
-    from handlers.runtime import settings
     from handlers.plan import handler
+    from handlers.runtime import settings
 
     s3 = aws["s3"]
     prefix = settings().output_prefix
@@ -324,8 +324,8 @@ def test_plan_of_a_later_attempt_lists_only_the_unpublished_dates(aws):
 
 
 def test_plan_rejects_bad_input_with_a_named_error(aws):
-    from handlers.runtime import InvalidTaskError
     from handlers.plan import handler
+    from handlers.runtime import InvalidTaskError
 
     with pytest.raises(InvalidTaskError) as info:
         handler({"bbox": [0, 0, 1]}, CTX)

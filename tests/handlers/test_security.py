@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from core.errors import DisallowedHostError
-from core.pipeline.task import run_task
 from sandbox.cmr_app import umm_item
 from sandbox.lambda_context import LambdaContext
 from tests import faults_fixtures as ff
+from tests.pipeline_fixtures import run_date
 
 FAKE_USER = "leak-canary-user"
 FAKE_PASSWORD = "Canary-PASSWORD-7f3a9c1e"
@@ -170,7 +170,7 @@ def test_cmr_data_link_to_another_host_is_refused_without_contacting_it(sb, trip
                   headers={"CMR-Hits": "1"}, times=1)  # the ATL07 search comes first
     t = ff.task(sb)
     with pytest.raises(DisallowedHostError, match="not on the allowlist"):
-        run_task(t, ff.services(sb))
+        run_date(t, ff.services(sb))
     assert tripwire.connections() == 0
     # nor was the granule fetched some other way (the L2P granules, opened side by side with the
     # ATL07 download, may have asked their own DAAC for credentials: that is not this granule)
@@ -196,7 +196,7 @@ def test_cmr_s3credentials_link_to_another_host_is_refused(sb, tripwire):
     services.http.hooks["response"].append(poison_the_sst_search)
     t = ff.task(sb)
     with pytest.raises(DisallowedHostError):
-        run_task(t, services)
+        run_date(t, services)
     assert tripwire.connections() == 0
     assert sb.state.requests_to("podaac") == [] and sb.state.requests_to("s3api") == []
     ff.assert_nothing_written(sb, t)

@@ -9,8 +9,9 @@ import xarray as xr
 
 from core.access.earthdata import StaticToken
 from core.config import ConfigError, Settings
-from core.pipeline.task import build_services, l2p_access, plan, run_task
+from core.pipeline.task import build_services, l2p_access, plan
 from core.request import parse_request
+from tests.pipeline_fixtures import run_date
 from tests.sandbox_fixtures import caller_kept_in_place
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 1000.0}
@@ -19,7 +20,7 @@ SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22", "radius_m": 10
 def _run(sb, prefix: str, tmp_path):
     settings = sb.settings.replace(output_prefix=prefix)
     services = build_services(settings, token_provider=StaticToken(sb.edl_token), s3_client=sb.boto3_client("s3"))
-    manifest = run_task(plan(parse_request(SEED, settings))[0], services)
+    manifest = run_date(plan(parse_request(SEED, settings))[0], services)
     s3 = sb.boto3_client("s3")
     products = {}
     for key in manifest["outputs"]:

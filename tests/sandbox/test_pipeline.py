@@ -16,8 +16,9 @@ import pytest
 import xarray as xr
 
 from core.access.earthdata import StaticToken
-from core.pipeline.task import build_services, plan, run_task
+from core.pipeline.task import build_services, plan
 from core.request import parse_request
+from tests.pipeline_fixtures import run_date
 from tests.raw_oracle import haversine, in_bbox, is_l2p_file, nearest, pixel_table, read_atl07_raw, read_l2p_raw
 
 SEED = {"bbox": [-62.8, 81.7, -56.4, 83.0], "date": "2019-06-22"}
@@ -53,7 +54,7 @@ def _download(sandbox, manifest, out):
 def seed_run(sandbox, tmp_path_factory):
     services = _services(sandbox)
     task = _task(sandbox)
-    manifest = run_task(task, services)
+    manifest = run_date(task, services)
     return task, services, manifest, _download(sandbox, manifest, tmp_path_factory.mktemp("seed-outputs"))
 
 
@@ -221,7 +222,7 @@ def any_quality_run(sandbox):
     """Quality level 0 and up: ice pixels (QL 1-2) count, and many of them hold raw SSTs below
     valid_min (268.15 K) that must stay missing."""
     task = _task(sandbox, min_quality_level=0, radius_m=1500.0)
-    manifest = run_task(task, _services(sandbox))
+    manifest = run_date(task, _services(sandbox))
     return task, manifest
 
 
@@ -293,7 +294,7 @@ def test_seed_case_matches_brute_force_oracle(which, request, sandbox, raw_atl07
 def test_rerun_returns_stored_result_without_recomputing(seed_run, sandbox):
     task, services, manifest, _ = seed_run
     before = _keys(sandbox, f"{sandbox.settings.output_prefix}/{task.request_id}/")
-    again = run_task(task, services)
+    again = run_date(task, services)
     assert again["cached"] is True
     assert again["run_id"] == manifest["run_id"]
     assert _keys(sandbox, f"{sandbox.settings.output_prefix}/{task.request_id}/") == before
@@ -305,7 +306,7 @@ def test_concurrent_runs_of_one_date_leave_one_complete_result(sandbox):
 
     def work():
         try:
-            results.append(run_task(task, _services(sandbox)))
+            results.append(run_date(task, _services(sandbox)))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -328,7 +329,7 @@ def test_atl07_read_in_place_gives_the_same_segments_as_the_download(seed_run, s
     services = build_services(settings, token_provider=StaticToken(sandbox.edl_token),
                               s3_client=sandbox.boto3_client("s3"))
     task = plan(parse_request({**SEED, "radius_m": 999.0}, settings))[0]
-    manifest = run_task(task, services)
+    manifest = run_date(task, services)
     assert [p["atl07_access"] for p in manifest["products"]] == ["direct", "direct"]
     assert [p["segments"] for p in manifest["products"]] == [p["segments"] for p in downloaded_run["products"]]
     for product in manifest["products"]:
@@ -345,7 +346,7 @@ def test_several_sst_collections_in_one_request(seed_run, sandbox):
     services = _services(sandbox)
     collections = ["C1940473819-POCLOUD", "MODIS_T-JPL-L2P-v2019.0"]
     task = _task(sandbox, sst_collections=collections)
-    manifest = run_task(task, services)
+    manifest = run_date(task, services)
     assert manifest["parameters"]["sst_collections"] == collections
     assert [p["matched"] for p in manifest["products"]] == [p["matched"] for p in single["products"]]
     for p in manifest["products"]:

@@ -41,6 +41,7 @@ from core.access.s3access import open_s3_filesystem
 from core.config import Settings
 from core.errors import ColocationError, InputError, UnreadableFileError, UpstreamError
 from core.http import failure_cause
+from core.manifest import DateManifest
 from core.model import Atl07Granule, SstSwath
 from core.pipeline.sst_granules import open_sst_granule
 from core.products.granule_netcdf import build_dataset, write_netcdf
@@ -271,8 +272,8 @@ def _size_warning(title: str, cmr_size: int | None, actual: int) -> str | None:
 # --- the task ----------------------------------------------------------------------------------
 
 
-def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
-    """Colocate one date of a request; returns the JSON-safe manifest of the published result.
+def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> DateManifest:
+    """Colocate one date of a request; returns the manifest of the published result.
 
     Every failure ends in a :class:`ColocationError` naming its cause (a failing output bucket
     included), with none of this run's objects left in the output bucket."""
@@ -286,15 +287,15 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
                             service=f"output bucket {services.output.location}") from None
 
 
-def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> dict:
+def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) -> DateManifest:
     req, settings, store = task.request, services.settings, services.output
     if not req.is_resolved:
         raise ValueError("run_task() needs a resolved request")
     request_id, date = task.request_id, task.date.isoformat()
-    existing = store.get_manifest(request_id, date)
+    existing = DateManifest.load(store, request_id, date)
     if existing is not None:
         log.info("date %s of %s already done: returning the stored result", date, request_id)
-        return {**existing, "cached": True}
+        return existing.as_cached()
 
     run_id = run_id or uuid.uuid4().hex[:12]
     clock = services.clock
@@ -358,7 +359,7 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
         order = {g.title: i for i, g in enumerate(atl07_granules)}
         products.sort(key=lambda p: order[p["atl07_granule"]])  # made as inputs arrived; listed as found
 
-        manifest = {
+        manifest = DateManifest.model_validate({
             "request_id": request_id,
             "date": date,
             "run_id": run_id,
@@ -392,15 +393,15 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
             "warnings": list(ctx.warnings),
             "timings_s": {**timer.seconds, "total": round(clock() - started, 3)},
             "created": _iso(datetime.now(UTC)),
-        }
+        })
         with timer("publish"):
-            published = store.publish_manifest(request_id, date, manifest)
+            published = store.publish_manifest(request_id, date, manifest.document())
         if not published:
-            winner = store.get_manifest(request_id, date)
-            if winner is None or winner.get("run_id") != run_id:
+            winner = DateManifest.load(store, request_id, date)
+            if winner is None or winner.run_id != run_id:
                 # another run of this date finished first: keep its result, drop ours
                 store.delete_keys(uploaded)
-                return {**(winner or manifest), "cached": True}
+                return (winner or manifest).as_cached()
             # ours: the PUT landed, its answer was lost and the client's retry got 412
         _remove_orphans(store, request_id, date, manifest)
         return manifest
@@ -413,16 +414,16 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
 
 def _is_published_by(store: ResultStore, request_id: str, date: str, run_id: str) -> bool:
     """Whether the date's manifest is this run's (then its outputs must stay)."""
-    current = store.get_manifest(request_id, date)
-    return current is not None and current.get("run_id") == run_id
+    current = DateManifest.load(store, request_id, date)
+    return current is not None and current.run_id == run_id
 
 
-def _remove_orphans(store: ResultStore, request_id: str, date: str, manifest: dict) -> None:
+def _remove_orphans(store: ResultStore, request_id: str, date: str, manifest: DateManifest) -> None:
     """Once a date is published, anything else under it is a dead or losing run's output.
 
     Best effort and never raising: the date is published, and a failure here must not reach
     run_task's clean-up of the (now published) outputs; the bucket's lifecycle rule is the backstop."""
-    keep = set(manifest["outputs"]) | {store.manifest_key(request_id, date)}
+    keep = set(manifest.outputs) | {store.manifest_key(request_id, date)}
     try:
         orphans = [k for k in store.list_keys(store.date_prefix(request_id, date) + "/") if k not in keep]
         if orphans:
