@@ -94,7 +94,7 @@ def child(args: argparse.Namespace) -> dict:
     from core.access.cmr import Granule
     from core.access.earthdata import StaticToken
     from core.config import Settings
-    from core.pipeline.task import build_services
+    from core.pipeline.services import build_services
     from core.results import LocalOutputStore
 
     spec = json.loads(Path(args.spec).read_text())

@@ -159,7 +159,8 @@ def every_field_pairing(tmp_path, *, ice_conc_v006: bool = True):
     ``ice_conc_v006``: stats/ice_conc_amsr2 and _ssmi (v006 on), else stats/ice_conc (v003-v005).
     Returns (pairing, params); build_dataset(pairing.tracks, pairing.source_info(), params)."""
     from core.science.atl07 import read_atl07
-    from core.science.pairing import ColocationParams, L2PSource, pair_granule
+    from core.params import ColocationParams
+    from core.science.pairing import pair_granule, read_local_windows
     from tests.science_fixtures import delta_time_for, synthetic_swath_file, track_geometry, write_atl07
 
     l2p, _ = synthetic_swath_file(tmp_path, 82.3, -60.0, rows=40, cols=30, sses=True, dt_analysis=True,
@@ -172,5 +173,6 @@ def every_field_pairing(tmp_path, *, ice_conc_v006: bool = True):
                       sc_orient=[0, 1], sc_orient_time=[t0 - 10, t0 + 50], beam_type_attr=True,
                       ice_conc_v006=ice_conc_v006)
     science = ColocationParams(radius_m="footprint", max_dt_s=900.0, min_quality_level=None)
-    pairing = pair_granule(read_atl07(atl), [L2PSource.local(l2p, "VIIRS_N20-OSPO-L2P-v2.61")], science)
+    granule = read_atl07(atl)
+    pairing = pair_granule(granule, read_local_windows(granule, [(l2p, "VIIRS_N20-OSPO-L2P-v2.61")], science), science)
     return pairing, {**science.as_attrs(), "bbox": [-62.8, 81.7, -56.4, 83.0]}

@@ -213,7 +213,7 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
     from core.model import BBox, SstSource, Track
     from core.science.atl07 import read_atl07
     from core.science.l2p import open_l2p
-    from core.science.pairing import L2PSource, pair_granule
+    from core.science.pairing import pair_granule, read_local_windows
 
     request = _validated(LocalFilesRequest, {**_parameters(args), **({"bbox": args.bbox} if args.bbox else {})},
                          settings)
@@ -229,16 +229,16 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
     bbox = BBox(*request.bbox) if request.bbox else None
     # every input is listed, used or not
     labels = collections or [None] * len(sst_files)
-    sources = [L2PSource.local(path, c) for path, c in zip(sst_files, labels, strict=True)]
+    files = list(zip(sst_files, labels, strict=True))
     tracks: list[Track] = []
     swaths: list = []
     reached: set[str] = set()
     atl07_attrs: dict | None = None
     warnings: list[str] = []
-    infos = [SstSource(s.name, s.collection) for s in sources]
+    infos = [SstSource(os.path.basename(os.fspath(path)), c) for path, c in files]
     for path in atl07_files:
         granule = read_atl07(path, bbox=bbox, margin_deg=settings.bbox_margin_deg)
-        pairing = pair_granule(granule, sources, params)
+        pairing = pair_granule(granule, read_local_windows(granule, files, params), params)
         tracks.extend(pairing.tracks)
         warnings += [*(f"{granule.name}: {w}" for w in granule.warnings), *pairing.warnings]
         # the first ATL07 granule that reached a source read its attributes
@@ -330,7 +330,9 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
     """Every date of the request through core.pipeline.task.run_task; (summary, all complete)."""
     from cli.progress import ProgressReporter
     from core.access.catalog import check_collections
-    from core.pipeline.task import build_services, plan, run_task
+    from core.jobs.date_plan import plan
+    from core.pipeline.services import build_services
+    from core.pipeline.task import run_task
     from core.results import LocalOutputStore
 
     request = _validated(ColocationRequest, _request_data(args), settings)
@@ -440,7 +442,7 @@ def main(argv: Sequence[str] | None = None, *, world: World = NASA) -> int:
     args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from core.pipeline.task import quiet_secret_bearing_loggers
+    from core.pipeline.services import quiet_secret_bearing_loggers
 
     quiet_secret_bearing_loggers()
     with _retry_warnings_shown(args.verbose):

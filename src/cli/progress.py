@@ -1,6 +1,6 @@
 """The progress display of ``colocate run`` on stderr: dates done, granules found, bytes moving.
 
-It listens to the pipeline's progress events (core.pipeline.task.Services.progress) and draws them
+It listens to the pipeline's progress events (core.pipeline.services.Services.progress) and draws them
 with tqdm; it is off (draws nothing) when stderr is not a terminal or with ``--quiet``, and
 then ``write`` is the only thing that reaches stderr.
 """

@@ -21,7 +21,7 @@ from core.results import ResultStore
 Number = int | float
 
 
-class _Document(BaseModel):
+class DocumentModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     def document(self) -> dict[str, Any]:
@@ -29,7 +29,7 @@ class _Document(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-class SkippedGranule(_Document):
+class SkippedGranule(DocumentModel):
     """A granule CMR listed that was not read (its record has no data link)."""
 
     granule: str
@@ -37,14 +37,14 @@ class SkippedGranule(_Document):
     reason: str
 
 
-class DroppedGranule(_Document):
+class DroppedGranule(DocumentModel):
     """An L2P granule found but not colocated, and why (outside every segment's ±Δt, no window)."""
 
     granule: str
     reason: str
 
 
-class GranuleProduct(_Document):
+class GranuleProduct(DocumentModel):
     """One ATL07 granule's outcome: its product keys, or zero segments in the box and window."""
 
     atl07_granule: str
@@ -61,7 +61,7 @@ class GranuleProduct(_Document):
     outputs: dict[str, str] = Field(default_factory=dict)  # kind (netcdf, png) -> key
 
 
-class DateInputs(_Document):
+class DateInputs(DocumentModel):
     atl07: list[str] = Field(default_factory=list)
     sst: list[str] = Field(default_factory=list)
     skipped: list[SkippedGranule] = Field(default_factory=list)
@@ -69,7 +69,7 @@ class DateInputs(_Document):
     sst_dropped: list[DroppedGranule] = Field(default_factory=list)
 
 
-class DateCounts(_Document):
+class DateCounts(DocumentModel):
     atl07_granules_found: int = 0
     sst_granules_found: int = 0
     atl07_granules: int = 0
@@ -80,14 +80,14 @@ class DateCounts(_Document):
     matched: int = 0
 
 
-class DateBytes(_Document):
+class DateBytes(DocumentModel):
     atl07_downloaded: int = 0
     sst_fetched: int = 0
     # per L2P granule: size, bytes fetched, requests, access path, window (see core.pipeline)
     sst_per_granule: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class DateManifest(_Document):
+class DateManifest(DocumentModel):
     """One date of a request, published last (only if absent): its presence means the date is done."""
 
     request_id: str
@@ -126,7 +126,7 @@ class DateManifest(_Document):
                           timings_s=dict(self.timings_s))
 
 
-class DateResult(_Document):
+class DateResult(DocumentModel):
     """A date's answer to its caller: a complete date's keys and counts, or why it failed."""
 
     date: str
@@ -153,7 +153,7 @@ class DateResult(_Document):
         return result
 
 
-class RunDate(_Document):
+class RunDate(DocumentModel):
     """One date in a run manifest."""
 
     date: str
@@ -165,7 +165,7 @@ class RunDate(_Document):
     type: str | None = None
 
 
-class RunManifest(_Document):
+class RunManifest(DocumentModel):
     """One attempt of a job, folded by Summarize; written last, so its presence means the attempt ended."""
 
     request_id: str

@@ -32,12 +32,12 @@ from pydantic_core import PydanticCustomError
 from core.collections import COLLECTION_SYNTAX, is_collection
 from core.config import Settings
 from core.errors import InputError
+from core.params import FOOTPRINT, ColocationParams
 
 DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 YEARS = (1980, 2100)  # sane bounds (ICESat-2 flies since 2018); also keeps date arithmetic in range
 MAX_RADIUS_M = 50_000.0
 MAX_SST_COLLECTIONS = 8
-FOOTPRINT = "footprint"  # = core.science.kernel.FOOTPRINT (not imported: the small functions ship no numpy)
 MAX_DT_S = 7 * 86_400.0
 MAX_TEXT = 64  # longest collection / time string accepted (keeps error paths cheap)
 HARD_MAX_DATES = Settings().max_dates  # model-level cap; resolve() applies the configured one
@@ -196,10 +196,9 @@ class ColocationParameters(BaseModel):
         """The caller asked for min_quality_level null (not merely left it out)."""
         return self.min_quality_level is None and "min_quality_level" in self.model_fields_set
 
-    def colocation_params(self):
-        """The science parameters of a resolved request (core.science.pairing.ColocationParams)."""
-        from core.science.pairing import ColocationParams  # numpy: kept out of the small functions' imports
-
+    def colocation_params(self) -> ColocationParams:
+        """The science parameters of a resolved request."""
+        assert self.radius_m is not None and self.max_dt_s is not None, "resolve(settings) first"
         return ColocationParams(radius_m=self.radius_m, max_dt_s=float(self.max_dt_s),
                                 min_quality_level=None if self.min_quality_level is None
                                 else int(self.min_quality_level))

@@ -34,9 +34,9 @@ def _get_services():
     # built once per container: HTTP session, credentials cache and S3 clients are reused
     global _services
     if _services is None:
-        from core.pipeline import task as pipeline  # heavy imports stay off the validation path
+        from core.pipeline.services import build_services  # heavy imports stay off the validation path
 
-        _services = pipeline.build_services(settings(), output=output_store())
+        _services = build_services(settings(), output=output_store())
     return _services
 
 

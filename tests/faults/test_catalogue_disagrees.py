@@ -12,7 +12,8 @@ import requests
 
 from core.access import catalog
 from core.access.earthdata import StaticToken
-from core.pipeline.task import build_services, plan
+from core.jobs.date_plan import plan
+from core.pipeline.services import build_services
 from core.request import parse_request
 from sandbox.lambda_context import LambdaContext
 from sandbox.services import Sandbox

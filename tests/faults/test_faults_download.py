@@ -9,7 +9,7 @@ import h5py
 import pytest
 
 from core.errors import InsufficientSpaceError, UpstreamError
-from core.pipeline.task import WORKDIR_LOCK
+from core.pipeline.workdir import WORKDIR_LOCK
 from tests import faults_fixtures as ff
 from tests.pipeline_fixtures import run_date
 
@@ -161,22 +161,22 @@ def test_only_dead_runs_workdirs_are_swept(tmp_path):
     import subprocess
     import sys
 
-    from core.pipeline.task import _remove_stale_workdirs, _workdir
+    from core.pipeline.workdir import remove_stale_workdirs, workdir
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom core.pipeline.task import _workdir\n"
-         "with _workdir(__import__('pathlib').Path(sys.argv[1])) as d:\n"
+        [sys.executable, "-c", "import sys, time\nfrom core.pipeline.workdir import workdir\n"
+         "with workdir(__import__('pathlib').Path(sys.argv[1])) as d:\n"
          "    (d / '.ATL07.h5.x.part').write_bytes(b'1' * 1000)\n    print(d, flush=True)\n    time.sleep(60)\n",
          str(tmp_path)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
         other = Path(holder.stdout.readline().strip())
-        with _workdir(tmp_path) as mine:
-            _remove_stale_workdirs(tmp_path)
+        with workdir(tmp_path) as mine:
+            remove_stale_workdirs(tmp_path)
             assert other.is_dir() and mine.is_dir(), "a live run's workdir was swept"
             holder.send_signal(signal.SIGKILL)
             holder.wait(10)
-            _remove_stale_workdirs(tmp_path)
+            remove_stale_workdirs(tmp_path)
             assert not other.exists(), "the killed run's workdir survived"
             assert mine.is_dir()
         assert not mine.exists()

@@ -81,7 +81,7 @@ def test_edl_token_api_down_is_blamed_on_edl(sb, rule, match):
     service the token was being fetched for (CMR)."""
     from core.access.earthdata import PasswordToken
     from core.errors import UpstreamError
-    from core.pipeline.task import build_services
+    from core.pipeline.services import build_services
 
     sb.state.add_user("edl-down-user", "edl-down-password")
     sb.faults.add("/api/users/find_or_create_token", app="edl", **rule)

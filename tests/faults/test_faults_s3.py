@@ -106,7 +106,7 @@ def _output_client(sb, puts: list | None = None):
 
 def _services_with_output(sb, client):
     from core.access.earthdata import StaticToken
-    from core.pipeline.task import build_services
+    from core.pipeline.services import build_services
 
     return build_services(sb.settings, token_provider=StaticToken(sb.edl_token), s3_client=client)
 

@@ -45,8 +45,8 @@ def _n_segments(*atl07) -> int:
     return sum(b.lat.size for path in atl07 for b in read_atl07_raw(path).values())
 
 
-def run(argv, capsys):
-    code = main(argv)
+def run(argv, capsys, command=main):
+    code = command(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -443,7 +443,7 @@ def test_run_again_keeps_the_finished_date(sandbox_run, capsys):
     out, code, stdout, _ = sandbox_run
     assert code == 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    code, again, err = run([*SEED_ARGS, "--out", str(out), "--quiet"], capsys)
+    code, again, err = run([*SEED_ARGS, "--out", str(out), "--quiet"], capsys, sandbox_colocate)
     assert code == 0 and err == ""
     day = json.loads(again)["dates"][0]
     assert day["cached"] is True and day["products"] == json.loads(stdout)["dates"][0]["products"]

@@ -12,7 +12,8 @@ from core.products.granule_netcdf import build_dataset
 from core.request import ColocationRequest, DateTask, parse_request
 from core.science.atl07 import read_atl07
 from core.science.l2p import open_l2p
-from core.science.pairing import ColocationParams, L2PSource, pair_granule
+from core.params import ColocationParams
+from core.science.pairing import pair_granule, read_local_windows
 from tests.science_fixtures import (
     delta_time_for,
     oracle,
@@ -42,9 +43,11 @@ def scene(tmp_path):
 
 def test_best_match_across_collections_records_its_collection(scene):
     atl, modis, viirs = scene
-    sources = [L2PSource.local(modis, "MODIS_A-JPL-L2P-v2019.0"), L2PSource.local(viirs, "VIIRS_NPP-JPL-L2P-v2016.2")]
     params = ColocationParams(radius_m=1000.0, max_dt_s=900.0, min_quality_level=3)
-    pairing = pair_granule(read_atl07(atl), sources, params)
+    granule = read_atl07(atl)
+    sources = read_local_windows(granule, [(modis, "MODIS_A-JPL-L2P-v2019.0"), (viirs, "VIIRS_NPP-JPL-L2P-v2016.2")],
+                                 params)
+    pairing = pair_granule(granule, sources, params)
     assert [t.segments.beam for t in pairing.tracks] == ["gt1l", "gt1r"]
     ds = build_dataset(pairing.tracks, pairing.source_info(),
                        {**params.as_attrs(), "sst_collections": [s.collection for s in sources]})
@@ -73,10 +76,12 @@ def test_source_without_quality_level_is_refused_unless_screening_is_off(scene, 
         del h["quality_level"]
     granule = read_atl07(atl)
     with pytest.raises(InputError, match="no quality_level") as err:
-        pair_granule(granule, [L2PSource.local(path)], ColocationParams(min_quality_level=4, max_dt_s=900.0))
+        screened = ColocationParams(min_quality_level=4, max_dt_s=900.0)
+        pair_granule(granule, read_local_windows(granule, [(path, None)], screened), screened)
     assert err.value.field == "min_quality_level"
-    pairing = pair_granule(read_atl07(atl), [L2PSource.local(path)],
-                           ColocationParams(min_quality_level=None, max_dt_s=900.0))
+    unscreened = ColocationParams(min_quality_level=None, max_dt_s=900.0)
+    granule = read_atl07(atl)
+    pairing = pair_granule(granule, read_local_windows(granule, [(path, None)], unscreened), unscreened)
     assert pairing.matched > 0 and any("quality_level" in w for w in pairing.warnings)
     ds = build_dataset(pairing.tracks, pairing.source_info(), {"min_quality_level": None}, warnings=pairing.warnings)
     assert ds.attrs["colocation_quality_screening"].startswith("none")

@@ -27,12 +27,9 @@ import numpy as np
 from pykdtree.kdtree import KDTree
 
 from core.model import QL_FILL, Matches, SstSwath
+from core.params import FOOTPRINT, FOOTPRINT_READ_RADIUS_M
 
 EARTH_RADIUS_M = 6371008.8  # IUGG mean radius; distances are great-circle on this sphere
-FOOTPRINT = "footprint"  # radius_m mode: each swath's own local pixel size (see footprint_radius_m)
-# Farthest a pixel can matter in footprint mode: half the diagonal of the largest L2P pixel
-# (MODIS scan edge ~4.8 km across x ~2 km along; VIIRS ~1.6 km), with a wide margin.
-FOOTPRINT_READ_RADIUS_M = 5000.0
 _K_START = 8  # candidates per cube in the first query (a 1 km radius holds ~3-5 MODIS pixels)
 _K_GROWTH = 4
 _BATCH = 1 << 18  # segments per k-d tree query batch (footprint radius)

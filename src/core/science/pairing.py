@@ -3,9 +3,10 @@
 Every entry point (the pipeline's per-date task, the ``colocate files`` command line) calls
 :func:`pair_granule`; it owns beam concatenation, the best-of loop across L2P granules, the
 quality-screening rule and the split back into one :class:`core.model.Track` per beam. How a
-source's bytes are reached (local file, S3 in place, timing, byte counts) stays with the caller,
-which hands each source in as an :class:`L2PSource` whose ``read`` returns the window of the
-granule that can reach the segments (``core.science.l2p.read_l2p``'s latitude-first read) or None.
+window's bytes are reached (local file, S3 in place, timing, byte counts) stays with the caller,
+which reads each L2P granule's window for the segments first (:func:`segment_positions` gives
+where they are; ``core.science.l2p.read_l2p``'s latitude-first read, or the pipeline's reads in
+place) and hands the windows in as :class:`SstWindow` values (``swath`` None: nothing reaches).
 """
 from __future__ import annotations
 
@@ -20,46 +21,36 @@ import numpy as np
 
 from core.errors import InputError
 from core.model import Atl07Granule, BeamSegments, Matches, SstSource, SstSwath, Track
-from core.science.kernel import FOOTPRINT, FOOTPRINT_READ_RADIUS_M, best_of, colocate
+from core.params import ColocationParams
+from core.science.kernel import best_of, colocate
 from core.science.l2p import read_l2p
 
 log = logging.getLogger(__name__)
 
-Radius = float | str  # metres, or FOOTPRINT: the local pixel size of each swath
-
-
 @dataclass(frozen=True)
-class ColocationParams:
-    """How segments and pixels pair (one set per request; see docs/SCIENCE.md)."""
-
-    radius_m: Radius = 1000.0
-    max_dt_s: float = 3 * 3600.0
-    min_quality_level: int | None = 4  # None: no quality screening (products without quality_level)
-
-    @property
-    def read_radius_m(self) -> float:
-        """How far from a segment a pixel may be and still matter (bounds every read)."""
-        return FOOTPRINT_READ_RADIUS_M if self.radius_m == FOOTPRINT else float(self.radius_m)
-
-    def as_attrs(self) -> dict:
-        return {"radius_m": self.radius_m, "max_dt_s": float(self.max_dt_s),
-                "min_quality_level": self.min_quality_level}
-
-
-@dataclass
-class L2PSource:
-    """One L2P granule as the core sees it: a name and a way to read its useful window."""
+class SstWindow:
+    """One L2P granule as pairing sees it: its name, its collection, and the window of it that
+    can reach the segments (None: no pixel can)."""
 
     name: str
-    read: Callable[[np.ndarray, np.ndarray, float], SstSwath | None]  # (lat, lon, radius_m)
+    swath: SstSwath | None
     collection: str | None = None
 
-    @classmethod
-    def local(cls, path: str | os.PathLike, collection: str | None = None) -> L2PSource:
-        """A file on disk, read with read_l2p's latitude-first read."""
-        def read(lat, lon, radius_m):
-            return read_l2p(path, lat=lat, lon=lon, radius_m=radius_m)
-        return cls(os.path.basename(os.fspath(path)), read, collection)
+
+def segment_positions(granule: Atl07Granule) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude of every segment, beams concatenated: what a window is read for."""
+    beams = [b for b in granule.beams if len(b)]
+    return _concat(beams, "lat", np.float64), _concat(beams, "lon", np.float64)
+
+
+def read_local_windows(granule: Atl07Granule, files: Iterable[tuple[str | os.PathLike, str | None]],
+                       params: ColocationParams) -> list[SstWindow]:
+    """The window of each local L2P file (path, collection) that can reach the granule's segments
+    (read_l2p's latitude-first read); a granule without segments reads nothing."""
+    lat, lon = segment_positions(granule)
+    return [SstWindow(os.path.basename(os.fspath(path)),
+                      read_l2p(path, lat=lat, lon=lon, radius_m=params.read_radius_m) if lat.size else None,
+                      collection) for path, collection in files]
 
 
 @dataclass
@@ -68,7 +59,7 @@ class Pairing:
 
     granule: Atl07Granule
     tracks: list[Track]
-    sources: list[L2PSource]  # every source handed in; Matches.granule_index indexes this list
+    sources: list[SstWindow]  # every window handed in; Matches.granule_index indexes this list
     swaths: list[SstSwath] = field(default_factory=list)  # the windows that reached the segments
     warnings: list[str] = field(default_factory=list)  # L2P reader warnings, "<granule>: <text>"
 
@@ -120,17 +111,16 @@ def _no_timer(_name: str) -> AbstractContextManager:
 
 def pair_granule(
     granule: Atl07Granule,
-    sources: Iterable[L2PSource],
+    windows: Iterable[SstWindow],
     params: ColocationParams,
     *,
     timer: Callable[[str], AbstractContextManager] = _no_timer,
 ) -> Pairing:
-    """Nearest valid pixel across ``sources`` for every segment of ``granule`` (all beams at once:
-    one read and one k-d tree per L2P granule); the nearest wins across granules (core.science.kernel.best_of)."""
+    """Nearest valid pixel across ``windows`` for every segment of ``granule`` (all beams at once:
+    one k-d tree per L2P window); the nearest wins across granules (core.science.kernel.best_of)."""
     beams = [b for b in granule.beams if len(b)]
-    sources = list(sources)
-    lat = _concat(beams, "lat", np.float64)
-    lon = _concat(beams, "lon", np.float64)
+    sources = list(windows)
+    lat, lon = segment_positions(granule)
     time = _concat(beams, "time", "datetime64[ns]")
     matches = Matches.empty(lat.size)
     swaths: list[SstSwath] = []
@@ -138,7 +128,7 @@ def pair_granule(
     for index, source in enumerate(sources):
         if not lat.size:
             break
-        swath = source.read(lat, lon, params.read_radius_m)
+        swath = source.swath
         if swath is None:
             log.info("%s does not reach the segments of %s", source.name, granule.name)
             continue
@@ -162,4 +152,5 @@ def pair_granule(
     return Pairing(granule=granule, tracks=tracks, sources=sources, swaths=swaths, warnings=warnings)
 
 
-__all__ = ["ColocationParams", "L2PSource", "Pairing", "pair_granule", "restrict_to_window"]
+__all__ = ["ColocationParams", "Pairing", "SstWindow", "pair_granule", "read_local_windows", "restrict_to_window",
+           "segment_positions"]
