@@ -78,17 +78,6 @@ def haversine_m(lon1, lat1, lon2, lat2, radius: float = EARTH_RADIUS_M) -> np.nd
     return 2.0 * radius * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def valid_pixel_mask(swath: SstSwath, min_quality_level: int | None) -> np.ndarray:
-    """Pixels allowed to match: finite SST and location, known time, quality ≥ minimum.
-
-    A swath without quality_level cannot be filtered on quality (core.science.pairing refuses such a
-    product unless the request asks for no screening)."""
-    ok = np.isfinite(swath.lat) & np.isfinite(swath.lon) & np.isfinite(swath.sst) & ~np.isnat(swath.time)
-    if swath.quality_level is not None and min_quality_level is not None:
-        ok &= swath.quality_level >= min_quality_level
-    return ok
-
-
 def footprint_radius_m(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Per pixel, half the diagonal of its cell, from the swath's own grid spacing.
 
@@ -177,19 +166,7 @@ def colocate(
     p_time = swath.time.astype("datetime64[ns]", copy=False).ravel()[pix]
     p_ns = p_time.view(np.int64)
     p_sst = swath.sst.ravel()[pix].astype(np.float64)
-    sst_ok = np.isfinite(p_sst)
-    if swath.quality_level is not None and min_quality_level is not None:
-        quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level
-    else:
-        quality_ok = np.ones(pix.size, bool)
-    # packed class bits per pixel: 1 valid (may be matched), 2 rejected by quality level,
-    # 4 SST outside the valid range, 8 ice bit set
-    classes = ((sst_ok & quality_ok).astype(np.uint8)
-               | ((sst_ok & ~quality_ok).astype(np.uint8) << 1))
-    if swath.sst_out_of_range is not None:
-        classes |= swath.sst_out_of_range.ravel()[pix].astype(np.uint8) << 2
-    if swath.l2p_flags is not None:
-        classes |= swath.ice().ravel()[pix].astype(np.uint8) << 3
+    classes = _pixel_classes(swath, pix, p_sst, min_quality_level)
     if not footprint:  # (the footprint radius comes from the nearest pixel of any kind)
         # a pixel of no class (a fill) within Δt of every segment counts nowhere: leave it out
         t_lo, t_hi = seg_ns[seg_idx].min(), seg_ns[seg_idx].max()
@@ -218,11 +195,34 @@ def colocate(
         getattr(out, name)[seg_idx] = hood.counts[k]
     out.sst_median[seg_idx], out.sst_std[seg_idx] = hood.median, hood.std
     hit = hood.best >= 0
-    seg_hit, chosen = seg_idx[hit], hood.best[hit]
-    flat = pix[chosen]
+    _record_matches(out, swath, seg_idx[hit], pix[hood.best[hit]], hood.distance[hit],
+                    (p_ns[hood.best[hit]] - seg_ns[seg_idx[hit]]) / 1e9, granule_index)
+    return out
+
+
+def _pixel_classes(swath: SstSwath, pix: np.ndarray, p_sst: np.ndarray, min_quality_level: int | None) -> np.ndarray:
+    """Packed class bits per candidate pixel: 1 valid (may be matched), 2 rejected by quality
+    level, 4 SST outside the valid range, 8 ice bit set."""
+    sst_ok = np.isfinite(p_sst)
+    if swath.quality_level is not None and min_quality_level is not None:
+        quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level
+    else:
+        quality_ok = np.ones(pix.size, bool)
+    classes = ((sst_ok & quality_ok).astype(np.uint8)
+               | ((sst_ok & ~quality_ok).astype(np.uint8) << 1))
+    if swath.sst_out_of_range is not None:
+        classes |= swath.sst_out_of_range.ravel()[pix].astype(np.uint8) << 2
+    if swath.l2p_flags is not None:
+        classes |= swath.ice().ravel()[pix].astype(np.uint8) << 3
+    return classes
+
+
+def _record_matches(out: Matches, swath: SstSwath, seg_hit: np.ndarray, flat: np.ndarray, distance: np.ndarray,
+                    dt_s: np.ndarray, granule_index: int) -> None:
+    """Write each matched segment's pixel (``flat``: its index in the window) into ``out``."""
     out.sst[seg_hit] = swath.sst.ravel()[flat]
-    out.distance_m[seg_hit] = hood.distance[hit]
-    out.dt_s[seg_hit] = (p_ns[chosen] - seg_ns[seg_hit]) / 1e9
+    out.distance_m[seg_hit] = distance
+    out.dt_s[seg_hit] = dt_s
     nj, ni = np.unravel_index(flat, swath.shape)
     out.pixel_nj[seg_hit] = nj + (swath.rows.start or 0)
     out.pixel_ni[seg_hit] = ni + (swath.cols.start or 0)
@@ -236,7 +236,6 @@ def colocate(
         if values is not None:
             getattr(out, name)[seg_hit] = values.ravel()[flat]
     out.granule_index[seg_hit] = granule_index
-    return out
 
 
 class CellRuns:
