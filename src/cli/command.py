@@ -40,7 +40,7 @@ from core.request import (
     parse_request,
 )
 
-log = logging.getLogger("cli.command")
+log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
