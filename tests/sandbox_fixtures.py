@@ -8,6 +8,8 @@
                   ``clean_faults``.
 ``modelled_sandbox``  the seed scene behind the ``lambda-us-west-2`` network model
                   (sandbox/netmodel.py), for the end-to-end tests that measure I/O behaviour.
+``sb``, ``session``, ``atl07``  the mini sandbox with clean faults, an EarthdataSession on it, and
+                  an ATL07 granule of ``sb`` with its HTTPS link and bytes.
 """
 from __future__ import annotations
 
@@ -140,3 +142,20 @@ def session(sb):
     s = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
     yield s
     s.close()
+
+
+@pytest.fixture
+def atl07(sb):
+    """An ATL07 granule of ``sb``'s scene, its HTTPS link and its bytes (the download tests' file)."""
+    g = next(g for g in sb.scene.granules if g.daac == "nsidc")
+    return g, sb.links(g)["https"], g.path.read_bytes()
+
+
+def first_granule(sb, daac="nsidc"):
+    """The first granule of ``sb``'s scene from that DAAC (``nsidc``: ATL07, ``podaac``: L2P)."""
+    return next(g for g in sb.scene.granules if g.daac == daac)
+
+
+def leftovers(d):
+    """The names of the files a download left in directory ``d``."""
+    return sorted(p.name for p in d.iterdir())

@@ -222,6 +222,55 @@ def synthetic_swath_file(tmp_path: Path, lat0, lon0, *, rows=40, cols=30, seed=0
     return path, dict(lat=lat, lon=lon, sst=sst, dtime=dtime, quality=quality, flags=flags)
 
 
+REAL_L2P_SUBSETS = ["SS_MODIS_A-JPL-L2P-v2014.0_cut.nc", "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"]  # in realdata/l2p
+
+
+def write_like_real_granule(path, zarr_json, rows, cols, rng):
+    """A small file with the exact variables, dtypes and attributes of the full PO.DAAC granule
+    (from its kerchunk description), every attribute stored as a one-element array."""
+    import json
+
+    meta = json.loads(zarr_json.read_text())
+    raw = {}
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"time": 1, "nj": rows, "ni": cols}
+        for key, arr in meta.items():
+            if not key.endswith("/.zarray"):
+                continue
+            name = key.split("/")[0]
+            attrs = meta[f"{name}/.zattrs"]
+            dims = tuple(attrs["_ARRAY_DIMENSIONS"])
+            dtype = np.dtype(arr["dtype"])
+            shape = tuple({"time": 1, "nj": rows, "ni": cols}[d] for d in dims)
+            fill = attrs.get("_FillValue")
+            v = f.create_variable(name, dims, dtype, fillvalue=None if fill is None else dtype.type(fill))
+            if name in ("lat", "lon"):
+                lat, lon = swath_geometry(-45.0, 10.0, rows, cols, rng=rng)
+                data = (lat if name == "lat" else lon).astype(dtype)
+                data[:2, :3] = fill
+            elif name == "time":
+                data = np.array([1252627201], dtype)  # 2020-09-11T00:00:01
+            else:
+                lo, hi = attrs.get("valid_min", 0), attrs.get("valid_max", 100)
+                data = rng.integers(lo, hi + 1, shape).astype(dtype)
+                if fill is not None:
+                    data[rng.random(shape) < 0.1] = fill
+            v[:] = data
+            raw[name] = data
+            for a, value in attrs.items():
+                if a in ("_ARRAY_DIMENSIONS", "_FillValue"):
+                    continue
+                if isinstance(value, str):
+                    v.attrs[a] = np.array([value.encode()])
+                elif isinstance(value, list):
+                    v.attrs[a] = np.array(value, dtype=dtype)
+                else:
+                    v.attrs[a] = np.array([value], dtype=np.float32 if isinstance(value, float) else dtype)
+        for a, value in meta[".zattrs"].items():
+            f.attrs[a] = np.array([value.encode()]) if isinstance(value, str) else np.array([value])
+    return raw
+
+
 # --------------------------------------------------------------------------- ATL07 files
 def delta_time_for(utc: str) -> float:
     """ATLAS delta_time for a UTC instant (after 2017: GPS = UTC + 18 s, epoch 2018-01-01 GPS)."""

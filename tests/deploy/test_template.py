@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy_fixtures import TEMPLATE, sam_template
+
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 CFN_LINT = ROOT / ".venv" / "bin" / "cfn-lint"
 _spec = importlib.util.spec_from_file_location("layers_build", ROOT / "layers" / "build.py")
 layer_build = importlib.util.module_from_spec(_spec)
@@ -28,14 +29,6 @@ class OfflinePolicies:
 
     def load(self) -> dict[str, str]:
         return {arn.rsplit("/", 1)[-1]: arn for arn in MANAGED_ALLOWED}
-
-
-def sam_template() -> dict:
-    from cfnlint.decode import decode
-
-    tpl, matches = decode(str(TEMPLATE))
-    assert tpl is not None, matches
-    return json.loads(json.dumps(tpl))
 
 
 def packaged(tpl: dict) -> dict:

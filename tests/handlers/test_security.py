@@ -241,7 +241,7 @@ def test_presigned_output_urls_expire(sb, monkeypatch):
 def _policy_actions(function: str) -> dict[str, set[str]]:
     from cfnlint.decode import decode
 
-    from tests.deploy.test_template import TEMPLATE
+    from tests.deploy_fixtures import TEMPLATE
 
     tpl, _ = decode(str(TEMPLATE))
     out: dict[str, set[str]] = {}
@@ -268,7 +268,7 @@ def test_colocate_role_can_clean_up_what_it_wrote():
 def test_no_credential_in_function_environments():
     from cfnlint.decode import decode
 
-    from tests.deploy.test_template import TEMPLATE
+    from tests.deploy_fixtures import TEMPLATE
 
     tpl, _ = decode(str(TEMPLATE))
     blocks = [tpl.get("Globals", {}).get("Function", {}).get("Environment", {})]

@@ -11,10 +11,7 @@ import pytest
 from core.access.download import stream_download
 from core.errors import InsufficientSpaceError, UpstreamError
 from sandbox.services import Sandbox
-from tests.sandbox_fixtures import caller_kept_in_place
-from tests.unit.test_download import _leftovers, atl07 as _atl07_fixture
-
-atl07 = _atl07_fixture  # the single-stream tests' granule, its HTTPS link and its bytes
+from tests.sandbox_fixtures import caller_kept_in_place, leftovers
 
 S3_DENIED = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
              "<Message>Request has expired</Message></Error>")
@@ -68,7 +65,7 @@ def test_parallel_download_is_byte_identical_around_part_boundaries(sb, session,
     path = stream_download(session, url, tmp_path, parallel=4, part_size=part_size, chunk_size=100_000,
                            on_bytes=reported.append)
     assert path.read_bytes() == truth
-    assert _leftovers(tmp_path) == [g.file_name]
+    assert leftovers(tmp_path) == [g.file_name]
     assert sum(reported) == len(truth)
     # TEA asked once; every part requested once from the presigned URL, the first through the redirect
     assert len(_file_gets(sb, "nsidc", g.bucket)) == 1
@@ -130,7 +127,7 @@ def test_a_range_that_keeps_breaking_fails_and_leaves_nothing(sb, session, atl07
     sb.faults.add(f"/{g.bucket}/", app="s3", truncate_to=1000)
     with pytest.raises(UpstreamError, match=r"range \d+-\d+ broke 3 times; got 3000 of \d+ bytes"):
         stream_download(session, url, tmp_path, parallel=4, part_size=1 << 20, max_resumes=2, chunk_size=500)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("in_region", [True, False], ids=["presigned-s3", "cloudfront"])
@@ -172,7 +169,7 @@ def test_a_resolved_url_refused_again_fails_and_leaves_nothing(sb, session, atl0
                                                      content_type="application/xml"))
     with pytest.raises(UpstreamError, match="403"):
         stream_download(session, url, tmp_path, parallel=2, part_size=len(truth) // 6 + 1, on_bytes=on_bytes)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
     # resolved, resolved again, and that fresh URL refused on arrival asked for once more: not forever
     assert len(_file_gets(sb, "nsidc", g.bucket)) == 3
 
@@ -196,7 +193,7 @@ def test_full_disk_refused_before_the_other_ranges(sb, session, atl07, tmp_path)
     small_disk = lambda _path: SimpleNamespace(free=len(truth) // 2)  # noqa: E731
     with pytest.raises(InsufficientSpaceError, match=str(len(truth))):
         stream_download(session, url, tmp_path, parallel=4, part_size=1 << 20, disk_usage=small_disk)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
     assert len(_file_gets(sb, "s3", g.bucket)) == 1
 
 

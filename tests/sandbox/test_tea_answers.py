@@ -23,7 +23,7 @@ from core.errors import (
     InvalidTokenError,
     TokenExpiredError,
 )
-from tests.sandbox_fixtures import caller_kept_in_place
+from tests.sandbox_fixtures import caller_kept_in_place, first_granule
 
 RECORDED = "cmr/recorded/README.md"
 CLOUDFRONT_PATH = re.compile(r"^/s3-[0-9a-f]+/(?P<bucket>[a-z0-9-]+)\.s3\.us-west-2\.amazonaws\.com/(?P<key>.+)$")
@@ -33,10 +33,6 @@ CLOUDFRONT_PATH = re.compile(r"^/s3-[0-9a-f]+/(?P<bucket>[a-z0-9-]+)\.s3\.us-wes
 def where(sb):
     with caller_kept_in_place(sb):
         yield sb
-
-
-def _granule(sb, daac="nsidc"):
-    return next(g for g in sb.scene.granules if g.daac == daac)
 
 
 def _raw(url: str, token: str | None, **kw) -> requests.Response:
@@ -55,7 +51,7 @@ def test_the_records_say_what_the_emulator_does(realdata):
 
 # --- 1. 303 to presigned in-region S3 -----------------------------------------------------------
 def test_tea_answers_a_data_get_with_303_to_a_presigned_in_region_url(sb):
-    g = _granule(sb)
+    g = first_granule(sb)
     resp = _raw(sb.links(g)["https"], sb.edl_token)
     assert resp.status_code == 303
     target = urlsplit(resp.headers["Location"])
@@ -69,7 +65,7 @@ def test_tea_answers_a_data_get_with_303_to_a_presigned_in_region_url(sb):
 def test_outside_the_region_tea_redirects_to_a_signed_cloudfront_url(where):
     sb = where
     sb.set_in_region(False)
-    g = _granule(sb, "podaac")
+    g = first_granule(sb, "podaac")
     resp = _raw(sb.links(g)["https"], sb.edl_token)
     assert resp.status_code == 303
     target = urlsplit(resp.headers["Location"])
@@ -89,7 +85,7 @@ def test_outside_the_region_tea_redirects_to_a_signed_cloudfront_url(where):
 def test_outside_the_region_the_session_follows_cloudfront_without_the_token_or_cookies(where):
     sb = where
     session = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
-    g = _granule(sb)
+    g = first_granule(sb)
     assert session.get(sb.onprem_url(g)).status_code == 200 and len(session.cookies) >= 2  # cookies in the jar
     sb.set_in_region(False)
     for hops in (1, 2):
@@ -107,7 +103,7 @@ def test_outside_the_region_the_session_follows_cloudfront_without_the_token_or_
 def test_a_cloudfront_link_from_cmr_is_refused_before_contacting_it(where, session):
     sb = where
     sb.set_in_region(False)
-    cf = _raw(sb.links(_granule(sb))["https"], sb.edl_token).headers["Location"]  # a valid signed URL
+    cf = _raw(sb.links(first_granule(sb))["https"], sb.edl_token).headers["Location"]  # a valid signed URL
     sb.state.requests.clear()
     fresh = EarthdataSession(sb.settings, StaticToken(sb.edl_token))
     with pytest.raises(DisallowedHostError, match="only as the redirect target of an Earthdata host"):
@@ -119,7 +115,7 @@ def test_a_cloudfront_redirect_from_a_host_that_is_not_earthdata_is_refused(wher
     """The presigned S3 host is allowed, but it is no Earthdata host: its redirect to CloudFront
     (a compromised or misconfigured hop) is not followed."""
     sb = where
-    g = _granule(sb)
+    g = first_granule(sb)
     sb.set_in_region(False)
     cf = _raw(sb.links(g)["https"], sb.edl_token).headers["Location"]
     sb.set_in_region(True)
@@ -132,7 +128,7 @@ def test_a_cloudfront_redirect_from_a_host_that_is_not_earthdata_is_refused(wher
 
 # --- 3. 403 JSON, non-JWT bearer, expired token -------------------------------------------------
 def test_eula_not_accepted_is_one_line_naming_what_to_accept_and_where(sb, session):
-    g = _granule(sb, "podaac")
+    g = first_granule(sb, "podaac")
     sb.state.require_eula(sb.edl_username, "podaac")
     try:
         raw = _raw(sb.links(g)["s3credentials"], sb.edl_token)
@@ -154,12 +150,12 @@ def test_eula_not_accepted_is_one_line_naming_what_to_accept_and_where(sb, sessi
 
 def test_a_token_that_is_not_a_jwt_gets_the_login_redirect_and_a_named_error(sb):
     bad = "not-a-jwt-SECRETSECRET"
-    raw = _raw(sb.links(_granule(sb))["https"], bad)
+    raw = _raw(sb.links(first_granule(sb))["https"], bad)
     assert raw.status_code == 302  # TEA: jwt.decode fails → do_auth_and_return, not a 401
     assert raw.headers["Location"].startswith(sb.url("edl") + "/oauth/authorize?")
     session = EarthdataSession(sb.settings, StaticToken(bad))
     with pytest.raises(InvalidTokenError) as info:
-        session.get(sb.links(_granule(sb))["https"])
+        session.get(sb.links(first_granule(sb))["https"])
     msg = str(info.value)
     assert "not a JWT" in msg and "/user_tokens" in msg and "SECRETSECRET" not in msg
     assert looks_like_jwt(sb.edl_token) and not looks_like_jwt(bad)
@@ -168,7 +164,7 @@ def test_a_token_that_is_not_a_jwt_gets_the_login_redirect_and_a_named_error(sb)
 def test_an_expired_token_gets_edls_own_error_and_a_named_error(sb):
     token = sb.state.new_token(sb.edl_username)
     sb.state.expire_token(token)
-    url = sb.links(_granule(sb, "podaac"))["s3credentials"]
+    url = sb.links(first_granule(sb, "podaac"))["s3credentials"]
     raw = _raw(url, token)
     assert raw.status_code == 401 and "expired" in raw.json()["error_description"]
     with pytest.raises(TokenExpiredError) as info:
@@ -180,7 +176,7 @@ def test_a_revoked_token_is_an_invalid_token_error(sb):
     token = sb.state.new_token(sb.edl_username)
     sb.state.revoke_token(token)
     with pytest.raises(InvalidTokenError, match="401") as info:
-        EarthdataSession(sb.settings, StaticToken(token)).get(sb.links(_granule(sb, "podaac"))["s3credentials"])
+        EarthdataSession(sb.settings, StaticToken(token)).get(sb.links(first_granule(sb, "podaac"))["s3credentials"])
     assert not isinstance(info.value, TokenExpiredError) and token not in str(info.value)
 
 
@@ -189,4 +185,4 @@ def test_an_expired_token_on_the_on_prem_oauth_path_is_named_too(sb):
     token = sb.state.new_token(sb.edl_username)
     sb.state.expire_token(token)
     with pytest.raises(TokenExpiredError):
-        EarthdataSession(sb.settings, StaticToken(token)).get(sb.onprem_url(_granule(sb)))
+        EarthdataSession(sb.settings, StaticToken(token)).get(sb.onprem_url(first_granule(sb)))

@@ -11,18 +11,17 @@ from datetime import UTC, datetime
 import pytest
 
 # a pinned dev dependency (requirements/dev.txt): missing is a failure, never a skip
-from compliance_checker.base import BaseCheck  # noqa: E402
 from compliance_checker.cf.util import StandardNameTable  # noqa: E402
 from compliance_checker.runner import CheckSuite  # noqa: E402
 
 from core.products.granule_netcdf import STANDARD_NAME_VOCABULARY, build_dataset, write_netcdf
+from tests.compliance_fixtures import compliance_failures
 from tests.product_fixtures import PARAMS, antimeridian_scene, seed_scene, unmatched_scene
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:The ioos_sos checker is deprecated:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:Passing the dataset to every single check is deprecated:DeprecationWarning"),
 ]
-CHECKS = ["cf:1.8", "acdd:1.3"]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
@@ -51,20 +50,6 @@ def suite():
     return cs
 
 
-def _failures(cs, path):
-    ds = cs.load_dataset(str(path))
-    results = cs.run_all(ds, CHECKS, skip_checks=[])
-    assert set(results) == {"cf:1.8", "acdd:1.3"}, results.keys()
-    failures, errors = [], []
-    for name, (groups, errs) in results.items():
-        errors += [f"{name}: {k}: {v}" for k, v in errs.items()]
-        for r in groups:
-            bad = r.value is False or (isinstance(r.value, tuple) and r.value[0] < r.value[1])
-            if bad and r.weight >= BaseCheck.HIGH:
-                failures.append(f"{name} [{r.name}] {r.msgs}")
-    return failures, errors
-
-
 def test_product_declares_the_bundled_standard_name_table():
     # a different version would make the checker try to download that table
     assert STANDARD_NAME_VOCABULARY.endswith(f"v{StandardNameTable()._version}")
@@ -84,7 +69,7 @@ def test_no_high_priority_failures(scene, suite, offline, tmp_path, capsys):
     path = write_netcdf(ds, tmp_path / f"{scene}.nc")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        failures, errors = _failures(suite, path)
+        failures, errors = compliance_failures(suite, path)
     assert not errors, "\n".join(errors)
     assert not failures, "high-priority compliance failures:\n" + "\n".join(failures)
     fetch = [str(w.message) for w in caught if "standard name table" in str(w.message).lower()]
@@ -105,7 +90,7 @@ def test_real_atl07_granules(realdata, suite, offline, tmp_path):
     assert len({t.segments.granule for t in tracks}) == 2 and len(tracks) >= 6
     ds = build_dataset(tracks, [], PARAMS, atl07_attrs=attrs, now=NOW)
     path = write_netcdf(ds, tmp_path / "real.nc")
-    failures, errors = _failures(suite, path)
+    failures, errors = compliance_failures(suite, path)
     assert not errors and not failures, "\n".join(errors + failures)
 
 
@@ -120,5 +105,5 @@ def test_product_of_every_new_field_passes(suite, offline, tmp_path):
                        warnings=pairing.warnings)
     assert ds["sst"].attrs["standard_name"] == "sea_surface_subskin_temperature"
     path = write_netcdf(ds, tmp_path / "new.nc")
-    failures, errors = _failures(suite, path)
+    failures, errors = compliance_failures(suite, path)
     assert not errors and not failures, "\n".join(errors + failures)

@@ -8,18 +8,9 @@ import pytest
 
 from core.access.download import downloaded, stream_download
 from core.errors import InsufficientSpaceError, NotFoundError, UpstreamError
+from tests.sandbox_fixtures import leftovers
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def atl07(sb):
-    g = next(g for g in sb.scene.granules if g.daac == "nsidc")
-    return g, sb.links(g)["https"], g.path.read_bytes()
-
-
-def _leftovers(d):
-    return sorted(p.name for p in d.iterdir())
 
 
 def test_download_streams_to_final_name(session, atl07, tmp_path):
@@ -27,14 +18,14 @@ def test_download_streams_to_final_name(session, atl07, tmp_path):
     path = stream_download(session, url, tmp_path, expected_size=g.size_bytes, chunk_size=256 * 1024)
     assert path == tmp_path / g.file_name
     assert path.read_bytes() == truth
-    assert _leftovers(tmp_path) == [g.file_name]
+    assert leftovers(tmp_path) == [g.file_name]
 
 
 def test_downloaded_context_deletes_after_use(session, atl07, tmp_path):
     g, url, truth = atl07
     with downloaded(session, url, tmp_path) as path:
         assert path.stat().st_size == len(truth)
-    assert not path.exists() and _leftovers(tmp_path) == []
+    assert not path.exists() and leftovers(tmp_path) == []
 
 
 def test_broken_connection_is_resumed_with_range(sb, session, atl07, tmp_path):
@@ -65,7 +56,7 @@ def test_body_shorter_than_content_length_is_detected(sb, session, atl07, tmp_pa
     sb.faults.add("/nsidc-cumulus", app="s3", truncate_to=1000)
     with pytest.raises(UpstreamError, match=r"broke 3 times; got 3000 of \d+ bytes"):
         stream_download(session, url, tmp_path, max_resumes=2, chunk_size=500)
-    assert _leftovers(tmp_path) == []  # no partial file left behind
+    assert leftovers(tmp_path) == []  # no partial file left behind
 
 
 def test_server_ignoring_range_restarts_from_zero(sb, session, atl07, tmp_path):
@@ -83,7 +74,7 @@ def test_full_disk_refused_before_downloading(sb, session, atl07, tmp_path):
         stream_download(session, url, tmp_path, disk_usage=small_disk)
     msg = str(err.value)
     assert str(tmp_path) in msg and str(len(truth)) in msg and str(len(truth) // 2) in msg
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_stale_partial_from_a_killed_run_is_not_reused(session, atl07, tmp_path):
@@ -92,7 +83,7 @@ def test_stale_partial_from_a_killed_run_is_not_reused(session, atl07, tmp_path)
     stale.write_bytes(b"\0" * 1000)
     path = stream_download(session, url, tmp_path)
     assert path.read_bytes() == truth
-    assert _leftovers(tmp_path) == [g.file_name]
+    assert leftovers(tmp_path) == [g.file_name]
 
 
 @pytest.mark.parametrize("delta", [+1, -1000])
@@ -108,7 +99,7 @@ def test_a_body_short_of_its_own_content_length_still_fails(sb, session, atl07, 
     sb.faults.add(f"/{g.bucket}/", app="s3", truncate_to=1000)  # every try: Content-Length says more
     with pytest.raises(UpstreamError, match="connection broke|expected"):
         stream_download(session, url, tmp_path, expected_size=len(truth) + 1, max_resumes=1)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_missing_file(sb, session, tmp_path):

@@ -20,12 +20,9 @@ from core.access.earthdata import (
 from core.config import Settings
 from core.errors import AuthError, DisallowedHostError
 from sandbox.emulator import ServerThread
+from tests.sandbox_fixtures import first_granule
 
 BAD_TOKEN = "EDL-wrong-token-SECRETSECRET"
-
-
-def _granule(sb, daac):
-    return next(g for g in sb.scene.granules if g.daac == daac)
 
 
 def test_host_matching_rules():
@@ -45,7 +42,7 @@ def test_host_matching_rules():
 
 
 def test_tea_redirect_keeps_token_off_the_presigned_host(sb, session):
-    g = _granule(sb, "nsidc")
+    g = first_granule(sb, "nsidc")
     resp = session.get(sb.links(g)["https"])
     assert resp.status_code == 200
     assert resp.content == g.path.read_bytes()
@@ -62,7 +59,7 @@ def test_tea_redirect_keeps_token_off_the_presigned_host(sb, session):
 
 def test_presigned_host_rejects_a_second_auth_mechanism_like_s3(sb, session):
     """What a leaked header would cost: S3 answers 400 to presigned query + Authorization."""
-    g = _granule(sb, "nsidc")
+    g = first_granule(sb, "nsidc")
     presigned = session.get(sb.links(g)["https"], stream=True).url
     assert "X-Amz-Signature" in presigned
     bad = requests.get(presigned, headers={"Authorization": "Bearer x"}, timeout=10)
@@ -70,7 +67,7 @@ def test_presigned_host_rejects_a_second_auth_mechanism_like_s3(sb, session):
 
 
 def test_onprem_oauth_flow_keeps_token_across_earthdata_hosts(sb, session):
-    g = _granule(sb, "nsidc")
+    g = first_granule(sb, "nsidc")
     resp = session.get(sb.onprem_url(g))
     assert resp.status_code == 200
     assert resp.content == g.path.read_bytes()
@@ -88,7 +85,7 @@ def test_onprem_oauth_flow_keeps_token_across_earthdata_hosts(sb, session):
 
 
 def test_plain_requests_loses_token_on_the_edl_hop(sb):
-    g = _granule(sb, "nsidc")
+    g = first_granule(sb, "nsidc")
     resp = requests.get(sb.onprem_url(g), headers={"Authorization": f"Bearer {sb.edl_token}"}, timeout=10)
     assert resp.status_code == 401  # EDL challenged: requests dropped the header on the host change
 
@@ -96,7 +93,7 @@ def test_plain_requests_loses_token_on_the_edl_hop(sb):
 def test_bad_token_gives_auth_error_without_the_token(sb):
     s = EarthdataSession(sb.settings, StaticToken(BAD_TOKEN))
     with pytest.raises(AuthError) as err:
-        s.get(sb.links(_granule(sb, "podaac"))["s3credentials"])
+        s.get(sb.links(first_granule(sb, "podaac"))["s3credentials"])
     assert "401" in str(err.value)
     assert "SECRETSECRET" not in str(err.value) and "SECRETSECRET" not in repr(err.value)
 
@@ -122,7 +119,7 @@ def test_refuses_redirect_to_non_allowlisted_host_before_contacting_it(sb, sessi
     try:
         sb.faults.add("/nsidc-cumulus", app="nsidc", status=302, headers={"Location": f"{outsider.url}/loot"})
         with pytest.raises(DisallowedHostError) as err:
-            session.get(sb.links(_granule(sb, "nsidc"))["https"])
+            session.get(sb.links(first_granule(sb, "nsidc"))["https"])
         assert outsider.host in str(err.value)
         assert hits == []
     finally:
@@ -132,17 +129,17 @@ def test_refuses_redirect_to_non_allowlisted_host_before_contacting_it(sb, sessi
 def test_html_login_page_instead_of_data(sb, session):
     sb.faults.add("/nsidc-cumulus", app="s3", html_login=True)
     with pytest.raises(AuthError, match="HTML page"):
-        session.get(sb.links(_granule(sb, "nsidc"))["https"])
+        session.get(sb.links(first_granule(sb, "nsidc"))["https"])
 
 
 def test_redirect_loop_is_named(sb, session):
     sb.faults.add("/DP9", app="onprem", redirect_loop=True)
     with pytest.raises(AuthError, match="redirect loop"):
-        session.get(sb.onprem_url(_granule(sb, "nsidc")))
+        session.get(sb.onprem_url(first_granule(sb, "nsidc")))
 
 
 def test_retries_429_with_retry_after_and_503(sb, session):
-    url = sb.links(_granule(sb, "podaac"))["s3credentials"]
+    url = sb.links(first_granule(sb, "podaac"))["s3credentials"]
     sb.faults.add("/s3credentials", app="podaac", status=429, headers={"Retry-After": "1"}, times=1)
     sb.faults.add("/s3credentials", app="podaac", status=503, times=2)
     t0 = time.monotonic()
@@ -208,7 +205,7 @@ def test_production_defaults_allow_only_nasa_and_s3():
 def test_expired_token_mid_session(sb):
     token = sb.state.new_token(sb.edl_username)
     s = EarthdataSession(sb.settings, StaticToken(token))
-    url = sb.links(_granule(sb, "podaac"))["s3credentials"]
+    url = sb.links(first_granule(sb, "podaac"))["s3credentials"]
     assert s.get(url).status_code == 200
     sb.state.revoke_token(token)  # what EDL does when a token expires
     with pytest.raises(AuthError, match="401") as err:

@@ -9,8 +9,7 @@ import xarray as xr
 
 from core.science.h5dataset import open_undecoded
 from core.science.l2p import normalise_attr, open_l2p
-from tests.science_fixtures import synthetic_swath_file
-from tests.unit.test_l2p import REAL, _write_like_real_granule
+from tests.science_fixtures import REAL_L2P_SUBSETS, synthetic_swath_file, write_like_real_granule
 
 
 def _same_attrs(ours: dict, theirs: dict) -> None:
@@ -43,7 +42,7 @@ def _assert_like_h5netcdf(path) -> None:
                 np.testing.assert_array_equal(mine.isel(window).values, var.isel(window).values)
 
 
-@pytest.mark.parametrize("name", REAL)
+@pytest.mark.parametrize("name", REAL_L2P_SUBSETS)
 def test_real_modis_files_read_as_h5netcdf_reads_them(realdata, name):
     _assert_like_h5netcdf(realdata / "l2p" / name)
 
@@ -51,7 +50,7 @@ def test_real_modis_files_read_as_h5netcdf_reads_them(realdata, name):
 def test_the_full_podaac_layout_reads_as_h5netcdf_reads_it(tmp_path, realdata):
     zarr_json = realdata / "l2p" / "20200911000001-JPL-L2P_GHRSST-SSTskin-MODIS_A-N-v02.0-fv01.0.zarr.json"
     path = tmp_path / "granule.nc"
-    _write_like_real_granule(path, zarr_json, 40, 30, np.random.default_rng(3))
+    write_like_real_granule(path, zarr_json, 40, 30, np.random.default_rng(3))
     _assert_like_h5netcdf(path)
 
 

@@ -7,12 +7,17 @@ import pytest
 from core.errors import InputError
 from core.science.kernel import haversine_m
 from core.science.l2p import find_window, normalise_attr, open_l2p, read_l2p
-from tests.science_fixtures import CountingReader, synthetic_swath_file, write_atl07, write_l2p
+from tests.science_fixtures import (
+    REAL_L2P_SUBSETS,
+    CountingReader,
+    synthetic_swath_file,
+    write_atl07,
+    write_l2p,
+    write_like_real_granule,
+)
 
-REAL = ["SS_MODIS_A-JPL-L2P-v2014.0_cut.nc", "SS_MODIS_A-JPL-L2P-v2014.0_uncut.nc"]
 
-
-@pytest.mark.parametrize("name", REAL)
+@pytest.mark.parametrize("name", REAL_L2P_SUBSETS)
 def test_real_modis_subset_reads_without_quality_level(realdata, name):
     path = realdata / "l2p" / name
     with open_l2p(path) as g:
@@ -42,7 +47,8 @@ def test_real_modis_subset_reads_without_quality_level(realdata, name):
 
 
 def test_cut_and_uncut_subsets_agree(realdata):
-    with open_l2p(realdata / "l2p" / REAL[0]) as cut, open_l2p(realdata / "l2p" / REAL[1]) as uncut:
+    with open_l2p(realdata / "l2p" / REAL_L2P_SUBSETS[0]) as cut, \
+            open_l2p(realdata / "l2p" / REAL_L2P_SUBSETS[1]) as uncut:
         a = cut.window(slice(None), slice(None))
         b = uncut.window(slice(None), slice(None))
     # the cut file is a column subset of the uncut one: find the offset from the coordinates
@@ -198,61 +204,11 @@ def test_normalise_attrs_on_variables_coordinates_and_globals():
     assert xr.decode_cf(out)["time"].values[0] == np.datetime64("1981-01-01T00:00:01")
 
 
-def _write_like_real_granule(path, zarr_json, rows, cols, rng):
-    """A small file with the exact variables, dtypes and attributes of the full PO.DAAC granule
-    (from its kerchunk description), every attribute stored as a one-element array."""
-    import json
-
-    import h5netcdf
-
-    from tests.science_fixtures import swath_geometry
-
-    meta = json.loads(zarr_json.read_text())
-    raw = {}
-    with h5netcdf.File(path, "w") as f:
-        f.dimensions = {"time": 1, "nj": rows, "ni": cols}
-        for key, arr in meta.items():
-            if not key.endswith("/.zarray"):
-                continue
-            name = key.split("/")[0]
-            attrs = meta[f"{name}/.zattrs"]
-            dims = tuple(attrs["_ARRAY_DIMENSIONS"])
-            dtype = np.dtype(arr["dtype"])
-            shape = tuple({"time": 1, "nj": rows, "ni": cols}[d] for d in dims)
-            fill = attrs.get("_FillValue")
-            v = f.create_variable(name, dims, dtype, fillvalue=None if fill is None else dtype.type(fill))
-            if name in ("lat", "lon"):
-                lat, lon = swath_geometry(-45.0, 10.0, rows, cols, rng=rng)
-                data = (lat if name == "lat" else lon).astype(dtype)
-                data[:2, :3] = fill
-            elif name == "time":
-                data = np.array([1252627201], dtype)  # 2020-09-11T00:00:01
-            else:
-                lo, hi = attrs.get("valid_min", 0), attrs.get("valid_max", 100)
-                data = rng.integers(lo, hi + 1, shape).astype(dtype)
-                if fill is not None:
-                    data[rng.random(shape) < 0.1] = fill
-            v[:] = data
-            raw[name] = data
-            for a, value in attrs.items():
-                if a in ("_ARRAY_DIMENSIONS", "_FillValue"):
-                    continue
-                if isinstance(value, str):
-                    v.attrs[a] = np.array([value.encode()])
-                elif isinstance(value, list):
-                    v.attrs[a] = np.array(value, dtype=dtype)
-                else:
-                    v.attrs[a] = np.array([value], dtype=np.float32 if isinstance(value, float) else dtype)
-        for a, value in meta[".zattrs"].items():
-            f.attrs[a] = np.array([value.encode()]) if isinstance(value, str) else np.array([value])
-    return raw
-
-
 def test_layout_of_the_full_podaac_granule(tmp_path, realdata):
     rng = np.random.default_rng(9)
     zarr_json = realdata / "l2p" / "20200911000001-JPL-L2P_GHRSST-SSTskin-MODIS_A-N-v02.0-fv01.0.zarr.json"
     path = tmp_path / "20200911000001-JPL-L2P_GHRSST-SSTskin-MODIS_A-N-v02.0-fv01.0.nc"
-    raw = _write_like_real_granule(path, zarr_json, 40, 30, rng)
+    raw = write_like_real_granule(path, zarr_json, 40, 30, rng)
     with open_l2p(path) as g:
         assert (g.sst_var, g.dtime_var, g.quality_var, g.flags_var) == (
             "sea_surface_temperature", "sst_dtime", "quality_level", "l2p_flags")

@@ -120,7 +120,7 @@ def test_multi_sensor_event_passes_the_api_model_and_the_request_model():
 
     import jsonschema
 
-    from tests.deploy.test_template import sam_template
+    from tests.deploy_fixtures import sam_template
 
     event = json.loads((Path(__file__).resolve().parents[2] / "events" / "direct_multi_sensor.json").read_text())
     model = sam_template()["Resources"]["ColocationApi"]["Properties"]["Models"]["ColocationRequest"]

@@ -104,11 +104,11 @@ def test_request_netcdf_passes_the_compliance_checker(merged, tmp_path):
     pytest.importorskip("compliance_checker")
     from compliance_checker.runner import CheckSuite
 
-    from tests.unit.test_compliance import _failures
+    from tests.compliance_fixtures import compliance_failures
 
     suite = CheckSuite()
     suite.load_all_available_checkers()
-    failures, errors = _failures(suite, merged[0].netcdf)
+    failures, errors = compliance_failures(suite, merged[0].netcdf)
     assert not errors and not failures, "\n".join(errors + failures)
 
 
@@ -162,7 +162,7 @@ def test_readme_duckdb_example_runs(merged):
 def test_glue_table_lists_every_column_a_product_can_have(tmp_path):
     """template.yaml's Glue columns = the Parquet columns of products with every optional field
     (ATL07 v006's two ice concentrations, and the single one of v003-v005)."""
-    from tests.deploy.test_template import sam_template
+    from tests.deploy_fixtures import sam_template
 
     found = set()
     for v006 in (True, False):
