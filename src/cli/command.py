@@ -480,7 +480,7 @@ def _main(args: argparse.Namespace, settings: Settings, world: World) -> int:
     except KeyboardInterrupt:
         return _error("interrupted (a date in progress left nothing in the output folder)", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line all the same
-        from core.products.granule_netcdf import scrub
+        from core.products.attributes import scrub
 
         return _error(scrub(f"unexpected {type(exc).__name__}: {exc}")[:300], EXIT_FAILED)
     print(json.dumps(summary, separators=(",", ":")))

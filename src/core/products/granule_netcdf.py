@@ -30,7 +30,9 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,24 @@ import xarray as xr
 from core.atomic import atomic_path
 from core.collections import profile, profile_for_file
 from core.model import FLAGS_FILL, QL_FILL, SstSource, Track
+from core.products.attributes import (
+    CONVENTIONS,
+    PRODUCT_NAME,
+    coverage_attrs,
+    date_attrs,
+    flag_word,
+    history_entry,
+    index_flags,
+    joined,
+    lon_range,
+    package_version,
+    scrub,
+    utc_stamp,
+)
 from core.science.atl07 import ATL07_FIELDS, DOCUMENTED_FLAGS, ICE_CONC_FIELDS
 
 log = logging.getLogger(__name__)
 
-PRODUCT_NAME = "atl07-sst-colocation"
 NAMING_AUTHORITY = "atl07-sst-colocation"
 # Names used here exist in every recent table; declaring the version the IOOS checker bundles
 # keeps it from fetching another table over the network.
@@ -66,7 +81,6 @@ GHRSST_QL_FLAG_MEANINGS = "no_data bad_data worst_quality low_quality acceptable
 # GDS 2.0 generic l2p_flags bits (used only when no file read gives its own table)
 GHRSST_L2P_FLAG_MASKS = np.array([1, 2, 4, 8, 16], dtype=np.int16)
 GHRSST_L2P_FLAG_MEANINGS = "microwave land ice lake river"
-_FLAG_WORD = re.compile(r"[^A-Za-z0-9_.+@-]")
 
 # Processing parameters copied into global attributes as ``colocation_<name>``.
 _PARAM_ATTRS = {
@@ -89,50 +103,12 @@ _OVERRIDABLE = (
     "publisher_name", "publisher_email", "publisher_url", "publisher_type", "product_version",
 )
 _SECRET_KEY = re.compile(r"token|passw|secret|credential|access_?key|session|auth|cookie", re.I)
-_URL = re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://(?:[^\s/@?#]*@)?[^\s?#]*)(?P<drop>[?#][^\s,;]*)?", re.I)
-_USERINFO = re.compile(r"(?<=://)[^\s/@?#]*@")
-
-
-def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(PRODUCT_NAME)
-    except Exception:  # not installed (plain checkout on sys.path)
-        return "0.1.0"
-
-
-def scrub(value: str) -> str:
-    """Drop URL query strings/fragments (presigned signatures) and user:password@ parts."""
-    value = _URL.sub(lambda m: m.group("keep"), str(value))
-    return _USERINFO.sub("", value)
 
 
 def _basename(source: str) -> str:
     """Granule name from a path, s3:// or https:// URL (never the query string)."""
     clean = scrub(source).rstrip("/")
     return clean.rsplit("/", 1)[-1]
-
-
-def _iso(t: np.datetime64) -> str:
-    us = t.astype("datetime64[us]")
-    return np.datetime_as_string(us, unit="us") + "Z"
-
-
-def _iso_duration(seconds: float) -> str:
-    return f"PT{seconds:.6f}".rstrip("0").rstrip(".") + "S"
-
-
-def _lon_range(lon: np.ndarray) -> tuple[float, float]:
-    """West and east edge of the smallest arc holding every longitude (west > east across 180)."""
-    s = np.sort(((lon + 180.0) % 360.0) - 180.0)
-    if s.size == 1:
-        return float(s[0]), float(s[0])
-    gaps = np.diff(np.concatenate([s, [s[0] + 360.0]]))
-    i = int(np.argmax(gaps))
-    if i == s.size - 1:  # largest gap is the one across +/-180: ordinary range
-        return float(s[0]), float(s[-1])
-    return float(s[i + 1]), float(s[i])
 
 
 def _valid(track: Track) -> np.ndarray:
@@ -212,7 +188,7 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
         if "flag_values" in src and len(words) == np.size(src["flag_values"]):
             keep = np.asarray(src["flag_values"]).astype(dtype) != _atl07_fill(dtype)
             words = [w for w, k in zip(words, keep, strict=True) if k]  # the fill is no flag value
-        attrs["flag_meanings"] = " ".join(_FLAG_WORD.sub("_", w) for w in words)
+        attrs["flag_meanings"] = " ".join(flag_word(w) for w in words)
     if not any(k in attrs for k in ("flag_values", "flag_masks")):
         units = str(src.get("units", "1")).strip() or "1"
         attrs["units"] = {"meters": "m", "meter": "m"}.get(units, units)
@@ -261,6 +237,314 @@ def _flag_table(infos: list[SstSource], var: str, dtype, values, meanings, *, ke
     return {key: np.asarray(values).astype(dtype), "flag_meanings": meanings}
 
 
+def _screened(params: dict) -> bool:
+    """Whether L2P pixels were screened by quality_level (min_quality_level null: not)."""
+    return "min_quality_level" not in params or params["min_quality_level"] is not None
+
+
+# ============================================================================ the variable table
+_STR = object  # python str objects: written as netCDF variable-length strings
+_F32_NAN = np.float32(np.nan)
+# A key of _Var.attrs whose value is a function of the _Product giving several attributes at
+# once (flag_values or flag_masks, then flag_meanings), written where the key stands.
+_FLAG_TABLE = "<flag table>"
+
+
+@dataclass(frozen=True)
+class _Var:
+    """One variable of the product, declared as data; :func:`build_dataset` makes each an xarray variable.
+
+    ``source`` says where the values come from: a dotted attribute name (or a function) of each
+    item along ``dim`` (a Track for ``trajectory`` and ``obs``, an SstSource for ``sst_source``, a
+    collection name for ``sst_collection_dim``); None for the few build_dataset computes itself
+    (``_Product.computed``). An attribute value may be a function of the _Product, for what
+    depends on the inputs (the SST standard name, the flag tables the files declare).
+    """
+
+    name: str
+    dim: str
+    dtype: Any
+    source: str | Callable[[Any], Any] | None
+    attrs: Mapping[str, Any]
+    fill: Any = None  # _FillValue; None: no fill (coordinates, ids, counts, enumerations, names)
+    matched_only: bool = False  # a property of the matched pixel: the fill where there is no match
+    when: Callable[[_Product], bool] | None = None  # declared only in the products this holds for
+
+
+def _sst_comment(p: _Product) -> str:
+    return ("nearest valid L2P pixel within sst_radius and colocation_max_dt_s"
+            + (" with quality_level >= colocation_min_quality_level" if p.screened
+               else "; NO quality screening was applied (min_quality_level null)")
+            + "; SST outside the L2P variable's valid_min/valid_max is not valid; fill where none. "
+            "Not bias corrected: bias-corrected SST = sst - sst_sses_bias (GDS 2.0)")
+
+
+def _sst_std_name(p: _Product) -> str:
+    return p.sst_standard_name
+
+
+def _count_var(name: str, long_name: str, comment: str) -> _Var:
+    """A per-segment count of the L2P pixels near the segment (they say why it has no match)."""
+    return _Var(f"sst_{name}", "obs", np.int32, f"matches.{name}", {
+        "long_name": long_name, "standard_name": "number_of_observations", "units": "1",
+        "coverage_content_type": "auxiliaryInformation", "comment": comment})
+
+
+_COUNT_DOC = {
+    "n_valid": "valid pixels (finite SST inside the valid range and, if screened, quality_level "
+               ">= colocation_min_quality_level): the match is the nearest of them",
+    "n_rejected_quality": "pixels with an SST whose quality_level is below colocation_min_quality_level",
+    "n_out_of_range": "pixels whose SST lies outside the L2P variable's valid_min/valid_max",
+    "n_ice": "pixels whose l2p_flags ice bit is set (also counted in one of the above)",
+}
+_OUTSIDE_DT = "geolocated L2P pixels within sst_radius but outside colocation_max_dt_s (or without a time)"
+
+_TRAJECTORY_VARS = (
+    _Var("trajectory_id", "trajectory", _STR, lambda t: f"{t.segments.granule}:{t.segments.beam}", {
+        "cf_role": "trajectory_id", "long_name": "ATL07 granule and beam"}),
+    _Var("atl07_granule", "trajectory", _STR, "segments.granule", {
+        "long_name": "ATL07 source granule file name"}),
+    _Var("beam", "trajectory", _STR, "segments.beam", {
+        "long_name": "ATLAS ground track (gt1l ... gt3r)"}),
+    _Var("beam_strength", "trajectory", _STR, "segments.strength", {
+        "long_name": "beam energy: strong, weak, mixed (yaw flip inside the granule) or unknown",
+        "comment": "from the beam group's atlas_beam_type attribute where present, else "
+                   "orbit_info/sc_orient (0 backward: left beams strong; 1 forward: right beams "
+                   "strong); per segment in beam_strength_flag"}),
+    _Var("rowSize", "trajectory", np.int32, None, {
+        "long_name": "number of observations for this trajectory", "sample_dimension": "obs"}),
+)
+
+# --- ATL07 fields: flag tables and units as in the granule that was read (_atl07_vars) --------
+_SEGMENT_VARS = (
+    _Var("height_segment_id", "obs", np.int32, None, {
+        "long_name": "ATL07 height segment identifier",
+        "comment": "-1 where the source granule has no height_segment_id",
+        "coverage_content_type": "referenceInformation"}, np.int64(-1)),
+    _Var("height_segment_height", "obs", np.float32, "segments.height", {
+        "long_name": "ATL07 height of segment surface",
+        "standard_name": "height_above_mean_sea_level", "units": "m",
+        "comment": "ATL07 heights/height_segment_height: mean height from the along-track "
+                   "segment fit, relative to the mean sea surface",
+        "coverage_content_type": "physicalMeasurement"}, _F32_NAN),
+    _Var("beam_strength_flag", "obs", np.int8, lambda t: t.segments.strength_per_segment(), {
+        "long_name": "beam energy of the segment's beam at the segment's time",
+        "flag_values": np.array([0, 1], np.int8), "flag_meanings": "weak strong",
+        "comment": "per segment, so a yaw flip (orbit_info/sc_orient_time) inside a granule is "
+                   "followed; -1 unknown", "coverage_content_type": "referenceInformation"}, np.int8(-1)),
+)
+
+# --- the match and its neighbourhood -----------------------------------------------------------
+_MATCH_VARS = (
+    _Var("sst", "obs", np.float32, "matches.sst", {
+        "long_name": "colocated GHRSST L2P sea surface temperature",
+        "standard_name": _sst_std_name, "units": "K",
+        "comment": _sst_comment,
+        "coverage_content_type": "physicalMeasurement"}, _F32_NAN, matched_only=True),
+    _Var("sst_distance", "obs", np.float32, "matches.distance_m", {
+        "long_name": "great-circle distance from segment to matched SST pixel centre", "units": "m",
+        "comment": "on a sphere of radius 6371008.8 m (IUGG mean); differs from the WGS84 "
+                   "geodesic by up to ~0.4 % at high latitudes (docs/SCIENCE.md)",
+        "coverage_content_type": "auxiliaryInformation"}, _F32_NAN, matched_only=True),
+    _Var("sst_dt", "obs", np.float64, "matches.dt_s", {
+        "long_name": "matched SST pixel time minus segment time",
+        "standard_name": "time_sample_difference_due_to_collocation", "units": "s",
+        "comment": "pixel time is L2P time + sst_dtime", "coverage_content_type": "auxiliaryInformation"},
+        np.float64(np.nan), matched_only=True),
+    _Var("sst_radius", "obs", np.float32, "matches.radius_m", {
+        "long_name": "colocation radius applied to the segment", "units": "m",
+        "comment": "colocation_radius_m, or in footprint mode half the diagonal of the local L2P "
+                   "pixel (from the swath's own grid spacing) nearest to the segment; fill where "
+                   "no L2P pixel was near", "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
+    _Var("sst_pixel_nj", "obs", np.int32, "matches.pixel_nj", {
+        "long_name": "row (nj) of the matched pixel in its L2P granule", "units": "1",
+        "comment": "0-based, in the full swath of sst_source_name[sst_granule]; one pixel feeds "
+                   "many segments: (sst_granule, sst_pixel_nj, sst_pixel_ni) identifies it",
+        "coverage_content_type": "referenceInformation"}, np.int32(-1), matched_only=True),
+    _Var("sst_pixel_ni", "obs", np.int32, "matches.pixel_ni", {
+        "long_name": "column (ni) of the matched pixel in its L2P granule", "units": "1",
+        "coverage_content_type": "referenceInformation"}, np.int32(-1), matched_only=True),
+    _Var("sst_quality_level", "obs", np.int8, "matches.quality_level", {
+        "long_name": "GHRSST quality level of matched SST pixel",
+        _FLAG_TABLE: lambda p: _flag_table(p.infos, "quality_level", np.int8, GHRSST_QL_FLAG_VALUES,
+                                           GHRSST_QL_FLAG_MEANINGS),
+        "valid_min": np.int8(0), "valid_max": np.int8(5),
+        "coverage_content_type": "qualityInformation"}, QL_FILL, matched_only=True),
+    _Var("sst_l2p_flags", "obs", np.int16, "matches.l2p_flags", {
+        "long_name": "GHRSST L2P flags of matched SST pixel",
+        _FLAG_TABLE: lambda p: _flag_table(p.infos, "l2p_flags", np.int16, GHRSST_L2P_FLAG_MASKS,
+                                           GHRSST_L2P_FLAG_MEANINGS, key="flag_masks"),
+        "comment": "flag table copied from the L2P granules read (GDS 2.0: bits 0-4 generic, "
+                   "bits 5-15 product specific)",
+        "coverage_content_type": "qualityInformation"}, FLAGS_FILL, matched_only=True),
+    _Var("sst_ice", "obs", np.int8, "matches.ice", {
+        "long_name": "ice bit of the matched pixel's l2p_flags",
+        "flag_values": np.array([0, 1], np.int8), "flag_meanings": "not_ice ice",
+        "comment": "the l2p_flags bit whose flag_meanings entry is 'ice' in the source file; "
+                   "fill where no match or the file has no such bit",
+        "coverage_content_type": "qualityInformation"}, np.int8(-1), matched_only=True),
+    _Var("sst_sses_bias", "obs", np.float32, "matches.sses_bias", {
+        "long_name": "SSES bias of the matched pixel", "units": "K",
+        "comment": "GHRSST GDS 2.0 / PO.DAAC MODIS L2P user guide: bias-corrected SST = "
+                   "sst - sst_sses_bias (the bias is subtracted)",
+        "coverage_content_type": "qualityInformation"}, _F32_NAN, matched_only=True),
+    _Var("sst_sses_standard_deviation", "obs", np.float32, "matches.sses_standard_deviation", {
+        "long_name": "SSES standard deviation of the matched pixel", "units": "K",
+        "comment": "GDS 2.0 Single Sensor Error Statistics: uncertainty of the bias-corrected SST",
+        "standard_name": lambda p: f"{p.sst_standard_name} standard_error",
+        "coverage_content_type": "qualityInformation"}, _F32_NAN, matched_only=True),
+    _Var("sst_dt_analysis", "obs", np.float32, "matches.dt_analysis", {
+        "long_name": "matched pixel SST minus the L2P product's reference analysis", "units": "K",
+        "comment": "L2P dt_analysis as in the source file (fill where the product has none)",
+        "coverage_content_type": "qualityInformation"}, _F32_NAN, matched_only=True,
+        when=lambda p: any("dt_analysis" in i.variable_attrs for i in p.infos)),  # else the products read have none
+    *(_count_var(name, f"number of L2P {doc}, within sst_radius and colocation_max_dt_s",
+                 "over the matched pixel's granule; summed over every granule read where no match")
+      for name, doc in _COUNT_DOC.items()),
+    _count_var("n_outside_dt", f"number of {_OUTSIDE_DT}",
+               "with the counts above, says why a segment has no match: nothing within the "
+               "radius (all zero), only outside the time window, or only rejected pixels"),
+    _Var("sst_median", "obs", np.float32, "matches.sst_median", {
+        "long_name": "median SST of the valid pixels within sst_radius and colocation_max_dt_s",
+        "standard_name": _sst_std_name, "cell_methods": "area: median", "units": "K",
+        "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
+    _Var("sst_stddev", "obs", np.float32, "matches.sst_std", {
+        "long_name": "standard deviation (ddof 0) of the SST of those valid pixels",
+        "standard_name": _sst_std_name, "cell_methods": "area: standard_deviation", "units": "K",
+        "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
+    _Var("sst_granule", "obs", np.int32, None, {
+        "long_name": "index of the L2P granule the SST came from",
+        # an enumeration: plain integers for every reader, names for CF-aware ones
+        _FLAG_TABLE: lambda p: index_flags(p.sources, np.int32),
+        "comment": "0-based index into sst_source_name (exact file names); -1 where no match",
+        "coverage_content_type": "referenceInformation"}),
+    _Var("sst_collection", "obs", np.int32, None, {
+        "long_name": "index of the SST collection the match came from",
+        _FLAG_TABLE: lambda p: index_flags(p.collections, np.int32),
+        "comment": "0-based index into sst_collection_name; -1 where no match",
+        "coverage_content_type": "referenceInformation"}),
+)
+
+_SOURCE_VARS = (
+    _Var("sst_collection_name", "sst_collection_dim", _STR, str, {
+        "long_name": "SST collection (CMR concept id or short name)"}),
+    _Var("sst_source_name", "sst_source", _STR, lambda i: _basename(i.name), {
+        "long_name": "GHRSST L2P source granule file name"}),
+    _Var("sst_source_platform", "sst_source", _STR, lambda i: _source_label(i, "platform"), {
+        "long_name": "platform of the L2P granule (from the file, else the collection profile)"}),
+    _Var("sst_source_sensor", "sst_source", _STR, lambda i: _source_label(i, "sensor"), {
+        "long_name": "sensor of the L2P granule (from the file, else the collection profile)"}),
+    _Var("sst_source_standard_name", "sst_source", _STR, lambda i: _source_label(i, "standard_name"), {
+        "long_name": "SST standard name of the L2P granule (from the file, else the collection profile)"}),
+)
+
+_COORDINATES = (
+    _Var("time", "obs", "datetime64[ns]", None, {
+        "standard_name": "time", "long_name": "segment time (UTC)", "axis": "T"}),
+    _Var("lat", "obs", np.float64, None, {
+        "standard_name": "latitude", "long_name": "segment centre latitude", "units": "degrees_north", "axis": "Y"}),
+    _Var("lon", "obs", np.float64, None, {
+        "standard_name": "longitude", "long_name": "segment centre longitude", "units": "degrees_east", "axis": "X"}),
+)
+
+# segment id labels the observation; distance and time offset say where and when the SST
+# sample was taken relative to the segment: auxiliary coordinates, not measurements.
+# CF has no standard name for an SSES bias, an analysis difference, a fit confidence or a
+# pixel index: they label the sample they belong to, as auxiliary coordinates
+_HEIGHT_COORDINATES = ("time", "lat", "lon", "height_segment_id", "seg_dist_x", "height_segment_length_seg",
+                       "height_segment_confidence")
+_SST_COORDINATES = ("time", "lat", "lon", "sst_dt", "sst_distance", "sst_radius", "sst_pixel_nj", "sst_pixel_ni",
+                    "sst_sses_bias", "sst_dt_analysis")
+_SST_ANCILLARY = ("sst_quality_level", "sst_l2p_flags", "sst_ice", "sst_sses_bias", "sst_sses_standard_deviation",
+                  "sst_granule")
+_HEIGHT_ANCILLARY = ("height_segment_quality", "height_segment_fit_quality_flag", "height_segment_confidence",
+                     "height_segment_type", "height_segment_ssh_flag")
+
+
+def _atl07_vars(tracks: list[Track]) -> list[_Var]:
+    """The ATL07 quality and type flags, and each optional ATL07_FIELDS field some granule read has."""
+
+    def stored(n: str, dtype: type[np.generic]) -> Callable[[Track], np.ndarray]:
+        return lambda t: t.segments.fields.get(n, np.full(len(t.segments), _atl07_fill(dtype), dtype))
+
+    fields: list[tuple[str, type[np.generic], str | Callable[[Track], np.ndarray]]] = [
+        ("height_segment_quality", np.int16, "segments.quality"),
+        ("height_segment_type", np.int16, "segments.segment_type")]
+    fields += [(n, dtype, stored(n, dtype)) for n, _, dtype in ATL07_FIELDS
+               if any(n in t.segments.fields for t in tracks)]
+    return [_Var(name, "obs", dtype, get, _atl07_attrs(name, dtype, tracks), _atl07_fill(dtype))
+            for name, dtype, get in fields]
+
+
+class _Product:
+    """The inputs of one :func:`build_dataset` call, as the variable table reads them."""
+
+    def __init__(self, tracks: list[Track], infos: list[SstSource], params: dict):
+        self.tracks: list[Track] = tracks
+        self.infos: list[SstSource] = infos
+        self.params: dict = params
+        self.masks = [_valid(t) for t in tracks]  # each track's segments with a valid location and time
+        self.row_size = np.array([int(m.sum()) for m in self.masks], dtype=np.int32)
+        self.dropped = int(sum(len(t.segments) for t in tracks) - self.row_size.sum())
+        self.sources = [_basename(i.name) for i in infos]
+        self.collections = list(dict.fromkeys(i.collection or "unknown" for i in infos))
+        self.screened = _screened(params)
+        self.sst_standard_name = _sst_standard_name(infos, params)
+        self.sst_index = self.obs("matches.granule_index", np.int32)
+        self.matched = self.sst_index >= 0
+        self.computed = self._computed()
+
+    def obs(self, source: str | Callable[[Track], Any], dtype) -> np.ndarray:
+        """One value per valid segment, over every track in turn."""
+        get = attrgetter(source) if isinstance(source, str) else source
+        return _concat([np.asarray(get(t))[m] for t, m in zip(self.tracks, self.masks, strict=True)], dtype)
+
+    def _computed(self) -> dict[str, np.ndarray]:
+        """The variables whose values are no attribute of a track or a source."""
+        ns = self.obs("segments.time", "datetime64[ns]").astype(np.int64)
+        lon = self.obs("segments.lon", np.float64)
+        source_collection = np.array([self.collections.index(i.collection or "unknown") for i in self.infos],
+                                     np.int32)
+        return {
+            "rowSize": self.row_size,
+            "height_segment_id": _int32(self.obs("segments.height_segment_id", np.int64), "height_segment_id"),
+            "sst_granule": self.sst_index,
+            "sst_collection": np.where(self.matched, source_collection[np.clip(self.sst_index, 0, None)]
+                                       if self.infos else -1, -1).astype(np.int32),
+            "time": (((ns + 500) // 1000) * 1000).astype("datetime64[ns]"),  # nearest microsecond
+            "lat": self.obs("segments.lat", np.float64),
+            "lon": ((lon + 180.0) % 360.0) - 180.0,
+        }
+
+    def values(self, var: _Var) -> np.ndarray:
+        """``var``'s values: along ``obs`` one per valid segment, else one per item of its dimension."""
+        if var.source is None:
+            return self.computed[var.name]
+        if var.dim == "obs":
+            values = self.obs(var.source, var.dtype)
+            if var.matched_only:  # a match field is meaningless without a matched pixel: force the fill
+                values = np.where(self.matched, values, var.fill).astype(values.dtype, copy=False)
+            return values
+        items: dict[str, Sequence[Any]] = {"trajectory": self.tracks, "sst_source": self.infos,
+                                           "sst_collection_dim": self.collections}
+        get = attrgetter(var.source) if isinstance(var.source, str) else var.source
+        return np.array([get(item) for item in items[var.dim]], dtype=var.dtype)
+
+    def attrs(self, var: _Var) -> dict[str, Any]:
+        """``var.attrs`` for this product: functions of it evaluated, a flag table spliced in."""
+        out: dict[str, Any] = {}
+        for key, value in var.attrs.items():
+            value = value(self) if callable(value) else value
+            if key == _FLAG_TABLE:
+                out.update(value)
+            else:  # a copy: the table's arrays are shared by every product
+                out[key] = value.copy() if isinstance(value, np.ndarray) else value
+        return out
+
+    def variable(self, var: _Var) -> tuple[str, np.ndarray, dict[str, Any]]:
+        return var.dim, self.values(var), self.attrs(var)
+
+
 def build_dataset(
     tracks: list[Track],
     sst_granules: Sequence[str | SstSource],
@@ -281,217 +565,27 @@ def build_dataset(
     the ATL07 reader, kept as ``atl07_<key>`` attributes. Segments without a valid time or
     location are dropped (counted in ``segments_dropped_invalid_location_or_time``); times are
     rounded to the microsecond. Zero tracks or zero matches still give a valid dataset.
+    The variables are declared in the module's variable table (``_TRAJECTORY_VARS`` …).
     """
     params = dict(params or {})
     now = (now or datetime.now(UTC)).astimezone(UTC)
     infos = [s if isinstance(s, SstSource) else SstSource(str(s)) for s in sst_granules]
-    sources = [_basename(i.name) for i in infos]
     for t in tracks:
-        _check(t, len(sources))
+        _check(t, len(infos))
+    p = _Product(tracks, infos, params)
+    declared = [v for v in (*_TRAJECTORY_VARS, *_SEGMENT_VARS, *_atl07_vars(tracks), *_MATCH_VARS, *_SOURCE_VARS)
+                if v.when is None or v.when(p)]
+    ds = xr.Dataset(data_vars={v.name: p.variable(v) for v in declared},
+                    coords={v.name: p.variable(v) for v in _COORDINATES})
+    _encode(ds, {v.name: v.fill for v in declared if v.fill is not None})
+    _link_auxiliaries(ds)
+    ds.attrs = _global_attrs(ds, p, atl07_attrs=atl07_attrs, history=history, request_id=request_id, now=now,
+                             warnings=warnings)
+    return ds
 
-    masks = [_valid(t) for t in tracks]
-    row_size = np.array([int(m.sum()) for m in masks], dtype=np.int32)
-    dropped = int(sum(len(t.segments) for t in tracks) - row_size.sum())
 
-    def obs(get, dtype):
-        return _concat([np.asarray(get(t))[m] for t, m in zip(tracks, masks, strict=True)], dtype)
-
-    ns = obs(lambda t: t.segments.time, "datetime64[ns]").astype(np.int64)
-    time = (((ns + 500) // 1000) * 1000).astype("datetime64[ns]")  # nearest microsecond
-    lat = obs(lambda t: t.segments.lat, np.float64)
-    lon = obs(lambda t: t.segments.lon, np.float64)
-    lon = ((lon + 180.0) % 360.0) - 180.0
-    sst_index = obs(lambda t: t.matches.granule_index, np.int32)
-    matched = sst_index >= 0
-
-    def when_matched(values: np.ndarray, fill) -> np.ndarray:
-        # a match field is meaningless without a matched pixel: force the fill
-        return np.where(matched, values, fill).astype(values.dtype, copy=False)
-
-    str_dt = object  # python str objects: written as netCDF variable-length strings
-    traj = "trajectory"
-    screened = "min_quality_level" not in params or params["min_quality_level"] is not None
-    data_vars: dict[str, tuple] = {}
-    fills: dict[str, Any] = {}
-
-    def add(name: str, dim: str, values: np.ndarray, attrs: dict, fill=None) -> None:
-        data_vars[name] = (dim, values, attrs)
-        if fill is not None:
-            fills[name] = fill
-
-    add("trajectory_id", traj, np.array([f"{t.segments.granule}:{t.segments.beam}" for t in tracks], dtype=str_dt), {
-        "cf_role": "trajectory_id", "long_name": "ATL07 granule and beam"})
-    add("atl07_granule", traj, np.array([t.segments.granule for t in tracks], dtype=str_dt), {
-        "long_name": "ATL07 source granule file name"})
-    add("beam", traj, np.array([t.segments.beam for t in tracks], dtype=str_dt), {
-        "long_name": "ATLAS ground track (gt1l ... gt3r)"})
-    add("beam_strength", traj, np.array([t.segments.strength for t in tracks], dtype=str_dt), {
-        "long_name": "beam energy: strong, weak, mixed (yaw flip inside the granule) or unknown",
-        "comment": "from the beam group's atlas_beam_type attribute where present, else "
-                   "orbit_info/sc_orient (0 backward: left beams strong; 1 forward: right beams "
-                   "strong); per segment in beam_strength_flag"})
-    add("rowSize", traj, row_size, {
-        "long_name": "number of observations for this trajectory", "sample_dimension": "obs"})
-
-    # --- ATL07 fields: flag tables and units as in the granule that was read ----------------
-    segment_ids = _int32(obs(lambda t: t.segments.height_segment_id, np.int64), "height_segment_id")
-    add("height_segment_id", "obs", segment_ids, {
-        "long_name": "ATL07 height segment identifier",
-        "comment": "-1 where the source granule has no height_segment_id",
-        "coverage_content_type": "referenceInformation"}, np.int64(-1))
-    add("height_segment_height", "obs", obs(lambda t: t.segments.height, np.float32), {
-        "long_name": "ATL07 height of segment surface",
-        "standard_name": "height_above_mean_sea_level", "units": "m",
-        "comment": "ATL07 heights/height_segment_height: mean height from the along-track "
-                   "segment fit, relative to the mean sea surface",
-        "coverage_content_type": "physicalMeasurement"}, np.float32(np.nan))
-    add("beam_strength_flag", "obs", obs(lambda t: t.segments.strength_per_segment(), np.int8), {
-        "long_name": "beam energy of the segment's beam at the segment's time",
-        "flag_values": np.array([0, 1], np.int8), "flag_meanings": "weak strong",
-        "comment": "per segment, so a yaw flip (orbit_info/sc_orient_time) inside a granule is "
-                   "followed; -1 unknown", "coverage_content_type": "referenceInformation"}, np.int8(-1))
-    atl07_vars: list[tuple[str, type[np.generic], Callable[[Track], np.ndarray]]] = [
-        ("height_segment_quality", np.int16, lambda t: t.segments.quality),
-        ("height_segment_type", np.int16, lambda t: t.segments.segment_type)]
-
-    def stored(n: str, dtype: type[np.generic]) -> Callable[[Track], np.ndarray]:
-        return lambda t: t.segments.fields.get(n, np.full(len(t.segments), _atl07_fill(dtype), dtype))
-
-    names = [n for n, _, _ in ATL07_FIELDS if any(n in t.segments.fields for t in tracks)]
-    atl07_vars += [(n, dtype, stored(n, dtype)) for n, _, dtype in ATL07_FIELDS if n in names]
-    for name, dtype, get in atl07_vars:
-        attrs = _atl07_attrs(name, dtype, tracks)
-        add(name, "obs", obs(get, dtype), attrs, _atl07_fill(dtype))
-
-    # --- the match and its neighbourhood ----------------------------------------------------
-    sst_std_name = _sst_standard_name(infos, params)
-    add("sst", "obs", when_matched(obs(lambda t: t.matches.sst, np.float32), np.float32(np.nan)), {
-        "long_name": "colocated GHRSST L2P sea surface temperature",
-        "standard_name": sst_std_name, "units": "K",
-        "comment": ("nearest valid L2P pixel within sst_radius and colocation_max_dt_s"
-                    + (" with quality_level >= colocation_min_quality_level" if screened
-                       else "; NO quality screening was applied (min_quality_level null)")
-                    + "; SST outside the L2P variable's valid_min/valid_max is not valid; fill where none. "
-                    "Not bias corrected: bias-corrected SST = sst - sst_sses_bias (GDS 2.0)"),
-        "coverage_content_type": "physicalMeasurement"}, np.float32(np.nan))
-    add("sst_distance", "obs", when_matched(obs(lambda t: t.matches.distance_m, np.float32), np.float32(np.nan)), {
-        "long_name": "great-circle distance from segment to matched SST pixel centre", "units": "m",
-        "comment": "on a sphere of radius 6371008.8 m (IUGG mean); differs from the WGS84 "
-                   "geodesic by up to ~0.4 % at high latitudes (docs/SCIENCE.md)",
-        "coverage_content_type": "auxiliaryInformation"}, np.float32(np.nan))
-    add("sst_dt", "obs", when_matched(obs(lambda t: t.matches.dt_s, np.float64), np.nan), {
-        "long_name": "matched SST pixel time minus segment time",
-        "standard_name": "time_sample_difference_due_to_collocation", "units": "s",
-        "comment": "pixel time is L2P time + sst_dtime", "coverage_content_type": "auxiliaryInformation"},
-        np.float64(np.nan))
-    add("sst_radius", "obs", obs(lambda t: t.matches.radius_m, np.float32), {
-        "long_name": "colocation radius applied to the segment", "units": "m",
-        "comment": "colocation_radius_m, or in footprint mode half the diagonal of the local L2P "
-                   "pixel (from the swath's own grid spacing) nearest to the segment; fill where "
-                   "no L2P pixel was near", "coverage_content_type": "auxiliaryInformation"},
-        np.float32(np.nan))
-    add("sst_pixel_nj", "obs", when_matched(obs(lambda t: t.matches.pixel_nj, np.int32), np.int32(-1)), {
-        "long_name": "row (nj) of the matched pixel in its L2P granule", "units": "1",
-        "comment": "0-based, in the full swath of sst_source_name[sst_granule]; one pixel feeds "
-                   "many segments: (sst_granule, sst_pixel_nj, sst_pixel_ni) identifies it",
-        "coverage_content_type": "referenceInformation"}, np.int32(-1))
-    add("sst_pixel_ni", "obs", when_matched(obs(lambda t: t.matches.pixel_ni, np.int32), np.int32(-1)), {
-        "long_name": "column (ni) of the matched pixel in its L2P granule", "units": "1",
-        "coverage_content_type": "referenceInformation"}, np.int32(-1))
-    add("sst_quality_level", "obs", when_matched(obs(lambda t: t.matches.quality_level, np.int8), QL_FILL), {
-        "long_name": "GHRSST quality level of matched SST pixel",
-        **_flag_table(infos, "quality_level", np.int8, GHRSST_QL_FLAG_VALUES, GHRSST_QL_FLAG_MEANINGS),
-        "valid_min": np.int8(0), "valid_max": np.int8(5),
-        "coverage_content_type": "qualityInformation"}, QL_FILL)
-    add("sst_l2p_flags", "obs", when_matched(obs(lambda t: t.matches.l2p_flags, np.int16), FLAGS_FILL), {
-        "long_name": "GHRSST L2P flags of matched SST pixel",
-        **_flag_table(infos, "l2p_flags", np.int16, GHRSST_L2P_FLAG_MASKS, GHRSST_L2P_FLAG_MEANINGS, key="flag_masks"),
-        "comment": "flag table copied from the L2P granules read (GDS 2.0: bits 0-4 generic, "
-                   "bits 5-15 product specific)",
-        "coverage_content_type": "qualityInformation"}, FLAGS_FILL)
-    add("sst_ice", "obs", when_matched(obs(lambda t: t.matches.ice, np.int8), np.int8(-1)), {
-        "long_name": "ice bit of the matched pixel's l2p_flags",
-        "flag_values": np.array([0, 1], np.int8), "flag_meanings": "not_ice ice",
-        "comment": "the l2p_flags bit whose flag_meanings entry is 'ice' in the source file; "
-                   "fill where no match or the file has no such bit",
-        "coverage_content_type": "qualityInformation"}, np.int8(-1))
-    for name, long_name in (("sses_bias", "SSES bias of the matched pixel"),
-                            ("sses_standard_deviation", "SSES standard deviation of the matched pixel"),
-                            ("dt_analysis", "matched pixel SST minus the L2P product's reference analysis")):
-        if name == "dt_analysis" and not any("dt_analysis" in i.variable_attrs for i in infos):
-            continue  # the products read have none
-        comment = {
-            "sses_bias": "GHRSST GDS 2.0 / PO.DAAC MODIS L2P user guide: bias-corrected SST = "
-                         "sst - sst_sses_bias (the bias is subtracted)",
-            "sses_standard_deviation": "GDS 2.0 Single Sensor Error Statistics: uncertainty of the "
-                                       "bias-corrected SST",
-            "dt_analysis": "L2P dt_analysis as in the source file (fill where the product has none)",
-        }[name]
-        add(f"sst_{name}", "obs", when_matched(obs(lambda t, n=name: getattr(t.matches, n), np.float32),
-                                               np.float32(np.nan)), {
-            "long_name": long_name, "units": "K", "comment": comment,
-            **({"standard_name": f"{sst_std_name} standard_error"} if name == "sses_standard_deviation" else {}),
-            "coverage_content_type": "qualityInformation"}, np.float32(np.nan))
-    count_doc = {
-        "n_valid": "valid pixels (finite SST inside the valid range and, if screened, quality_level "
-                   ">= colocation_min_quality_level): the match is the nearest of them",
-        "n_rejected_quality": "pixels with an SST whose quality_level is below colocation_min_quality_level",
-        "n_out_of_range": "pixels whose SST lies outside the L2P variable's valid_min/valid_max",
-        "n_ice": "pixels whose l2p_flags ice bit is set (also counted in one of the above)",
-    }
-    outside_dt = "geolocated L2P pixels within sst_radius but outside colocation_max_dt_s (or without a time)"
-    for name, doc in count_doc.items():
-        add(f"sst_{name}", "obs", obs(lambda t, n=name: getattr(t.matches, n), np.int32), {
-            "long_name": f"number of L2P {doc}, within sst_radius and colocation_max_dt_s",
-            "standard_name": "number_of_observations", "units": "1",
-            "coverage_content_type": "auxiliaryInformation",
-            "comment": "over the matched pixel's granule; summed over every granule read where no match"})
-    add("sst_n_outside_dt", "obs", obs(lambda t: t.matches.n_outside_dt, np.int32), {
-        "long_name": f"number of {outside_dt}", "standard_name": "number_of_observations", "units": "1",
-        "coverage_content_type": "auxiliaryInformation",
-        "comment": "with the counts above, says why a segment has no match: nothing within the "
-                   "radius (all zero), only outside the time window, or only rejected pixels"})
-    add("sst_median", "obs", obs(lambda t: t.matches.sst_median, np.float32), {
-        "long_name": "median SST of the valid pixels within sst_radius and colocation_max_dt_s",
-        "standard_name": sst_std_name, "cell_methods": "area: median", "units": "K",
-        "coverage_content_type": "auxiliaryInformation"}, np.float32(np.nan))
-    add("sst_stddev", "obs", obs(lambda t: t.matches.sst_std, np.float32), {
-        "long_name": "standard deviation (ddof 0) of the SST of those valid pixels",
-        "standard_name": sst_std_name, "cell_methods": "area: standard_deviation", "units": "K",
-        "coverage_content_type": "auxiliaryInformation"}, np.float32(np.nan))
-    add("sst_granule", "obs", sst_index, {
-        "long_name": "index of the L2P granule the SST came from",
-        # an enumeration: plain integers for every reader, names for CF-aware ones
-        "flag_values": np.arange(-1, len(sources), dtype=np.int32),
-        "flag_meanings": " ".join(["no_match"] + [_FLAG_WORD.sub("_", s) for s in sources]),
-        "comment": "0-based index into sst_source_name (exact file names); -1 where no match",
-        "coverage_content_type": "referenceInformation"})
-    collections = list(dict.fromkeys(i.collection or "unknown" for i in infos))
-    source_collection = np.array([collections.index(i.collection or "unknown") for i in infos], np.int32)
-    add("sst_collection", "obs", np.where(matched, source_collection[np.clip(sst_index, 0, None)]
-                                          if infos else -1, -1).astype(np.int32), {
-        "long_name": "index of the SST collection the match came from",
-        "flag_values": np.arange(-1, len(collections), dtype=np.int32),
-        "flag_meanings": " ".join(["no_match"] + [_FLAG_WORD.sub("_", c) for c in collections]),
-        "comment": "0-based index into sst_collection_name; -1 where no match",
-        "coverage_content_type": "referenceInformation"})
-    add("sst_collection_name", "sst_collection_dim", np.array(collections if infos else [], dtype=str_dt), {
-        "long_name": "SST collection (CMR concept id or short name)"})
-    add("sst_source_name", "sst_source", np.array(sources, dtype=str_dt), {
-        "long_name": "GHRSST L2P source granule file name"})
-    for key, long_name in (("platform", "platform"), ("sensor", "sensor"), ("standard_name", "SST standard name")):
-        add(f"sst_source_{key}", "sst_source", np.array([_source_label(i, key) for i in infos], dtype=str_dt), {
-            "long_name": f"{long_name} of the L2P granule (from the file, else the collection profile)"})
-    coords = {
-        "time": ("obs", time, {"standard_name": "time", "long_name": "segment time (UTC)", "axis": "T"}),
-        "lat": ("obs", lat, {"standard_name": "latitude", "long_name": "segment centre latitude",
-                             "units": "degrees_north", "axis": "Y"}),
-        "lon": ("obs", lon, {"standard_name": "longitude", "long_name": "segment centre longitude",
-                             "units": "degrees_east", "axis": "X"}),
-    }
-    ds = xr.Dataset(data_vars=data_vars, coords=coords)
-
-    # --- encoding: explicit fill values so every reader masks the same way -----------------
+def _encode(ds: xr.Dataset, fills: Mapping[str, Any]) -> None:
+    """Explicit fill values so every reader masks the same way; obs variables deflated, one chunk each."""
     for vname, var in ds.variables.items():
         var.encoding["_FillValue"] = fills.get(str(vname))  # None: no fill for coordinates/ids
         if var.dtype == object:
@@ -500,62 +594,57 @@ def build_dataset(
             var.encoding.update(zlib=True, complevel=DEFLATE_LEVEL, shuffle=True,
                                 chunksizes=(min(var.size, max(1, CHUNK_BYTES // var.dtype.itemsize)),))
     ds["time"].encoding.update(units=TIME_UNITS, calendar="standard", dtype="float64")
-    # segment id labels the observation; distance and time offset say where and when the SST
-    # sample was taken relative to the segment: auxiliary coordinates, not measurements.
-    # CF has no standard name for an SSES bias, an analysis difference, a fit confidence or a
-    # pixel index: they label the sample they belong to, as auxiliary coordinates
+
+
+def _link_auxiliaries(ds: xr.Dataset) -> None:
+    """CF auxiliary coordinates and ancillary variables of the two measurements (those present)."""
     ds["height_segment_height"].encoding["coordinates"] = " ".join(
-        v for v in ("time", "lat", "lon", "height_segment_id", "seg_dist_x", "height_segment_length_seg",
-                    "height_segment_confidence") if v in ds.variables)
-    ds["sst"].encoding["coordinates"] = " ".join(
-        v for v in ("time", "lat", "lon", "sst_dt", "sst_distance", "sst_radius", "sst_pixel_nj", "sst_pixel_ni",
-                    "sst_sses_bias", "sst_dt_analysis") if v in ds.variables)
-    ds["sst"].attrs["ancillary_variables"] = " ".join(
-        v for v in ("sst_quality_level", "sst_l2p_flags", "sst_ice", "sst_sses_bias",
-                    "sst_sses_standard_deviation", "sst_granule") if v in ds)
-    ds["height_segment_height"].attrs["ancillary_variables"] = " ".join(
-        v for v in ("height_segment_quality", "height_segment_fit_quality_flag", "height_segment_confidence",
-                    "height_segment_type", "height_segment_ssh_flag") if v in ds)
-
-    ds.attrs = _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, now, dropped, warnings)
-    return ds
+        v for v in _HEIGHT_COORDINATES if v in ds.variables)
+    ds["sst"].encoding["coordinates"] = " ".join(v for v in _SST_COORDINATES if v in ds.variables)
+    ds["sst"].attrs["ancillary_variables"] = " ".join(v for v in _SST_ANCILLARY if v in ds)
+    ds["height_segment_height"].attrs["ancillary_variables"] = " ".join(v for v in _HEIGHT_ANCILLARY if v in ds)
 
 
-def _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, now, dropped, warnings) -> dict:
-    sources = [_basename(i.name) for i in infos]
-    granules = list(dict.fromkeys(t.segments.granule for t in tracks))
-    version = _package_version()
-    created = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    n_matched = int((ds["sst_granule"].values >= 0).sum())
+# ============================================================================ global attributes
+def _global_attrs(ds: xr.Dataset, p: _Product, *, atl07_attrs: dict | None, history: str | None,
+                  request_id: str | None, now: datetime, warnings: list[str] | None) -> dict:
+    """CF and ACDD-1.3 global attributes, in the order they are written."""
     atl07_attrs = dict(atl07_attrs or {})
-    atl07_doi = str(atl07_attrs.get("identifier_product_doi") or params.get("atl07_doi") or ATL07_DOI_DEFAULT)
-    if atl07_doi.lower().startswith("doi:"):
-        atl07_doi = "https://doi.org/" + atl07_doi[4:]
-    # platform, sensor and DOI per SST collection: from the files, then the collection profiles
-    collections = list(dict.fromkeys(i.collection for i in infos))
-    requested = params.get("sst_collections") or [params.get("sst_collection")]
-    refs, platforms, sensors = [], [], []
-    profiles = [profile(c) for c in requested if c]
-    profiles += [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
-    if params.get("sst_doi"):
-        refs.append(str(params["sst_doi"]))
-    for prof in profiles:
-        if prof:
-            refs.append(f"{prof['short_name']} https://doi.org/{prof['doi']}")
-    refs += [f"collection {c}" for c in [*requested, *collections] if c and not profile(c)]
-    refs = list(dict.fromkeys(refs))
-    for i in infos:
-        platforms.append(_source_label(i, "platform"))
-        sensors.append(_source_label(i, "sensor"))
-    platforms = [p for p in dict.fromkeys(platforms) if p != "unknown"]
-    sensors = [p for p in dict.fromkeys(sensors) if p != "unknown"]
-    screened = "min_quality_level" not in params or params["min_quality_level"] is not None
-    ident = request_id or hashlib.sha256(
-        json.dumps([granules, sources, {k: str(v) for k, v in sorted(params.items())
-                                        if not _SECRET_KEY.search(k)}]).encode()
-    ).hexdigest()[:16]
+    granules = list(dict.fromkeys(t.segments.granule for t in p.tracks))
+    sensors = _source_labels(p.infos, "sensor")
+    version = package_version()
+    created = utc_stamp(now)
+    n_obs, n_matched = ds.sizes["obs"], int((ds["sst_granule"].values >= 0).sum())
+    done = f"colocated {len(p.tracks)} trajectories, {n_obs} segments, {n_matched} matched"
     attrs: dict[str, Any] = {
-        "Conventions": "CF-1.8, ACDD-1.3",
+        **_identification(sensors, _product_id(granules, p.sources, p.params, request_id), version),
+        **_inputs_and_credit(p, granules, sensors, _atl07_doi(atl07_attrs, p.params)),
+        **date_attrs(created),
+        "history": scrub((history.rstrip() + "\n" if history else "") + history_entry(created, version, done)),
+        "trajectory_count": np.int32(len(p.tracks)),
+        "segments_total": np.int64(n_obs),
+        "segments_matched": np.int64(n_matched),
+        "segments_dropped_invalid_location_or_time": np.int64(p.dropped),
+        "colocation_quality_screening": (f"quality_level >= {p.params.get('min_quality_level')}" if p.screened else
+                                         "none: no quality screening was applied (min_quality_level null)"),
+    }
+    if warnings:
+        attrs["reader_warnings"] = joined(warnings)
+    if request_id:
+        attrs["request_id"] = scrub(request_id)
+    attrs.update(_parameter_attrs(p.params))
+    for key in _OVERRIDABLE:
+        if isinstance(p.params.get(key), str) and p.params[key]:
+            attrs[key] = scrub(p.params[key])
+    attrs.update(_flat_attrs("atl07_", atl07_attrs))
+    attrs.update(_coverage(ds, p.params))
+    return attrs
+
+
+def _identification(sensors: list[str], ident: str, version: str) -> dict[str, Any]:
+    """ACDD identification and description: what the file holds, its id and version."""
+    return {
+        "Conventions": CONVENTIONS,
         "featureType": "trajectory",
         "title": "ICESat-2 ATL07 sea ice segments colocated with GHRSST L2P sea surface skin temperature",
         "summary": (
@@ -577,9 +666,15 @@ def _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, n
         "product_version": version,
         "processing_level": "L3 colocation (ATL07 L3A with GHRSST L2P)",
         "cdm_data_type": "Trajectory",
+    }
+
+
+def _inputs_and_credit(p: _Product, granules: list[str], sensors: list[str], atl07_doi: str) -> dict[str, Any]:
+    """ACDD source, platform and instrument; who made and publishes the file; what to cite."""
+    return {
         "source": scrub("ATL07 granules: " + (", ".join(granules) or "none")
-                        + "; GHRSST L2P granules: " + (", ".join(sources) or "none")),
-        "platform": ", ".join(["ICESat-2", *platforms]),
+                        + "; GHRSST L2P granules: " + (", ".join(p.sources) or "none")),
+        "platform": ", ".join(["ICESat-2", *_source_labels(p.infos, "platform")]),
         "instrument": ", ".join(["ATLAS", *sensors]),
         "project": "ICESat-2 / GHRSST colocation",
         "institution": PRODUCT_NAME,
@@ -591,31 +686,52 @@ def _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, n
         "publisher_institution": PRODUCT_NAME,
         "license": ("Derived from NASA ICESat-2 ATL07 and GHRSST L2P data, free and open; "
                     "cite the source data sets listed in references."),
-        "references": f"ATL07: {atl07_doi}; GHRSST L2P: {', '.join(refs) or 'none'}",
+        "references": f"ATL07: {atl07_doi}; GHRSST L2P: {', '.join(_sst_references(p.infos, p.params)) or 'none'}",
         "comment": "Unmatched segments carry fill values in the sst* variables; sst_granule indexes "
                    "sst_source_name. Times are UTC (ATL07 GPS time minus leap seconds).",
         "acknowledgement": "ICESat-2 ATL07 data from NASA NSIDC DAAC; GHRSST L2P data from NASA PO.DAAC.",
         "program": "NASA Earth Science",
         "platform_vocabulary": "NASA/GCMD Platform Keywords",
         "instrument_vocabulary": "NASA/GCMD Instrument Keywords",
-        "date_created": created,
-        "date_modified": created,
-        "date_issued": created,
-        "date_metadata_modified": created,
-        "history": scrub((history.rstrip() + "\n" if history else "")
-                         + f"{created} {PRODUCT_NAME} {version}: colocated {len(tracks)} trajectories, "
-                           f"{ds.sizes['obs']} segments, {n_matched} matched"),
-        "trajectory_count": np.int32(len(tracks)),
-        "segments_total": np.int64(ds.sizes["obs"]),
-        "segments_matched": np.int64(n_matched),
-        "segments_dropped_invalid_location_or_time": np.int64(dropped),
-        "colocation_quality_screening": (f"quality_level >= {params.get('min_quality_level')}" if screened else
-                                         "none: no quality screening was applied (min_quality_level null)"),
     }
-    if warnings:
-        attrs["reader_warnings"] = scrub("; ".join(dict.fromkeys(warnings)))[:8000]
-    if request_id:
-        attrs["request_id"] = scrub(request_id)
+
+
+def _product_id(granules: list[str], sources: list[str], params: dict, request_id: str | None) -> str:
+    """The request id, else a digest of the inputs and the parameters (secrets left out)."""
+    return request_id or hashlib.sha256(
+        json.dumps([granules, sources, {k: str(v) for k, v in sorted(params.items())
+                                        if not _SECRET_KEY.search(k)}]).encode()
+    ).hexdigest()[:16]
+
+
+def _atl07_doi(atl07_attrs: Mapping[str, Any], params: dict) -> str:
+    """The ATL07 data set's DOI as a URL: the granule's, else the request's, else ATL07_DOI_DEFAULT."""
+    doi = str(atl07_attrs.get("identifier_product_doi") or params.get("atl07_doi") or ATL07_DOI_DEFAULT)
+    return "https://doi.org/" + doi[4:] if doi.lower().startswith("doi:") else doi
+
+
+# platform, sensor and DOI per SST collection: from the files, then the collection profiles
+def _source_labels(infos: list[SstSource], key: str) -> list[str]:
+    """The L2P sources' distinct platforms or sensors (``key``), the unknown left out."""
+    return [x for x in dict.fromkeys(_source_label(i, key) for i in infos) if x != "unknown"]
+
+
+def _sst_references(infos: list[SstSource], params: dict) -> list[str]:
+    """The L2P data sets to cite: a DOI given in ``params``, the DOI of each profiled collection
+    (requested, then of the files read), and any collection without a profile by its name."""
+    requested = params.get("sst_collections") or [params.get("sst_collection")]
+    collections = list(dict.fromkeys(i.collection for i in infos))
+    profiles = [profile(c) for c in requested if c]
+    profiles += [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
+    refs = [str(params["sst_doi"])] if params.get("sst_doi") else []
+    refs += [f"{prof['short_name']} https://doi.org/{prof['doi']}" for prof in profiles if prof]
+    refs += [f"collection {c}" for c in [*requested, *collections] if c and not profile(c)]
+    return list(dict.fromkeys(refs))
+
+
+def _parameter_attrs(params: dict) -> dict[str, Any]:
+    """The processing parameters as attributes (_PARAM_ATTRS names), in netCDF attribute types."""
+    attrs: dict[str, Any] = {}
     for key, name in _PARAM_ATTRS.items():
         value = params.get(key)
         if value is None:
@@ -629,22 +745,15 @@ def _global_attrs(ds, tracks, infos, params, atl07_attrs, history, request_id, n
         elif not isinstance(value, (int, float, np.integer, np.floating)):
             value = scrub(str(value))
         attrs[name] = value
-    for key in _OVERRIDABLE:
-        if isinstance(params.get(key), str) and params[key]:
-            attrs[key] = scrub(params[key])
-    attrs.update(_flat_attrs("atl07_", {k: v for k, v in atl07_attrs.items()}))
+    return attrs
 
-    n = ds.sizes["obs"]
-    if n:
-        lat, lon = ds["lat"].values, ds["lon"].values
-        west, east = _lon_range(lon)
-        t0, t1 = ds["time"].values.min(), ds["time"].values.max()
-        attrs.update(
-            geospatial_lat_min=float(lat.min()), geospatial_lat_max=float(lat.max()),
-            geospatial_lon_min=west, geospatial_lon_max=east,
-            time_coverage_start=_iso(t0), time_coverage_end=_iso(t1),
-            time_coverage_duration=_iso_duration((t1 - t0) / np.timedelta64(1, "s")),
-        )
+
+def _coverage(ds: xr.Dataset, params: dict) -> dict[str, Any]:
+    """ACDD geospatial and time coverage of the segments; with none, the request's bbox (if any)."""
+    attrs: dict[str, Any] = {}
+    if ds.sizes["obs"]:
+        lat, t = ds["lat"].values, ds["time"].values
+        attrs.update(coverage_attrs(lat.min(), lat.max(), *lon_range(ds["lon"].values), t.min(), t.max()))
     elif (box := _bbox(params.get("bbox"))) is not None:
         w, s, e, nth = box
         attrs.update(geospatial_lat_min=s, geospatial_lat_max=nth, geospatial_lon_min=w, geospatial_lon_max=e)

@@ -12,13 +12,20 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import xarray as xr
 
 from core.atomic import atomic_path
 from core.model import SstSwath
+
+if TYPE_CHECKING:  # matplotlib is imported at the first render (see preload), never here
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +233,29 @@ def _thin(n: int) -> slice:
     return slice(None, None, max(1, int(np.ceil(n / MAX_POINTS))))
 
 
+class _Segments:
+    """The product's segments as the panels draw them (float64; the SST of an unmatched one is NaN)."""
+
+    def __init__(self, ds: xr.Dataset):
+        self.lat = np.asarray(ds["lat"].values, dtype=np.float64)
+        self.lon = np.asarray(ds["lon"].values, dtype=np.float64)
+        self.sst = np.asarray(ds["sst"].values, dtype=np.float64)
+        self.height = np.asarray(ds["height_segment_height"].values, dtype=np.float64)
+        self.matched = np.isfinite(self.sst)
+        self.hit = np.flatnonzero(self.matched)[_thin(int(self.matched.sum()))]  # the matched ones drawn
+        self.row_size = np.asarray(ds["rowSize"].values, dtype=np.int64)
+        self.starts = (np.concatenate([[0], np.cumsum(self.row_size)[:-1]]) if self.row_size.size
+                       else np.zeros(0, int))
+        self.beams = [str(b) for b in ds["beam"].values]
+
+
+class _SwathLayer(NamedTuple):
+    x: np.ndarray  # projected cell centres (km)
+    y: np.ndarray
+    sst: np.ma.MaskedArray  # masked where no pixel, or where the pixel fails the quality screening
+    failing: np.ndarray  # located pixels whose quality_level fails the screening (drawn grey)
+
+
 def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSwath] | None = None) -> Path:
     """Render ``ds`` (from :func:`core.products.granule_netcdf.build_dataset`, in memory or re-opened) to a PNG.
 
@@ -236,39 +266,51 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     preload()  # imports matplotlib once (or waits for a preload under way in another thread)
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     path = Path(path)
     swaths = [s for s in (swaths or []) if s is not None and s.lat.size]
-    lat = np.asarray(ds["lat"].values, dtype=np.float64)
-    lon = np.asarray(ds["lon"].values, dtype=np.float64)
-    sst = np.asarray(ds["sst"].values, dtype=np.float64)
-    height = np.asarray(ds["height_segment_height"].values, dtype=np.float64)
-    matched = np.isfinite(sst)
-    row_size = np.asarray(ds["rowSize"].values, dtype=np.int64)
-    beams = [str(b) for b in ds["beam"].values]
-    granules = [str(g) for g in dict.fromkeys(ds["atl07_granule"].values)]
-    sources = [str(s) for s in ds["sst_source_name"].values] if "sst_source_name" in ds else []
-    sources = sources or [s.granule for s in swaths]
+    seg = _Segments(ds)
+    ref_lat, ref_lon = _view_points(seg, swaths)
+    proj = _Stereo(ref_lat, ref_lon)
+    layers = _swath_layers(swaths, proj, ds.attrs)
+    norm = _colour_scale([seg.sst[seg.matched], *(layer.sst.compressed() for layer in layers)])
+    cmap = matplotlib.colormaps["turbo"]
 
-    # projection and view follow the tracks; with no tracks, the swaths
-    if lat.size:
-        ref_lat, ref_lon = lat, lon
-    elif swaths:
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)  # no layout engine: one draw (see _MAP_PX)
+    FigureCanvasAgg(fig)
+    coloured = bool(layers) or bool(seg.hit.size)  # something takes the colour bar
+    ax_map = fig.add_axes(_px_rect(_MAP_PX if coloured else _MAP_ALONE_PX))
+    ax_prof = fig.add_axes(_px_rect(_PROF_PX))
+    _draw_map(fig, ax_map, proj, seg, layers, norm, cmap)
+    _set_view(ax_map, proj, ref_lat, ref_lon, ds.attrs.get("colocation_bbox"))
+    _draw_profile(ax_prof, ds, seg, south=proj.south)
+    fig.suptitle(_suptitle(ds, seg, swaths),
+                 fontsize=10, y=0.995, va="top")  # two lines above the panel titles (_PROF_PX's top)
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    log.info("wrote quicklook %s", path.name)
+    return path
+
+
+def _view_points(seg: _Segments, swaths: list[SstSwath]) -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes and longitudes the projection and the view follow: the tracks; with no tracks, the swaths."""
+    if seg.lat.size:
+        return seg.lat, seg.lon
+    if swaths:
         ref_lat = np.concatenate([s.lat[np.isfinite(s.lat)].ravel() for s in swaths]).astype(np.float64)
         ref_lon = np.concatenate([s.lon[np.isfinite(s.lat)].ravel() for s in swaths]).astype(np.float64)
-    else:
-        ref_lat = ref_lon = np.zeros(0)
-    proj = _Stereo(ref_lat, ref_lon)
+        return ref_lat, ref_lon
+    return np.zeros(0), np.zeros(0)
 
-    # colour scale shared by swath pixels and matched segments; the background shows only the
-    # pixels that could be matched (quality passes), the others grey
-    min_ql = ds.attrs.get("colocation_min_quality_level")
-    screened = not str(ds.attrs.get("colocation_quality_screening", "")).startswith("none")
-    vals = [sst[matched]]
-    swath_xy = []
+
+def _swath_layers(swaths: list[SstSwath], proj: _Stereo, attrs: Mapping[str, Any]) -> list[_SwathLayer]:
+    """Each swath (strided to MAX_SWATH_CELLS a side) projected, ready to draw. The background shows
+    only the pixels that could be matched (quality passes), the others grey."""
+    min_ql = attrs.get("colocation_min_quality_level")
+    screened = not str(attrs.get("colocation_quality_screening", "")).startswith("none")
+    layers = []
     for sw in swaths:
         step = max(1, int(np.ceil(max(sw.shape) / MAX_SWATH_CELLS)))
         rows, la, lo, valid = _swath_coords(np.asarray(sw.lat[::step, ::step], dtype=np.float64),
@@ -281,131 +323,148 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
             passes &= np.asarray(sw.quality_level[::step, ::step])[rows] >= int(min_ql)
         t[~(valid & passes)] = np.nan
         x, y = proj(la, lo)
-        swath_xy.append((x, y, np.ma.masked_invalid(t), valid & ~passes))
-        vals.append(t[np.isfinite(t)])
-    allv = np.concatenate(vals) if vals else np.zeros(0)
+        layers.append(_SwathLayer(x, y, np.ma.masked_invalid(t), valid & ~passes))
+    return layers
+
+
+def _colour_scale(values: list[np.ndarray]) -> Normalize:
+    """The SST scale shared by swath pixels and matched segments: their 1st to 99th percentile."""
+    from matplotlib.colors import Normalize
+
+    allv = np.concatenate(values) if values else np.zeros(0)
     if allv.size:
         vmin, vmax = np.percentile(allv, [1, 99])
         if vmax - vmin < 0.5:
             vmin, vmax = vmin - 0.25, vmax + 0.25
     else:
         vmin, vmax = 271.0, 278.0
-    norm = Normalize(vmin=vmin, vmax=vmax)
-    cmap = matplotlib.colormaps["turbo"]
+    return Normalize(vmin=vmin, vmax=vmax)
 
-    tx, ty = proj(lat, lon)
-    every = _thin(lat.size)
-    hit = np.flatnonzero(matched)[_thin(int(matched.sum()))]
-    miss = np.flatnonzero(~matched)[_thin(int((~matched).sum()))]
 
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)  # no layout engine: one draw (see _MAP_PX)
-    FigureCanvasAgg(fig)
-    coloured = bool(swath_xy) or bool(hit.size)  # something takes the colour bar
-    ax_map = fig.add_axes(_px_rect(_MAP_PX if coloured else _MAP_ALONE_PX))
-    ax_prof = fig.add_axes(_px_rect(_PROF_PX))
+def _draw_map(fig: Figure, ax: Axes, proj: _Stereo, seg: _Segments, layers: list[_SwathLayer], norm: Normalize,
+              cmap: Colormap) -> None:
+    """Map panel: the swaths' SST, the segments over them (matched ones on the same scale), the colour bar."""
+    from matplotlib.cm import ScalarMappable
 
     mappable, bar_alpha = None, None  # the colour bar shows the swath's translucency, or the segments'
-    for x, y, t, failing in swath_xy:
+    for layer in layers:
         # one RGBA mesh per swath: SST cells translucent over the map, cells failing quality
         # opaque grey, the rest transparent (the two sets are disjoint). Two meshes (scalar +
         # grey) drew the same pixels for twice the per-mesh cost, ~10 % of a render.
-        rgba = cmap(norm(t), alpha=SWATH_ALPHA)  # masked → the colormap's "bad": transparent
-        rgba[failing] = GREY_FAILING
+        rgba = cmap(norm(layer.sst), alpha=SWATH_ALPHA)  # masked → the colormap's "bad": transparent
+        rgba[layer.failing] = GREY_FAILING
         with warnings.catch_warnings():
             # a swath is curvilinear in any projection: midpoint cell edges are what we want
             warnings.filterwarnings("ignore", message=".*not monotonically increasing or decreasing.*")
-            ax_map.pcolormesh(x, y, rgba, shading="nearest", rasterized=True, zorder=0)
-    if swath_xy:
+            ax.pcolormesh(layer.x, layer.y, rgba, shading="nearest", rasterized=True, zorder=0)
+    if layers:
         mappable, bar_alpha = ScalarMappable(norm=norm, cmap=cmap), SWATH_ALPHA
 
-    if lat.size:
-        ax_map.scatter(tx[every], ty[every], s=22, c="k", lw=0, zorder=2)  # outline: matched colours stand out
-        ax_map.scatter(tx[miss], ty[miss], s=8, c="0.85", lw=0, zorder=3, label="segment, no SST match")
-        if hit.size:
-            mappable, bar_alpha = ax_map.scatter(tx[hit], ty[hit], c=sst[hit], s=9, cmap=cmap, norm=norm,
-                                                 lw=0, zorder=4, label="segment, matched SST"), None
-        ax_map.legend(loc="lower left", fontsize=7, markerscale=3, framealpha=0.8)
+    if seg.lat.size:
+        tx, ty = proj(seg.lat, seg.lon)
+        every = _thin(seg.lat.size)
+        miss = np.flatnonzero(~seg.matched)[_thin(int((~seg.matched).sum()))]
+        ax.scatter(tx[every], ty[every], s=22, c="k", lw=0, zorder=2)  # outline: matched colours stand out
+        ax.scatter(tx[miss], ty[miss], s=8, c="0.85", lw=0, zorder=3, label="segment, no SST match")
+        if seg.hit.size:
+            mappable, bar_alpha = ax.scatter(tx[seg.hit], ty[seg.hit], c=seg.sst[seg.hit], s=9, cmap=cmap, norm=norm,
+                                             lw=0, zorder=4, label="segment, matched SST"), None
+        ax.legend(loc="lower left", fontsize=7, markerscale=3, framealpha=0.8)
     if mappable is not None:
         fig.colorbar(mappable, cax=fig.add_axes(_px_rect(_CBAR_PX)), label="SST (K)", alpha=bar_alpha)
 
+
+def _set_view(ax: Axes, proj: _Stereo, ref_lat: np.ndarray, ref_lon: np.ndarray, bbox_attr: Any) -> None:
+    """Map extent around the view points (square), graticule, request box; axis labels and title."""
     if ref_lat.size:
         rx, ry = proj(ref_lat, ref_lon)
         cx, cy = 0.5 * (np.nanmin(rx) + np.nanmax(rx)), 0.5 * (np.nanmin(ry) + np.nanmax(ry))
         half = max(np.nanmax(rx) - np.nanmin(rx), np.nanmax(ry) - np.nanmin(ry)) * 0.6 + 15.0
         xlim, ylim = (cx - half, cx + half), (cy - half, cy + half)
-        ax_map.set_xlim(*xlim)
-        ax_map.set_ylim(*ylim)
-        _draw_graticule(ax_map, proj, ref_lat, ref_lon, xlim, ylim)
-        box = _bbox(ds.attrs.get("colocation_bbox"))
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        _draw_graticule(ax, proj, ref_lat, ref_lon, xlim, ylim)
+        box = _bbox(bbox_attr)
         if box is not None:
             bx, by = proj(*_bbox_outline(box))
-            ax_map.plot(bx, by, color="k", lw=1.0, ls="--", zorder=5, label="request bbox")
+            ax.plot(bx, by, color="k", lw=1.0, ls="--", zorder=5, label="request bbox")
     else:
-        ax_map.text(0.5, 0.5, "no segments and no SST swath", ha="center", va="center", transform=ax_map.transAxes)
-    ax_map.set_aspect("equal", adjustable="box")
-    ax_map.set_xlabel("km from centre (polar stereographic)")
-    ax_map.set_ylabel("km from centre")
-    ax_map.set_title(f"L2P SST and ATL07 tracks ({'S' if proj.south else 'N'} polar stereographic)", fontsize=10)
+        ax.text(0.5, 0.5, "no segments and no SST swath", ha="center", va="center", transform=ax.transAxes)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("km from centre (polar stereographic)")
+    ax.set_ylabel("km from centre")
+    ax.set_title(f"L2P SST and ATL07 tracks ({'S' if proj.south else 'N'} polar stereographic)", fontsize=10)
 
-    # along-track profile
-    starts = np.concatenate([[0], np.cumsum(row_size)[:-1]]) if row_size.size else np.zeros(0, int)
-    colours = matplotlib.colormaps["tab10"]
-    shown = set()
-    # latitude reads best, unless a track turns back in latitude (near its orbit's 88° turning point)
+
+def _draw_profile(ax: Axes, ds: xr.Dataset, seg: _Segments, *, south: bool) -> None:
+    """Along-track panel: height per beam, matched SST on a second axis, why tracks have no match."""
+    xprof, xlabel = _profile_axis(ds, seg, south)
+    shown = _draw_heights(ax, seg, xprof)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("ATL07 height_segment_height (m)")
+    if shown:
+        ax.legend(loc="upper left", fontsize=7, markerscale=4, columnspacing=1.2, ncols=min(len(shown), 3),
+                  title="height, beam", title_fontsize=7)
+    ax_sst = ax.twinx()
+    if seg.matched.any():
+        ax_sst.plot(xprof[seg.hit], seg.sst[seg.hit], "o", ms=1.2, color="crimson", alpha=0.5, label="matched SST")
+        ax_sst.legend(loc="upper right", fontsize=7, markerscale=3)
+    else:
+        ax_sst.text(0.5, 0.93, "no SST matches", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=12, color="crimson", bbox=dict(fc="white", ec="crimson", alpha=0.9))
+    reasons = _no_match_reasons(ds, seg.starts, seg.row_size, seg.beams)
+    if reasons:
+        ax.text(0.01, 0.02, "\n".join(reasons), ha="left", va="bottom", transform=ax.transAxes,
+                fontsize=6.5, family="monospace", bbox=dict(fc="white", ec="0.6", alpha=0.85), zorder=10)
+    ax_sst.set_ylabel("matched L2P SST (K)", color="crimson")
+    ax_sst.tick_params(axis="y", colors="crimson")
+    if not seg.lat.size:
+        ax.text(0.5, 0.4, "no segments", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Along track: height and matched SST", fontsize=10)
+
+
+def _profile_axis(ds: xr.Dataset, seg: _Segments, south: bool) -> tuple[np.ndarray, str]:
+    """The along-track axis and its label: latitude reads best, unless a track turns back in
+    latitude (near its orbit's 88° turning point); then minutes."""
+    lat = seg.lat
     folds = any(
         n > 1 and (lat[s0:s0 + n].max() > max(lat[s0], lat[s0 + n - 1]) + 0.02
                    or lat[s0:s0 + n].min() < min(lat[s0], lat[s0 + n - 1]) - 0.02)
-        for s0, n in zip(starts, row_size, strict=True)
+        for s0, n in zip(seg.starts, seg.row_size, strict=True)
     )
     if folds:
         t_all = np.asarray(ds["time"].values)
         xprof = (t_all - t_all.min()) / np.timedelta64(60, "s")
-        xlabel = f"minutes after {np.datetime_as_string(t_all.min(), unit='s')}Z"
-    else:
-        xprof = lat
-        xlabel = "latitude (°N)" if not proj.south else "latitude (°)"
-    for k, (s0, n) in enumerate(zip(starts, row_size, strict=True)):
+        return xprof, f"minutes after {np.datetime_as_string(t_all.min(), unit='s')}Z"
+    return lat, "latitude (°N)" if not south else "latitude (°)"
+
+
+def _draw_heights(ax: Axes, seg: _Segments, xprof: np.ndarray) -> set[str]:
+    """Height along track, a colour per trajectory; returns the beams labelled (once each)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"]
+    shown: set[str] = set()
+    for k, (s0, n) in enumerate(zip(seg.starts, seg.row_size, strict=True)):
         if n == 0:
             continue
-        sl = slice(s0, s0 + n, max(1, int(np.ceil(lat.size / MAX_POINTS))))
-        label = beams[k] if beams[k] not in shown else None
-        shown.add(beams[k])
-        ax_prof.plot(xprof[sl], height[sl], ".", ms=1.5, color=colours(k % 6), alpha=0.6, label=label)
-    ax_prof.set_xlabel(xlabel)
-    ax_prof.set_ylabel("ATL07 height_segment_height (m)")
-    if shown:
-        ax_prof.legend(loc="upper left", fontsize=7, markerscale=4, columnspacing=1.2, ncols=min(len(shown), 3),
-                       title="height, beam", title_fontsize=7)
-    ax_sst = ax_prof.twinx()
-    if matched.any():
-        ax_sst.plot(xprof[hit], sst[hit], "o", ms=1.2, color="crimson", alpha=0.5, label="matched SST")
-        ax_sst.legend(loc="upper right", fontsize=7, markerscale=3)
-    else:
-        ax_sst.text(0.5, 0.93, "no SST matches", ha="center", va="center", transform=ax_prof.transAxes,
-                    fontsize=12, color="crimson", bbox=dict(fc="white", ec="crimson", alpha=0.9))
-    reasons = _no_match_reasons(ds, starts, row_size, beams)
-    if reasons:
-        ax_prof.text(0.01, 0.02, "\n".join(reasons), ha="left", va="bottom", transform=ax_prof.transAxes,
-                     fontsize=6.5, family="monospace", bbox=dict(fc="white", ec="0.6", alpha=0.85), zorder=10)
-    ax_sst.set_ylabel("matched L2P SST (K)", color="crimson")
-    ax_sst.tick_params(axis="y", colors="crimson")
-    if not lat.size:
-        ax_prof.text(0.5, 0.4, "no segments", ha="center", va="center", transform=ax_prof.transAxes)
-    ax_prof.set_title("Along track: height and matched SST", fontsize=10)
+        sl = slice(s0, s0 + n, max(1, int(np.ceil(seg.lat.size / MAX_POINTS))))
+        label = seg.beams[k] if seg.beams[k] not in shown else None
+        shown.add(seg.beams[k])
+        ax.plot(xprof[sl], seg.height[sl], ".", ms=1.5, color=colours(k % 6), alpha=0.6, label=label)
+    return shown
 
-    if lat.size:
+
+def _suptitle(ds: xr.Dataset, seg: _Segments, swaths: list[SstSwath]) -> str:
+    """Two lines: the day and the match count; the ATL07 and L2P granules (the swaths' if the product names none)."""
+    granules = [str(g) for g in dict.fromkeys(ds["atl07_granule"].values)]
+    sources = [str(s) for s in ds["sst_source_name"].values] if "sst_source_name" in ds else []
+    sources = sources or [s.granule for s in swaths]
+    if seg.lat.size:
         day = np.datetime_as_string(np.asarray(ds["time"].values).min(), unit="D")
     else:
         day = str(ds.attrs.get("time_coverage_start", ds.attrs.get("request_date", "")))[:10] or "no data"
-    n_match = int(matched.sum())
-    fig.suptitle(
-        f"ATL07 × GHRSST L2P colocation, {day}: {lat.size} segments, {n_match} matched "
-        f"({100.0 * n_match / max(lat.size, 1):.1f} %)\n"
-        f"ATL07: {_names(granules)}   L2P: {_names(sources)}",
-        fontsize=10, y=0.995, va="top",  # two lines above the panel titles (_PROF_PX's top)
-    )
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-    log.info("wrote quicklook %s", path.name)
-    return path
+    n_match = int(seg.matched.sum())
+    return (f"ATL07 × GHRSST L2P colocation, {day}: {seg.lat.size} segments, {n_match} matched "
+            f"({100.0 * n_match / max(seg.lat.size, 1):.1f} %)\n"
+            f"ATL07: {_names(granules)}   L2P: {_names(sources)}")

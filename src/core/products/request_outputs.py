@@ -29,7 +29,19 @@ import numpy as np
 import xarray as xr
 
 from core.atomic import atomic_path
-from core.products.granule_netcdf import PRODUCT_NAME, _iso, _iso_duration, _lon_range, _package_version, scrub
+from core.products.attributes import (
+    CONVENTIONS,
+    PRODUCT_NAME,
+    coverage_attrs,
+    date_attrs,
+    history_entry,
+    index_flags,
+    joined,
+    lon_range,
+    package_version,
+    scrub,
+    utc_stamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +52,6 @@ NETCDF_NAME = "{request_id}_matches.nc"
 PARQUET_NAME = "part-{run_id}.parquet"
 CHUNK = 65536  # obs per HDF5 chunk
 _INDEX_INTO = re.compile(r"index into (\w+)")
-_FLAG_WORD = re.compile(r"[^A-Za-z0-9_.+@-]")
 MAX_FLAG_TABLE_BYTES = 48_000  # beyond this an index's flag table is left to its name variable
 # global attributes recomputed for the merged file (the products' values are per granule)
 _RECOMPUTED = ("id", "summary", "source", "history", "date_created", "date_modified", "date_issued",
@@ -286,7 +297,7 @@ class RequestNetcdf:
         t = t.astype("datetime64[us]").astype(np.int64)
         self._lat = [min(self._lat[0], lat.min()), max(self._lat[1], lat.max())]
         self._time = [min(self._time[0], t.min()), max(self._time[1], t.max())]
-        self._arcs.append(_lon_range(lon))
+        self._arcs.append(lon_range(lon))
 
     def _merge_globals(self, attrs: Mapping) -> None:
         for key in _SUMMED:
@@ -359,20 +370,20 @@ class RequestNetcdf:
                     v.attrs[k] = val
         for var, name_var in self._index.items():
             names = self._targets[name_var].names
-            meanings = " ".join(["no_match"] + [_FLAG_WORD.sub("_", s) for s in names])
+            table = index_flags(names, f.variables[var].dtype)
+            small = len(table["flag_meanings"]) <= MAX_FLAG_TABLE_BYTES
             attrs = f.variables[var].attrs
-            if len(meanings) <= MAX_FLAG_TABLE_BYTES:
-                attrs["flag_values"] = np.arange(-1, len(names), dtype=f.variables[var].dtype)
-                attrs["flag_meanings"] = meanings
+            if small:
+                for k, val in table.items():
+                    attrs[k] = val
             attrs["comment"] = (f"0-based index into {name_var} (re-indexed across the request's products); "
-                                "-1 where no match" + ("" if len(meanings) <= MAX_FLAG_TABLE_BYTES else
-                                                       f"; {len(names)} names: see {name_var}"))
+                                "-1 where no match" + ("" if small else f"; {len(names)} names: see {name_var}"))
         for k, v in self._attributes().items():
             f.attrs[k] = v
 
     def _attributes(self) -> dict:
-        attrs = dict(self._global or {"Conventions": "CF-1.8, ACDD-1.3", "featureType": "trajectory"})
-        created = self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        attrs = dict(self._global or {"Conventions": CONVENTIONS, "featureType": "trajectory"})
+        created = utc_stamp(self.now)
         n_sources = sum(len(t.names) for t in self._targets.values() if t.name_var == "sst_source_name")
         granules = len(set(self._traj.get("atl07_granule", [])))
         attrs.update({
@@ -385,10 +396,9 @@ class RequestNetcdf:
             "source": scrub(f"per-granule products of request {self.request_id}: {self.n_products} products, "
                             f"{granules} ATL07 granules, {n_sources} GHRSST L2P granules (listed in "
                             "atl07_granule and sst_source_name)"),
-            "history": f"{created} {PRODUCT_NAME} {_package_version()}: merged the matched segments of "
-                       f"{self.n_products} products over {len(self.dates)} dates",
-            "date_created": created, "date_modified": created, "date_issued": created,
-            "date_metadata_modified": created,
+            "history": history_entry(created, package_version(), "merged the matched segments of "
+                                     f"{self.n_products} products over {len(self.dates)} dates"),
+            **date_attrs(created),
             "trajectory_count": np.int32(self.n_traj),
             "segments_matched": np.int64(self.n_obs),
             **{k: np.int64(v) for k, v in self._sums.items()},
@@ -398,16 +408,13 @@ class RequestNetcdf:
             if self.request.get(key) is not None:
                 attrs[f"request_{key}"] = scrub(str(self.request[key]))
         if self._warnings:
-            attrs["reader_warnings"] = scrub("; ".join(dict.fromkeys(self._warnings)))[:8000]
+            attrs["reader_warnings"] = joined(self._warnings)
         if self._conflicts:
-            attrs["merge_warnings"] = scrub("; ".join(dict.fromkeys(self._conflicts)))[:8000]
+            attrs["merge_warnings"] = joined(self._conflicts)
         if self.n_obs:
             west, east = _covering_arc(self._arcs)
             t0, t1 = (np.datetime64(int(x), "us") for x in self._time)
-            attrs.update(geospatial_lat_min=float(self._lat[0]), geospatial_lat_max=float(self._lat[1]),
-                         geospatial_lon_min=west, geospatial_lon_max=east,
-                         time_coverage_start=_iso(t0), time_coverage_end=_iso(t1),
-                         time_coverage_duration=_iso_duration((t1 - t0) / np.timedelta64(1, "s")))
+            attrs.update(coverage_attrs(self._lat[0], self._lat[1], west, east, t0, t1))
         else:
             for key in ("geospatial_bounds_crs",):
                 attrs.pop(key, None)
