@@ -150,7 +150,8 @@ def child_service() -> dict:
 
     from core.access.earthdata import StaticToken
     from core.config import Settings
-    from core.pipeline.task import build_services, plan, run_task
+    from core.jobs.date_plan import plan
+    from core.pipeline.task import build_services, run_task
     from core.request import parse_request
 
     settings = Settings.from_env()

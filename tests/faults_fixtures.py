@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from core.access.earthdata import StaticToken
-from core.pipeline.task import build_services, plan
+from core.jobs.date_plan import plan
+from core.pipeline.task import build_services
 from core.request import parse_request
 
 SEED_BBOX = [-62.8, 81.7, -56.4, 83.0]

@@ -330,7 +330,8 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
     """Every date of the request through core.pipeline.task.run_task; (summary, all complete)."""
     from cli.progress import ProgressReporter
     from core.access.catalog import check_collections
-    from core.pipeline.task import build_services, plan, run_task
+    from core.jobs.date_plan import plan
+    from core.pipeline.task import build_services, run_task
     from core.results import LocalOutputStore
 
     request = _validated(ColocationRequest, _request_data(args), settings)

@@ -57,7 +57,8 @@ def test_concurrent_runs_where_one_fails_leave_one_complete_result(sb):
 KILLABLE_RUN = """
 import json, sys
 from core.config import Settings
-from core.pipeline.task import build_services, plan, run_task
+from core.jobs.date_plan import plan
+from core.pipeline.task import build_services, run_task
 from core.request import parse_request
 from handlers.runtime import output_store
 settings = Settings.from_env()

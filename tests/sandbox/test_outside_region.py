@@ -9,7 +9,8 @@ import xarray as xr
 
 from core.access.earthdata import StaticToken
 from core.config import ConfigError, Settings
-from core.pipeline.task import build_services, l2p_access, plan
+from core.jobs.date_plan import plan
+from core.pipeline.task import build_services, l2p_access
 from core.request import parse_request
 from tests.pipeline_fixtures import run_date
 from tests.sandbox_fixtures import caller_kept_in_place

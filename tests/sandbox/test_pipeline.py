@@ -16,7 +16,8 @@ import pytest
 import xarray as xr
 
 from core.access.earthdata import StaticToken
-from core.pipeline.task import build_services, plan
+from core.jobs.date_plan import plan
+from core.pipeline.task import build_services
 from core.request import parse_request
 from tests.pipeline_fixtures import run_date
 from tests.raw_oracle import haversine, in_bbox, is_l2p_file, nearest, pixel_table, read_atl07_raw, read_l2p_raw

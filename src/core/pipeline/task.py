@@ -1,4 +1,4 @@
-"""One request → dates (``plan``); one date → colocated products in the output bucket (``run_task``).
+"""One date → colocated products in the output bucket (``run_task``; a request's dates: core.jobs.date_plan).
 
 ``run_task`` is the unit of work of every entry point. For its date it searches CMR for ATL07
 and L2P granules, streams the ATL07 granules to ``download_dir``
@@ -45,7 +45,7 @@ from core.manifest import DateManifest
 from core.model import Atl07Granule, SstSwath
 from core.pipeline.sst_granules import open_sst_granule
 from core.products.granule_netcdf import build_dataset, write_netcdf
-from core.request import ColocationRequest, DateTask
+from core.request import DateTask
 from core.results import OutputStore, ResultStore
 from core.science.atl07 import open_atl07_in_place, read_atl07
 from core.science.l2p import L2PGranule
@@ -123,13 +123,6 @@ def build_services(settings: Settings, *, token_provider=None, s3_client=None,
         credentials=CredentialsCache(http, refresh_margin_s=settings.credentials_refresh_margin_s),
         output=output,
     )
-
-
-def plan(request: ColocationRequest) -> list[DateTask]:
-    """One task per UTC date the (resolved) request touches."""
-    if not request.is_resolved:
-        raise ValueError("plan() needs a resolved request (ColocationRequest.resolve(settings))")
-    return [DateTask(request, day) for day in request.dates()]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -788,4 +781,4 @@ def _render(ds, path: Path, swaths: list[SstSwath]) -> Path | None:
     return render_quicklook(ds, path, swaths=swaths)
 
 
-__all__ = ["Services", "build_services", "plan", "run_task"]
+__all__ = ["Services", "build_services", "run_task"]
