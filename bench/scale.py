@@ -173,19 +173,12 @@ def _environ(values: dict[str, str], drop: tuple[str, ...] = ()) -> Iterator[Non
         os.environ.update(saved)
 
 
-def _reset_handler_caches() -> None:
-    from handlers import colocate, runtime
-
-    runtime.settings.cache_clear()
-    colocate._services = None
-
-
 def run_request(sb, n_dates: int, *, start: date | None = None, concurrency: int | None = None,
                 cold_dates: set[str] | None = None, s3_counter: S3Requests | None = None,
                 timeout_s: float = 1800.0) -> dict:
     """One N-date request through the Distributed Map path of the real definition in ``sb``'s
     moto; the raw measurements (see the module docstring)."""
-    from handlers.plan import INLINE_MAX_DATES
+    from core.jobs.date_plan import INLINE_MAX_DATES
     from sandbox.deployment import deployed_state_machine, lambda_environment
 
     scene_dates = sorted({g.start.date() for g in sb.scene.granules if g.short_name.startswith("ATL07")})
@@ -202,7 +195,9 @@ def run_request(sb, n_dates: int, *, start: date | None = None, concurrency: int
     maps = definition_concurrency()
     used = concurrency if concurrency is not None else maps["DatesDistributed"]
     with _environ(env, drop=("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "NETRC")):
-        _reset_handler_caches()
+        from handlers import runtime  # here: a first import's cold start reads this environment
+
+        runtime.reset()
         try:
             with deployed_state_machine(sb, runner=runner, output_prefix=prefix, fast_retries=False,
                                         max_concurrency=concurrency) as stack:
@@ -212,7 +207,7 @@ def run_request(sb, n_dates: int, *, start: date | None = None, concurrency: int
                 events = _history(stack.sfn, desc["executionArn"])
                 waits = list(stack.waits)
         finally:
-            _reset_handler_caches()
+            runtime.reset()
     s3 = sb.boto3_client("s3")
     objects = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sb.settings.output_bucket,
                                                                           Prefix=prefix + "/")

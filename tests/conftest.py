@@ -26,5 +26,6 @@ def realdata() -> Path:
     assert REALDATA.is_dir(), f"missing test data at {REALDATA}"
     return REALDATA
 
-# Sandbox fixtures (moto server + Earthdata emulator + seed scene) and the fault sandbox.
-pytest_plugins = ["tests.sandbox_fixtures", "tests.faults_fixtures"]
+# Sandbox fixtures (moto server + Earthdata emulator + seed scene), the fault sandbox, and the
+# handlers' environment (handler_environment).
+pytest_plugins = ["tests.sandbox_fixtures", "tests.faults_fixtures", "tests.handler_fixtures"]

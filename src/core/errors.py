@@ -1,4 +1,5 @@
-"""Errors meant for users: each message names the field, file or service at fault."""
+"""Errors meant for users: each message names the field, file or service at fault; the errors a
+Step Functions task raises; how an error shows in a status (one line)."""
 from __future__ import annotations
 
 
@@ -68,8 +69,23 @@ class DisallowedHostError(ColocationError):
     status = 502
 
 
-
 class InsufficientSpaceError(ColocationError):
     """Not enough free space in the download directory (checked before writing)."""
 
     status = 507
+
+
+# Errors raised to Step Functions: the Lambda errorType is the class name, which Retry/Catch match.
+class InvalidTaskError(Exception):
+    """A Map item or state input failed validation: never retried."""
+
+
+class DateTaskFailed(Exception):
+    """run_task reported status "failed" for a date (recorded by the Map's Catch)."""
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """The first line of an error message, whitespace collapsed and capped: what a status shows."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    line = " ".join(lines[0].split()) if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.results import ResultStore
 
@@ -70,6 +70,9 @@ class DateInputs(DocumentModel):
 
 
 class DateCounts(DocumentModel):
+    # a manifest of another release may count more: every number is summed all the same
+    model_config = ConfigDict(extra="allow")
+
     atl07_granules_found: int = 0
     sst_granules_found: int = 0
     atl07_granules: int = 0
@@ -90,9 +93,11 @@ class DateBytes(DocumentModel):
 class DateManifest(DocumentModel):
     """One date of a request, published last (only if absent): its presence means the date is done."""
 
-    request_id: str
+    # lenient where a stored manifest of an older release may be thinner: a date and its status
+    # are what make it a result; the run that published it is "" when it does not say
+    request_id: str = ""
     date: str
-    run_id: str
+    run_id: str = ""
     status: Literal["complete"] = "complete"
     request: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -103,6 +108,11 @@ class DateManifest(DocumentModel):
     outputs: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs_by_kind(cls, value: Any) -> Any:
+        return list(value.values()) if isinstance(value, dict) else value  # an older release's {kind: key}
     created: str = ""
     # True when this run found the date already published and returned the stored manifest
     cached: bool = Field(default=False, exclude=True)

@@ -142,6 +142,14 @@ class ResultStore(abc.ABC):
         return self.put_bytes(self.manifest_key(request_id, date), _dumps(manifest), "application/json",
                               if_absent=True)
 
+    def put_plan(self, request_id: str, dates: list[str]) -> str:
+        """Write the dates a Distributed Map runs; returns the key.
+
+        A JSON array of date strings: the Distributed Map's ItemReader turns each into one item."""
+        key = self.plan_key(request_id)
+        self.put_bytes(key, json.dumps(dates).encode(), "application/json")
+        return key
+
     def published_dates(self, request_id: str) -> set[str]:
         """Dates of a request whose manifest exists (listing only, no reads): the dates that are done."""
         done = set()

@@ -1,9 +1,12 @@
-"""Shared Powertools objects and error shaping for the Lambda adapters (no business logic)."""
+"""Process-wide state of the Lambda adapters (no business logic): Powertools objects, the settings
+validated at cold start, boto3 clients and the pipeline's services built once per container,
+the error body, the Athena environment; ``reset()`` forgets it all (tests change the environment)."""
 from __future__ import annotations
 
 import logging
 import os
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -11,8 +14,12 @@ from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import ColocationError, InputError
+from core.jobs.job_status import OutputLinks
 from core.request import error_fields
 from core.results import OutputStore
+
+if TYPE_CHECKING:
+    from core.pipeline.services import Services
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "atl07-sst-colocation")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Atl07SstColocation")
@@ -55,13 +62,26 @@ def _new_client(service: str, region: str, endpoint_url: str | None):
     return boto3.client(service, region_name=region)
 
 
-client.cache_clear = _new_client.cache_clear  # type: ignore[attr-defined]
-
-
 def output_store() -> OutputStore:
     """The output bucket of these settings, through the container's S3 client."""
     cfg = settings()
     return OutputStore(client("s3"), cfg.output_bucket, cfg.output_prefix)
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    """The pipeline's services, built on a container's first date: HTTP session, credentials
+    cache and S3 clients are reused by every later date."""
+    from core.pipeline.services import build_services  # heavy imports stay off the validation path
+
+    return build_services(settings(), output=output_store())
+
+
+def reset() -> None:
+    """Forget the settings, clients and services (tests change the environment between calls)."""
+    settings.cache_clear()
+    _new_client.cache_clear()
+    services.cache_clear()
 
 
 def state_machine_arn() -> str:
@@ -80,6 +100,12 @@ def athena_workgroup() -> str:
     return os.environ.get("ATHENA_WORKGROUP", "")
 
 
+def output_links() -> OutputLinks:
+    """Where GET /colocations/{id} links a job's outputs from: the bucket, the URLs' lifetime, Athena."""
+    database, table = athena_table()
+    return OutputLinks(output_store(), settings().presign_expiry_s, database, table, athena_workgroup())
+
+
 def error_body(exc: Exception) -> dict:
     """What a caller sees for a failure: a message and field list, never a traceback."""
     if isinstance(exc, ValidationError):
@@ -89,19 +115,3 @@ def error_body(exc: Exception) -> dict:
     if isinstance(exc, ColocationError):
         return {"error": str(exc)[:500], "type": type(exc).__name__}
     return {"error": "internal error", "type": "InternalError"}
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    """The first line of an error message, whitespace collapsed and capped: what a status shows."""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    line = " ".join(lines[0].split()) if lines else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-# Errors raised to Step Functions: the Lambda errorType is the class name, which Retry/Catch match.
-class InvalidTaskError(Exception):
-    """A Map item or state input failed validation: never retried."""
-
-
-class DateTaskFailed(Exception):
-    """run_task reported status "failed" for a date (recorded by the Map's Catch)."""

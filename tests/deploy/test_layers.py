@@ -351,8 +351,9 @@ def test_small_functions_run_on_the_base_layer_and_runtime_boto3(tmp_path):
         "import handlers.api, handlers.plan, handlers.summarize\n"
         "heavy = [m for m in ('numpy', 'xarray', 'h5py', 'pandas', 'matplotlib', 's3fs', 'pyresample') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "from handlers.colocate import direct_tasks\n"
-        "print(json.dumps([t.date.isoformat() for t in direct_tasks({'bbox': [0, 80, 1, 81], 'date': '2019-06-22'})]))\n"
+        "from core.jobs.date_tasks import direct_tasks\n"
+        "from handlers.runtime import settings\n"
+        "print(json.dumps([t.date.isoformat() for t in direct_tasks({'bbox': [0, 80, 1, 81], 'date': '2019-06-22'}, settings())]))\n"
     )
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{ROOT / 'src'}:{site}",
            "AWS_DEFAULT_REGION": "us-west-2", "POWERTOOLS_TRACE_DISABLED": "1"}

@@ -37,29 +37,17 @@ def _decode(value):
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
+def env(handler_environment, tmp_path):
     """Handler environment with no credentials and every AWS/NASA endpoint on a closed port:
     a validation path that wrongly went upstream fails loudly instead of reaching anything."""
-    from handlers import api, colocate, runtime
-
     dead = "http://127.0.0.1:9"
-    for key, value in {
+    handler_environment({
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-west-2",
         "AWS_ENDPOINT_URL": dead, "COLOC_CMR_URL": dead, "COLOC_EDL_URL": dead, "COLOC_S3_ENDPOINT_URL": dead,
         "COLOC_OUTPUT_BUCKET": "coloc-bad-input", "COLOC_EDL_SECRET_NAME": "", "COLOC_HTTP_RETRIES": "0",
         "STATE_MACHINE_ARN": "arn:aws:states:us-west-2:123456789012:stateMachine:coloc-colocation",
         "POWERTOOLS_TRACE_DISABLED": "1", "HOME": str(tmp_path), "NETRC": str(tmp_path / "none"),
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"):
-        monkeypatch.delenv(key, raising=False)
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    colocate._services = None
-    yield
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    colocate._services = None
+    }, drop=("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"))
 
 
 def _no_trace(text: str) -> None:
@@ -109,9 +97,9 @@ def test_direct_event_is_a_validation_error_naming_the_field(env, case):
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
 def test_step_functions_item_and_plan_step_refuse_by_name(env, case):
+    from core.errors import InvalidTaskError
     from handlers.colocate import handler as task_handler
     from handlers.plan import handler as plan_handler
-    from handlers.runtime import InvalidTaskError
 
     event = _decode(case["event"])
     for call in (lambda: task_handler({"request": event, "date": "2019-06-22"}, LambdaContext("coloc-test", 512, "bad-input-0001", 30_000)),
@@ -190,9 +178,8 @@ def test_fuzz_step_functions_items(env, event):
     """An item is refused as invalid exactly when the same request is refused as a direct event;
     a valid item reaches the pipeline and fails by name (the guard environment has no
     credentials) — it never returns, never crashes."""
-    from core.errors import AuthError
+    from core.errors import AuthError, InvalidTaskError
     from handlers.colocate import handler
-    from handlers.runtime import InvalidTaskError
 
     out = direct(event)
     valid = "error" not in out

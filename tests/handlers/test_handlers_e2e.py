@@ -38,28 +38,15 @@ def load(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-def _reset_handler_caches():
-    from handlers import api, colocate, runtime
-
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    colocate._services = None
-
-
 @pytest.fixture()
-def lambda_env(sandbox, monkeypatch):
+def lambda_env(sandbox, handler_environment):
     """The environment template.yaml gives the functions, pointed at the sandbox."""
     from sandbox.deployment import lambda_environment
 
     env = lambda_environment(sandbox)  # the functions read the token from Secrets Manager
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    for k in ("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "NETRC"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("HOME", str(sandbox.workdir))  # no ~/.netrc fallback
-    _reset_handler_caches()
-    yield env
-    _reset_handler_caches()
+    handler_environment({**env, "HOME": str(sandbox.workdir)},  # HOME: no ~/.netrc fallback
+                        drop=("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "NETRC"))
+    return env
 
 
 @pytest.fixture()
@@ -106,13 +93,12 @@ def test_direct_invocation_seed_case(lambda_env, sandbox, captured_logs):
 
 # --------------------------------------------------------------------------- state machine
 @pytest.fixture()
-def state_machine(lambda_env, sandbox, monkeypatch):
+def state_machine(lambda_env, sandbox, handler_environment):
     """The real definition in moto, executing, with its Lambda tasks routed to our handlers."""
     from sandbox.deployment import deployed_state_machine
 
     with deployed_state_machine(sandbox) as stack:
-        monkeypatch.setenv("STATE_MACHINE_ARN", stack.arn)
-        _reset_handler_caches()
+        handler_environment({"STATE_MACHINE_ARN": stack.arn})
         yield stack
 
 

@@ -32,16 +32,14 @@ CTX = LambdaContext("test-fn", 512, "req-0001", 30_000)
 
 
 @pytest.fixture()
-def aws(monkeypatch, mini_sandbox):
+def aws(handler_environment, mini_sandbox):
     # the session sandbox's moto server: an in-process mock_aws would reset moto's
     # process-global state under every other sandbox of the test session
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2",
-                 "AWS_ENDPOINT_URL": mini_sandbox.moto_url,
-                 "COLOC_OUTPUT_BUCKET": BUCKET, "POWERTOOLS_TRACE_DISABLED": "1",
-                 "POWERTOOLS_DEV": "0"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("COLOC_S3_ENDPOINT_URL", raising=False)
+    handler_environment({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                         "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2",
+                         "AWS_ENDPOINT_URL": mini_sandbox.moto_url,
+                         "COLOC_OUTPUT_BUCKET": BUCKET, "POWERTOOLS_TRACE_DISABLED": "1",
+                         "POWERTOOLS_DEV": "0"}, drop=("COLOC_S3_ENDPOINT_URL",))
     s3 = mini_sandbox.boto3_client("s3")
     try:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
@@ -53,14 +51,8 @@ def aws(monkeypatch, mini_sandbox):
         definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    from handlers import api, runtime
-
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    yield {"s3": s3, "sfn": sfn, "arn": arn}
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
+    handler_environment({"STATE_MACHINE_ARN": arn})
+    return {"s3": s3, "sfn": sfn, "arn": arn}
 
 
 def assert_clean(body: str) -> None:
@@ -94,9 +86,10 @@ def test_api_events_have_the_rest_proxy_shape():
 
 # --------------------------------------------------------------------------- direct
 def test_direct_event_plans_one_task(aws):
-    from handlers.colocate import direct_tasks
+    from core.jobs.date_tasks import direct_tasks
+    from handlers.runtime import settings
 
-    tasks = direct_tasks(load("direct.json"))
+    tasks = direct_tasks(load("direct.json"), settings())
     assert [t.date.isoformat() for t in tasks] == ["2019-06-22"]
     assert tasks[0].request.is_resolved
 
@@ -135,8 +128,8 @@ def test_direct_handler_points_long_ranges_at_the_state_machine(aws):
 
 
 def test_task_item_errors_raise_a_named_exception(aws):
+    from core.errors import InvalidTaskError
     from handlers.colocate import handler
-    from handlers.runtime import InvalidTaskError
 
     item = load("sfn_task.json")
     for bad in ({**item, "date": "2019-06-23"}, {**item, "date": "nope"},
@@ -181,14 +174,15 @@ def test_api_post_that_loses_the_race_for_an_attempt_says_so(aws):
     # Another POST of the same job starts this attempt (and it ends) between this POST's look-up
     # of the attempts and its StartExecution: Step Functions refuses a closed execution's name
     # with ExecutionAlreadyExists, and the API must answer 409, not start a second run.
-    from handlers import api
+    from core.jobs.job_status import execution_arn
+    from handlers.runtime import client as runtime_client
 
-    client = api._client("stepfunctions")
+    client = runtime_client("stepfunctions")
 
     def the_other_request_wins(params, **_):
         aws["sfn"].start_execution(stateMachineArn=params["stateMachineArn"], name=params["name"],
                                    input=params["input"])
-        aws["sfn"].stop_execution(executionArn=api.execution_arn(params["name"]))
+        aws["sfn"].stop_execution(executionArn=execution_arn(params["stateMachineArn"], params["name"]))
 
     client.meta.events.register("provide-client-params.sfn.StartExecution", the_other_request_wins)
     try:
@@ -276,7 +270,8 @@ def test_fuzz_api_post_never_500s(aws, body):
 
 # --------------------------------------------------------------------------- plan / summarize
 def test_plan_inline_for_the_seed_and_distributed_for_long_ranges(aws):
-    from handlers.plan import INLINE_MAX_DATES, handler
+    from core.jobs.date_plan import INLINE_MAX_DATES
+    from handlers.plan import handler
 
     out = handler(load("stepfunctions_input.json"), CTX)
     assert out["mode"] == "inline" and out["dates"] == ["2019-06-22"] and out["count"] == 1
@@ -324,8 +319,8 @@ def test_plan_of_a_later_attempt_lists_only_the_unpublished_dates(aws):
 
 
 def test_plan_rejects_bad_input_with_a_named_error(aws):
+    from core.errors import InvalidTaskError
     from handlers.plan import handler
-    from handlers.runtime import InvalidTaskError
 
     with pytest.raises(InvalidTaskError) as info:
         handler({"bbox": [0, 0, 1]}, CTX)
@@ -338,7 +333,8 @@ def _date_result(date, n):
 
 
 def test_summarize_records_failures_and_writes_the_run_manifest(aws):
-    from handlers.api import _finished
+    from core.jobs.job_status import finished
+    from handlers.runtime import output_links
     from handlers.summarize import handler
 
     results = [_date_result("2019-06-21", 5),
@@ -356,7 +352,7 @@ def test_summarize_records_failures_and_writes_the_run_manifest(aws):
     assert [d["status"] for d in run["dates"]] == ["complete", "failed", "complete"]
     assert len(run["output_keys"]) == 4
     # what GET /colocations/{id} makes of it: presigned URLs per date, the failure named
-    done = _finished(out)
+    done = finished(out, output_links())
     assert done["dates"][1] == {"date": "2019-06-22", "status": "failed", "type": "UpstreamError",
                                 "error": "download https://x/ATL07.h5: HTTP 503 after retries"}
     urls = done["dates"][0]["urls"]
@@ -421,7 +417,7 @@ def test_an_attempt_that_failed_as_a_whole_is_named_and_rerun_up_to_the_limit(aw
     names the error in one line, a POST starts the next attempt, and the attempts are bounded."""
     import requests
 
-    from handlers import api
+    from core.jobs import job_status
 
     cause = json.dumps({"errorMessage": "output bucket s3://x: AccessDenied\nsecond line", "errorType": "UpstreamError",
                         "stackTrace": ['  File "/var/task/handlers/summarize.py", line 9, in handler\n']})
@@ -432,7 +428,7 @@ def test_an_attempt_that_failed_as_a_whole_is_named_and_rerun_up_to_the_limit(aw
     arn = aws["sfn"].create_state_machine(name=f"coloc-fail-{uuid.uuid4().hex[:8]}", definition=json.dumps(machine),
                                           roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    monkeypatch.setattr(api, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(job_status, "MAX_ATTEMPTS", 2)
 
     def finished() -> dict:
         for _ in range(200):

@@ -34,24 +34,15 @@ def sb(fault_sb):
 
 
 @pytest.fixture
-def handler_env(sb, monkeypatch):
+def handler_env(sb, handler_environment):
     """The colocate Lambda's environment pointed at the sandbox, EDL login by username/password."""
-    from handlers import colocate, runtime
+    from handlers import colocate
 
     sb.state.add_user(FAKE_USER, FAKE_PASSWORD)
-    for key, value in sb.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
-    monkeypatch.setenv("EARTHDATA_USERNAME", FAKE_USER)
-    monkeypatch.setenv("EARTHDATA_PASSWORD", FAKE_PASSWORD)
-    monkeypatch.setenv("COLOC_EDL_SECRET_NAME", "")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
-    runtime.settings.cache_clear()
-    colocate._services = None
-    yield colocate
-    runtime.settings.cache_clear()
-    colocate._services = None
+    handler_environment({**sb.env(), "EARTHDATA_USERNAME": FAKE_USER, "EARTHDATA_PASSWORD": FAKE_PASSWORD,
+                         "COLOC_EDL_SECRET_NAME": "", "POWERTOOLS_TRACE_DISABLED": "1",
+                         "POWERTOOLS_LOG_LEVEL": "DEBUG"}, drop=("EARTHDATA_TOKEN",))
+    return colocate
 
 
 def _secrets_of_the_run(sb, issued_before: int) -> dict[str, str]:
@@ -203,7 +194,7 @@ def test_cmr_s3credentials_link_to_another_host_is_refused(sb, tripwire):
 
 
 # --------------------------------------------------------------------------- presigned URLs
-def test_presigned_output_urls_expire(sb, monkeypatch):
+def test_presigned_output_urls_expire(sb, handler_environment):
     """What GET /colocations/{id} hands out (the API handler's own store): SigV4 URLs valid for
     the configured lifetime only.
 
@@ -212,20 +203,13 @@ def test_presigned_output_urls_expire(sb, monkeypatch):
     from datetime import datetime
     from urllib.parse import parse_qs, urlsplit
 
-    from handlers import api, runtime
+    from handlers import runtime
 
-    for key, value in sb.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("COLOC_PRESIGN_EXPIRY_S", "900")
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    try:
-        store = api._store()
-        store.put_json(f"{store.prefix}/security-test/x.json", {"ok": True})
-        url = store.presign(f"{store.prefix}/security-test/x.json", runtime.settings().presign_expiry_s)
-    finally:
-        runtime.settings.cache_clear()
-        api._client.cache_clear()
+    handler_environment({**sb.env(), "COLOC_PRESIGN_EXPIRY_S": "900"})
+    links = runtime.output_links()
+    store = links.store
+    store.put_json(f"{store.prefix}/security-test/x.json", {"ok": True})
+    url = store.presign(f"{store.prefix}/security-test/x.json", links.expires_s)
     q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and "X-Amz-Signature" in q
     assert "AWSAccessKeyId" not in q and "Expires" not in q  # not SigV2

@@ -1,7 +1,30 @@
-"""A request → the dates it runs as (one task per UTC date)."""
+"""Plan: a request's dates, and the dates an attempt of its job must still run.
+
+A date is done iff its manifest is in the output bucket (core.results), so a second attempt of
+a job (docs/RERUNS.md) runs only the dates the earlier attempts did not publish. The mode
+depends on the size of the request, not on what is left of it: every attempt of a job takes
+the same path through the state machine.
+"""
 from __future__ import annotations
 
-from core.request import ColocationRequest, DateTask
+import json
+import os
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.config import Settings
+from core.errors import InputError, InvalidTaskError
+from core.request import ColocationRequest, DateTask, error_fields
+from core.results import OutputStore
+
+# An inline Map's history grows ~6 events per date (25,000 max per execution) and its result
+# array travels in the state payload (256 KiB): long ranges go through the Distributed Map.
+INLINE_MAX_DATES = 60
+
+
+def inline_max_dates() -> int:
+    return int(os.environ.get("INLINE_MAX_DATES", INLINE_MAX_DATES))
 
 
 def plan(request: ColocationRequest) -> list[DateTask]:
@@ -9,3 +32,23 @@ def plan(request: ColocationRequest) -> list[DateTask]:
     if not request.is_resolved:
         raise ValueError("plan() needs a resolved request (ColocationRequest.resolve(settings))")
     return [DateTask(request, day) for day in request.dates()]
+
+
+def make_plan(event: Any, settings: Settings, store: OutputStore) -> dict:
+    """The Plan step's output: the resolved request, its counts, and the pending dates inline or
+    written to the bucket for the Distributed Map's ItemReader."""
+    try:
+        request = ColocationRequest.model_validate(event).resolve(settings)
+    except (ValidationError, InputError) as exc:
+        raise InvalidTaskError(json.dumps(error_fields(exc))[:1000]) from None
+    request_id = request.request_id()
+    dates = [d.isoformat() for d in request.dates()]
+    done = store.published_dates(request_id)
+    pending = [d for d in dates if d not in done]
+    out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates),
+                           "done": len(dates) - len(pending), "pending": len(pending)}
+    if len(dates) <= inline_max_dates():
+        out.update(mode="inline", dates=pending)
+        return out
+    out.update(mode="distributed", plan={"bucket": store.bucket, "key": store.put_plan(request_id, pending)})
+    return out
