@@ -27,7 +27,7 @@ LAZY = {"colocate": ["core.pipeline.task"]}
 
 def handler_modules() -> list[str]:
     """Handler modules, plus "<name>+lazy" for those that import the pipeline on first call."""
-    names = sorted(p.stem for p in HANDLERS_DIR.glob("*.py") if p.stem not in ("__init__", "common"))
+    names = sorted(p.stem for p in HANDLERS_DIR.glob("*.py") if p.stem not in ("__init__", "runtime"))
     return names + [f"{n}+lazy" for n in names if n in LAZY]
 
 
