@@ -89,22 +89,13 @@ def test_cmr_answers_an_unknown_collection_with_zero_hits_like_the_record(sb, re
 
 
 @pytest.fixture
-def handler_env(sb, monkeypatch):
+def handler_env(sb, handler_environment):
     """The handlers pointed at the sandbox's CMR; AWS on a closed port (nothing may start)."""
-    from handlers import api, colocate, runtime
-
-    for key, value in {**sb.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "COLOC_HTTP_RETRIES": "0",
-                       "STATE_MACHINE_ARN": "arn:aws:states:us-west-2:123456789012:stateMachine:coloc",
-                       "POWERTOOLS_TRACE_DISABLED": "1"}.items():
-        monkeypatch.setenv(key, value)
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    colocate._services = None
+    handler_environment({**sb.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "COLOC_HTTP_RETRIES": "0",
+                         "STATE_MACHINE_ARN": "arn:aws:states:us-west-2:123456789012:stateMachine:coloc",
+                         "POWERTOOLS_TRACE_DISABLED": "1"})
     catalog._known.clear()
-    yield sb
-    runtime.settings.cache_clear()
-    api._client.cache_clear()
-    colocate._services = None
+    return sb
 
 
 @pytest.mark.parametrize("field", ["sst_collection", "atl07_collection"])
