@@ -14,11 +14,11 @@ from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import ColocationError, InputError
-from core.jobs.job_status import OutputLinks
 from core.request import error_fields
 from core.results import OutputStore
 
 if TYPE_CHECKING:
+    from core.jobs.job_status import OutputLinks
     from core.pipeline.services import Services
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "atl07-sst-colocation")
@@ -102,6 +102,8 @@ def athena_workgroup() -> str:
 
 def output_links() -> OutputLinks:
     """Where GET /colocations/{id} links a job's outputs from: the bucket, the URLs' lifetime, Athena."""
+    from core.jobs.job_status import OutputLinks  # the API's use case: not on the other functions' cold start
+
     database, table = athena_table()
     return OutputLinks(output_store(), settings().presign_expiry_s, database, table, athena_workgroup())
 

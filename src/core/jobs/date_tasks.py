@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from core.access.catalog import check_collections
 from core.config import Settings
 from core.errors import DateTaskFailed, InputError, InvalidTaskError
-from core.manifest import DateResult
 from core.request import DateTask, error_fields, parse_request
 
 if TYPE_CHECKING:
+    from core.manifest import DateResult
     from core.pipeline.services import Services
 
 

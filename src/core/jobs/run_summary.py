@@ -92,8 +92,8 @@ def _run_date(result: dict) -> RunDate:
     if result["status"] != "complete":
         return RunDate(date=result["date"], status=result["status"],
                        **{k: result[k] for k in ("error", "type") if k in result})
-    outs = result.get("outputs") or []
-    keys = [v for v in (outs.values() if isinstance(outs, dict) else outs) if isinstance(v, str)]
+    # (a stored manifest's outputs by kind are made a list by DateManifest)
+    keys = [v for v in result.get("outputs") or [] if isinstance(v, str)]
     return RunDate(date=result["date"], status="complete", outputs=keys, manifest_key=result.get("manifest_key"),
                    run_id=result.get("run_id"))
 

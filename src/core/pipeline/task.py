@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -132,15 +131,15 @@ def search_date(ctx: DateContext) -> DateSearch:
 
 @dataclass
 class GranulePublisher:
-    """Makes each ATL07 granule's products as its inputs are ready (the date reader's publish
-    thread) and uploads them under the run's keys; what it uploaded is withdrawn if the date fails."""
+    """Makes each ATL07 granule's products as its inputs are ready (the date reader's one publish
+    thread, joined before the task reads what it made) and uploads them under the run's keys; what
+    it uploaded is withdrawn if the date fails."""
 
     ctx: DateContext
     run_id: str
     folder: Path | None = None
     uploaded: list[str] = field(default_factory=list)
     products: dict[str, GranuleProduct] = field(default_factory=dict)  # ATL07 title -> its entry
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def publish(self, granule: Granule, atl07_read: Atl07Read, windows: list[SstWindow]) -> None:
         assert self.folder is not None
@@ -150,11 +149,9 @@ class GranulePublisher:
             key = store.output_key(task.request_id, task.date.isoformat(), self.run_id, path.name)
             with self.ctx.timer("upload"):
                 store.upload(path, key, "application/x-netcdf" if kind == "netcdf" else "image/png")
-            with self.lock:
-                self.uploaded.append(key)
+            self.uploaded.append(key)
             made.entry.outputs = {**made.entry.outputs, kind: key}
-        with self.lock:
-            self.products[granule.title] = made.entry
+        self.products[granule.title] = made.entry
         if made.files:
             services.report("granule", title=granule.title, segments=made.entry.segments,
                             matched=made.entry.matched)
