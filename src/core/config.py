@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # the network busy; 8 measured slower on 2 cores and ~180 MB more at peak (bench/README.md)
     l2p_parallel: int = Field(4, ge=1, le=32)
     cmr_page_size: int = Field(2000, ge=1)
+    # hard ceiling on the granules one CMR search may list (a date's ATL07 or one SST collection's
+    # L2P within ±Δt: tens to a few hundred); past it the search fails as CmrPagingError
+    cmr_max_granules: int = Field(5000, ge=1)
     http_timeout_s: float = Field(60.0, gt=0)
     http_retries: int = Field(5, ge=0)
     http_backoff_s: float = Field(0.5, ge=0)
@@ -150,8 +153,20 @@ class Settings(BaseSettings):
     # --- outputs and limits ----------------------------------------------------------------
     output_bucket: str = ""
     output_prefix: str = "colocations"
-    # SigV4 presigned URLs live at most 7 days (AWS S3 docs, "Sharing objects with presigned URLs")
+    # SigV4 presigned URLs live at most 7 days (AWS S3 docs, "Sharing objects with presigned URLs"),
+    # but a URL signed with temporary credentials (a Lambda role's) stops working when they expire,
+    # whatever its expiry: links are given min(presign_expiry_s, role_session_s) and say so
     presign_expiry_s: int = Field(3600, ge=1, le=7 * 86400)
+    # the lifetime the signing credentials can be counted on (an IAM role session: 1 h by default)
+    role_session_s: int = Field(3600, ge=60, le=12 * 3600)
+    # Job ids are HMAC-SHA256 of the resolved request under this key (core.request), so nobody can
+    # compute another user's job id from its parameters; the stack creates the key in Secrets
+    # Manager (job_id_secret_name, read at a function's cold start). Empty: unkeyed (a local run).
+    job_id_key: SecretStr = SecretStr("")
+    job_id_secret_name: str = ""
+    # Days after which a date's granules are taken as published (the slowest requested
+    # collection's latency): a more recent date is "provisional" and computed again on a later run
+    collection_latency_days: int = Field(45, ge=0, le=3660)
     max_direct_dates: int = Field(3, ge=1)  # longer ranges go through the state machine
     max_dates: int = Field(3660, ge=1)  # ten years
     edl_secret_name: str = ""  # Secrets Manager secret holding the EDL token (Lambda)
@@ -223,6 +238,10 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if value is None:
                 continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+                if not value:
+                    continue
             if isinstance(value, tuple):
                 value = ",".join(value)
             elif isinstance(value, Mapping):

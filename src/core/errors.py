@@ -41,6 +41,14 @@ class UpstreamError(ColocationError):
         self.service = service
 
 
+class CmrPagingError(UpstreamError):
+    """CMR's paging went past a bound: its own ``CMR-Hits``, a token or page seen before, or
+    ``settings.cmr_max_granules`` (a broken or hostile CMR would otherwise be followed forever)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, service="cmr")
+
+
 class AuthError(UpstreamError):
     """Earthdata Login or /s3credentials refused us (bad/expired token, unapproved app)."""
 
@@ -70,9 +78,32 @@ class DisallowedHostError(ColocationError):
 
 
 class InsufficientSpaceError(ColocationError):
-    """Not enough free space in the download directory (checked before writing)."""
+    """Out of space in the work folder: too little before a download (checked first), or the disk
+    filled while downloading, writing products or Summarize's request outputs (ENOSPC). Transient
+    (another writer's files, a container's leftovers): the state machine retries it. The message
+    names no internal path."""
 
     status = 507
+
+
+def is_out_of_space(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the disk filling up: ENOSPC or a quota
+    (EDQUOT), whichever layer raised it (HDF5 puts the errno in its message, not in ``errno``)."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                                         or "No space left on device" in str(exc) or "errno = 28" in str(exc)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def out_of_space(while_doing: str) -> InsufficientSpaceError:
+    """The one error for a disk that filled up while ``while_doing`` (no path in it)."""
+    return InsufficientSpaceError(f"the work folder ran out of space while {while_doing}; "
+                                  "the date is retried (a transient shortage)")
 
 
 # Errors raised to Step Functions: the Lambda errorType is the class name, which Retry/Catch match.

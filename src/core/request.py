@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictFloat,
     StrictInt,
     ValidationError,
@@ -222,6 +224,8 @@ class ColocationRequest(ColocationParameters):
     date: dt.date | None = Field(default=None, description="one UTC day, YYYY-MM-DD")
     start: dt.datetime | None = Field(default=None, description="ISO-8601 start (UTC if no zone)")
     end: dt.datetime | None = Field(default=None, description="ISO-8601 end, >= start")
+    # the job-id key (settings.job_id_key) this request's id is computed under; never serialised
+    _job_key: bytes = PrivateAttr(default=b"")
 
     # --- field checks ------------------------------------------------------------------------
     @field_validator("date", mode="before")
@@ -252,10 +256,21 @@ class ColocationRequest(ColocationParameters):
             raise _field_error("end", "end is required with start")
         elif self.end < self.start:
             raise _field_error("end", "end must not be before start")
+        self._check_not_future()
         n = len(self._date_span())
         if n > HARD_MAX_DATES:
             raise _field_error("end", f"the range covers {n} days; at most {HARD_MAX_DATES} are allowed")
         return self
+
+    def _check_not_future(self) -> None:
+        """No granule of a date after today (UTC) exists: refused, naming the field, rather than
+        published as an empty result."""
+        today = dt.datetime.now(dt.UTC).date()
+        for name, value in (("date", self.date), ("start", self.start), ("end", self.end)):
+            day = value.date() if isinstance(value, dt.datetime) else value
+            if day is not None and day > today:
+                raise _field_error(name, f"{name} {day.isoformat()} is after today ({today.isoformat()} UTC): "
+                                         "no data exists for it yet")
 
     # --- derived values ----------------------------------------------------------------------
     def _date_span(self) -> list[dt.date]:
@@ -309,7 +324,14 @@ class ColocationRequest(ColocationParameters):
                 "sst_collections": collections if len(collections) > 1 else None,
                 **self._science_defaults(settings),
             }
-        )
+        ).with_job_key(settings)
+
+    def with_job_key(self, settings: Settings) -> ColocationRequest:
+        """This request with its id computed under ``settings.job_id_key`` (a Map item's request
+        gets it again in the function that runs it: the key never travels in a payload)."""
+        copy = self.model_copy()
+        copy._job_key = settings.job_id_key.get_secret_value().encode()
+        return copy
 
     @property
     def collections(self) -> tuple[str, ...]:
@@ -333,12 +355,17 @@ class ColocationRequest(ColocationParameters):
         return out
 
     def request_id(self) -> str:
-        """Deterministic short id of the *resolved* request: same parameters → same output keys.
+        """Deterministic short id of the *resolved* request: same parameters (and key) → same
+        output keys, so a request posted again is the same job (docs/RERUNS.md).
 
-        Call it on ``resolve(settings)``'s result so defaults are part of the identity.
+        Call it on ``resolve(settings)``'s result so defaults are part of the identity. Under a
+        job-id key (the stack's secret) it is an HMAC-SHA256 of the parameters, which nobody
+        without the key can compute from them; without one (a local run) a plain SHA-256.
         """
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return "r" + hashlib.sha256(blob.encode()).hexdigest()[:20]
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":")).encode()
+        if self._job_key:
+            return "r" + hmac.new(self._job_key, blob, hashlib.sha256).hexdigest()[:20]
+        return "r" + hashlib.sha256(blob).hexdigest()[:20]
 
 
 @dataclass(frozen=True)

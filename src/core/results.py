@@ -104,7 +104,10 @@ class ResultStore(abc.ABC):
         return f"{self.date_prefix(request_id, date)}/{MANIFEST}"
 
     def output_key(self, request_id: str, date: str, run_id: str, name: str) -> str:
-        return f"{self.date_prefix(request_id, date)}/{run_id}/{name}"
+        """A product's key; ``name`` (derived from a granule's remote name) only as a safe basename."""
+        from core.atomic import safe_basename
+
+        return f"{self.date_prefix(request_id, date)}/{run_id}/{safe_basename(name)}"
 
     def run_manifest_key(self, request_id: str) -> str:
         return f"{self.prefix}/{request_id}/{RUN_MANIFEST}"

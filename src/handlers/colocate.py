@@ -42,15 +42,19 @@ def _handle_direct(event: Any) -> dict:
     for task in tasks:
         try:
             results.append(run_one(task))
-        except ColocationError as exc:
-            logger.warning("date failed", extra={"date": task.date.isoformat(), "error": type(exc).__name__})
+        except Exception as exc:  # noqa: BLE001 - one date's failure must not lose the others' answers
+            if isinstance(exc, ColocationError):
+                logger.warning("date failed", extra={"date": task.date.isoformat(), "error": type(exc).__name__})
+            else:
+                logger.exception("date failed", extra={"date": task.date.isoformat()})
+            # error_body: the named error's one line (no internal path), or "internal error"
             results.append({"request_id": task.request_id, "date": task.date.isoformat(),
                             "status": "failed", **error_body(exc)})
     return {"request_id": tasks[0].request_id, "dates": results}
 
 
 def _handle_task(event: dict) -> dict:
-    task = date_tasks.item_task(event)
+    task = date_tasks.item_task(event, settings())
     logger.set_correlation_id(task.request_id)
     logger.append_keys(date=task.date.isoformat())
     # ColocationError subclasses propagate by name (UpstreamError, ...)

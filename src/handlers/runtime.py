@@ -36,7 +36,24 @@ copy_config_to_registered_loggers(source_logger=logger, include={"core"})
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    return Settings.from_env()
+    return with_job_id_key(Settings.from_env())
+
+
+def with_job_id_key(cfg: Settings) -> Settings:
+    """The settings with the stack's job-id key read from Secrets Manager (template.yaml's
+    JobIdKeySecret, named by COLOC_JOB_ID_SECRET_NAME), once per container; never logged."""
+    if not cfg.job_id_secret_name or cfg.job_id_key.get_secret_value():
+        return cfg
+    from core.config import ConfigError
+
+    try:
+        key = _new_client("secretsmanager", cfg.aws_region, None).get_secret_value(
+            SecretId=cfg.job_id_secret_name)["SecretString"]
+    except Exception as exc:  # noqa: BLE001 - the function cannot name its jobs without it
+        raise ConfigError(f"COLOC_JOB_ID_SECRET_NAME: the job-id key cannot be read ({type(exc).__name__})") from None
+    if not key:
+        raise ConfigError("COLOC_JOB_ID_SECRET_NAME: the job-id key is empty")
+    return cfg.replace(job_id_key=key)
 
 
 # Cold start: a bad COLOC_* value fails the function's init with a ConfigError naming the
@@ -105,7 +122,11 @@ def output_links() -> OutputLinks:
     from core.jobs.job_status import OutputLinks  # the API's use case: not on the other functions' cold start
 
     database, table = athena_table()
-    return OutputLinks(output_store(), settings().presign_expiry_s, database, table, athena_workgroup())
+    cfg = settings()
+    # a URL signed with the role's temporary credentials dies with them (AWS S3 user guide,
+    # "Sharing objects with presigned URLs"): never promise more than the role session
+    expires = min(cfg.presign_expiry_s, cfg.role_session_s)
+    return OutputLinks(output_store(), expires, database, table, athena_workgroup())
 
 
 def error_body(exc: Exception) -> dict:

@@ -39,9 +39,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from core.access.catalog import parse_collection
+from core.atomic import UnsafeNameError, safe_basename
 from core.collections import CONCEPT_ID  # noqa: F401 (public here too)
 from core.config import Settings
-from core.errors import InputError, UpstreamError
+from core.errors import CmrPagingError, InputError, UpstreamError
 from core.http import failure_cause, retry_policy
 from core.model import BBox
 
@@ -66,10 +67,14 @@ class Granule:
     s3credentials_url: str | None = None
     provider: str = ""
     collection: str = ""
+    name_problem: str | None = None  # why the record's file name cannot be made a safe basename
 
     @property
     def skip_reason(self) -> str | None:
-        """Why this granule cannot be read, or None (CMR lists granules whose record has no data link)."""
+        """Why this granule cannot be read, or None (CMR lists granules whose record has no data
+        link, or a file name that cannot be made safe to write: core.atomic.safe_basename)."""
+        if self.name_problem:
+            return f"unsafe file name in the CMR record: {self.name_problem}"
         if not (self.https_url or self.s3_url):
             return "no data link in the CMR record"
         return None
@@ -279,6 +284,12 @@ def granule_from_umm(item: dict | UmmItem, settings: Settings, collection: str =
     meta, umm = parsed.meta, parsed.umm
     file_name, info = data_file(umm)
     links = select_umm_links(umm.related_urls, file_name)
+    # the name is joined to the download folder and the product keys: only a safe basename of it
+    name_problem = None
+    try:
+        safe_name = safe_basename(file_name) if file_name else ""
+    except UnsafeNameError as exc:
+        safe_name, name_problem = "", str(exc)
     s3credentials = links["s3credentials"] or settings.s3credentials_endpoints.get(meta.provider_id)
     s3_url = links["s3"]
     if s3_url is None and links["https"] and s3credentials:
@@ -291,7 +302,7 @@ def granule_from_umm(item: dict | UmmItem, settings: Settings, collection: str =
     return Granule(
         concept_id=meta.concept_id,
         title=umm.granule_ur or meta.native_id or meta.concept_id,
-        producer_granule_id=file_name,
+        producer_granule_id=safe_name,
         size_bytes=info.bytes if info is not None else None,
         start=_utc((temporal.range.begin if temporal.range else None) or temporal.single),
         end=_utc((temporal.range.end if temporal.range else None) or temporal.single),
@@ -302,6 +313,7 @@ def granule_from_umm(item: dict | UmmItem, settings: Settings, collection: str =
         s3credentials_url=s3credentials,
         provider=meta.provider_id,
         collection=meta.collection_concept_id or collection,
+        name_problem=name_problem,
     )
 
 
@@ -368,36 +380,28 @@ class CmrClient:
             "temporal": f"{_cmr_time(start)},{_cmr_time(end)}",
             "page_size": self.page_size,
         }
-        granules: list[Granule] = []
-        search_after: str | None = None
-        hits: int | None = None
-        page_no = 0
+        pages = _Paging(str(query), self.page_size, int(self.settings.cmr_max_granules))
         while True:
-            page_no += 1
-            headers = {"CMR-Search-After": search_after} if search_after else None
+            headers = {"CMR-Search-After": pages.search_after} if pages.search_after else None
             resp = self._get("/search/granules.umm_json", params, headers)
-            items, page_hits = self._parse_page(resp, page_no)
-            hits = page_hits if hits is None else hits
-            for item in items:
-                try:
-                    granules.append(granule_from_umm(item, self.settings, str(query)))
-                except ValidationError as exc:
-                    where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else "?"
-                    raise UpstreamError(
-                        f"malformed granule in page {page_no} of the {query} search: {where}: "
-                        f"{exc.errors()[0]['msg'] if exc.errors() else exc}", service="cmr") from None
-            next_after = resp.headers.get("CMR-Search-After")
-            if not items or len(granules) >= hits or not next_after:
+            items, page_hits = self._parse_page(resp, pages.page_no + 1)
+            pages.add([self._granule(item, pages.page_no + 1, query) for item in items], page_hits)
+            if pages.done(resp.headers.get("CMR-Search-After")):
                 break
-            if next_after == search_after:
-                raise UpstreamError(f"CMR-Search-After did not advance on page {page_no}", service="cmr")
-            search_after = next_after
-        if hits is not None and len(granules) < hits:
-            log.warning("CMR reported %d hits for %s but returned %d", hits, query, len(granules))
+        granules = pages.granules
         unreadable = [g for g in granules if g.skip_reason]
-        log.info("CMR %s: %d granules (%d pages)%s", query, len(granules), page_no,
+        log.info("CMR %s: %d granules (%d pages)%s", query, len(granules), pages.page_no,
                  f", {len(unreadable)} without a data link" if unreadable else "")
         return granules
+
+    def _granule(self, item: dict, page_no: int, query: Any) -> Granule:
+        try:
+            return granule_from_umm(item, self.settings, str(query))
+        except ValidationError as exc:
+            where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else "?"
+            raise UpstreamError(
+                f"malformed granule in page {page_no} of the {query} search: {where}: "
+                f"{exc.errors()[0]['msg'] if exc.errors() else exc}", service="cmr") from None
 
     @staticmethod
     def _parse_page(resp: requests.Response, page_no: int) -> tuple[list[dict], int]:
@@ -415,3 +419,64 @@ class CmrClient:
         except (KeyError, TypeError, ValueError):
             raise UpstreamError(f"page {page_no} of granules.umm_json has no hit count", service="cmr") from None
         return body["items"], hits
+
+
+class _Paging:
+    """One search's pages, bounded three ways (a broken or hostile CMR must not page forever):
+    by the ``CMR-Hits`` of the first page (no more pages than it needs, plus one), by tokens or
+    pages seen before (not only identical consecutive ones), and by ``cmr_max_granules``.
+    A granule listed twice (on two pages, or twice on one) is kept once."""
+
+    def __init__(self, query: str, page_size: int, max_granules: int):
+        self.query, self.page_size, self.max_granules = query, page_size, max_granules
+        self.granules: list[Granule] = []
+        self.page_no = 0
+        self.hits: int | None = None
+        self.search_after: str | None = None
+        self.tokens: set[str] = set()
+        self.pages: set[tuple[str, ...]] = set()
+        self.seen: set[str] = set()
+        self.new_on_page = 0
+
+    def _fail(self, why: str) -> CmrPagingError:
+        return CmrPagingError(f"paging of the {self.query} search stopped at page {self.page_no}: {why}")
+
+    def add(self, granules: list[Granule], hits: int) -> None:
+        self.page_no += 1
+        if self.hits is None:
+            if hits > self.max_granules:
+                raise self._fail(f"CMR reports {hits} hits, more than the {self.max_granules} granules one "
+                                 "search may list (cmr_max_granules)")
+            self.hits = hits
+        ids = tuple(g.concept_id for g in granules)
+        if ids and ids in self.pages:
+            raise self._fail("the same page was served again")
+        self.pages.add(ids)
+        self.new_on_page = 0
+        for g in granules:
+            key = g.concept_id or g.title
+            if key in self.seen:
+                log.warning("CMR listed %s twice in the %s search; kept once", g.title, self.query)
+                continue
+            self.seen.add(key)
+            self.granules.append(g)
+            self.new_on_page += 1
+        if granules and not self.new_on_page:
+            raise self._fail("a page held only granules already listed")
+        if len(self.granules) > self.max_granules:
+            raise self._fail(f"more than {self.max_granules} granules (cmr_max_granules)")
+
+    def done(self, next_after: str | None) -> bool:
+        """Whether the search is complete; raises when CMR would have it page on without end."""
+        assert self.hits is not None
+        if not self.new_on_page or len(self.granules) >= self.hits or not next_after:
+            if len(self.granules) < self.hits:
+                log.warning("CMR reported %d hits for %s but returned %d", self.hits, self.query, len(self.granules))
+            return True
+        if next_after == self.search_after or next_after in self.tokens:
+            raise self._fail("CMR-Search-After repeated a token already followed")
+        if self.page_no >= -(-self.hits // self.page_size) + 1:
+            raise self._fail(f"{self.page_no} pages for {self.hits} hits of {self.page_size} per page")
+        self.tokens.add(next_after)
+        self.search_after = next_after
+        return False

@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from core.access.earthdata import redact_url
+from core.atomic import UnsafeNameError, safe_basename
 from core.errors import InputError, InsufficientSpaceError, NotFoundError, UpstreamError
 from core.http import failure_cause
 
@@ -59,10 +60,21 @@ DEFAULT_PART_BYTES = 16 << 20
 
 
 def file_name_from_url(url: str) -> str:
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise InputError(f"cannot derive a file name from {redact_url(url)}", field="url")
-    return name
+    """The URL's last path segment as a safe basename (core.atomic.safe_basename)."""
+    try:
+        return safe_basename(unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
+    except UnsafeNameError as exc:
+        raise InputError(f"cannot derive a file name from {redact_url(url)}: {exc}", field="url") from None
+
+
+def _local_name(url: str, file_name: str | None) -> str:
+    """The name a download is written under: a remote ``file_name`` (CMR's) only as a safe basename."""
+    if not file_name:
+        return file_name_from_url(url)
+    try:
+        return safe_basename(file_name)
+    except UnsafeNameError as exc:
+        raise UpstreamError(f"unsafe file name for {redact_url(url)}: {exc}", service="cmr") from None
 
 
 def _service(url: str) -> str:
@@ -97,8 +109,9 @@ def _remove_stale_parts(dest_dir: Path, name: str) -> None:
 def _check_space(dest_dir: Path, name: str, need: int, disk_usage: Callable[[str], _DiskUsage]) -> None:
     free = int(disk_usage(str(dest_dir)).free)
     if free < need + SPACE_MARGIN_BYTES:
+        # the work folder's path is internal: the message names the file and the numbers only
         raise InsufficientSpaceError(
-            f"not enough free space in {dest_dir} for {name}: need {need} bytes "
+            f"not enough free space in the work folder for {name}: need {need} bytes "
             f"(+{SPACE_MARGIN_BYTES} margin), {free} free"
         )
 
@@ -223,7 +236,7 @@ def stream_download(
         raise ValueError(f"parallel and part_size must be >= 1, got {parallel} and {part_size}")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    name = file_name or file_name_from_url(url)
+    name = _local_name(url, file_name)
     final = dest_dir / name
     _remove_stale_parts(dest_dir, name)
     if expected_size is not None:

@@ -38,12 +38,14 @@ def direct_tasks(event: Any, settings: Settings) -> list[DateTask]:
     return [DateTask(request, d) for d in dates]
 
 
-def item_task(event: Any) -> DateTask:
-    """A Map item's task; a bad item is a bug in the plan step: fail this item, never retry it."""
+def item_task(event: Any, settings: Settings | None = None) -> DateTask:
+    """A Map item's task; a bad item is a bug in the plan step: fail this item, never retry it.
+    ``settings`` give the request its job-id key (the key never travels in the item)."""
     try:
-        return DateTask.from_item(event)
+        task = DateTask.from_item(event)
     except (ValidationError, InputError) as exc:
         raise InvalidTaskError(str(error_fields(exc))[:500]) from None
+    return task if settings is None else DateTask(task.request.with_job_key(settings), task.date)
 
 
 def run_date(task: DateTask, services: Callable[[], Services],

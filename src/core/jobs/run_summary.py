@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import InvalidTaskError, one_line
+from core.errors import InvalidTaskError, is_out_of_space, one_line, out_of_space
 from core.manifest import DateManifest, RunDate, RunManifest
 from core.request import ColocationRequest
 from core.results import OutputStore, publish_request_products
@@ -156,6 +156,8 @@ def _request_outputs(store: OutputStore, request_id: str, request: dict, complet
         with tempfile.TemporaryDirectory(prefix="summarize-", dir=download_dir) as workdir:
             return publish_request_products(store, request_id, request, complete, Path(workdir), run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - reported in the run manifest and the job status
+        if is_out_of_space(exc):  # transient: Summarize fails by this name and the state machine retries it
+            raise out_of_space("building the request-level results") from None
         log.exception("request-level results failed")
         return {"error": one_line(f"request-level results: {type(exc).__name__}: {exc}"), "netcdf": None,
                 "partitions": {}}

@@ -20,7 +20,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.access.cmr import Granule
+from core.errors import InputError, one_line
 from core.manifest import DroppedGranule
 from core.model import Atl07Granule, SstSwath
 from core.pipeline.atl07_inputs import Atl07Read, fetch_atl07, read_downloaded
@@ -61,6 +64,9 @@ class DateReader:
         self.windows: dict[str, tuple[frozenset[str], Future[SstSwath | None]]] = {}
         self.swaths: dict[str, SstSwath | None] = {}
         self.handed: set[str] = set()
+        # L2P title -> why the DAAC's file cannot be colocated (a broken upstream granule, e.g. a
+        # lon grid unlike lat's): dropped with its reason, never the caller's error
+        self.broken: dict[str, str] = {}
         self.published: list[Future[None]] = []
         self.failed = threading.Event()  # a product failed: the date fails, nothing more is made
         self._l2p: ThreadPoolExecutor | None = None
@@ -102,6 +108,12 @@ class DateReader:
 
     def _take(self, granule: Granule, atl07_read: Atl07Read) -> None:
         """One more ATL07 granule read: its segments in the date's window, and the L2P granules it reaches."""
+        untimed = sum(int(np.isnat(b.time).sum()) for b in atl07_read.granule.beams)
+        if untimed:  # delta_time at its fill value: such segments cannot be placed in any window
+            total = sum(len(b) for b in atl07_read.granule.beams)
+            self.ctx.warn(f"{granule.title}: {untimed} of {total} segments in the box have no usable time "
+                          "(delta_time is fill) and were left out" + (": the granule has no usable time"
+                                                                      if untimed == total else ""))
         restrict_to_window(atl07_read.granule, np_utc(self.ctx.lo), np_utc(self.ctx.hi))
         self.read_granules.append((granule, atl07_read))
         if any(len(b) for b in atl07_read.granule.beams):
@@ -131,8 +143,31 @@ class DateReader:
             self.opening[title] = self._l2p.submit(open_for_date, self.by_title[title], self.ctx)
         if title in self.windows:  # reached by one more ATL07 granule than CMR's extents said:
             self.windows[title][1].result()  # one read of an open granule at a time, then again
-        self.windows[title] = names, self._l2p.submit(read_window, self.by_title[title],
-                                                      self.opening[title].result(), [g for _, g in pairs], self.ctx)
+        self.windows[title] = names, self._l2p.submit(self._window, title, self._opened(title),
+                                                      [g for _, g in pairs])
+
+    def _opened(self, title: str) -> L2PGranule | None:
+        try:
+            return self.opening[title].result()
+        except InputError as exc:
+            self._drop_broken(title, exc)
+            return None
+
+    def _drop_broken(self, title: str, exc: InputError) -> None:
+        """A DAAC's file that is not a usable L2P granule (the science readers' InputError, e.g. a
+        lon grid unlike lat's) is upstream's fault, never the caller's: dropped with the reason."""
+        with self.ctx.lock:
+            self.broken.setdefault(title, f"unusable L2P granule (upstream): {one_line(exc)}")
+        self.ctx.warn(f"{title}: {self.broken[title]}; skipped")
+
+    def _window(self, title: str, granule: L2PGranule | None, reaching: list[Atl07Granule]) -> SstSwath | None:
+        if granule is None:
+            return None
+        try:
+            return read_window(self.by_title[title], granule, reaching, self.ctx)
+        except InputError as exc:
+            self._drop_broken(title, exc)
+            return None
 
     def _windows_asked(self, atl07_title: str) -> bool:
         return all(c.title in self.windows and atl07_title in self.windows[c.title][0]
@@ -172,6 +207,7 @@ class DateReader:
         for title in self.reaching:
             if self.swaths.get(title) is None:
                 report: dict[str, Any] = self.ctx.sst_report.get(title, {})
-                reason = report.get("no_window") or f"no valid pixel within {self.ctx.science.radius_m} m"
+                reason = (self.broken.get(title) or report.get("no_window")
+                          or f"no valid pixel within {self.ctx.science.radius_m} m")
                 dropped.append(DroppedGranule(granule=title, reason=reason))
         return dropped

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.access.cmr import Granule
+from core.atomic import safe_basename
 from core.manifest import GranuleProduct
 from core.model import SstSwath
 from core.pipeline.atl07_inputs import Atl07Read
@@ -34,7 +35,8 @@ def make_granule_product(granule: Granule, atl07_read: Atl07Read, windows: list[
     # the windows were read for the segments of every ATL07 granule of the date: the same swath
     # serves each (a window holding every pixel near any segment holds those near this one's)
     pairing = pair_granule(atl07, windows, ctx.science, timer=ctx.timer)
-    stem = _stem(atl07.name)
+    # the file name CMR gave (already a safe basename), else the one read: made safe here too
+    stem = _stem(granule.producer_granule_id or safe_basename(atl07.name))
     with ctx.timer("write"):
         ds = build_dataset(pairing.tracks, pairing.source_info(), ctx.params, atl07_attrs=atl07.attrs,
                            request_id=ctx.task.request_id,

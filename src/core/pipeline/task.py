@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from core.access.cmr import CmrClient, Granule
-from core.errors import UpstreamError
+from core.errors import UpstreamError, is_out_of_space, out_of_space
 from core.manifest import DateManifest, DroppedGranule, GranuleProduct, SkippedGranule
 from core.pipeline.atl07_inputs import Atl07Read
 from core.pipeline.date_context import DateContext, iso
@@ -43,6 +43,10 @@ def run_task(task: DateTask, services: Services, *, run_id: str | None = None) -
 
     try:
         return _run_task(task, services, run_id=run_id)
+    except OSError as exc:
+        if is_out_of_space(exc):  # a download, a product: the one named, retryable error, no path
+            raise out_of_space(f"colocating {task.date.isoformat()}") from None
+        raise
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
         raise UpstreamError(f"{type(exc).__name__} {code}: {exc}"[:500],
