@@ -99,6 +99,9 @@ class DateManifest(DocumentModel):
     date: str
     run_id: str = ""
     status: Literal["complete"] = "complete"
+    # the date was too recent for the collections to hold all its granules (settings'
+    # collection_latency_days): not final, a later run computes it again
+    provisional: bool = False
     request: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: DateInputs = Field(default_factory=DateInputs)
@@ -130,10 +133,13 @@ class DateManifest(DocumentModel):
 
     def result(self, manifest_key: str) -> DateResult:
         """What travels back to the caller / the Map: keys and numbers only (the manifest is on S3)."""
-        return DateResult(request_id=self.request_id, date=self.date, status=self.status, cached=self.cached,
-                          manifest_key=manifest_key, outputs=list(self.outputs),
-                          counts=self.counts.model_dump(), bytes=self.bytes.model_dump(exclude={"sst_per_granule"}),
-                          timings_s=dict(self.timings_s))
+        result = DateResult(request_id=self.request_id, date=self.date, status=self.status, cached=self.cached,
+                            manifest_key=manifest_key, outputs=list(self.outputs),
+                            counts=self.counts.model_dump(), bytes=self.bytes.model_dump(exclude={"sst_per_granule"}),
+                            timings_s=dict(self.timings_s))
+        if self.provisional:
+            result.provisional = True
+        return result
 
 
 class DateResult(DocumentModel):
@@ -143,6 +149,7 @@ class DateResult(DocumentModel):
     status: Literal["complete", "failed"]
     request_id: str | None = None
     cached: bool = False
+    provisional: bool = False  # a complete date that a later run computes again (DateManifest)
     manifest_key: str | None = None
     run_id: str | None = None
     outputs: list[str] = Field(default_factory=list)
@@ -168,6 +175,7 @@ class RunDate(DocumentModel):
 
     date: str
     status: Literal["complete", "failed"]
+    provisional: bool = False
     outputs: list[str] = Field(default_factory=list)
     manifest_key: str | None = None
     run_id: str | None = None

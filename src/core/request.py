@@ -368,6 +368,13 @@ class ColocationRequest(ColocationParameters):
         return "r" + hashlib.sha256(blob).hexdigest()[:20]
 
 
+def is_provisional(day: dt.date, settings: Settings, today: dt.date | None = None) -> bool:
+    """Whether ``day`` is recent enough that the collections may not hold all its granules yet
+    (``settings.collection_latency_days``): its result is provisional, computed again later."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return (today - day).days < settings.collection_latency_days
+
+
 @dataclass(frozen=True)
 class DateTask:
     """One UTC date of a (resolved) request: the unit of work of the colocate function."""

@@ -454,11 +454,15 @@ class _Paging:
         self.pages.add(ids)
         self.new_on_page = 0
         for g in granules:
-            key = g.concept_id or g.title
-            if key in self.seen:
+            # one granule: the same concept id, or the same data file (it would be written to,
+            # and deleted from, one path of the work folder twice)
+            keys = {f"id:{g.concept_id or g.title}"}
+            if g.producer_granule_id:
+                keys.add(f"file:{g.producer_granule_id}")
+            if keys & self.seen:
                 log.warning("CMR listed %s twice in the %s search; kept once", g.title, self.query)
                 continue
-            self.seen.add(key)
+            self.seen |= keys
             self.granules.append(g)
             self.new_on_page += 1
         if granules and not self.new_on_page:

@@ -7,6 +7,7 @@ the same path through the state machine.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import InputError, InvalidTaskError
-from core.request import ColocationRequest, DateTask, error_fields
+from core.request import ColocationRequest, DateTask, error_fields, is_provisional
 from core.results import OutputStore
 
 # An inline Map's history grows ~6 events per date (25,000 max per execution) and its result
@@ -44,7 +45,8 @@ def make_plan(event: Any, settings: Settings, store: OutputStore) -> dict:
     request_id = request.request_id()
     dates = [d.isoformat() for d in request.dates()]
     done = store.published_dates(request_id)
-    pending = [d for d in dates if d not in done]
+    # a date too recent for its result to be final (is_provisional) runs again on every attempt
+    pending = [d for d in dates if d not in done or is_provisional(dt.date.fromisoformat(d), settings)]
     out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates),
                            "done": len(dates) - len(pending), "pending": len(pending)}
     if len(dates) <= inline_max_dates():

@@ -144,8 +144,11 @@ def _ended_job(attempts: list[dict], job: dict) -> Answer | None:
         return Answer(409, {"error": f"job {job_id} is still running (attempt {len(attempts)}, started {started}): "
                                      f"GET {status_url} until it ends, then POST the same request again "
                                      "to re-run the dates that failed", "status": state, **job})
-    if state == "complete":  # same parameters → same job: the stored result, not a recomputation
+    if state == "complete" and not attempt_output(attempts[-1]).get("n_provisional"):
+        # same parameters → same job: the stored result, not a recomputation
         return Answer(200, {**job, "status": state})
+    if state == "complete":  # dates too recent to be final: another attempt computes them again
+        return None if len(attempts) < MAX_ATTEMPTS else Answer(200, {**job, "status": state})
     if len(attempts) >= MAX_ATTEMPTS:
         return Answer(409, {"error": f"job {job_id} has failed {len(attempts)} times, the most attempts a job "
                                      f"gets; GET {status_url} for each failed date's error", "status": state, **job})

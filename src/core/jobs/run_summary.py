@@ -94,8 +94,11 @@ def _run_date(result: dict) -> RunDate:
                        **{k: result[k] for k in ("error", "type") if k in result})
     # (a stored manifest's outputs by kind are made a list by DateManifest)
     keys = [v for v in result.get("outputs") or [] if isinstance(v, str)]
-    return RunDate(date=result["date"], status="complete", outputs=keys, manifest_key=result.get("manifest_key"),
+    date = RunDate(date=result["date"], status="complete", outputs=keys, manifest_key=result.get("manifest_key"),
                    run_id=result.get("run_id"))
+    if result.get("provisional"):
+        date.provisional = True  # computed again by a later attempt (docs/RERUNS.md)
+    return date
 
 
 def _add_counts(total: dict[str, float], counts: dict) -> None:
@@ -141,6 +144,7 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
     # the state output stays small whatever the range: output keys live in the run manifest
     return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
+            "n_provisional": sum(1 for d in dates if d.provisional),
             "failed_dates": failed[:MAX_LISTED_FAILURES],
             "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error")
                                 if k in request_outputs}}

@@ -27,7 +27,7 @@ from core.pipeline.date_reader import DateReader
 from core.pipeline.granule_products import make_granule_product
 from core.pipeline.services import Services, StageTimer
 from core.pipeline.workdir import workdir
-from core.request import DateTask
+from core.request import DateTask, is_provisional
 from core.results import ResultStore
 from core.science.pairing import SstWindow
 
@@ -58,9 +58,11 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
         raise ValueError("run_task() needs a resolved request")
     store, date = services.output, task.date.isoformat()
     existing = DateManifest.load(store, task.request_id, date)
-    if existing is not None:
+    if existing is not None and not existing.provisional:
         log.info("date %s of %s already done: returning the stored result", date, task.request_id)
         return existing.as_cached()
+    if existing is not None:
+        log.info("date %s of %s was provisional: computing it again", date, task.request_id)
     run_id = run_id or uuid.uuid4().hex[:12]
     started = services.clock()
     ctx = _date_context(task, services)
@@ -71,6 +73,10 @@ def _run_task(task: DateTask, services: Services, *, run_id: str | None = None) 
             publisher.folder = folder
             dropped = DateReader(found.atl07, found.sst, ctx, folder, publisher.publish).read()
         manifest = _manifest(ctx, found, publisher, dropped, started)
+        if is_provisional(task.date, services.settings):
+            manifest.provisional = True  # set (so stored) only when true
+        if existing is not None:
+            _withdraw_provisional(store, existing)
         return _publish_manifest(store, manifest, publisher.uploaded, ctx.timer)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -202,6 +208,15 @@ def _publish_manifest(store: ResultStore, manifest: DateManifest, uploaded: list
         # ours: the PUT landed, its answer was lost and the client's retry got 412
     _remove_orphans(store, manifest)
     return manifest
+
+
+def _withdraw_provisional(store: ResultStore, provisional: DateManifest) -> None:
+    """Remove a provisional manifest this run recomputed, if it is still the stored one (a run
+    that published meanwhile wins the conditional publish that follows); its outputs become
+    orphans that the publish removes."""
+    current = DateManifest.load(store, provisional.request_id, provisional.date)
+    if current is not None and current.provisional and current.run_id == provisional.run_id:
+        store.delete_keys([store.manifest_key(provisional.request_id, provisional.date)])
 
 
 def _is_published_by(store: ResultStore, request_id: str, date: str, run_id: str) -> bool:
