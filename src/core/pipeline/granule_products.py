@@ -8,10 +8,12 @@ from pathlib import Path
 
 from core.access.cmr import Granule
 from core.atomic import safe_basename
+from core.errors import InsufficientSpaceError
 from core.manifest import GranuleProduct
 from core.model import SstSwath
 from core.pipeline.atl07_inputs import Atl07Read
 from core.pipeline.date_context import DateContext
+from core.pipeline.workdir import disk_usage
 from core.products.granule_netcdf import build_dataset, write_netcdf
 from core.science.pairing import SstWindow, pair_granule
 
@@ -41,6 +43,7 @@ def make_granule_product(granule: Granule, atl07_read: Atl07Read, windows: list[
         ds = build_dataset(pairing.tracks, pairing.source_info(), ctx.params, atl07_attrs=atl07.attrs,
                            request_id=ctx.task.request_id,
                            warnings=[*(f"{atl07.name}: {w}" for w in atl07.warnings), *pairing.warnings])
+        _check_space(ds, workdir, ctx)
         files = {"netcdf": write_netcdf(ds, workdir / f"{stem}_sst.nc")}
         png = _render(ds, workdir / f"{stem}_sst.png", pairing.swaths)
         if png is not None:
@@ -60,6 +63,20 @@ def make_granule_product(granule: Granule, atl07_read: Atl07Read, windows: list[
         sst_warnings=list(pairing.warnings),
     )
     return MadeProduct(entry, files)
+
+
+# room for the PNG and HDF5's metadata beside the variables' own bytes
+PRODUCT_MARGIN_BYTES = 4 << 20
+
+
+def _check_space(ds, workdir: Path, ctx: DateContext) -> None:
+    """Refuse before writing a product that cannot fit: HDF5 that meets ENOSPC mid-write leaves
+    its file open in the library (closed only at garbage collection, which can crash the process),
+    so a full disk is caught here; ENOSPC anyway (another writer) is mapped by run_task."""
+    need = int(ds.nbytes) + PRODUCT_MARGIN_BYTES
+    if disk_usage(ctx.services.settings)(str(workdir)).free < need:
+        raise InsufficientSpaceError(f"not enough free space in the work folder for the products of "
+                                     f"{ctx.task.date.isoformat()}: need about {need} bytes")
 
 
 def _stem(name: str) -> str:
