@@ -20,8 +20,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.access.cmr import Granule
 from core.errors import InputError, one_line
 from core.manifest import DroppedGranule
@@ -30,6 +28,7 @@ from core.pipeline.atl07_inputs import Atl07Read, fetch_atl07, read_downloaded
 from core.pipeline.date_context import DateContext, np_utc
 from core.pipeline.services import preload
 from core.pipeline.sst_granules import open_for_date, read_window, time_candidates
+from core.science.atl07 import NO_TIME
 from core.science.l2p import L2PGranule
 from core.science.pairing import SstWindow, restrict_to_window
 
@@ -108,12 +107,11 @@ class DateReader:
 
     def _take(self, granule: Granule, atl07_read: Atl07Read) -> None:
         """One more ATL07 granule read: its segments in the date's window, and the L2P granules it reaches."""
-        untimed = sum(int(np.isnat(b.time).sum()) for b in atl07_read.granule.beams)
-        if untimed:  # delta_time at its fill value: such segments cannot be placed in any window
-            total = sum(len(b) for b in atl07_read.granule.beams)
-            self.ctx.warn(f"{granule.title}: {untimed} of {total} segments in the box have no usable time "
-                          "(delta_time is fill) and were left out" + (": the granule has no usable time"
-                                                                      if untimed == total else ""))
+        untimed = [w for w in atl07_read.granule.warnings if NO_TIME in w]
+        if untimed:  # the reader dropped segments without time: not a silent empty date
+            empty = not any(len(b) for b in atl07_read.granule.beams)
+            self.ctx.warn(f"{granule.title}: {'; '.join(untimed)}"
+                          + (" (the granule has no usable time)" if empty else ""))
         restrict_to_window(atl07_read.granule, np_utc(self.ctx.lo), np_utc(self.ctx.hi))
         self.read_granules.append((granule, atl07_read))
         if any(len(b) for b in atl07_read.granule.beams):

@@ -106,6 +106,9 @@ def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
     return out
 
 
+NO_TIME = "no usable time (delta_time is fill)"  # the warning of segments dropped for want of time
+
+
 def atlas_delta_time_to_utc(delta_time: np.ndarray, sdp_epoch_gps_s: float = DEFAULT_SDP_EPOCH_GPS_S) -> np.ndarray:
     """ATLAS ``delta_time`` (GPS seconds since the SDP epoch) → datetime64[ns] UTC."""
     dt = np.asarray(delta_time, dtype=np.float64)
@@ -441,8 +444,11 @@ def _read_beam(loc: _Located, beam, name, epoch, sc_orient, orient_of, beam_type
                                   -1).astype(np.int8)
 
     good = keep & ~np.isnat(time)
+    untimed = int(np.count_nonzero(keep & np.isnat(time)))
+    if untimed:  # a broken granule's time is not an empty date: the manifest says so
+        warn(f"{beam}: {untimed} segments in the box have {NO_TIME}, dropped")
     dropped = int(np.count_nonzero(~valid_loc)) if runs is None else 0
-    dropped += int(np.count_nonzero(keep & np.isnat(time)))
+    dropped += untimed
     if dropped:
         log.info("%s %s: %d segments without valid location/time dropped", name, beam, dropped)
     return BeamSegments(
