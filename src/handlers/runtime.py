@@ -44,10 +44,12 @@ def with_job_id_key(cfg: Settings) -> Settings:
     JobIdKeySecret, named by COLOC_JOB_ID_SECRET_NAME), once per container; never logged."""
     if not cfg.job_id_secret_name or cfg.job_id_key.get_secret_value():
         return cfg
+    import boto3
+
     from core.config import ConfigError
 
-    try:
-        key = _new_client("secretsmanager", cfg.aws_region, None).get_secret_value(
+    try:  # (at cold start, before this module's client cache exists)
+        key = boto3.client("secretsmanager", region_name=cfg.aws_region).get_secret_value(
             SecretId=cfg.job_id_secret_name)["SecretString"]
     except Exception as exc:  # noqa: BLE001 - the function cannot name its jobs without it
         raise ConfigError(f"COLOC_JOB_ID_SECRET_NAME: the job-id key cannot be read ({type(exc).__name__})") from None

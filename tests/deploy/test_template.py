@@ -160,7 +160,7 @@ def _is_ref_to(value, logical_ids: set[str]) -> bool:
 # action prefix → the resources it may touch
 ALLOWED_RESOURCES = {
     "s3": {"OutputBucket"},
-    "secretsmanager": {"EdlTokenSecret"},
+    "secretsmanager": {"EdlTokenSecret", "JobIdKeySecret"},
     "states": {"ColocationStateMachine"},
     "lambda": {"PlanFunction", "ColocateFunction", "SummarizeFunction"},
 }
@@ -221,9 +221,10 @@ def test_least_privilege(transformed):
     assert [(name, set(st["Action"])) for name, st in found] == [(LOG_DELIVERY_ROLE, LOG_DELIVERY_ACTIONS)]
     roles = [n for n, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
     assert len(roles) == 5  # four functions + the state machine
-    # the API can start and read jobs but cannot read the EDL secret
+    # the API can start and read jobs but cannot read the EDL secret (only the job-id key)
     api_policy = json.dumps(transformed["Resources"]["ApiFunctionRole"]["Properties"]["Policies"])
-    assert "secretsmanager" not in api_policy and "states:StartExecution" in api_policy
+    assert "EdlTokenSecret" not in api_policy and "JobIdKeySecret" in api_policy
+    assert "states:StartExecution" in api_policy
 
 
 @pytest.mark.parametrize(
