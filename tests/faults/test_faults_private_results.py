@@ -119,3 +119,17 @@ def test_a_date_too_recent_to_be_final_is_provisional_and_recomputed(sb):
     ff.assert_one_complete_result(sb, t, final)
     assert run_date(t, ff.services(sb))["cached"] is True
     assert make_plan(t.request.canonical(), sb.settings, store)["pending"] == 0
+
+
+def test_a_complete_job_with_provisional_dates_runs_again_on_the_next_post():
+    """Summarize counts provisional dates (``n_provisional``): such a complete job is not final,
+    the next POST starts an attempt (Plan then runs those dates); without them it answers 200."""
+    from core.jobs.job_status import _ended_job
+
+    def attempt(output: dict) -> dict:
+        return {"status": "SUCCEEDED", "output": json.dumps(output), "startDate": dt.datetime.now(dt.UTC)}
+
+    job = {"job_id": "r" + "0" * 20, "status_url": "/colocations/r" + "0" * 20, "attempt": 1}
+    assert _ended_job([attempt({"n_failed": 0, "n_provisional": 2})], job) is None
+    final = _ended_job([attempt({"n_failed": 0})], job)
+    assert final is not None and final.status == 200 and final.body["status"] == "complete"
