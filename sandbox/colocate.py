@@ -29,7 +29,7 @@ def sandbox_world(scene: str) -> World:
             assert sb.settings is not None  # set once the sandbox has started
             yield sb.settings, StaticToken(sb.edl_token)
 
-    return World("sandbox", open_sandbox)
+    return World("sandbox", open_sandbox, data_mode="synthetic")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -303,6 +303,7 @@ class World:
 
     name: str
     open: Callable[[Settings], contextlib.AbstractContextManager[tuple[Settings, Any]]]
+    data_mode: str = "real"  # core.config.Settings.data_mode of the settings ``open`` yields
 
 
 @contextlib.contextmanager
@@ -313,6 +314,20 @@ def _nasa(settings: Settings) -> Iterator[tuple[Settings, Any]]:
 
 
 NASA = World("nasa", _nasa)
+MODE_MARKER = ".colocate-data-mode"  # in --out: whose results the folder holds
+
+
+def _claim_folder(out: Path, data_mode: str) -> None:
+    """Results made from NASA's data and the sandbox's synthetic ones never share a folder
+    (a date already in the folder is not redone: a real run must not keep a synthetic date)."""
+    marker = out / MODE_MARKER
+    held = marker.read_text().strip() if marker.is_file() else None
+    if held and held != data_mode:
+        made = "in the offline sandbox" if held == "synthetic" else "from NASA data"
+        raise UsageError(f"--out: {out} holds {held} results (made {made}); give another folder for {data_mode} ones")
+    if held is None:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(data_mode + "\n")
 
 
 def _date_line(day: dict, store) -> str:
@@ -337,7 +352,9 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
 
     request = _validated(ColocationRequest, _request_data(args), settings)
     out = Path(args.out)
+    _claim_folder(out, world.data_mode)
     with world.open(settings) as (settings, token_provider):
+        request = request.resolve(settings)  # the world's data mode is part of the request id
         try:
             check_collections(request, settings)
         except InputError as exc:

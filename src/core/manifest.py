@@ -99,6 +99,8 @@ class DateManifest(DocumentModel):
     date: str
     run_id: str = ""
     status: Literal["complete"] = "complete"
+    # "synthetic": made in the offline sandbox (core.config.Settings.data_mode); older manifests say nothing
+    data_mode: Literal["real", "synthetic"] = "real"
     request: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: DateInputs = Field(default_factory=DateInputs)

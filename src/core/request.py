@@ -222,6 +222,10 @@ class ColocationRequest(ColocationParameters):
     date: dt.date | None = Field(default=None, description="one UTC day, YYYY-MM-DD")
     start: dt.datetime | None = Field(default=None, description="ISO-8601 start (UTC if no zone)")
     end: dt.datetime | None = Field(default=None, description="ISO-8601 end, >= start")
+    # set by resolve() from Settings.data_mode (a caller's value is replaced): part of the
+    # request id, so a sandbox (synthetic) request never gets the id of the same request on NASA's data
+    data_mode: Literal["synthetic"] | None = Field(
+        default=None, description="set by the service: 'synthetic' in the offline sandbox")
 
     # --- field checks ------------------------------------------------------------------------
     @field_validator("date", mode="before")
@@ -308,6 +312,7 @@ class ColocationRequest(ColocationParameters):
                 "sst_collection": collections[0] if len(collections) == 1 else None,
                 "sst_collections": collections if len(collections) > 1 else None,
                 **self._science_defaults(settings),
+                "data_mode": "synthetic" if settings.data_mode == "synthetic" else None,
             }
         )
 

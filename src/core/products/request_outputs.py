@@ -38,6 +38,7 @@ from core.products.attributes import (
     index_flags,
     joined,
     lon_range,
+    mark_synthetic,
     package_version,
     scrub,
     utc_stamp,
@@ -407,6 +408,7 @@ class RequestNetcdf:
         for key in ("start", "end", "date"):
             if self.request.get(key) is not None:
                 attrs[f"request_{key}"] = scrub(str(self.request[key]))
+        mark_synthetic(attrs, self.request.get("data_mode"))
         if self._warnings:
             attrs["reader_warnings"] = joined(self._warnings)
         if self._conflicts:
