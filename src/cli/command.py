@@ -58,7 +58,26 @@ class UsageError(Exception):
     """Bad arguments (exit 2), already worded for the user."""
 
 
+class _StoreOnce(argparse._StoreAction):
+    """A single-valued option given twice is an error (argparse keeps the last one silently:
+    ``--date A --date B`` would run B alone)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_options_given", {})
+        if self.dest in given:
+            first = given[self.dest]
+            parser.error(f"{option_string} given twice: give it once" if first == option_string
+                         else f"{first} and {option_string} set the same thing: give one of them")
+        given[self.dest] = option_string
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
     def error(self, message: str):  # one line, not argparse's usage block
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
