@@ -22,11 +22,19 @@ from core.config import Settings
 def sandbox_world(scene: str) -> World:
     @contextlib.contextmanager
     def open_sandbox(_settings: Settings) -> Iterator[tuple[Settings, Any]]:
+        import time
+
         from sandbox.services import seed_sandbox
 
+        # said at once: building or loading the scene and starting moto take ~30 s of silence otherwise
+        print(f"Starting the sandbox (synthetic {scene} seed scene, moto, CMR and Earthdata emulators)…",
+              file=sys.stderr, flush=True)
+        t0 = time.monotonic()
         # a laptop: outside us-west-2, L2P over HTTPS
         with seed_sandbox(in_region=False, extent=scene) as sb:
             assert sb.settings is not None  # set once the sandbox has started
+            print(f"sandbox ready in {time.monotonic() - t0:.0f} s; results are SYNTHETIC (not NASA data)",
+                  file=sys.stderr, flush=True)
             yield sb.settings, StaticToken(sb.edl_token)
 
     return World("sandbox", open_sandbox, data_mode="synthetic")

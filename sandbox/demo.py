@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     network = choose(args.network, "lambda-us-west-2")
 
     t_scene = time.monotonic()
+    print("Starting the sandbox: building or loading the synthetic seed scene…", flush=True)
     scene = build_scene(Path(args.cache))
     print(f"scene ready in {time.monotonic() - t_scene:.1f} s ({len(scene.granules)} granules)", flush=True)
     out = Path(args.out)

@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
+    out(f"Starting the sandbox (synthetic {args.scene} seed scene, moto, CMR and Earthdata emulators)…")
     with seed_sandbox(extent=args.scene) as sb, contextlib.ExitStack() as stack:
         os.environ.update(lambda_environment(sb))
         os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO" if args.logs else "ERROR"

@@ -79,3 +79,16 @@ def test_cli_repeated_option_and_field_named_once(tmp_path, capsys, argv, needle
     assert _colocate_run([*argv, "--out", str(tmp_path / "o")]) == 2
     assert needle in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_progress_bar_names_every_pipeline_stage_in_words():
+    """Every stage the pipeline times (core.pipeline's ``timer("…")``) has a label of its own."""
+    import re
+    from pathlib import Path
+
+    from cli.progress import STAGES, stage_label
+
+    src = Path(__file__).resolve().parents[2] / "src" / "core"
+    names = {m for path in src.rglob("*.py") for m in re.findall(r'timer\("(\w+)"\)', path.read_text())}
+    assert names and names <= set(STAGES), names - set(STAGES)
+    assert stage_label("quicklook_draw") == "quicklook draw" and stage_label("sst_x") == "L2P x"
