@@ -255,7 +255,7 @@ def _check_request_outputs(done: dict, job: str, tmp_path: Path, s3, bucket: str
     nc.write_bytes(requests.get(out["netcdf"]["url"], timeout=30).content)
     parquet = out["parquet"]
     assert list(parquet["urls"]) == ["date=2019-06-22"] and parquet["partitions"] == 1
-    assert parquet["s3_uri"] == f"s3://{bucket}/{prefix}/{job}/parquet/"
+    assert parquet["s3_uri"] == f"s3://{bucket}/{prefix}/{job}/parquet/request_id={job}/"
     assert f"request_id = '{job}'" in parquet["athena"]["query"] and parquet["athena"]["table"] == "matches"
     part = tmp_path / "parquet" / "date=2019-06-22" / "part.parquet"
     part.parent.mkdir(parents=True)

@@ -485,7 +485,7 @@ def test_summarize_publishes_the_request_level_results_and_replaces_the_previous
 
     out, first = attempt("r4")
     assert first["netcdf"] == "colocations/r4/request/r4/r4_matches.nc" and out["request_outputs"]["netcdf"] == first["netcdf"]
-    assert first["partitions"] == {"2019-06-22": "colocations/r4/parquet/date=2019-06-22/part-run1.parquet"}
+    assert first["partitions"] == {"2019-06-22": "colocations/r4/parquet/request_id=r4/date=2019-06-22/part-run1.parquet"}
     assert first["matched"] > 0
     head = s3.head_object(Bucket=BUCKET, Key=first["partitions"]["2019-06-22"])
     _, second = attempt("r4-a2")
