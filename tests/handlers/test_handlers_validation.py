@@ -487,6 +487,9 @@ def test_summarize_publishes_the_request_level_results_and_replaces_the_previous
     assert first["netcdf"] == "colocations/r4/request/r4/r4_matches.nc" and out["request_outputs"]["netcdf"] == first["netcdf"]
     assert first["partitions"] == {"2019-06-22": "colocations/r4/parquet/request_id=r4/date=2019-06-22/part-run1.parquet"}
     assert first["matched"] > 0
+    # the execution output names the bucket and where the Parquet is (Athena's table location)
+    assert out["bucket"] == BUCKET and out["request_outputs"]["parquet"] == (
+        f"s3://{BUCKET}/colocations/r4/parquet/request_id=r4/")
     head = s3.head_object(Bucket=BUCKET, Key=first["partitions"]["2019-06-22"])
     _, second = attempt("r4-a2")
     assert second["netcdf"] == "colocations/r4/request/r4-a2/r4_matches.nc"

@@ -107,3 +107,12 @@ def test_segments_frame_is_one_row_per_segment(written):
     assert len(frame) == ds.sizes["obs"] and frame["trajectory_id"].nunique() == ds.sizes["trajectory"]
     matched = frame["sst_source_name"].notna()
     assert matched.sum() == int((ds["sst_granule"].values >= 0).sum()) == len(matches_frame(ds))
+
+
+def test_the_sandbox_names_the_athena_table_the_template_deploys():
+    from sandbox.deployment import ATHENA_ENVIRONMENT
+
+    template = sam_template()
+    assert ATHENA_ENVIRONMENT["ATHENA_DATABASE"] == template["Parameters"]["AthenaDatabaseName"]["Default"]
+    assert ATHENA_ENVIRONMENT["ATHENA_TABLE"] == MATCHES.name == template["Resources"][MATCHES.resource][
+        "Properties"]["TableInput"]["Name"]
