@@ -406,14 +406,12 @@ _MATCH_VARS = (
                "with the counts above, says why a segment has no match: nothing within the "
                "radius (all zero), only outside the time window, or only rejected pixels"),
     _Var("sst_median", "obs", np.float32, "matches.sst_median", {
-        # no standard_name on the two statistics: a reader asking for the SST by its standard
-        # name (cf_xarray's ds.cf["sea_surface_skin_temperature"]) must get the one match, sst
         "long_name": "median SST of the valid pixels within sst_radius and colocation_max_dt_s",
-        "cell_methods": "area: median", "units": "K",
+        "standard_name": _sst_std_name, "cell_methods": "area: median", "units": "K",
         "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
     _Var("sst_stddev", "obs", np.float32, "matches.sst_std", {
         "long_name": "standard deviation (ddof 0) of the SST of those valid pixels",
-        "cell_methods": "area: standard_deviation", "units": "K",
+        "standard_name": _sst_std_name, "cell_methods": "area: standard_deviation", "units": "K",
         "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
     _Var("sst_granule", "obs", np.int32, None, {
         "long_name": "index of the L2P granule the SST came from",
