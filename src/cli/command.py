@@ -336,15 +336,16 @@ NASA = World("nasa", _nasa)
 MODE_MARKER = ".colocate-data-mode"  # in --out: whose results the folder holds
 
 
-def _claim_folder(out: Path, data_mode: str) -> None:
+def _claim_folder(out: Path, data_mode: str, *, mark: bool = True) -> None:
     """Results made from NASA's data and the sandbox's synthetic ones never share a folder
-    (a date already in the folder is not redone: a real run must not keep a synthetic date)."""
+    (a date already in the folder is not redone: a real run must not keep a synthetic date).
+    ``mark``: write the folder's mode (once the run is about to write into it)."""
     marker = out / MODE_MARKER
     held = marker.read_text().strip() if marker.is_file() else None
     if held and held != data_mode:
         made = "in the offline sandbox" if held == "synthetic" else "from NASA data"
         raise UsageError(f"--out: {out} holds {held} results (made {made}); give another folder for {data_mode} ones")
-    if held is None:
+    if held is None and mark:
         out.mkdir(parents=True, exist_ok=True)
         marker.write_text(data_mode + "\n")
 
@@ -371,13 +372,14 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
 
     request = _validated(ColocationRequest, _request_data(args), settings)
     out = Path(args.out)
-    _claim_folder(out, world.data_mode)
+    _claim_folder(out, world.data_mode, mark=False)  # before the (slow) services start
     with world.open(settings) as (settings, token_provider):
         request = request.resolve(settings)  # the world's data mode is part of the request id
         try:
             check_collections(request, settings)
         except InputError as exc:
             raise UsageError(_usage_message(exc)) from None
+        _claim_folder(out, settings.data_mode)
         store = LocalOutputStore(out, settings.output_prefix)
         tasks = plan(request)
         services = build_services(settings, token_provider=token_provider, output=store)

@@ -426,6 +426,7 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     assert made["matched"] == counts["matched"]
     with xr.open_dataset(made["netcdf"]) as merged:
         assert merged.sizes["obs"] == counts["matched"] and merged.attrs["featureType"] == "trajectory"
+        assert merged.attrs["title"].startswith("SYNTHETIC")
     parts = sorted(Path(made["parquet"]).rglob("*.parquet"))
     assert [p.parent.name for p in parts] == ["date=2019-06-22"]
     import duckdb
@@ -433,9 +434,12 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     assert duckdb.sql(f"select count(*) from read_parquet('{parts[0]}')").fetchall()[0][0] == counts["matched"]
     # nothing but the published results: no staging files, no other run's folders
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts])
+    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts,
+                            out / ".colocate-data-mode"])
+    assert (out / ".colocate-data-mode").read_text() == "synthetic\n"  # no real run may share the folder
     # stderr is no terminal here: no bar, one line per date
     assert "\r" not in stderr and "2019-06-22: 2 ATL07 granules, 14 L2P granules" in stderr
+    assert stderr.startswith("Starting the sandbox")  # said before the ~30 s the sandbox takes to start
 
 
 @pytest.mark.slow
