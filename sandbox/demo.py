@@ -99,15 +99,17 @@ def request_outputs(result: dict, out: Path) -> list[str]:
     made = write_request_products(((d["date"], products(d)) for d in complete), netcdf,
                                   parquet / f"request_id={request_id}", request_id=request_id,
                                   request=complete[0].get("request"))
-    product = next(out.glob("*_sst.nc"), None)
+    # the product to show as a table: the first one with matches (the 05:53 track's in the seed case)
+    product = next((out / Path(p["outputs"]["netcdf"]).name for d in complete for p in d.get("products", [])
+                    if p.get("matched") and p.get("outputs", {}).get("netcdf")), None)
     first, last = complete[0]["date"], complete[-1]["date"]
     return [
         f"request-level results: {made.matched} matched segments (SYNTHETIC: made from the sandbox's scene)",
         f"  {netcdf.name}: every matched segment, CF trajectories (xarray.open_dataset)",
         "  parquet/: the same rows, one per segment, Hive-partitioned request_id=/date= (the Athena table's layout)",
         "query them:",
-        f"  DuckDB:  duckdb -c \"SELECT date, count(*), avg(sst) FROM read_parquet('{out}/parquet/**/*.parquet', "
-        "hive_partitioning = true) GROUP BY date\"",
+        f"  DuckDB:  duckdb.sql(\"SELECT date, count(*), avg(sst) FROM read_parquet('{out}/parquet/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY date\").show()",
         f"  pandas:  pandas.read_parquet('{out}/parquet')   (units and descriptions: .attrs['columns'])",
         *([f"  a product, one row per segment: from core.products.request_outputs import segments_frame; "
            f"segments_frame(xarray.open_dataset('{product}'))"] if product else []),
