@@ -92,3 +92,24 @@ def test_the_progress_bar_names_every_pipeline_stage_in_words():
     names = {m for path in src.rglob("*.py") for m in re.findall(r'timer\("(\w+)"\)', path.read_text())}
     assert names and names <= set(STAGES), names - set(STAGES)
     assert stage_label("quicklook_draw") == "quicklook draw" and stage_label("sst_x") == "L2P x"
+
+
+def test_a_synthetic_product_s_quicklook_says_so(tmp_path):
+    """The PNG of a synthetic product carries a red SYNTHETIC mark a real one does not."""
+    import numpy as np
+    from PIL import Image
+
+    from core.products.granule_netcdf import build_dataset
+    from core.products.quicklook import render_quicklook
+    from tests.product_fixtures import PARAMS, seed_scene
+
+    tracks, swaths = seed_scene(n=400)
+    real = build_dataset(tracks, [s.granule for s in swaths], PARAMS)
+    synthetic = build_dataset(tracks, [s.granule for s in swaths], {**PARAMS, "data_mode": "synthetic"})
+    assert synthetic.attrs["title"].startswith(SYNTHETIC_TITLE_PREFIX) and "data_mode" not in real.attrs
+
+    def reddish(ds, name) -> int:
+        rgb = np.asarray(Image.open(render_quicklook(ds, tmp_path / name)).convert("RGB")).astype(int)
+        return int(((rgb[..., 0] > 200) & (rgb[..., 1] < 190) & (rgb[..., 2] < 190)).sum())
+
+    assert reddish(synthetic, "s.png") > reddish(real, "r.png") + 1000
