@@ -8,9 +8,10 @@ LAYERS := layers/build/sizes.json
 .PHONY: install check test test-fast demo bench layers lint clean build deploy mutate smoke
 
 $(STAMP): requirements/lambda.txt requirements/plot.txt requirements/parquet.txt requirements/dev.txt pyproject.toml
+	@echo "Setting up $(VENV) (first run only: a few minutes, ~1.2 GB; pip's progress follows)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/dev.txt
+	$(PY) -m pip install --progress-bar on -r requirements/dev.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -240,6 +240,126 @@ def _page(matches: list) -> tuple[list, str | None]:
     return page, (json.dumps(_sort_key(page[-1])) if page else None)
 
 
+# --- which parameters: implemented, refused as CMR refuses, or refused as not emulated -------
+# CMR answers 400 {"errors": ["Parameter [foo] was not recognized."]} to a parameter it does not
+# know (CMR Search API docs, "General Request Details"); an emulator that ignored it would answer
+# 200 with every granule. A parameter CMR knows but this emulator does not apply is refused in
+# CMR's error shape too, naming it, rather than silently ignored.
+GRANULE_PARAMS = {"concept_id", "collection_concept_id", "echo_collection_id", "short_name", "version", "provider",
+                  "provider_short_name", "bounding_box", "temporal", "page_size", "page_num", "granule_ur",
+                  "readable_granule_name", "producer_granule_id", "day_night_flag", "point", "sort_key",
+                  "downloadable", "online_only"}
+COLLECTION_PARAMS = {"concept_id", "short_name", "version", "provider", "provider_short_name", "page_size",
+                     "page_num"}
+CMR_PARAMS_NOT_EMULATED = {  # CMR knows these (granule or collection searches); the emulator does not apply them
+    "polygon", "circle", "line", "shapefile", "cloud_cover", "orbit_number", "equator_crossing_longitude",
+    "equator_crossing_date", "platform", "instrument", "sensor", "entry_title", "dataset_id", "revision_date",
+    "updated_since", "production_date", "created_at", "attribute", "project", "campaign", "exclude",
+    "cycle", "passes", "track_id", "browse_only", "browsable", "native_id", "collection_data_type",
+    "two_d_coordinate_system", "grid", "offset", "scroll", "include_facets", "keyword", "archive_center",
+    "cloud_hosted", "processing_level_id", "has_granules", "tool_concept_id", "service_concept_id",
+    "include_granule_counts", "temporal_facet", "data_center", "spatial_keyword", "science_keywords",
+    "has_granules_or_cwic", "doi", "instance_format", "bounding_box_srs", "token", "echo_token",
+    "include_has_granules", "include_tags", "tag_key", "variable_concept_id",
+}
+# CMR's granule sort keys (Search API docs, "Sorting Granule Results"); only start_date, the
+# emulator's own order, is applied
+CMR_GRANULE_SORT_KEYS = {"campaign", "entry_title", "dataset_id", "data_size", "end_date", "granule_ur",
+                         "producer_granule_id", "project", "provider", "readable_granule_name", "short_name",
+                         "start_date", "version", "platform", "instrument", "sensor", "day_night_flag",
+                         "online_only", "browsable", "browse_only", "cloud_cover", "revision_date"}
+_NAME_PARAMS = ("granule_ur", "readable_granule_name", "producer_granule_id")
+_OPTIONS = {"pattern", "ignore_case"}  # options[<name param>][...] the emulator applies
+_DAY_NIGHT = ("day", "night", "both", "unspecified")
+
+
+def _not_emulated(what: str) -> BadRequest:
+    return BadRequest(f"{what} is valid in CMR but not implemented by the sandbox's CMR emulator "
+                      "(it would be ignored and every granule returned)")
+
+
+def check_parameters(known: set[str]) -> None:
+    """400 in CMR's error shape for a parameter CMR does not know, or one the emulator does not apply."""
+    for key in request.args:
+        name = key[:-2] if key.endswith("[]") else key
+        if name.startswith("options[") and name.endswith("]"):
+            param, _, option = name[len("options["):-1].partition("][")
+            if param not in known or param not in _NAME_PARAMS or option not in _OPTIONS:
+                raise _not_emulated(f"Parameter [{name}]")
+            continue
+        if name in known:
+            continue
+        if name in CMR_PARAMS_NOT_EMULATED:
+            raise _not_emulated(f"Parameter [{name}]")
+        raise BadRequest(f"Parameter [{name}] was not recognized.")
+
+
+def _values(name: str) -> list[str]:
+    return request.args.getlist(name) + request.args.getlist(f"{name}[]")
+
+
+def _option(param: str, option: str) -> bool:
+    return (request.args.get(f"options[{param}][{option}]") or "").lower() == "true"
+
+
+def _name_matches(param: str, candidates: list[str]) -> bool:
+    import fnmatch
+
+    wanted = _values(param)
+    fold = _option(param, "ignore_case")
+    pattern = _option(param, "pattern")
+    for value in wanted:
+        for name in candidates:
+            a, b = (name.lower(), value.lower()) if fold else (name, value)
+            if (fnmatch.fnmatchcase(a, b) if pattern else a == b):
+                return True
+    return False
+
+
+def _bool(name: str) -> None:
+    for value in _values(name):
+        if value.lower() not in ("true", "false"):
+            raise BadRequest(f"Parameter {name} must take value of true or false, but was [{value}]")
+
+
+def filter_more(matches: list) -> list:
+    """The granule parameters beyond the collection, bbox and time (:func:`_filter`)."""
+    out = list(matches)
+    if _values("granule_ur"):
+        out = [g for g in out if _name_matches("granule_ur", [g.title])]
+    if _values("producer_granule_id"):
+        out = [g for g in out if _name_matches("producer_granule_id", [g.file_name])]
+    if _values("readable_granule_name"):  # CMR: the granule UR or the producer granule id
+        out = [g for g in out if _name_matches("readable_granule_name", [g.title, g.file_name])]
+    for flag in _values("day_night_flag"):
+        if flag.lower() not in _DAY_NIGHT:
+            raise BadRequest(f"day_night_flag [{flag}] must be either day, night, both or unspecified")
+        out = [g for g in out if (getattr(g, "day_night", "") or "unspecified").lower() == flag.lower()]
+    for point in _values("point"):  # several points: all of them (CMR's default for spatial parameters)
+        try:
+            lon, lat = (float(v) for v in point.split(","))
+        except ValueError:
+            raise BadRequest(f"[{point}] is not a valid point") from None
+        out = [g for g in out if granule_intersects(g, _parse_bbox(f"{lon},{lat},{lon},{lat}"))]
+    for key in _values("sort_key"):
+        if key.lstrip("-+") not in CMR_GRANULE_SORT_KEYS:
+            raise BadRequest(f"The sort key [{key}] is not a valid field for sorting granules.")
+        if key.lstrip("+") != "start_date":
+            raise _not_emulated(f"sort_key [{key}]")
+    _bool("downloadable")  # every granule of the scene is downloadable and online
+    _bool("online_only")
+    return out
+
+
+def _collection_umm(concept_id: str, c: dict) -> dict:
+    return {"meta": {"concept-type": "collection", "concept-id": concept_id, "revision-id": 1,
+                     "native-id": f"{c['short_name']}_{c['version_id']}", "provider-id": c["data_center"],
+                     "format": "application/vnd.nasa.cmr.umm+json", "revision-date": "2024-01-15T10:12:31.000Z"},
+            "umm": {"ShortName": c["short_name"], "Version": c["version_id"], "EntryTitle": c["dataset_id"],
+                    "DirectDistributionInformation": {"Region": "us-west-2"} if c["data_center"] != "NSIDC_ECS"
+                    else None}}
+
+
 # --- documents -------------------------------------------------------------------------------
 
 
@@ -404,7 +524,8 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
         return respond({"errors": [str(exc)]}, JSON_CONTENT_TYPE, 400)
 
     def search(fmt: str) -> Response:
-        matches = _filter(granules)
+        check_parameters(GRANULE_PARAMS)
+        matches = filter_more(_filter(granules))
         page, after = _page(matches)
         headers = {"CMR-Hits": str(len(matches))}
         if after:
@@ -425,8 +546,30 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
     def granules_json():
         return search("json")
 
+    def matching_collections() -> list[tuple[str, dict]]:
+        check_parameters(COLLECTION_PARAMS)
+        cid, short_name, version = _arg("concept_id"), _arg("short_name"), _arg("version")
+        provider = _arg("provider") or _arg("provider_short_name")
+        return [(concept_id, c) for concept_id, c in COLLECTIONS.items()
+                if (not cid or concept_id == cid) and (not short_name or c["short_name"] == short_name)
+                and (not version or c["version_id"].lstrip("0") == version.lstrip("0"))
+                and (not provider or c["data_center"] == provider)]
+
+    @app.get("/search/collections.umm_json")
+    def collections_umm():
+        found = matching_collections()
+        body = {"hits": len(found), "took": 1, "items": [_collection_umm(cid, c) for cid, c in found]}
+        return respond(body, UMM_CONTENT_TYPE.replace("umm_results+json;version=1.6.5", "umm_results+json"),
+                       extra={"CMR-Hits": str(len(found))})
+
+    @app.get("/search/<path:route>")
+    def unsupported(route: str):
+        # CMR answers a format or route it does not serve with 400 and its error list, never HTML
+        raise _not_emulated(f"The search route [{route}]")
+
     @app.get("/search/collections.json")
     def collections_json():
+        check_parameters(COLLECTION_PARAMS)
         cid, short_name, version = _arg("concept_id"), _arg("short_name"), _arg("version")
         provider = _arg("provider") or _arg("provider_short_name")
         entries = []

@@ -19,24 +19,32 @@ from core.access.earthdata import StaticToken
 from core.config import Settings
 
 
-def sandbox_world(scene: str) -> World:
+def sandbox_world(scene: str, *, quiet: bool = False) -> World:
     @contextlib.contextmanager
     def open_sandbox(_settings: Settings) -> Iterator[tuple[Settings, Any]]:
+        import time
+
         from sandbox.services import seed_sandbox
 
+        # said at once: building or loading the scene and starting moto take ~30 s of silence otherwise
+        say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+        say(f"Starting the sandbox (synthetic {scene} seed scene, moto, CMR and Earthdata emulators)…")
+        t0 = time.monotonic()
         # a laptop: outside us-west-2, L2P over HTTPS
         with seed_sandbox(in_region=False, extent=scene) as sb:
             assert sb.settings is not None  # set once the sandbox has started
+            say(f"sandbox ready in {time.monotonic() - t0:.0f} s; results are SYNTHETIC (not NASA data)")
             yield sb.settings, StaticToken(sb.edl_token)
 
-    return World("sandbox", open_sandbox)
+    return World("sandbox", open_sandbox, data_mode="synthetic")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--scene", choices=("full", "cut"), default="full")
     args, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return colocate_main(rest, world=sandbox_world(args.scene))
+    quiet = any(a in ("-q", "--quiet") for a in rest)  # colocate's own --quiet: nothing on stderr
+    return colocate_main(rest, world=sandbox_world(args.scene, quiet=quiet))
 
 
 if __name__ == "__main__":  # pragma: no cover

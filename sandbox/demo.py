@@ -75,6 +75,49 @@ def summarize(result: dict, wall_s: float, peak_rss_mb: float) -> str:
     return "\n".join(lines)
 
 
+def request_outputs(result: dict, out: Path) -> list[str]:
+    """The request-level netCDF and Parquet of the complete dates, from the products in ``out``
+    (as Summarize builds them in the service: core.products.request_outputs), and how to read them."""
+    import xarray as xr
+
+    from core.products.request_outputs import NETCDF_NAME, write_request_products
+
+    request_id = str(result.get("request_id"))
+    complete = [d for d in result.get("dates", []) if d.get("status") == "complete"]
+    if not complete:
+        return []
+
+    def products(day: dict):
+        for p in day.get("products", []):
+            nc = p.get("outputs", {}).get("netcdf")
+            if nc:
+                with xr.open_dataset(out / Path(nc).name, engine="h5netcdf") as ds:
+                    yield ds
+
+    netcdf = out / NETCDF_NAME.format(request_id=request_id)
+    parquet = out / "parquet"
+    made = write_request_products(((d["date"], products(d)) for d in complete), netcdf,
+                                  parquet / f"request_id={request_id}", request_id=request_id,
+                                  request=complete[0].get("request"))
+    # the product to show as a table: the first one with matches (the 05:53 track's in the seed case)
+    product = next((out / Path(p["outputs"]["netcdf"]).name for d in complete for p in d.get("products", [])
+                    if p.get("matched") and p.get("outputs", {}).get("netcdf")), None)
+    first, last = complete[0]["date"], complete[-1]["date"]
+    return [
+        f"request-level results: {made.matched} matched segments (SYNTHETIC: made from the sandbox's scene)",
+        f"  {netcdf.name}: every matched segment, CF trajectories (xarray.open_dataset)",
+        "  parquet/: the same rows, one per segment, Hive-partitioned request_id=/date= (the Athena table's layout)",
+        "query them:",
+        f"  DuckDB:  duckdb.sql(\"SELECT date, count(*), avg(sst) FROM read_parquet('{out}/parquet/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY date\").show()",
+        f"  pandas:  pandas.read_parquet('{out}/parquet')   (units and descriptions: .attrs['columns'])",
+        *([f"  a product, one row per segment: from core.products.request_outputs import segments_frame; "
+           f"segments_frame(xarray.open_dataset('{product}'))"] if product else []),
+        f"  deployed, Athena: SELECT * FROM \"atl07_sst_colocation\".\"matches\" WHERE request_id = '<job id>' "
+        f"AND \"date\" BETWEEN DATE '{first}' AND DATE '{last}'",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo-output", help="local folder for the outputs")
@@ -82,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(REPO / ".sandbox-cache"), help="scene cache folder")
     parser.add_argument("--network", default=None, help="off | lambda-us-west-2 | key=value,... "
                         "(default: $COLOC_SANDBOX_NETWORK, else lambda-us-west-2)")
+    parser.add_argument("--scene", choices=("full", "cut"), default="full",
+                        help="the real-size seed scene, or its ATL07 tracks cut to ±200 km (the tests' one)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -95,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     network = choose(args.network, "lambda-us-west-2")
 
     t_scene = time.monotonic()
-    scene = build_scene(Path(args.cache))
+    print("Starting the sandbox: building or loading the synthetic seed scene…", flush=True)
+    scene = build_scene(Path(args.cache), extent=args.scene)
     print(f"scene ready in {time.monotonic() - t_scene:.1f} s ({len(scene.granules)} granules)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,9 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(summarize(result, wall, peak))
     print("\n".join(network_lines(network, ledger, wall)))
+    request_lines = request_outputs(result, out)
     print(f"outputs in {out.resolve()}:")
-    for path in sorted(out.iterdir()):
-        print(f"  {path.name} ({path.stat().st_size / 1e3:.0f} kB)")
+    for path in sorted(out.rglob("*")):
+        if path.is_file():
+            print(f"  {path.relative_to(out)} ({path.stat().st_size / 1e3:.0f} kB)")
+    print("\n".join(request_lines))
     return 0 if all(d.get("status") == "complete" for d in result.get("dates", [])) else 1
 
 

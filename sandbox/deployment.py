@@ -42,6 +42,12 @@ FUNCTIONS = {"PlanFunction": "handlers.plan.handler", "ColocateFunction": "handl
 FUNCTION_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_SERVICE_NAME": "atl07-sst-colocation",
                         "POWERTOOLS_METRICS_NAMESPACE": "Atl07SstColocation", "LOG_LEVEL": "INFO"}
 
+# what template.yaml gives the API function for its status's athena block (the stack's Glue database
+# by the AthenaDatabaseName default, the Glue table, the "<stack>-matches" workgroup); the sandbox
+# has no Athena to run the query, the status names where it would run all the same
+ATHENA_ENVIRONMENT = {"ATHENA_DATABASE": "atl07_sst_colocation", "ATHENA_TABLE": "matches",
+                      "ATHENA_WORKGROUP": "sandbox-matches"}
+
 # (logical id, Handler, event) → (the invocation's payload as JSON, whether it is an error)
 Runner = Callable[[str, str, dict], "tuple[str, bool]"]
 
@@ -53,6 +59,7 @@ def lambda_environment(sb) -> dict[str, str]:
     env.pop("EARTHDATA_TOKEN", None)
     env.update(FUNCTION_ENVIRONMENT)
     env["COLOC_JOB_ID_SECRET_NAME"] = job_id_key_secret(sb)
+    env.update(ATHENA_ENVIRONMENT)
     return env
 
 

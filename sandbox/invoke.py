@@ -129,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scene", choices=("full", "cut"), default="full",
                         help="the real-size seed scene, or its ATL07 tracks cut to ±200 km (default: full)")
     parser.add_argument("--logs", action="store_true", help="the functions' INFO logs too (JSON, stdout)")
+    parser.add_argument("--fault", action="append", default=[], type=fault_spec, metavar="APP[/PATH]=STATUS",
+                        help="an upstream answers STATUS to every request under PATH (e.g. nsidc=503: the ATL07 "
+                             "DAAC is down; apps: " + ", ".join(FAULT_APPS) + "); with an API POST the job fails, "
+                             "then the fault is lifted and the same request is POSTed again, as the status's "
+                             "rerun hint says (repeatable)")
     args = parser.parse_args(argv)
     path = Path(args.event)
     try:
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
+    out(f"Starting the sandbox (synthetic {args.scene} seed scene, moto, CMR and Earthdata emulators)…")
     with seed_sandbox(extent=args.scene) as sb, contextlib.ExitStack() as stack:
         os.environ.update(lambda_environment(sb))
         os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO" if args.logs else "ERROR"
@@ -156,10 +162,33 @@ def main(argv: list[str] | None = None) -> int:
         if kind != "direct":
             deployment = stack.enter_context(deployed_state_machine(sb))
             os.environ["STATE_MACHINE_ARN"] = deployment.arn  # what template.yaml gives the API function
+        rules = [sb.faults.add(prefix, app=app, status=status, body=f"sandbox fault: {status}")
+                 for app, prefix, status in args.fault]
+        for app, prefix, status in args.fault:
+            out(f"# fault: {app} answers {status} to every request under {prefix}")
         code = drive(kind, event, out, deployment=deployment, timeout_s=args.timeout_s)
+        if rules and kind == "api" and event.get("httpMethod") == "POST":
+            for rule in rules:
+                sb.faults.remove(rule)
+            out("# the fault is lifted; following the rerun hint: POST the same request again "
+                "(only the failed dates run)")
+            code = drive(kind, event, out, deployment=deployment, timeout_s=args.timeout_s)
         if kind != "direct":
             out("# the sandbox stops now: its presigned URLs stop working with it")
         return code
+
+
+FAULT_APPS = ("cmr", "edl", "nsidc", "podaac", "onprem", "s3", "cloudfront")
+
+
+def fault_spec(text: str) -> tuple[str, str, int]:
+    """``APP[/PATH]=STATUS`` → (app, path prefix, status), e.g. ``nsidc=503``, ``podaac/s3credentials=500``."""
+    where, _, status = text.partition("=")
+    app, _, path = where.partition("/")
+    if app not in FAULT_APPS or not status.isdigit() or not 400 <= int(status) <= 599:
+        raise argparse.ArgumentTypeError(f"not APP[/PATH]=STATUS with APP one of {', '.join(FAULT_APPS)} and "
+                                         f"STATUS 400-599: {text!r}")
+    return app, "/" + path, int(status)
 
 
 def drive(kind: str, event: Any, out: Callable[[str], None], *, deployment=None, timeout_s: float = 600.0) -> int:

@@ -294,6 +294,7 @@ class Sandbox:
             download_dir=str(self.workdir / "downloads"),
             edl_secret_name=self.edl_secret_name,
             http_backoff_s=0.05,
+            data_mode="synthetic",  # every product says so; request ids differ from the real ones
         )
 
     def env(self) -> dict[str, str]:

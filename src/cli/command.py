@@ -58,7 +58,26 @@ class UsageError(Exception):
     """Bad arguments (exit 2), already worded for the user."""
 
 
+class _StoreOnce(argparse._StoreAction):
+    """A single-valued option given twice is an error (argparse keeps the last one silently:
+    ``--date A --date B`` would run B alone)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_options_given", {})
+        if self.dest in given:
+            first = given[self.dest]
+            parser.error(f"{option_string} given twice: give it once" if first == option_string
+                         else f"{first} and {option_string} set the same thing: give one of them")
+        given[self.dest] = option_string
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
     def error(self, message: str):  # one line, not argparse's usage block
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -303,6 +322,7 @@ class World:
 
     name: str
     open: Callable[[Settings], contextlib.AbstractContextManager[tuple[Settings, Any]]]
+    data_mode: str = "real"  # core.config.Settings.data_mode of the settings ``open`` yields
 
 
 @contextlib.contextmanager
@@ -313,6 +333,21 @@ def _nasa(settings: Settings) -> Iterator[tuple[Settings, Any]]:
 
 
 NASA = World("nasa", _nasa)
+MODE_MARKER = ".colocate-data-mode"  # in --out: whose results the folder holds
+
+
+def _claim_folder(out: Path, data_mode: str, *, mark: bool = True) -> None:
+    """Results made from NASA's data and the sandbox's synthetic ones never share a folder
+    (a date already in the folder is not redone: a real run must not keep a synthetic date).
+    ``mark``: write the folder's mode (once the run is about to write into it)."""
+    marker = out / MODE_MARKER
+    held = marker.read_text().strip() if marker.is_file() else None
+    if held and held != data_mode:
+        made = "in the offline sandbox" if held == "synthetic" else "from NASA data"
+        raise UsageError(f"--out: {out} holds {held} results (made {made}); give another folder for {data_mode} ones")
+    if held is None and mark:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(data_mode + "\n")
 
 
 def _date_line(day: dict, store) -> str:
@@ -337,11 +372,14 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
 
     request = _validated(ColocationRequest, _request_data(args), settings)
     out = Path(args.out)
+    _claim_folder(out, world.data_mode, mark=False)  # before the (slow) services start
     with world.open(settings) as (settings, token_provider):
+        request = request.resolve(settings)  # the world's data mode is part of the request id
         try:
             check_collections(request, settings)
         except InputError as exc:
             raise UsageError(_usage_message(exc)) from None
+        _claim_folder(out, settings.data_mode)
         store = LocalOutputStore(out, settings.output_prefix)
         tasks = plan(request)
         services = build_services(settings, token_provider=token_provider, output=store)

@@ -11,8 +11,18 @@ import sys
 from typing import Any, TextIO
 
 # a stage of run_task (core.pipeline.task's timer names) → what the bar says meanwhile
-STAGES = {"search": "searching CMR", "atl07_read": "reading ATL07", "sst_read": "reading L2P",
-          "colocate": "colocating", "write": "writing products", "upload": "storing", "publish": "publishing"}
+STAGES = {"search": "searching CMR", "atl07_download": "downloading ATL07", "atl07_read": "reading ATL07",
+          "sst_open": "opening L2P", "sst_read": "reading L2P", "colocate": "colocating", "write": "writing products",
+          "upload": "storing", "publish": "publishing"}
+
+
+def stage_label(name: str) -> str:
+    """What the bar says during stage ``name``: a known stage's words, else the name made readable
+    (``quicklook_draw`` → "quicklook draw", ``sst_x`` → "L2P x"), never the internal name itself."""
+    if name in STAGES:
+        return STAGES[name]
+    words = {"sst": "L2P", "atl07": "ATL07"}
+    return " ".join(words.get(w, w) for w in name.split("_") if w) or "working"
 
 
 class ProgressReporter:
@@ -54,7 +64,7 @@ class ProgressReporter:
             if self.dates_bar is not None:
                 self.dates_bar.set_postfix(ATL07=self.found["atl07"], L2P=self.found["l2p"], refresh=True)
         elif event == "stage" and self.bytes_bar is not None:
-            self.bytes_bar.set_description_str(STAGES.get(info.get("name", ""), str(info.get("name", ""))))
+            self.bytes_bar.set_description_str(stage_label(str(info.get("name", ""))))
         elif event == "bytes" and self.bytes_bar is not None:
             self.bytes_bar.update(int(info.get("n", 0)))
 

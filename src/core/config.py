@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     max_direct_dates: int = Field(3, ge=1)  # longer ranges go through the state machine
     max_dates: int = Field(3660, ge=1)  # ten years
     edl_secret_name: str = ""  # Secrets Manager secret holding the EDL token (Lambda)
+    # Where the data come from: "synthetic" (set by the offline sandbox, never in a deployment)
+    # marks every product, manifest and PNG as such and gives a request another request id, so
+    # synthetic results can never pass for (or share a folder with) results made from NASA's data
+    data_mode: Literal["real", "synthetic"] = "real"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

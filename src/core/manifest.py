@@ -102,6 +102,8 @@ class DateManifest(DocumentModel):
     # the date was too recent for the collections to hold all its granules (settings'
     # collection_latency_days): not final, a later run computes it again
     provisional: bool = False
+    # "synthetic": made in the offline sandbox (core.config.Settings.data_mode); older manifests say nothing
+    data_mode: Literal["real", "synthetic"] = "real"
     request: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: DateInputs = Field(default_factory=DateInputs)

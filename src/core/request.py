@@ -85,7 +85,7 @@ def _parse_date(value: Any) -> Any:
     try:
         day = dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError("date is not a valid calendar date") from None
+        raise ValueError("not a valid calendar date") from None
     if not YEARS[0] <= day.year <= YEARS[1]:
         raise ValueError(f"date must be between {YEARS[0]} and {YEARS[1]}")
     return day
@@ -124,8 +124,31 @@ def check_bbox(value: Any) -> tuple[float, float, float, float]:
         raise ValueError("bbox south must be less than north")
     if w == e:
         raise ValueError("bbox west and east must differ (west > east crosses the antimeridian)")
+    if e < w < e + 180.0:
+        # swapped corners (e.g. [-56.4, 81.7, -62.8, 83]) would run as a box almost round the globe
+        raise ValueError(f"west {w:g} > east {e:g} makes a box {360.0 - (w - e):g}° wide across the antimeridian; "
+                         f"for the {w - e:g}° between them give west first ({e:g},{s:g},{w:g},{n:g}); "
+                         f"for every longitude -180,{s:g},180,{n:g}")
     # -0.0 and 0.0 must hash alike
     return (w + 0.0, s + 0.0, e + 0.0, n + 0.0)
+
+
+def _braces(text: str) -> str:
+    """A message as a pydantic message template (its braces are text)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _when_choice(date: Any, start: Any, end: Any) -> tuple[str, str] | None:
+    """(field, problem) of a request's choice between one date and a start/end range, or None."""
+    if date is not None:
+        return ("date", "give either date or start and end, not both") if start is not None or end is not None else None
+    if start is None and end is None:
+        return "date", "give a date (YYYY-MM-DD) or a start and end"
+    if start is None:
+        return "start", "required with end"
+    if end is None:
+        return "end", "required with start"
+    return None
 
 
 Collection = Annotated[str | None, Field(default=None, max_length=100)]
@@ -226,6 +249,10 @@ class ColocationRequest(ColocationParameters):
     end: dt.datetime | None = Field(default=None, description="ISO-8601 end, >= start")
     # the job-id key (settings.job_id_key) this request's id is computed under; never serialised
     _job_key: bytes = PrivateAttr(default=b"")
+    # set by resolve() from Settings.data_mode (a caller's value is replaced): part of the
+    # request id, so a sandbox (synthetic) request never gets the id of the same request on NASA's data
+    data_mode: Literal["synthetic"] | None = Field(
+        default=None, description="set by the service: 'synthetic' in the offline sandbox")
 
     # --- field checks ------------------------------------------------------------------------
     @field_validator("date", mode="before")
@@ -243,18 +270,29 @@ class ColocationRequest(ColocationParameters):
     def _check_end(cls, value: Any) -> Any:
         return None if value is None else _parse_time(value, "end", end=True)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_bad_field_at_once(cls, data: Any, handler) -> Any:
+        """A body with bad fields *and* a bad date/start/end choice names them all: pydantic
+        skips the after-validator below once a field has failed."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            when = [data.get(k) for k in ("date", "start", "end")] if isinstance(data, Mapping) else None
+            choice = None if when is None else _when_choice(*when)
+            if choice is None or any(e["type"] == "field_error" for e in exc.errors()):
+                raise
+            errors: list[Any] = [{"type": PydanticCustomError(e["type"], _braces(e["msg"])), "loc": e["loc"],
+                                  "input": e.get("input")} for e in exc.errors()]
+            errors.append({"type": _field_error(*choice), "loc": (), "input": data})
+            raise ValidationError.from_exception_data(cls.__name__, errors) from None
+
     @model_validator(mode="after")
     def _check_when(self) -> ColocationRequest:
-        if self.date is not None:
-            if self.start is not None or self.end is not None:
-                raise _field_error("date", "give either date or start and end, not both")
-        elif self.start is None and self.end is None:
-            raise _field_error("date", "give a date (YYYY-MM-DD) or a start and end")
-        elif self.start is None:
-            raise _field_error("start", "start is required with end")
-        elif self.end is None:
-            raise _field_error("end", "end is required with start")
-        elif self.end < self.start:
+        choice = _when_choice(self.date, self.start, self.end)
+        if choice is not None:
+            raise _field_error(*choice)
+        if self.start is not None and self.end is not None and self.end < self.start:
             raise _field_error("end", "end must not be before start")
         self._check_not_future()
         n = len(self._date_span())
@@ -323,6 +361,7 @@ class ColocationRequest(ColocationParameters):
                 "sst_collection": collections[0] if len(collections) == 1 else None,
                 "sst_collections": collections if len(collections) > 1 else None,
                 **self._science_defaults(settings),
+                "data_mode": "synthetic" if settings.data_mode == "synthetic" else None,
             }
         ).with_job_key(settings)
 
@@ -423,7 +462,8 @@ def parse_request(data: Any, settings: Settings | None = None) -> ColocationRequ
 def error_fields(exc: ValidationError | InputError, *, limit: int = 20) -> list[dict[str, str]]:
     """``[{"field": "bbox", "message": "..."}]`` for a caller: no stack trace, no echo of the input."""
     if isinstance(exc, InputError):
-        return [{"field": exc.field or "request", "message": _short(str(exc))}]
+        field = exc.field or "request"
+        return [{"field": field, "message": _short(_named_once(field, str(exc)))}]
     return fields_from_errors(exc.errors(include_url=False, include_input=False, include_context=True),
                               limit=limit)
 
@@ -450,12 +490,22 @@ def fields_from_errors(errors: Sequence[Mapping[str, Any]], *, whole: str = "req
             message = "unknown field (not allowed)"
         elif err.get("type") in ("model_type", "dict_type", "model_attributes_type", "json_invalid"):
             field, message = whole, f"the {whole} must be a JSON object"
-        entry = {"field": field, "message": _short(message)}
+        entry = {"field": field, "message": _short(_named_once(field, message))}
         if entry not in out:
             out.append(entry)
         if len(out) >= limit:
             break
     return out or [{"field": whole, "message": "invalid request"}]
+
+
+def _named_once(field: str, message: str) -> str:
+    """The message without its own leading field name: the caller shows the field beside it
+    (``--radius-m: must be …``, not ``--radius-m: radius_m must be …``)."""
+    name = field.rsplit(".", 1)[-1]
+    for prefix in (f"{name}: ", f"{name} "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def _short(text: str, n: int = 300) -> str:

@@ -7,7 +7,8 @@ Layout (deterministic, derived from the request; the same keys in a bucket and i
     <prefix>/<request_id>/<date>/<run_id>/<granule>.png
     <prefix>/<request_id>/run-manifest.json              summary of a Step Functions run
     <prefix>/<request_id>/request/<run>/<request_id>_matches.nc   request-level netCDF of one Summarize run
-    <prefix>/<request_id>/parquet/date=<date>/part-<date's run_id>.parquet   matches of a date (Athena)
+    <prefix>/<request_id>/parquet/request_id=<request_id>/date=<date>/part-<date's run_id>.parquet
+                                                         matches of a date (Athena; Hive partitions)
     <prefix>/_plans/<request_id>.json                    date plan for the distributed map
 
 Outputs of a run are staged under its own ``run_id`` and published by one conditional put of
@@ -121,8 +122,10 @@ class ResultStore(abc.ABC):
         return f"{self.prefix}/{request_id}/request/{run_id}/{NETCDF_NAME.format(request_id=request_id)}"
 
     def parquet_prefix(self, request_id: str) -> str:
-        """Where the Glue table's partition projection finds a request's Parquet files."""
-        return f"{self.prefix}/{request_id}/parquet/"
+        """Where the Glue table's partition projection finds a request's Parquet files: inside the
+        request's folder, as a ``request_id=`` Hive partition, so DuckDB, pyarrow and pandas see
+        the request_id column Athena's table has (core.products.tables)."""
+        return f"{self.prefix}/{request_id}/parquet/request_id={request_id}/"
 
     def partition_key(self, request_id: str, date: str, run_id: str) -> str:
         from core.products.request_outputs import PARQUET_NAME

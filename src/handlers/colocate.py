@@ -50,7 +50,8 @@ def _handle_direct(event: Any) -> dict:
             # error_body: the named error's one line (no internal path), or "internal error"
             results.append({"request_id": task.request_id, "date": task.date.isoformat(),
                             "status": "failed", **error_body(exc)})
-    return {"request_id": tasks[0].request_id, "dates": results}
+    # the keys of every date are in this bucket (named: a caller holds keys, not URLs)
+    return {"request_id": tasks[0].request_id, "bucket": settings().output_bucket, "dates": results}
 
 
 def _handle_task(event: dict) -> dict:

@@ -9,8 +9,8 @@ attempt did not run (published by an earlier attempt, docs/RERUNS.md) come from 
 in the bucket.
 Output (the execution output GET /colocations/{id} reads): {"request_id", "bucket",
 "manifest_key", "execution", "n_dates", "n_run", "n_failed", "counts", "failed_dates" (first
-50), "request_outputs" (the netCDF key and counts)}; the output keys of every date and of the
-request-level results are in the run manifest on S3.
+50), "request_outputs" (the netCDF key, counts, and the Parquet's s3:// location)}; the output
+keys of every date and of the request-level results are in the run manifest on S3.
 """
 from __future__ import annotations
 

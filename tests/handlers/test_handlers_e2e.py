@@ -71,7 +71,7 @@ def test_direct_invocation_seed_case(lambda_env, sandbox, captured_logs):
     from handlers.colocate import handler
 
     out = handler(load("direct.json"), LambdaContext("ColocateFunction"))
-    assert set(out) == {"request_id", "dates"}, out
+    assert set(out) == {"request_id", "bucket", "dates"} and out["bucket"] == sandbox.settings.output_bucket, out
     (day,) = out["dates"]
     assert day["status"] == "complete" and day["date"] == "2019-06-22"
     assert day["counts"]["atl07_granules"] >= 1 and day["counts"]["matched"] > 0
@@ -79,6 +79,15 @@ def test_direct_invocation_seed_case(lambda_env, sandbox, captured_logs):
     for key in [day["manifest_key"], *day["outputs"]]:
         assert s3.head_object(Bucket=sandbox.settings.output_bucket, Key=key)["ContentLength"] > 0
     assert any(k.endswith(".nc") for k in day["outputs"])
+    # made against the sandbox: the manifest and the product say so (never mistaken for NASA's)
+    manifest = json.loads(s3.get_object(Bucket=sandbox.settings.output_bucket, Key=day["manifest_key"])["Body"].read())
+    assert manifest["data_mode"] == "synthetic" and manifest["request"]["data_mode"] == "synthetic"
+    product = s3.get_object(Bucket=sandbox.settings.output_bucket,
+                            Key=next(k for k in day["outputs"] if k.endswith(".nc")))["Body"].read()
+    import h5py
+
+    with h5py.File(io.BytesIO(product)) as f:
+        assert f.attrs["data_mode"] == "synthetic" and f.attrs["title"].startswith("SYNTHETIC")
     # a second call finds the stored result
     again = handler(load("direct.json"), LambdaContext("ColocateFunction"))["dates"][0]
     assert again["cached"] is True and again["outputs"] == day["outputs"]
@@ -255,7 +264,7 @@ def _check_request_outputs(done: dict, job: str, tmp_path: Path, s3, bucket: str
     nc.write_bytes(requests.get(out["netcdf"]["url"], timeout=30).content)
     parquet = out["parquet"]
     assert list(parquet["urls"]) == ["date=2019-06-22"] and parquet["partitions"] == 1
-    assert parquet["s3_uri"] == f"s3://{bucket}/{prefix}/{job}/parquet/"
+    assert parquet["s3_uri"] == f"s3://{bucket}/{prefix}/{job}/parquet/request_id={job}/"
     assert f"request_id = '{job}'" in parquet["athena"]["query"] and parquet["athena"]["table"] == "matches"
     part = tmp_path / "parquet" / "date=2019-06-22" / "part.parquet"
     part.parent.mkdir(parents=True)

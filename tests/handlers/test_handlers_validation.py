@@ -247,6 +247,16 @@ def test_api_post_400s_name_the_field(aws, body, field):
     assert not aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
 
 
+def test_api_post_names_every_bad_field_at_once(aws):
+    """Field errors and the date/start/end choice together: one 400 naming them all, each once."""
+    status, out = call_api(post({"bbox": [-56.4, 81.7, -62.8, 83], "date": "2019-06-22", "start": "2019-06-22",
+                                 "radius_m": -5, "foo": 1}))
+    assert status == 400, out
+    fields = {f["field"]: f["message"] for f in out["fields"]}
+    assert set(fields) == {"bbox", "date", "radius_m", "foo"}, out
+    assert "west first (-62.8,81.7,-56.4,83)" in fields["bbox"] and fields["radius_m"].startswith("must be")
+
+
 def test_api_rejects_oversized_bodies_before_parsing(aws):
     big = {"bbox": [-62.8, 81.7, -56.4, 83], "date": "2019-06-22", "pad": "x" * 10_000}
     status, out = call_api(post(big))
@@ -485,8 +495,11 @@ def test_summarize_publishes_the_request_level_results_and_replaces_the_previous
 
     out, first = attempt("r4")
     assert first["netcdf"] == "colocations/r4/request/r4/r4_matches.nc" and out["request_outputs"]["netcdf"] == first["netcdf"]
-    assert first["partitions"] == {"2019-06-22": "colocations/r4/parquet/date=2019-06-22/part-run1.parquet"}
+    assert first["partitions"] == {"2019-06-22": "colocations/r4/parquet/request_id=r4/date=2019-06-22/part-run1.parquet"}
     assert first["matched"] > 0
+    # the execution output names the bucket and where the Parquet is (Athena's table location)
+    assert out["bucket"] == BUCKET and out["request_outputs"]["parquet"] == (
+        f"s3://{BUCKET}/colocations/r4/parquet/request_id=r4/")
     head = s3.head_object(Bucket=BUCKET, Key=first["partitions"]["2019-06-22"])
     _, second = attempt("r4-a2")
     assert second["netcdf"] == "colocations/r4/request/r4-a2/r4_matches.nc"

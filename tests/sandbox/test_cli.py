@@ -128,8 +128,8 @@ def test_png_quicklook(scene, capsys):
     ("not_atl07", "is not an ATL07 granule"),
     ("not_l2p", "is not a GHRSST L2P granule"),
     ("not_hdf5", "is not a netCDF4/HDF5 file"),
-    ("bad_bbox", "--bbox: bbox must have exactly 4 numbers"),
-    ("bbox_order", "--bbox: bbox south must be less than north"),
+    ("bad_bbox", "--bbox: must have exactly 4 numbers"),
+    ("bbox_order", "--bbox: south must be less than north"),
     ("bad_quality", "--min-quality-level: Input should be less than or equal to 5"),
     ("repeated", "is given twice"),
 ])
@@ -298,12 +298,12 @@ def test_files_accepts_exactly_what_the_service_accepts(scene, capsys, option, t
 
 @pytest.mark.parametrize("args,needle", [
     (["--date", "2019-06-22", "--start", "2019-06-22"], "--date: give either date or start and end, not both"),
-    (["--start", "2019-06-22"], "--end: end is required with start"),
+    (["--start", "2019-06-22"], "--end: required with start"),
     ([], "--date: give a date (YYYY-MM-DD) or a start and end"),
-    (["--date", "2019-06-31"], "--date: date is not a valid calendar date"),
-    (["--date", "2019-06-22", "--radius-m", "60000"], "--radius-m: radius_m must be greater than 0 and at most 50000 m"),
+    (["--date", "2019-06-31"], "--date: not a valid calendar date"),
+    (["--date", "2019-06-22", "--radius-m", "60000"], "--radius-m: must be greater than 0 and at most 50000 m"),
     (["--date", "2019-06-22", "--max-dt-s", "1e9"], "--max-dt-s: Input should be less than or equal to 604800"),
-    (["--start", "2019-06-20", "--end", "2019-06-19"], "--end: end must not be before start"),
+    (["--start", "2019-06-20", "--end", "2019-06-19"], "--end: must not be before start"),
 ])
 def test_run_refuses_what_the_service_refuses_before_any_work(tmp_path, capsys, args, needle):
     code, out, err = run(["run", "--bbox", "-62.8,81.7,-56.4,83", *args, "--out", str(tmp_path / "o")], capsys)
@@ -313,7 +313,7 @@ def test_run_refuses_what_the_service_refuses_before_any_work(tmp_path, capsys, 
 
 def test_run_bbox_is_checked_as_the_service_checks_it(tmp_path, capsys):
     code, out, err = run(["run", "--bbox", "-60,82,-60,83", "--date", "2019-06-22", "--out", str(tmp_path)], capsys)
-    assert code == 2 and "--bbox: bbox west and east must differ" in err
+    assert code == 2 and "--bbox: west and east must differ" in err
     assert not _service_accepts(bbox=[-60, 82, -60, 83])
 
 
@@ -426,6 +426,7 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     assert made["matched"] == counts["matched"]
     with xr.open_dataset(made["netcdf"]) as merged:
         assert merged.sizes["obs"] == counts["matched"] and merged.attrs["featureType"] == "trajectory"
+        assert merged.attrs["title"].startswith("SYNTHETIC")
     parts = sorted(Path(made["parquet"]).rglob("*.parquet"))
     assert [p.parent.name for p in parts] == ["date=2019-06-22"]
     import duckdb
@@ -433,9 +434,12 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     assert duckdb.sql(f"select count(*) from read_parquet('{parts[0]}')").fetchall()[0][0] == counts["matched"]
     # nothing but the published results: no staging files, no other run's folders
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts])
+    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts,
+                            out / ".colocate-data-mode"])
+    assert (out / ".colocate-data-mode").read_text() == "synthetic\n"  # no real run may share the folder
     # stderr is no terminal here: no bar, one line per date
     assert "\r" not in stderr and "2019-06-22: 2 ATL07 granules, 14 L2P granules" in stderr
+    assert stderr.startswith("Starting the sandbox")  # said before the ~30 s the sandbox takes to start
 
 
 @pytest.mark.slow

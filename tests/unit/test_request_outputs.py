@@ -136,8 +136,8 @@ def test_parquet_has_every_matched_row_with_the_products_values(products, merged
             order = np.lexsort((exp["time"], exp["beam"], exp["atl07_granule"]))
             for name, values in exp.items():
                 column = got[name].to_numpy()
-                if name == "time":
-                    column = column.astype("datetime64[us]")
+                if name == "time":  # a UTC-adjusted timestamp: DuckDB hands it over timezone-aware
+                    column = got[name].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
                 elif values.dtype.kind == "f":
                     column = column.astype(np.float64)
                 np.testing.assert_array_equal(column, values[order], err_msg=name)

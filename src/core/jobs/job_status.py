@@ -232,6 +232,6 @@ def request_outputs(recorded: dict, job_id: str, links: OutputLinks) -> dict:
         if database:
             parquet["athena"] = {"database": database, "table": table, "workgroup": links.athena_workgroup,
                                  "query": f'SELECT * FROM "{database}"."{table}" WHERE request_id = \'{job_id}\' '
-                                          f"AND \"date\" BETWEEN '{dates[0]}' AND '{dates[-1]}' LIMIT 10"}
+                                          f"AND \"date\" BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' LIMIT 10"}
         out["parquet"] = parquet
     return out

@@ -142,12 +142,13 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
     if replaced.get("netcdf") and replaced["netcdf"] != request_outputs.get("netcdf"):
         store.delete_keys([replaced["netcdf"]])  # the previous attempt's file, no longer referenced
     # the state output stays small whatever the range: output keys live in the run manifest
+    outputs = {k: request_outputs.get(k) for k in ("netcdf", "matched", "error") if k in request_outputs}
+    if request_outputs.get("partitions"):  # where Athena's table (and any Parquet reader) finds the rows
+        outputs["parquet"] = f"s3://{store.bucket}/{request_outputs['parquet_prefix']}"
     return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
             "n_provisional": sum(1 for d in dates if d.provisional),
-            "failed_dates": failed[:MAX_LISTED_FAILURES],
-            "request_outputs": {k: request_outputs.get(k) for k in ("netcdf", "matched", "error")
-                                if k in request_outputs}}
+            "failed_dates": failed[:MAX_LISTED_FAILURES], "request_outputs": outputs}
 
 
 def _request_outputs(store: OutputStore, request_id: str, request: dict, complete: list[dict], *,

@@ -94,6 +94,7 @@ def _date_context(task: DateTask, services: Services) -> DateContext:
         "start": iso(lo), "end": iso(hi), **science.as_attrs(),
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
         "sst_collections": list(req.collections),
+        **({"data_mode": req.data_mode} if req.data_mode else {}),
     }
     timer = StageTimer(services.clock, services.report if services.progress else None)
     return DateContext(task=task, services=services, params=params, science=science, lo=lo, hi=hi, timer=timer)
@@ -177,7 +178,7 @@ def _manifest(ctx: DateContext, found: DateSearch, publisher: GranulePublisher, 
     products = publisher.products_in(found.atl07)
     return DateManifest(
         request_id=task.request_id, date=task.date.isoformat(), run_id=publisher.run_id, status="complete",
-        request=task.request.canonical(), parameters=ctx.params,
+        request=task.request.canonical(), parameters=ctx.params, data_mode=task.request.data_mode or "real",
         inputs={"atl07": [g.title for g in found.atl07], "sst": [g.title for g in found.sst],
                 "skipped": found.skipped, "sst_dropped": dropped},
         products=products,

@@ -18,6 +18,20 @@ MAX_TEXT_CHARS = 8000  # a joined list of warnings is cut here: an attribute, no
 _URL = re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://(?:[^\s/@?#]*@)?[^\s?#]*)(?P<drop>[?#][^\s,;]*)?", re.I)
 _USERINFO = re.compile(r"(?<=://)[^\s/@?#]*@")
 _FLAG_WORD = re.compile(r"[^A-Za-z0-9_.+@-]")
+SYNTHETIC = "synthetic"  # core.config.Settings.data_mode of the offline sandbox
+SYNTHETIC_TITLE_PREFIX = "SYNTHETIC (offline sandbox, not NASA data): "
+
+
+def mark_synthetic(attrs: dict[str, Any], data_mode: str | None) -> dict[str, Any]:
+    """A product made from the sandbox's synthetic scene says so in its title and ``data_mode``
+    (real granule names and DOIs are in it too: without the mark it would pass for NASA data)."""
+    if data_mode == SYNTHETIC:
+        title = str(attrs.get("title", ""))
+        attrs["title"] = title if title.startswith(SYNTHETIC_TITLE_PREFIX) else SYNTHETIC_TITLE_PREFIX + title
+        attrs["data_mode"] = SYNTHETIC
+        attrs["data_mode_comment"] = ("made in the offline development sandbox from a synthetic scene: the granule "
+                                      "names and references are borrowed, the values are not measurements")
+    return attrs
 
 
 def package_version() -> str:

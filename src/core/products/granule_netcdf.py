@@ -52,6 +52,7 @@ from core.products.attributes import (
     index_flags,
     joined,
     lon_range,
+    mark_synthetic,
     package_version,
     scrub,
     utc_stamp,
@@ -638,7 +639,7 @@ def _global_attrs(ds: xr.Dataset, p: _Product, *, atl07_attrs: dict | None, hist
             attrs[key] = scrub(p.params[key])
     attrs.update(_flat_attrs("atl07_", atl07_attrs))
     attrs.update(_coverage(ds, p.params))
-    return attrs
+    return mark_synthetic(attrs, p.params.get("data_mode"))
 
 
 def _identification(sensors: list[str], ident: str, version: str) -> dict[str, Any]:

@@ -287,6 +287,9 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     _draw_profile(ax_prof, ds, seg, south=proj.south)
     fig.suptitle(_suptitle(ds, seg, swaths),
                  fontsize=10, y=0.995, va="top")  # two lines above the panel titles (_PROF_PX's top)
+    if ds.attrs.get("data_mode") == "synthetic":  # a sandbox product must not pass for NASA data
+        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=64, color="red", alpha=0.35, rotation=25,
+                 ha="center", va="center", weight="bold", zorder=100)
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})

@@ -38,10 +38,12 @@ from core.products.attributes import (
     index_flags,
     joined,
     lon_range,
+    mark_synthetic,
     package_version,
     scrub,
     utc_stamp,
 )
+from core.products.tables import MATCHES, Table
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +409,7 @@ class RequestNetcdf:
         for key in ("start", "end", "date"):
             if self.request.get(key) is not None:
                 attrs[f"request_{key}"] = scrub(str(self.request[key]))
+        mark_synthetic(attrs, self.request.get("data_mode"))
         if self._warnings:
             attrs["reader_warnings"] = joined(self._warnings)
         if self._conflicts:
@@ -450,11 +453,19 @@ def matches_frame(product: xr.Dataset):
     Trajectory variables are repeated over their segments (``rowSize`` dropped); index variables
     are replaced by every variable on the dimension they index (``sst_granule`` →
     ``sst_source_name``, ``sst_source_platform`` …); integers with a fill value become nullable
-    integers of their stored type (NULL = fill); times are UTC microseconds."""
+    integers of their stored type (NULL = fill); times are UTC microseconds (timezone-aware)."""
+    return segments_frame(product, matched_only=True)
+
+
+def segments_frame(product: xr.Dataset, *, matched_only: bool = False):
+    """One row per segment of a product (its contiguous ragged array unrolled), as pandas wants
+    it: ``ds.to_dataframe()`` would cross every dimension (obs × trajectory × sst_source rows).
+    The columns are those of :func:`matches_frame`; an unmatched segment's index-resolved
+    columns (``sst_source_name`` …) are NULL. ``matched_only``: the matched segments only."""
     import pandas as pd
 
     index = index_variables(product)
-    ds = matched_segments(product)
+    ds = matched_segments(product) if matched_only else product
     rows = np.asarray(ds[ROW_SIZE].values, dtype=np.int64)
     owner = np.repeat(np.arange(rows.size), rows)
     cols: dict[str, Any] = {}
@@ -470,11 +481,24 @@ def matches_frame(product: xr.Dataset):
             pick = np.asarray(var.values).astype(np.int64)
             for tname, tvar in ds.variables.items():
                 if tvar.dims == (target_dim,):
-                    cols[str(tname)] = _column(tvar)[pick] if pick.size else _column(tvar)[:0]
+                    cols[str(tname)] = _picked(_column(tvar), pick)
             continue
         cols[name] = _column(var)
     frame = pd.DataFrame(cols)
     return frame
+
+
+def _picked(values, pick: np.ndarray):
+    """``values[pick]``, NULL where ``pick`` is negative (an unmatched segment's index)."""
+    if not pick.size:
+        return values[:0]
+    if pick.min() >= 0:
+        return values[pick]
+    out = np.full(pick.size, None, dtype=object)
+    ok = pick >= 0
+    if ok.any():
+        out[ok] = np.asarray(values, dtype=object)[pick[ok]]
+    return out
 
 
 def _column(var: xr.Variable):
@@ -482,8 +506,8 @@ def _column(var: xr.Variable):
     import pandas as pd
 
     values = np.asarray(var.values)
-    if np.issubdtype(values.dtype, np.datetime64):
-        return values.astype("datetime64[us]")
+    if np.issubdtype(values.dtype, np.datetime64):  # UTC (CF times here are UTC): Parquet's isAdjustedToUTC
+        return pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize("UTC")
     if values.dtype.kind in "OUS":
         return np.array([str(v) for v in values], dtype=object)
     stored, fill = var.encoding.get("dtype"), var.encoding.get("_FillValue")
@@ -495,8 +519,9 @@ def _column(var: xr.Variable):
     return values
 
 
-def write_parquet(frames: list, path: str | Path) -> Path | None:
-    """One Parquet file of the rows of ``frames`` (None when there are none), written atomically."""
+def write_parquet(frames: list, path: str | Path, table: Table | None = None) -> Path | None:
+    """One Parquet file of the rows of ``frames`` (None when there are none), written atomically,
+    with ``table``'s units and descriptions of its columns (core.products.tables) as field metadata."""
     import fastparquet
     import pandas as pd
 
@@ -504,6 +529,8 @@ def write_parquet(frames: list, path: str | Path) -> Path | None:
     if not frames:
         return None
     frame = pd.concat(frames, ignore_index=True, sort=False)
+    if table is not None:  # fastparquet stores attrs as PANDAS_ATTRS: pandas reads them back as df.attrs
+        frame.attrs = {"table": table.name, "columns": table.field_metadata(frame.columns)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -558,7 +585,7 @@ def write_request_products(
                     writer = RequestNetcdf(netcdf_path, request_id=request_id, request=request, now=now)
                 writer.add(ds, date=date)
                 frames.append(matches_frame(ds))
-            path = write_parquet(frames, partition_path(parquet_dir, date, (run_ids or {}).get(date, "0")))
+            path = write_parquet(frames, partition_path(parquet_dir, date, (run_ids or {}).get(date, "0")), MATCHES)
             if path is not None:
                 partitions[date] = path
                 if on_partition:
@@ -575,5 +602,6 @@ def write_request_products(
 def glue_columns(frame) -> list[tuple[str, str]]:
     """(name, Glue/Athena type) of a :func:`matches_frame`'s columns (template.yaml lists them)."""
     kinds = {"str": "string", "object": "string", "float32": "float", "float64": "double", "int8": "tinyint",
-             "int16": "smallint", "int32": "int", "int64": "bigint", "datetime64[us]": "timestamp"}
+             "int16": "smallint", "int32": "int", "int64": "bigint", "datetime64[us]": "timestamp",
+             "datetime64[us, utc]": "timestamp"}
     return [(name, kinds[str(dtype).lower()]) for name, dtype in frame.dtypes.items()]
