@@ -411,7 +411,7 @@ def footprint_oracle(lat, lon):
 
 
 def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql, ice_mask=None,
-                         out_of_range=None):
+                         out_of_range=None, exclude_ice=False):
     """Brute force over every pixel: per segment the radius used, the class counts within radius
     and Δt (valid, rejected by quality, outside the valid range, ice) and the median/std of the
     valid SSTs. ``radius_m="footprint"``: the footprint of the nearest geolocated pixel."""
@@ -426,7 +426,8 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
     oor = out_of_range.ravel() if out_of_range is not None else np.zeros(lat.size, bool)
     fp = footprint_oracle(swath.lat, swath.lon).ravel() if radius_m == "footprint" else None
     n = len(seg_lat)
-    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")}
+    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt",
+                                         "n_excluded_ice")}
     res.update(radius=np.full(n, np.nan), median=np.full(n, np.nan), std=np.full(n, np.nan))
     for i in range(n):
         d = np.where(geo, haversine(seg_lat[i], seg_lon[i], np.where(geo, lat, 0), np.where(geo, lon, 0)), np.inf)
@@ -441,6 +442,9 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
         dt = np.where(timed, (t - seg_time[i]) / np.timedelta64(1, "s"), np.inf)
         near = geo & timed & (d <= r) & (np.abs(dt) <= max_dt_s)
         valid = near & np.isfinite(sst) & q_ok
+        if exclude_ice:
+            res["n_excluded_ice"][i] = (valid & ice).sum()
+            valid &= ~ice
         res["n_valid"][i] = valid.sum()
         res["n_rejected_quality"][i] = (near & np.isfinite(sst) & ~q_ok).sum()
         res["n_out_of_range"][i] = (near & oor).sum()
@@ -448,5 +452,6 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
         res["n_outside_dt"][i] = (geo & (d <= r) & ~(np.abs(dt) <= max_dt_s)).sum()
         if valid.any():
             res["median"][i] = np.median(sst[valid].astype(np.float64))
-            res["std"][i] = np.std(sst[valid].astype(np.float64))
+            # the spread of a single pixel is undefined
+            res["std"][i] = np.std(sst[valid].astype(np.float64)) if valid.sum() >= 2 else np.nan
     return res

@@ -51,7 +51,7 @@ NO_SCREENING = "none"
 OPTION_OF = {"bbox": "--bbox", "date": "--date", "start": "--start", "end": "--end",
              "atl07_collection": "--atl07-collection", "sst_collection": "--sst-collection",
              "sst_collections": "--sst-collection", "radius_m": "--radius-m", "max_dt_s": "--max-dt-s",
-             "min_quality_level": "--min-quality-level"}
+             "min_quality_level": "--min-quality-level", "exclude_ice": "--exclude-ice"}
 
 
 class UsageError(Exception):
@@ -117,6 +117,8 @@ def _parameters(args: argparse.Namespace) -> dict:
             data[name] = getattr(args, name)
     if args.min_quality_level is not None:
         data["min_quality_level"] = None if args.min_quality_level == NO_SCREENING else args.min_quality_level
+    if getattr(args, "exclude_ice", False):
+        data["exclude_ice"] = True
     return data
 
 
@@ -148,6 +150,9 @@ def _add_parameters(p: argparse.ArgumentParser, s: Settings) -> None:
     p.add_argument("--min-quality-level", type=_quality, metavar="Q",
                    help=f"lowest GHRSST quality_level kept, 0..5, or '{NO_SCREENING}': no quality screening "
                         f"(needed for products without quality_level) (default: {s.min_quality_level})")
+    p.add_argument("--exclude-ice", action="store_true",
+                   help="never match a pixel whose L2P ice bit is set (GDS 2.0 l2p_flags; default: off, "
+                        "ice-flagged matches are flagged in sst_match_flags)")
 
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
