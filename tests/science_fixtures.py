@@ -342,6 +342,23 @@ def write_atl07(
             conc = np.asarray(v.get("ice_conc", np.full(n, 95.0)), np.float32)
             for name in (("stats/ice_conc_amsr2", "stats/ice_conc_ssmi") if ice_conc_v006 else ("stats/ice_conc",)):
                 put(name, conc)
+            # uncertainty and cloud/scattering flags as the real v003 granules have them
+            put("heights/height_segment_surface_error_est",
+                np.asarray(v.get("surface_error_est", np.full(n, 0.02)), np.float32), np.finfo(np.float32).max)
+            put("stats/layer_flag", np.asarray(v.get("layer_flag", np.arange(n) % 2), np.int16))
+            put("stats/cloud_flag_asr", np.asarray(v.get("cloud_flag_asr", np.arange(n) % 7), np.int16))
+            put("stats/msw_flag", np.asarray(v.get("msw_flag", np.arange(n) % 7 - 1), np.int8))
+            for name, values, meanings in (
+                ("stats/layer_flag", [0, 1], "likely_clear likely_cloudy"),
+                ("stats/cloud_flag_asr", list(range(7)), "clear_with_high_confidence clear_with_medium_confidence "
+                 "clear_with_low_confidence cloudy_with_low_confidence cloudy_with_medium_confidence "
+                 "cloudy_with_high_confidence unknown"),
+                ("stats/msw_flag", list(range(-1, 6)), "cannot_determine no_layers layer_gt_3km "
+                 "layer_between_1_and_3_km layer_lt_1km blow_snow_od_lt_0.5 blow_snow_od_gt_0.5"),
+            ):
+                if name in g:
+                    g[name].attrs["flag_values"] = np.array(values, g[name].dtype)
+                    g[name].attrs["flag_meanings"] = np.bytes_(meanings)
             for name, values, meanings in (
                 ("heights/height_segment_quality", [0, 1], "bad_quality good_quality"),
                 ("heights/height_segment_fit_quality_flag", [-1, 1, 2, 3, 4, 5], "invalid best high med low poor"),

@@ -274,6 +274,9 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
     ds = build_dataset(tracks, infos, attrs, atl07_attrs=atl07_attrs, warnings=warnings,
                        history="colocate files (command line)")
     write_netcdf(ds, args.out)
+    from core.products.pixel_table import pixels_path, write_pixel_table
+
+    pixels = write_pixel_table(ds, pixels_path(args.out))  # one row per matched SST pixel, beside it
     used = {int(i) for t in tracks for i in np.unique(t.matches.granule_index) if i >= 0}
     summary = {
         "segments": sum(len(t.segments) for t in tracks),
@@ -282,6 +285,7 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
                      "sst_matched": len(used)},
         "beams": len(tracks),
         "out": os.fspath(args.out),
+        "pixels": os.fspath(pixels),
     }
     if args.png:
         from core.products.quicklook import render_quicklook  # matplotlib: heavy, optional
