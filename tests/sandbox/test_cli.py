@@ -408,7 +408,7 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     assert manifest["bytes"]["sst_per_granule"] and all(
         r["access"] == "https" for r in manifest["bytes"]["sst_per_granule"].values())  # outside us-west-2
     assert sorted(str(out / k) for k in manifest["outputs"]) == sorted(day["products"])
-    ncs = [Path(p) for p in day["products"] if p.endswith(".nc")]
+    ncs = [Path(p) for p in day["products"] if p.endswith("_sst.nc")]
     assert len(ncs) == 2
     w, s, e, n = -62.8, 81.7, -56.4, 83.0
     total = 0
