@@ -115,6 +115,7 @@ def write_l2p(
     dtime_units: str = "seconds",
     sst_standard_name: str = "sea_surface_skin_temperature",
     celsius: bool = False,
+    quality_meanings: str | None = None,
 ) -> Path:
     """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999.
 
@@ -174,6 +175,8 @@ def write_l2p(
             v.attrs["valid_min"] = F(0, np.int8)
             v.attrs["valid_max"] = F(5, np.int8)
             v.attrs["flag_values"] = np.arange(6, dtype=np.int8)
+            if quality_meanings:  # the producer's own words (GDS 2.0 leaves them to it)
+                v.attrs["flag_meanings"] = A(quality_meanings)
         if flags is not None:
             v = f.create_variable("l2p_flags", grid, np.int16, **gkw)
             v[:] = flags.astype(np.int16)[sl] if with_time_dim else flags.astype(np.int16)
@@ -345,6 +348,8 @@ def write_atl07(
             # uncertainty and cloud/scattering flags as the real v003 granules have them
             put("heights/height_segment_surface_error_est",
                 np.asarray(v.get("surface_error_est", np.full(n, 0.02)), np.float32), np.finfo(np.float32).max)
+            if "heights/height_segment_surface_error_est" in g:
+                g["heights/height_segment_surface_error_est"].attrs["units"] = np.bytes_("meters")
             put("stats/layer_flag", np.asarray(v.get("layer_flag", np.arange(n) % 2), np.int16))
             put("stats/cloud_flag_asr", np.asarray(v.get("cloud_flag_asr", np.arange(n) % 7), np.int16))
             put("stats/msw_flag", np.asarray(v.get("msw_flag", np.arange(n) % 7 - 1), np.int8))

@@ -180,7 +180,7 @@ _PERCENT_UNITS = ("percent", "%", "1", "")
 
 def _ice_conc_scale(name: str, tracks: list[Track]) -> float:
     """1/100 when the granule's ice concentration is percent (see _PERCENT_UNITS), else 1."""
-    src = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
+    src: dict[str, Any] = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
     return 0.01 if str(src.get("units", "")).strip().lower() in _PERCENT_UNITS else 1.0
 
 
@@ -212,6 +212,8 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
         attrs["standard_name"] = "quality_flag"
     if name == "height_segment_surface_error_est":  # the fit's error estimate of height_segment_height
         attrs["standard_name"] = "height_above_mean_sea_level standard_error"
+        if attrs.get("units") in (None, "1"):  # ATL07 data dictionary: meters (a granule without units)
+            attrs["units"] = "m"
     where = next((var for out, var, _ in ATL07_FIELDS if out == name), f"heights/{name}")
     attrs["comment"] = (f"ATL07 gtx/sea_ice_segments/{where}, copied; flag table and units as in the granule "
                         "read; fill where the granule has no such variable")
@@ -222,7 +224,8 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
     elif name in ICE_CONC_FIELDS:  # a unit of its own: no fraction standard name
         attrs["comment"] += f"; units {src.get('units')!r} as the granule declares them"
     elif "flag_values" in attrs and name in DOCUMENTED_FLAGS and int(fill) != -1:
-        attrs["comment"] += f"; -1 is a flag value here ({DOCUMENTED_FLAGS[name][1].split()[0]}), the fill is {int(fill)}"
+        meaning = DOCUMENTED_FLAGS[name][1].split()[0]
+        attrs["comment"] += f"; -1 is a flag value here ({meaning}), the fill is {int(fill)}"
     attrs["coverage_content_type"] = ("qualityInformation" if "quality" in name or "confidence" in name
                                       else "physicalMeasurement")
     return attrs

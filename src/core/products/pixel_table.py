@@ -66,9 +66,21 @@ PIXEL_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _values(ds: xr.Dataset, name: str, dtype=np.float64) -> np.ndarray | None:
+_CONTENT = {"lat": "coordinate", "lon": "coordinate", "time": "coordinate",
+            **dict.fromkeys(("sst", "sst_bias_corrected", "height_median", "height_stddev", "lead_fraction"),
+                            "physicalMeasurement"),
+            **dict.fromkeys(("sst_sses_bias", "sst_sses_standard_deviation", "sst_quality_level", "sst_match_flags"),
+                            "qualityInformation"),
+            **dict.fromkeys(("atl07_granule", "sst_source_name", "sst_collection_name", "sst_pixel_nj", "sst_pixel_ni",
+                             "segment_time_mean"), "referenceInformation")}
+_DESCRIPTORS = ("sst_pixel_nj", "sst_pixel_ni", "sst_sses_bias", "sst_bias_corrected", "height_stddev",
+                "lead_fraction", "along_track_length", "segment_time_mean", "distance_min")
+
+
+def _values(ds: xr.Dataset, name: str, dtype=np.float64) -> np.ndarray:
+    """An obs variable as ``dtype``; NaN where the product has no such variable."""
     if name not in ds.variables:
-        return None
+        return np.full(ds.sizes["obs"], np.nan)
     return np.asarray(ds[name].values).astype(dtype)
 
 
@@ -93,16 +105,17 @@ def pixel_frame(product: xr.Dataset):
         return pd.DataFrame({name: pd.Series([], dtype=_pandas_type(kind)) for name, kind, _, _ in PIXEL_COLUMNS})
     ci = _values(ds, "sst_collection", np.float64)
     height = _values(ds, "height_segment_height")
-    ssh = _values(ds, "height_segment_ssh_flag")
-    seg_type = _values(ds, "height_segment_type")
-    lead = (ssh == 1) if ssh is not None else (np.isin(seg_type, LEAD_TYPES) if seg_type is not None else None)
+    if "height_segment_ssh_flag" in ds:
+        lead: np.ndarray | None = _values(ds, "height_segment_ssh_flag") == 1
+    else:
+        lead = np.isin(_values(ds, "height_segment_type"), LEAD_TYPES) if "height_segment_type" in ds else None
     time_ns = np.asarray(ds["time"].values).astype("datetime64[ns]").astype(np.int64)
     seg = pd.DataFrame({
         "atl07_granule": np.array([str(v) for v in np.asarray(ds["atl07_granule"].values)], dtype=object)[owner],
         "beam": np.array([str(v) for v in np.asarray(ds["beam"].values)], dtype=object)[owner],
         "sst_source_name": _names(ds, "sst_granule", "sst_source_name", gi),
         "sst_collection_name": _names(ds, "sst_collection", "sst_collection_name",
-                                      np.where(np.isfinite(ci), ci, 0).astype(np.int64) if ci is not None else gi),
+                                      np.where(np.isfinite(ci), ci, 0).astype(np.int64)),
         "sst_pixel_nj": _values(ds, "sst_pixel_nj"), "sst_pixel_ni": _values(ds, "sst_pixel_ni"),
         "lat": _values(ds, "sst_pixel_lat"), "lon": _values(ds, "sst_pixel_lon"),
         "seg_ns": time_ns, "pixel_ns": time_ns + np.round(np.nan_to_num(_values(ds, "sst_dt")) * 1e9).astype(np.int64),
@@ -111,7 +124,7 @@ def pixel_frame(product: xr.Dataset):
         "height": height,
         "valid_height": np.isfinite(height),
         "lead": np.where(np.isfinite(height) & lead, 1.0, 0.0) if lead is not None else np.nan,
-        "length": _values(ds, "height_segment_length_seg") if "height_segment_length_seg" in ds else np.nan,
+        "length": _values(ds, "height_segment_length_seg"),
     })[matched]
     keys = ["atl07_granule", "sst_source_name", "sst_pixel_nj", "sst_pixel_ni"]
     grouped = seg.groupby(keys, sort=False, dropna=False)
@@ -182,10 +195,19 @@ def pixel_dataset(product: xr.Dataset, *, now: datetime | None = None) -> xr.Dat
     ds["lat"].attrs.update(standard_name="latitude", axis="Y")
     ds["lon"].attrs.update(standard_name="longitude", axis="X")
     ds["time"].attrs.update(standard_name="time", axis="T")
-    ds["sst"].attrs["standard_name"] = str(product["sst"].attrs.get("standard_name", "sea_surface_temperature"))
-    ds["n_segments"].attrs["standard_name"] = "number_of_observations"
-    ds["n_segments_valid_height"].attrs["standard_name"] = "number_of_observations"
-    ds["n_beams"].attrs["standard_name"] = "number_of_observations"
+    sst_name = str(product["sst"].attrs.get("standard_name", "sea_surface_temperature"))
+    standard = {"sst": sst_name, "sst_sses_standard_deviation": f"{sst_name} standard_error",
+                "n_segments": "number_of_observations", "n_segments_valid_height": "number_of_observations",
+                "n_beams": "number_of_observations", "dt_mean": "time_sample_difference_due_to_collocation",
+                "height_median": "height_above_mean_sea_level"}
+    for vname, var in ds.variables.items():
+        var.attrs["coverage_content_type"] = _CONTENT.get(str(vname), "auxiliaryInformation")
+        if vname in standard:
+            var.attrs["standard_name"] = standard[str(vname)]
+    ds["height_median"].attrs["cell_methods"] = "area: median"
+    # CF has no standard name for these (ACDD wants one on every data variable): they describe the
+    # pixel's sample, as auxiliary coordinates of its segment count (as in the products)
+    ds["n_segments"].encoding["coordinates"] = "time lat lon " + " ".join(_DESCRIPTORS)
     ds["sst_match_flags"].attrs.update(flag_masks=np.array([1, 2, 4], np.int8),
                                        flag_meanings="ice_flagged below_freezing unscreened")
     ds["sst_match_flags"].attrs.pop("units", None)
@@ -194,8 +216,8 @@ def pixel_dataset(product: xr.Dataset, *, now: datetime | None = None) -> xr.Dat
                                           if k.startswith("flag_")})
     for name in ("time", "segment_time_mean"):
         ds[name].encoding.update(units="microseconds since 2018-01-01 00:00:00", calendar="standard", dtype="float64")
-    for name, var in ds.variables.items():
-        if var.dtype.kind == "f" and name not in ("lat", "lon", "time", "segment_time_mean"):
+    for vname, var in ds.variables.items():
+        if var.dtype.kind == "f" and vname not in ("lat", "lon", "time", "segment_time_mean"):
             var.encoding["_FillValue"] = np.array(np.nan, var.dtype)
         elif var.dtype == object:
             var.encoding["dtype"] = str
@@ -206,6 +228,8 @@ def pixel_dataset(product: xr.Dataset, *, now: datetime | None = None) -> xr.Dat
     ds.attrs = {**{k: product.attrs[k] for k in keep if k in product.attrs},
                 "Conventions": CONVENTIONS, "featureType": "point", "cdm_data_type": "Point",
                 "title": "ICESat-2 ATL07 segments aggregated to the scale of their matched GHRSST L2P pixels",
+                "keywords": str(product.attrs.get("keywords", "ICESat-2, ATL07, GHRSST, L2P, colocation")),
+                "keywords_vocabulary": "GCMD Science Keywords",
                 "summary": ("One row per matched SST pixel (granule, row, column) with the statistics of the ATL07 "
                             "segments paired with it; made from the per-segment product "
                             + scrub(str(product.attrs.get("id", ""))) + ". Consecutive segments share a pixel, "

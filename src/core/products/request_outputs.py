@@ -316,8 +316,9 @@ class RequestNetcdf:
                 self._sums[key] += int(attrs[key])
         if attrs.get("reader_warnings"):
             self._warnings += [w for w in str(attrs["reader_warnings"]).split("; ") if w]
-        if attrs.get("colocation_quality_warning") and attrs["colocation_quality_warning"] not in self._quality_warnings:
-            self._quality_warnings.append(str(attrs["colocation_quality_warning"]))
+        quality = str(attrs.get("colocation_quality_warning") or "")
+        if quality and quality not in self._quality_warnings:
+            self._quality_warnings.append(quality)
         if self._global is None:
             self._global = {k: v for k, v in attrs.items() if k not in _RECOMPUTED}
             return
