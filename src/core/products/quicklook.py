@@ -388,7 +388,7 @@ def _map_legend(ax: Axes, ds: xr.Dataset, swaths: bool) -> None:
     handles, _ = ax.get_legend_handles_labels()
     if swaths:
         rule = "quality_level" + (" or ice bit" if _attr_true(ds.attrs.get("colocation_exclude_ice")) else "")
-        handles.append(Patch(fc=GREY_FAILING, ec="none", label=f"L2P pixel failing screening ({rule})"))
+        handles.append(Patch(fc=GREY_FAILING, ec="none", label=f"L2P pixel without valid SST or failing {rule}"))
     if handles:
         ax.legend(handles=handles, loc="lower left", fontsize=7, markerscale=2, framealpha=0.85)
     if str(ds.attrs.get("colocation_quality_screening", "")).startswith("none"):
