@@ -209,7 +209,17 @@ def test_real_granules_through_console_script(realdata, tmp_path):
         assert ds.attrs["colocation_quality_screening"].startswith("none")
         assert "no quality screening" in ds["sst"].attrs["comment"].lower()
         assert "quality_level" in ds.attrs["reader_warnings"]  # the L2P reader's warning reached the product
-        assert ds["height_segment_fit_quality_flag"].attrs["flag_meanings"] == "best high med low poor"
+        # v003's fit flag: _FillValue -1 is also "invalid", a flag value that stays one
+        fit = ds["height_segment_fit_quality_flag"]
+        assert fit.attrs["flag_meanings"] == "invalid best high med low poor"
+        assert fit.attrs["flag_values"].tolist() == [-1, 1, 2, 3, 4, 5] and (fit.values == -1).any()
+        # percent (units "1" in v003) as a fraction; no sc_orient warning where atlas_beam_type said it
+        conc = ds["ice_conc"]
+        assert conc.attrs["standard_name"] == "sea_ice_area_fraction" and 0.1 < float(conc.max()) <= 1.0
+        assert "sc_orient" not in ds.attrs.get("reader_warnings", "")
+        # a collection without a profile: named and cited from the file, never "none"/"unknown"
+        assert "none" not in ds.attrs["references"].split("GHRSST L2P:")[1]
+        assert "unknown" not in [str(c) for c in ds["sst_collection_name"].values]
         assert ds["height_segment_quality"].attrs["flag_meanings"] == "bad_quality good_quality"
 
 
