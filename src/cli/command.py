@@ -404,15 +404,17 @@ def _request_outputs(store, request: ColocationRequest, results: list[dict], set
     request_id = request.request_id()
     netcdf = store.path(store.request_netcdf_key(request_id, "local"))
     parquet = store.path(store.parquet_prefix(request_id).rstrip("/"))
+    pixels = store.path(store.pixels_prefix(request_id).rstrip("/"))  # the pixel-scale table
     matched = sum(r["counts"]["matched"] for r in complete)
     if all(r.get("cached") for r in complete) and (netcdf.exists() or not matched):
         # a re-run that recomputed nothing: the folder already holds these results
-        return {"matched": matched, "parquet": str(parquet), **({"netcdf": str(netcdf)} if matched else {})}
+        return {"matched": matched, "parquet": str(parquet), "pixels": str(pixels),
+                **({"netcdf": str(netcdf)} if matched else {})}
     Path(settings.download_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="colocate-run-", dir=settings.download_dir) as workdir:
         made = publish_request_products(store, request_id, request.canonical(), complete,
                                         Path(workdir), run_id="local")
-    out = {"matched": made["matched"], "parquet": str(parquet)}
+    out = {"matched": made["matched"], "parquet": str(parquet), "pixels": str(pixels)}
     if made["netcdf"]:
         out["netcdf"] = str(store.path(made["netcdf"]))
     return out

@@ -471,9 +471,14 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     import duckdb
 
     assert duckdb.sql(f"select count(*) from read_parquet('{parts[0]}')").fetchall()[0][0] == counts["matched"]
+    # the pixel-scale table: its own partitions, every match counted once in a pixel
+    pixel_parts = sorted(Path(made["pixels"]).rglob("*.parquet"))
+    assert [p.parent.name for p in pixel_parts] == ["date=2019-06-22"]
+    assert duckdb.sql(f"select sum(n_segments) from read_parquet('{pixel_parts[0]}')").fetchall()[0][0] \
+        == counts["matched"]
     # nothing but the published results: no staging files, no other run's folders
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts])
+    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts, *pixel_parts])
     # stderr is no terminal here: no bar, one line per date
     assert "\r" not in stderr and "2019-06-22: 2 ATL07 granules, 14 L2P granules" in stderr
 
