@@ -121,6 +121,7 @@ def pixel_frame(product: xr.Dataset):
         "seg_ns": time_ns, "pixel_ns": time_ns + np.round(np.nan_to_num(_values(ds, "sst_dt")) * 1e9).astype(np.int64),
         **{k: _values(ds, k) for k in ("sst", "sst_sses_bias", "sst_sses_standard_deviation", "sst_bias_corrected",
                                        "sst_quality_level", "sst_match_flags", "sst_distance")},
+        "pixel_flags": np.nan_to_num(_values(ds, "sst_match_flags")).astype(np.int64) & MATCH_FLAG_PIXEL_BITS,
         "height": height,
         "valid_height": np.isfinite(height),
         "lead": np.where(np.isfinite(height) & lead, 1.0, 0.0) if lead is not None else np.nan,
@@ -138,8 +139,7 @@ def pixel_frame(product: xr.Dataset):
         "time": first["pixel_ns"],
         **{k: first[k] for k in ("sst", "sst_sses_bias", "sst_sses_standard_deviation", "sst_bias_corrected",
                                  "sst_quality_level")},
-        "sst_match_flags": grouped["sst_match_flags"].agg(lambda v: int(np.bitwise_or.reduce(
-            np.nan_to_num(v).astype(np.int64))) & MATCH_FLAG_PIXEL_BITS),
+        "sst_match_flags": grouped["pixel_flags"].max(),  # the pixel's bits are alike for all its segments
         "n_segments": grouped.size(),
         "n_segments_valid_height": n_valid,
         "n_beams": grouped["beam"].nunique(),
