@@ -69,7 +69,17 @@ def read_atl07_raw(path: Path) -> dict:
                     arr[arr == fill] = np.nan
             ids = g["height_segment_id"][()].astype(np.int64) if "height_segment_id" in g else np.full(lat.size, -1)
             ok = np.isfinite(lat) & np.isfinite(lon) & np.isfinite(dt) & (np.abs(lat) <= 90)
-            beams[beam] = SimpleNamespace(lat=lat[ok], lon=lon[ok], time=atlas_utc(dt[ok], epoch), id=ids[ok])
+            # the raw fit flag, _FillValue included (v003: -1 = "invalid" is also the fill)
+            fit = g["heights/height_segment_fit_quality_flag"][()].astype(np.int64) \
+                if "heights/height_segment_fit_quality_flag" in g else np.full(lat.size, -999)
+            height = g["heights/height_segment_height"][()].astype(np.float64) \
+                if "heights/height_segment_height" in g else np.full(lat.size, np.nan)
+            if "heights/height_segment_height" in g:
+                fill = _scalar(g["heights/height_segment_height"].attrs.get("_FillValue"))
+                if fill is not None:
+                    height[height == np.float32(fill)] = np.nan
+            beams[beam] = SimpleNamespace(lat=lat[ok], lon=lon[ok], time=atlas_utc(dt[ok], epoch), id=ids[ok],
+                                          fit=fit[ok], height=height[ok])
     return beams
 
 
@@ -146,7 +156,23 @@ def read_l2p_raw(path: Path) -> SimpleNamespace:
         if ql_ds is not None:
             q = _decode(ql_ds)
             ql = np.where(np.isfinite(q), q, -1).astype(np.int16)
-    return SimpleNamespace(lat=lat, lon=lon, sst=sst, time=time, quality_level=ql)
+        ice = _ice_bit(f)
+    return SimpleNamespace(lat=lat, lon=lon, sst=sst, time=time, quality_level=ql, ice=ice)
+
+
+def _ice_bit(f: h5py.File) -> np.ndarray:
+    """Per pixel, the l2p_flags bit whose flag_meanings word is "ice" (GDS 2.0 Table 8.3: bit 2
+    when the file gives meanings without masks); False where the file has no flags."""
+    ds = _var(f, ("l2p_flags",))
+    if ds is None:
+        return np.zeros(_grid(_var(f, ("lat", "latitude"))).shape, bool)
+    raw = _grid(ds).astype(np.int64)
+    words = str(_scalar(ds.attrs.get("flag_meanings", b"")) or "").split()
+    masks = ds.attrs.get("flag_masks")
+    masks = [1 << i for i in range(len(words))] if masks is None else np.asarray(masks).ravel().tolist()
+    mask = next((int(m) for w, m in zip(words, masks) if w.lower() in ("ice", "sea_ice")), 0)
+    fill = _scalar(ds.attrs.get("_FillValue"))
+    return ((raw & mask) != 0) & (raw != (fill if fill is not None else -(1 << 40)))
 
 
 def is_l2p_file(path: Path) -> bool:
@@ -162,19 +188,24 @@ def haversine(lat1, lon1, lat2, lon2):
     return 2 * R_EARTH * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 
 
-def pixel_table(swaths, min_ql: int | None, lat_band: tuple[float, float] | None = None) -> SimpleNamespace:
-    """Valid pixels of several decoded swaths, with their swath index."""
-    cols = {k: [] for k in ("lat", "lon", "sst", "t", "granule", "ql", "nj", "ni")}
+def pixel_table(swaths, min_ql: int | None, lat_band: tuple[float, float] | None = None,
+                exclude_ice: bool = False) -> SimpleNamespace:
+    """Valid pixels of several decoded swaths, with their swath index and ice bit
+    (``exclude_ice``: ice-flagged pixels are not valid)."""
+    cols = {k: [] for k in ("lat", "lon", "sst", "t", "granule", "ql", "nj", "ni", "ice")}
     for i, s in enumerate(swaths):
         ok = np.isfinite(s.lat) & np.isfinite(s.lon) & np.isfinite(s.sst) & ~np.isnat(s.time)
         if s.quality_level is not None and min_ql is not None:
             ok &= s.quality_level >= min_ql
+        if exclude_ice:
+            ok &= ~s.ice
         if lat_band is not None:
             ok &= (s.lat >= lat_band[0]) & (s.lat <= lat_band[1])
         nj, ni = np.nonzero(ok)  # the pixel's place in its swath
         cols["nj"].append(nj)
         cols["ni"].append(ni)
         cols["ql"].append(s.quality_level[ok] if s.quality_level is not None else np.full(int(ok.sum()), -1))
+        cols["ice"].append(s.ice[ok])
         cols["lat"].append(s.lat[ok])
         cols["lon"].append(s.lon[ok])
         cols["sst"].append(s.sst[ok])

@@ -115,6 +115,7 @@ def write_l2p(
     dtime_units: str = "seconds",
     sst_standard_name: str = "sea_surface_skin_temperature",
     celsius: bool = False,
+    quality_meanings: str | None = None,
 ) -> Path:
     """Write a GDS2-like L2P file. NaN sst/dtime → _FillValue; NaN lat/lon → -999.
 
@@ -174,6 +175,8 @@ def write_l2p(
             v.attrs["valid_min"] = F(0, np.int8)
             v.attrs["valid_max"] = F(5, np.int8)
             v.attrs["flag_values"] = np.arange(6, dtype=np.int8)
+            if quality_meanings:  # the producer's own words (GDS 2.0 leaves them to it)
+                v.attrs["flag_meanings"] = A(quality_meanings)
         if flags is not None:
             v = f.create_variable("l2p_flags", grid, np.int16, **gkw)
             v[:] = flags.astype(np.int16)[sl] if with_time_dim else flags.astype(np.int16)
@@ -342,6 +345,25 @@ def write_atl07(
             conc = np.asarray(v.get("ice_conc", np.full(n, 95.0)), np.float32)
             for name in (("stats/ice_conc_amsr2", "stats/ice_conc_ssmi") if ice_conc_v006 else ("stats/ice_conc",)):
                 put(name, conc)
+            # uncertainty and cloud/scattering flags as the real v003 granules have them
+            put("heights/height_segment_surface_error_est",
+                np.asarray(v.get("surface_error_est", np.full(n, 0.02)), np.float32), np.finfo(np.float32).max)
+            if "heights/height_segment_surface_error_est" in g:
+                g["heights/height_segment_surface_error_est"].attrs["units"] = np.bytes_("meters")
+            put("stats/layer_flag", np.asarray(v.get("layer_flag", np.arange(n) % 2), np.int16))
+            put("stats/cloud_flag_asr", np.asarray(v.get("cloud_flag_asr", np.arange(n) % 7), np.int16))
+            put("stats/msw_flag", np.asarray(v.get("msw_flag", np.arange(n) % 7 - 1), np.int8))
+            for name, values, meanings in (
+                ("stats/layer_flag", [0, 1], "likely_clear likely_cloudy"),
+                ("stats/cloud_flag_asr", list(range(7)), "clear_with_high_confidence clear_with_medium_confidence "
+                 "clear_with_low_confidence cloudy_with_low_confidence cloudy_with_medium_confidence "
+                 "cloudy_with_high_confidence unknown"),
+                ("stats/msw_flag", list(range(-1, 6)), "cannot_determine no_layers layer_gt_3km "
+                 "layer_between_1_and_3_km layer_lt_1km blow_snow_od_lt_0.5 blow_snow_od_gt_0.5"),
+            ):
+                if name in g:
+                    g[name].attrs["flag_values"] = np.array(values, g[name].dtype)
+                    g[name].attrs["flag_meanings"] = np.bytes_(meanings)
             for name, values, meanings in (
                 ("heights/height_segment_quality", [0, 1], "bad_quality good_quality"),
                 ("heights/height_segment_fit_quality_flag", [-1, 1, 2, 3, 4, 5], "invalid best high med low poor"),
@@ -411,7 +433,7 @@ def footprint_oracle(lat, lon):
 
 
 def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, min_ql, ice_mask=None,
-                         out_of_range=None):
+                         out_of_range=None, exclude_ice=False):
     """Brute force over every pixel: per segment the radius used, the class counts within radius
     and Δt (valid, rejected by quality, outside the valid range, ice) and the median/std of the
     valid SSTs. ``radius_m="footprint"``: the footprint of the nearest geolocated pixel."""
@@ -426,7 +448,8 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
     oor = out_of_range.ravel() if out_of_range is not None else np.zeros(lat.size, bool)
     fp = footprint_oracle(swath.lat, swath.lon).ravel() if radius_m == "footprint" else None
     n = len(seg_lat)
-    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")}
+    res = {k: np.zeros(n, int) for k in ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt",
+                                         "n_excluded_ice")}
     res.update(radius=np.full(n, np.nan), median=np.full(n, np.nan), std=np.full(n, np.nan))
     for i in range(n):
         d = np.where(geo, haversine(seg_lat[i], seg_lon[i], np.where(geo, lat, 0), np.where(geo, lon, 0)), np.inf)
@@ -441,6 +464,9 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
         dt = np.where(timed, (t - seg_time[i]) / np.timedelta64(1, "s"), np.inf)
         near = geo & timed & (d <= r) & (np.abs(dt) <= max_dt_s)
         valid = near & np.isfinite(sst) & q_ok
+        if exclude_ice:
+            res["n_excluded_ice"][i] = (valid & ice).sum()
+            valid &= ~ice
         res["n_valid"][i] = valid.sum()
         res["n_rejected_quality"][i] = (near & np.isfinite(sst) & ~q_ok).sum()
         res["n_out_of_range"][i] = (near & oor).sum()
@@ -448,5 +474,6 @@ def neighbourhood_oracle(seg_lat, seg_lon, seg_time, swath, radius_m, max_dt_s, 
         res["n_outside_dt"][i] = (geo & (d <= r) & ~(np.abs(dt) <= max_dt_s)).sum()
         if valid.any():
             res["median"][i] = np.median(sst[valid].astype(np.float64))
-            res["std"][i] = np.std(sst[valid].astype(np.float64))
+            # the spread of a single pixel is undefined
+            res["std"][i] = np.std(sst[valid].astype(np.float64)) if valid.sum() >= 2 else np.nan
     return res

@@ -64,7 +64,8 @@ def check(summary: dict) -> list[str]:
     if not 0 < c["matched"] <= c["segments"]:
         problems.append(f"expected matches among the segments, got {c['matched']} of {c['segments']}")
     products = [Path(p) for p in day.get("products", [])]
-    netcdf = [p for p in products if p.suffix == ".nc"]
+    # the products (each has its pixel table, <product>_pixels.nc, beside it)
+    netcdf = [p for p in products if p.suffix == ".nc" and not p.name.endswith("_pixels.nc")]
     if len(netcdf) != c["atl07_granules"]:
         problems.append(f"expected one netCDF per ATL07 granule, found {len(netcdf)}")
     for path in [manifest_path, *products]:

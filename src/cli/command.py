@@ -51,7 +51,7 @@ NO_SCREENING = "none"
 OPTION_OF = {"bbox": "--bbox", "date": "--date", "start": "--start", "end": "--end",
              "atl07_collection": "--atl07-collection", "sst_collection": "--sst-collection",
              "sst_collections": "--sst-collection", "radius_m": "--radius-m", "max_dt_s": "--max-dt-s",
-             "min_quality_level": "--min-quality-level"}
+             "min_quality_level": "--min-quality-level", "exclude_ice": "--exclude-ice"}
 
 
 class UsageError(Exception):
@@ -136,6 +136,8 @@ def _parameters(args: argparse.Namespace) -> dict:
             data[name] = getattr(args, name)
     if args.min_quality_level is not None:
         data["min_quality_level"] = None if args.min_quality_level == NO_SCREENING else args.min_quality_level
+    if getattr(args, "exclude_ice", False):
+        data["exclude_ice"] = True
     return data
 
 
@@ -167,6 +169,9 @@ def _add_parameters(p: argparse.ArgumentParser, s: Settings) -> None:
     p.add_argument("--min-quality-level", type=_quality, metavar="Q",
                    help=f"lowest GHRSST quality_level kept, 0..5, or '{NO_SCREENING}': no quality screening "
                         f"(needed for products without quality_level) (default: {s.min_quality_level})")
+    p.add_argument("--exclude-ice", action="store_true",
+                   help="never match a pixel whose L2P ice bit is set (GDS 2.0 l2p_flags; default: off, "
+                        "ice-flagged matches are flagged in sst_match_flags)")
 
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
@@ -288,6 +293,9 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
     ds = build_dataset(tracks, infos, attrs, atl07_attrs=atl07_attrs, warnings=warnings,
                        history="colocate files (command line)")
     write_netcdf(ds, args.out)
+    from core.products.pixel_table import pixels_path, write_pixel_table
+
+    pixels = write_pixel_table(ds, pixels_path(args.out))  # one row per matched SST pixel, beside it
     used = {int(i) for t in tracks for i in np.unique(t.matches.granule_index) if i >= 0}
     summary = {
         "segments": sum(len(t.segments) for t in tracks),
@@ -296,6 +304,7 @@ def run_files(args: argparse.Namespace, settings: Settings) -> dict:
                      "sst_matched": len(used)},
         "beams": len(tracks),
         "out": os.fspath(args.out),
+        "pixels": os.fspath(pixels),
     }
     if args.png:
         from core.products.quicklook import render_quicklook  # matplotlib: heavy, optional
@@ -433,15 +442,17 @@ def _request_outputs(store, request: ColocationRequest, results: list[dict], set
     request_id = request.request_id()
     netcdf = store.path(store.request_netcdf_key(request_id, "local"))
     parquet = store.path(store.parquet_prefix(request_id).rstrip("/"))
+    pixels = store.path(store.pixels_prefix(request_id).rstrip("/"))  # the pixel-scale table
     matched = sum(r["counts"]["matched"] for r in complete)
     if all(r.get("cached") for r in complete) and (netcdf.exists() or not matched):
         # a re-run that recomputed nothing: the folder already holds these results
-        return {"matched": matched, "parquet": str(parquet), **({"netcdf": str(netcdf)} if matched else {})}
+        return {"matched": matched, "parquet": str(parquet), "pixels": str(pixels),
+                **({"netcdf": str(netcdf)} if matched else {})}
     Path(settings.download_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="colocate-run-", dir=settings.download_dir) as workdir:
         made = publish_request_products(store, request_id, request.canonical(), complete,
                                         Path(workdir), run_id="local")
-    out = {"matched": made["matched"], "parquet": str(parquet)}
+    out = {"matched": made["matched"], "parquet": str(parquet), "pixels": str(pixels)}
     if made["netcdf"]:
         out["netcdf"] = str(store.path(made["netcdf"]))
     return out

@@ -161,11 +161,14 @@ class Matches:
     n_out_of_range: np.ndarray  # int32 SST outside valid_min/valid_max
     n_ice: np.ndarray  # int32 ice bit set (any of the above)
     n_outside_dt: np.ndarray  # int32 geolocated pixels within the radius but outside Δt (or timeless)
+    n_excluded_ice: np.ndarray  # int32 would have been valid, but the ice bit is set and ice is excluded
     sst_median: np.ndarray  # float32 K, median of the valid SSTs within radius and Δt
-    sst_std: np.ndarray  # float32 K, their standard deviation (ddof 0)
+    sst_std: np.ndarray  # float32 K, their standard deviation (ddof 0); NaN with fewer than two
     radius_m: np.ndarray  # float32 radius applied to the segment, NaN where no pixel was near
+    pixel_lat: np.ndarray  # float64 centre of the matched pixel, NaN = none
+    pixel_lon: np.ndarray
 
-    COUNTS = ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt")
+    COUNTS = ("n_valid", "n_rejected_quality", "n_out_of_range", "n_ice", "n_outside_dt", "n_excluded_ice")
 
     @classmethod
     def empty(cls, n: int) -> Matches:
@@ -187,6 +190,8 @@ class Matches:
             sst_median=nan32(),
             sst_std=nan32(),
             radius_m=nan32(),
+            pixel_lat=np.full(n, np.nan),
+            pixel_lon=np.full(n, np.nan),
         )
 
     @property

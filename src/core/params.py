@@ -19,6 +19,8 @@ class ColocationParams:
     radius_m: Radius = 1000.0
     max_dt_s: float = 3 * 3600.0
     min_quality_level: int | None = 4  # None: no quality screening (products without quality_level)
+    # pixels whose L2P ice bit is set (GDS 2.0 l2p_flags) are ineligible, like a failed quality level
+    exclude_ice: bool = False
 
     @property
     def read_radius_m(self) -> float:
@@ -27,4 +29,4 @@ class ColocationParams:
 
     def as_attrs(self) -> dict:
         return {"radius_m": self.radius_m, "max_dt_s": float(self.max_dt_s),
-                "min_quality_level": self.min_quality_level}
+                "min_quality_level": self.min_quality_level, "exclude_ice": bool(self.exclude_ice)}

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
@@ -170,6 +171,13 @@ class ColocationParameters(BaseModel):
     max_dt_s: StrictFloat | None = Field(default=None, ge=0, le=MAX_DT_S, allow_inf_nan=False)
     # an explicit null: no quality screening (the only way to colocate a product without quality_level)
     min_quality_level: StrictInt | None = Field(default=None, ge=0, le=5)
+    exclude_ice: StrictBool | None = Field(
+        default=None, description="true: pixels whose L2P ice bit is set are never matched (default false)")
+
+    @field_validator("exclude_ice")
+    @classmethod
+    def _check_exclude_ice(cls, value: bool | None) -> bool | None:
+        return True if value else None  # false is the default: it must not change the request id
 
     @field_validator("atl07_collection", "sst_collection")
     @classmethod
@@ -226,7 +234,7 @@ class ColocationParameters(BaseModel):
         assert self.radius_m is not None and self.max_dt_s is not None, "resolve(settings) first"
         return ColocationParams(radius_m=self.radius_m, max_dt_s=float(self.max_dt_s),
                                 min_quality_level=None if self.min_quality_level is None
-                                else int(self.min_quality_level))
+                                else int(self.min_quality_level), exclude_ice=bool(self.exclude_ice))
 
 
 class LocalFilesRequest(ColocationParameters):

@@ -9,6 +9,8 @@ Layout (deterministic, derived from the request; the same keys in a bucket and i
     <prefix>/<request_id>/request/<run>/<request_id>_matches.nc   request-level netCDF of one Summarize run
     <prefix>/<request_id>/parquet/request_id=<request_id>/date=<date>/part-<date's run_id>.parquet
                                                          matches of a date (Athena; Hive partitions)
+    <prefix>/<request_id>/pixels/request_id=<request_id>/date=<date>/part-<date's run_id>.parquet
+                                                         the pixel-scale table of a date (Glue table pixels)
     <prefix>/_plans/<request_id>.json                    date plan for the distributed map
 
 Outputs of a run are staged under its own ``run_id`` and published by one conditional put of
@@ -35,7 +37,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,10 +129,15 @@ class ResultStore(abc.ABC):
         the request_id column Athena's table has (core.products.tables)."""
         return f"{self.prefix}/{request_id}/parquet/request_id={request_id}/"
 
-    def partition_key(self, request_id: str, date: str, run_id: str) -> str:
+    def pixels_prefix(self, request_id: str) -> str:
+        """Where the Glue table ``pixels`` finds a request's pixel-scale Parquet files."""
+        return f"{self.prefix}/{request_id}/pixels/request_id={request_id}/"
+
+    def partition_key(self, request_id: str, date: str, run_id: str, table: str = "matches") -> str:
         from core.products.request_outputs import PARQUET_NAME
 
-        return f"{self.parquet_prefix(request_id)}date={date}/{PARQUET_NAME.format(run_id=run_id)}"
+        prefix = self.pixels_prefix(request_id) if table == "pixels" else self.parquet_prefix(request_id)
+        return f"{prefix}date={date}/{PARQUET_NAME.format(run_id=run_id)}"
 
     # --- documents -----------------------------------------------------------------------
     def get_json(self, key: str) -> dict | None:
@@ -360,7 +367,8 @@ def publish_request_products(store: ResultStore, request_id: str, request: dict,
     from core.products.request_outputs import write_request_products
 
     workdir = Path(workdir)
-    existing = set(store.list_keys(store.parquet_prefix(request_id)))
+    existing = set(store.list_keys(store.parquet_prefix(request_id))) | set(store.list_keys(
+        store.pixels_prefix(request_id)))
     partitions: dict[str, str] = {}
 
     def products(keys: list[str]):
@@ -376,25 +384,34 @@ def publish_request_products(store: ResultStore, request_id: str, request: dict,
 
     run_of = {d["date"]: str(d.get("run_id") or "0") for d in dates}
 
-    def publish_partition(date: str, path: Path) -> None:
-        key = store.partition_key(request_id, date, run_of[date])
-        if key not in existing:
-            store.upload(path, key, "application/vnd.apache.parquet")
-        stale = [k for k in existing if k.startswith(f"{store.parquet_prefix(request_id)}date={date}/") and k != key]
-        store.delete_keys(stale)  # a recomputed date: only its current result may be queried
-        partitions[date] = key
-        path.unlink(missing_ok=True)
+    def publisher(table: str) -> Callable[[str, Path], None]:
+        def publish_partition(date: str, path: Path) -> None:
+            key = store.partition_key(request_id, date, run_of[date], table)
+            if key not in existing:
+                store.upload(path, key, "application/vnd.apache.parquet")
+            folder = key.rsplit("/", 1)[0] + "/"
+            stale = [k for k in existing if k.startswith(folder) and k != key]
+            store.delete_keys(stale)  # a recomputed date: only its current result may be queried
+            (partitions if table == "matches" else pixel_partitions)[date] = key
+            path.unlink(missing_ok=True)
+        return publish_partition
 
-    nc_keys = [(d["date"], [k for k in d.get("outputs") or [] if k.endswith(".nc")]) for d in dates]
+    pixel_partitions: dict[str, str] = {}
+
+    # the per-granule products (not their pixel tables, which the request-level outputs rebuild from them)
+    nc_keys = [(d["date"], [k for k in d.get("outputs") or [] if k.endswith(".nc") and not k.endswith("_pixels.nc")])
+               for d in dates]
     result = write_request_products(((day, products(keys)) for day, keys in nc_keys),
                                     workdir / "out" / "request.nc", workdir / "out" / "parquet",
                                     request_id=request_id, request=request, run_ids=run_of,
-                                    on_partition=publish_partition)
+                                    on_partition=publisher("matches"), pixels_dir=workdir / "out" / "pixels",
+                                    on_pixel_partition=publisher("pixels"))
     netcdf_key = None
     if result.netcdf is not None:
         netcdf_key = store.request_netcdf_key(request_id, run_id)
         store.upload(result.netcdf, netcdf_key, "application/x-netcdf")
         result.netcdf.unlink(missing_ok=True)
     return {"netcdf": netcdf_key, "parquet_prefix": store.parquet_prefix(request_id),
-            "partitions": partitions, "products": result.products, "trajectories": result.trajectories,
+            "partitions": partitions, "pixels_prefix": store.pixels_prefix(request_id),
+            "pixel_partitions": pixel_partitions, "products": result.products, "trajectories": result.trajectories,
             "matched": result.matched}

@@ -230,8 +230,8 @@ def test_a_failed_date_is_named_and_reposting_runs_only_that_date(state_machine,
     dates = {d["date"]: d for d in done["dates"]}
     assert [dates[d]["status"] for d in THREE_DATES] == ["complete"] * 3
     assert done["counts"]["matched"] > 0
-    nc = [u for name, u in dates["2019-06-22"]["urls"].items() if name.endswith(".nc")]
-    assert len(nc) == 2  # both ATL07 granules of the day
+    nc = [u for name, u in dates["2019-06-22"]["urls"].items() if name.endswith("_sst.nc")]
+    assert len(nc) == 2  # both ATL07 granules of the day (each with its _sst_pixels.nc)
     data = requests.get(nc[0], timeout=30)
     assert data.status_code == 200 and data.content[:4] == b"\x89HDF"
     _check_request_outputs(done, job, tmp_path, s3, bucket, sandbox.settings.output_prefix)

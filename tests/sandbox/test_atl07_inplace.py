@@ -115,7 +115,9 @@ def test_in_place_without_sidecar_is_the_local_read(sandbox, index):
     local = ReadCounter(g.path)
     read_atl07(local, bbox=SEED_BBOX, margin_deg=sandbox.settings.bbox_margin_deg)
     assert len(log.calls) < 0.2 * local.reads, (len(log.calls), local.reads)
-    assert fh.bytes_fetched < 0.9 * fh.size
+    # (the cut scene keeps little outside the bbox; with the uncertainty and cloud fields read
+    # since issue 25 the waves fetch ~92 % of it, ~39 of 42 MB)
+    assert fh.bytes_fetched < 0.95 * fh.size
 
 
 @pytest.mark.parametrize("index", [0, 1])

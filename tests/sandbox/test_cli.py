@@ -34,8 +34,10 @@ def scene(tmp_path):
     beams = {}
     for i, beam in enumerate(BEAMS):
         lat, lon = track_geometry(82.3, -60.0 + 0.01 * i, n=300, length_m=80_000, angle_deg=20, rng=np.random.default_rng(i))
+        # every 7th height missing, every 5th fit "invalid" (-1, as v003 writes it)
         beams[beam] = dict(lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00") + np.arange(300) * 0.5,
-                           height=np.linspace(0, 1, 300))
+                           height=np.where(np.arange(300) % 7 == 3, np.nan, np.linspace(0, 1, 300)),
+                           fit_quality=np.where(np.arange(300) % 5 == 0, -1, 2))
     atl = write_atl07(tmp_path / "ATL07-01_20190622095000_13070301_006_01.h5", beams)
     return SimpleNamespace(tmp=tmp_path, atl=atl, sst=sst, far=far, celsius=celsius)
 
@@ -51,13 +53,14 @@ def run(argv, capsys, command=main):
     return code, out, err
 
 
-def test_files_writes_product_and_one_line_summary(scene, capsys):
+@pytest.mark.parametrize("exclude_ice", [False, True])
+def test_files_writes_product_and_one_line_summary(scene, capsys, exclude_ice):
     out_nc = scene.tmp / "out" / "result.nc"
     l2p = [scene.sst, scene.far, scene.celsius]
     radius, max_dt, min_ql = 1000.0, 600.0, 3
     code, out, err = run(["files", "--atl07", str(scene.atl), *[a for p in l2p for a in ("--sst", str(p))],
-                          "--out", str(out_nc), "--max-dt-s", str(max_dt), "--min-quality-level", str(min_ql)],
-                         capsys)
+                          "--out", str(out_nc), "--max-dt-s", str(max_dt), "--min-quality-level", str(min_ql),
+                          *(["--exclude-ice"] if exclude_ice else [])], capsys)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1
@@ -67,7 +70,7 @@ def test_files_writes_product_and_one_line_summary(scene, capsys):
     # valid range, scale/offset, Celsius by hand), brute force over every pixel of every granule
     raw = read_atl07_raw(scene.atl)
     swaths = [read_l2p_raw(p) for p in l2p]
-    pixels = pixel_table(swaths, min_ql)
+    pixels = pixel_table(swaths, min_ql, exclude_ice=exclude_ice)
     n_segments = sum(b.lat.size for b in raw.values())
     with xr.open_dataset(out_nc, mask_and_scale=False) as ds:
         assert ds.attrs["featureType"] == "trajectory"
@@ -77,6 +80,9 @@ def test_files_writes_product_and_one_line_summary(scene, capsys):
         got, got_dt = ds["sst"].values, ds["sst_dt"].values
         sources = [str(v) for v in ds["sst_source_name"].values]
         got_src = ds["sst_granule"].values
+        flags, fit = ds["sst_match_flags"].values, ds["height_segment_fit_quality_flag"].values
+        stddev, n_valid = ds["sst_stddev"].values, ds["sst_n_valid"].values
+        n_excluded, attrs = ds["sst_n_excluded_ice"].values, dict(ds.attrs)
     j = np.array([int(np.flatnonzero(raw[b].id == i)[0]) for b, i in zip(beams, ids)])
     lat = np.array([raw[b].lat[k] for b, k in zip(beams, j)])
     lon = np.array([raw[b].lon[k] for b, k in zip(beams, j)])
@@ -95,6 +101,30 @@ def test_files_writes_product_and_one_line_summary(scene, capsys):
     assert used == {0, 2}, "both granules over the track (Kelvin and Celsius) supply matches"
     assert summary["granules"] == {"atl07": 1, "sst": len(l2p), "sst_reaching_segments": len(used),
                                    "sst_matched": len(used)}
+    # what each match means, from the raw files: the pixel's ice bit, below freezing, the
+    # segment's missing height; the fit flag as written (-1 invalid stays -1); ice exclusion
+    height = np.array([raw[b].height[k] for b, k in zip(beams, j)])
+    np.testing.assert_array_equal(flags[hit] & 1, pixels.ice[idx[hit]].astype(int))
+    np.testing.assert_array_equal((flags[hit] & 2) > 0, got[hit] < 271.35)
+    assert not (flags & 4).any()
+    np.testing.assert_array_equal((flags & 8) > 0, np.isnan(height))
+    np.testing.assert_array_equal(fit, np.array([raw[b].fit[k] for b, k in zip(beams, j)]))
+    assert (fit == -1).any() and (flags[hit] & 8).any()
+    assert np.isnan(stddev[n_valid == 1]).all() and (n_valid == 1).any()
+    assert attrs["segments_matched"] == int((hit & ~np.isnan(height)).sum()) < attrs["segments_matched_any_height"]
+    if exclude_ice:
+        assert not (flags[hit] & 1).any() and n_excluded.sum() > 0 and attrs["colocation_exclude_ice"] == "true"
+    else:
+        assert (flags[hit] & 1).any() and not n_excluded.any() and "ice bit is set" in attrs["summary"]
+    # the pixel table beside it: one row per matched pixel, its segments counted
+    assert summary["pixels"] == str(out_nc.with_name("result_pixels.nc"))
+    with xr.open_dataset(summary["pixels"]) as px:
+        keys = {(sources[g], int(a), int(b)) for g, a, b in
+                zip(got_src[hit], pixels.nj[idx[hit]], pixels.ni[idx[hit]])}
+        assert px.sizes["pixel"] == len(keys) and int(px["n_segments"].sum()) == int(hit.sum())
+        assert int(px["n_segments_valid_height"].sum()) == attrs["segments_matched"]
+        assert {(str(s), int(a), int(b)) for s, a, b in zip(px["sst_source_name"].values, px["sst_pixel_nj"].values,
+                                                            px["sst_pixel_ni"].values)} == keys
 
 
 def test_bbox_restricts_segments(scene, capsys):
@@ -179,7 +209,17 @@ def test_real_granules_through_console_script(realdata, tmp_path):
         assert ds.attrs["colocation_quality_screening"].startswith("none")
         assert "no quality screening" in ds["sst"].attrs["comment"].lower()
         assert "quality_level" in ds.attrs["reader_warnings"]  # the L2P reader's warning reached the product
-        assert ds["height_segment_fit_quality_flag"].attrs["flag_meanings"] == "best high med low poor"
+        # v003's fit flag: _FillValue -1 is also "invalid", a flag value that stays one
+        fit = ds["height_segment_fit_quality_flag"]
+        assert fit.attrs["flag_meanings"] == "invalid best high med low poor"
+        assert fit.attrs["flag_values"].tolist() == [-1, 1, 2, 3, 4, 5] and (fit.values == -1).any()
+        # percent (units "1" in v003) as a fraction; no sc_orient warning where atlas_beam_type said it
+        conc = ds["ice_conc"]
+        assert conc.attrs["standard_name"] == "sea_ice_area_fraction" and 0.1 < float(conc.max()) <= 1.0
+        assert "sc_orient" not in ds.attrs.get("reader_warnings", "")
+        # a collection without a profile: named and cited from the file, never "none"/"unknown"
+        assert "none" not in ds.attrs["references"].split("GHRSST L2P:")[1]
+        assert "unknown" not in [str(c) for c in ds["sst_collection_name"].values]
         assert ds["height_segment_quality"].attrs["flag_meanings"] == "bad_quality good_quality"
 
 
@@ -408,7 +448,7 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     assert manifest["bytes"]["sst_per_granule"] and all(
         r["access"] == "https" for r in manifest["bytes"]["sst_per_granule"].values())  # outside us-west-2
     assert sorted(str(out / k) for k in manifest["outputs"]) == sorted(day["products"])
-    ncs = [Path(p) for p in day["products"] if p.endswith(".nc")]
+    ncs = [Path(p) for p in day["products"] if p.endswith("_sst.nc")]
     assert len(ncs) == 2
     w, s, e, n = -62.8, 81.7, -56.4, 83.0
     total = 0
@@ -432,9 +472,14 @@ def test_run_sandbox_writes_the_pipeline_products_and_manifest_locally(sandbox_r
     import duckdb
 
     assert duckdb.sql(f"select count(*) from read_parquet('{parts[0]}')").fetchall()[0][0] == counts["matched"]
+    # the pixel-scale table: its own partitions, every match counted once in a pixel
+    pixel_parts = sorted(Path(made["pixels"]).rglob("*.parquet"))
+    assert [p.parent.name for p in pixel_parts] == ["date=2019-06-22"]
+    assert duckdb.sql(f"select sum(n_segments) from read_parquet('{pixel_parts[0]}')").fetchall()[0][0] \
+        == counts["matched"]
     # nothing but the published results: no staging files, no other run's folders
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts,
+    assert files == sorted([manifest_path, *map(Path, day["products"]), Path(made["netcdf"]), *parts, *pixel_parts,
                             out / ".colocate-data-mode"])
     assert (out / ".colocate-data-mode").read_text() == "synthetic\n"  # no real run may share the folder
     # stderr is no terminal here: no bar, one line per date

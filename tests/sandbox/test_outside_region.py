@@ -25,7 +25,7 @@ def _run(sb, prefix: str, tmp_path):
     s3 = sb.boto3_client("s3")
     products = {}
     for key in manifest["outputs"]:
-        if key.endswith(".nc"):
+        if key.endswith("_sst.nc"):
             path = tmp_path / f"{prefix}-{key.rsplit('/', 1)[-1]}"
             s3.download_file(settings.output_bucket, key, str(path))
             products[key.rsplit("/", 1)[-1]] = xr.load_dataset(path)

@@ -61,7 +61,7 @@ def seed_run(sandbox, tmp_path_factory):
 
 def test_seed_case_product_carries_the_per_match_fields(seed_run):
     _, _, manifest, files = seed_run
-    nc = sorted(p for name, p in files.items() if name.endswith(".nc"))
+    nc = sorted(p for name, p in files.items() if name.endswith("_sst.nc"))
     with xr.open_dataset(nc[0]) as ds:
         for name in ("sst_pixel_nj", "sst_pixel_ni", "sst_sses_bias", "sst_sses_standard_deviation", "sst_ice",
                      "sst_n_valid", "sst_n_rejected_quality", "sst_n_out_of_range", "sst_n_ice", "sst_n_outside_dt",
@@ -106,7 +106,7 @@ def _products(files) -> list[dict]:
     """Per trajectory of every product: granule, beam and its obs (ids, lat, lon, time, sst...)."""
     rows = []
     for name, path in sorted(files.items()):
-        if not name.endswith(".nc"):
+        if not name.endswith("_sst.nc"):  # the products (not their _pixels.nc tables)
             continue
         with xr.open_dataset(path, mask_and_scale=False) as ds:
             sizes = ds["rowSize"].values.astype(int)
@@ -117,7 +117,9 @@ def _products(files) -> list[dict]:
                 rows.append({"granule": str(g), "beam": str(beam), "sources": sources, **{
                     v: ds[v].values[part] for v in ("height_segment_id", "lat", "lon", "time", "sst", "sst_distance",
                                                     "sst_dt", "sst_granule", "sst_n_valid", "sst_median",
-                                                    "sst_pixel_nj", "sst_pixel_ni", "sst_n_rejected_quality")}})
+                                                    "sst_pixel_nj", "sst_pixel_ni", "sst_n_rejected_quality",
+                                                    "sst_stddev", "sst_match_flags", "sst_n_excluded_ice",
+                                                    "height_segment_fit_quality_flag", "height_segment_height")}})
     return rows
 
 
@@ -125,7 +127,7 @@ def test_seed_case_products_hold_only_segments_inside_the_requested_bbox(seed_ru
     task, _, manifest, files = seed_run
     w, s, e, n = task.request.bbox  # the seed box does not cross the antimeridian
     assert manifest["parameters"]["bbox_margin_deg"] == 0.0
-    for path in sorted(p for name, p in files.items() if name.endswith(".nc")):
+    for path in sorted(p for name, p in files.items() if name.endswith("_sst.nc")):
         with xr.open_dataset(path) as ds:
             lon, lat = ds["lon"].values, ds["lat"].values
             inside = (lat >= s) & (lat <= n) & (lon >= w) & (lon <= e)
@@ -148,9 +150,9 @@ def test_seed_case_manifest(seed_run, sandbox_scene, sandbox, raw_atl07):
     assert counts["skipped"] == 0 and manifest["inputs"]["skipped"] == []
     assert counts["segments"] == sum(ids.size for ids in expected.values())
     assert 0 < counts["matched"] < counts["segments"]
-    # one netCDF and one PNG per ATL07 granule with segments, every beam with segments read
-    assert len([f for f in files if f.endswith(".nc")]) == len([f for f in files if f.endswith(".png")]) \
-        == len(with_segments)
+    # one netCDF, its pixel table and one PNG per ATL07 granule with segments, every beam with segments read
+    assert len([f for f in files if f.endswith("_sst.nc")]) == len([f for f in files if f.endswith(".png")]) \
+        == len([f for f in files if f.endswith("_sst_pixels.nc")]) == len(with_segments)
     for product in manifest["products"]:
         assert sorted(product["beams"]) == sorted(b for g, b in expected if g == product["atl07_granule"])
     # L2P read in place: every read granule reports fetched bytes no larger than the object
@@ -210,6 +212,7 @@ def raw_l2p(sandbox_scene):
         swaths.append(read_l2p_raw(g.path))
         names.append(g.title)
     tables = {ql: pixel_table(swaths, ql, lat_band) for ql in range(6)}
+    tables["no ice"] = pixel_table(swaths, 4, lat_band, exclude_ice=True)
     first = next(g.path for g in sandbox_scene.granules if g.short_name != "ATL07" and is_l2p_file(g.path))
     with h5py.File(first) as f:  # the valid range in Kelvin, from the attributes
         a = f["sea_surface_temperature"].attrs
@@ -271,6 +274,7 @@ def test_seed_case_matches_brute_force_oracle(which, request, sandbox, raw_atl07
         assert float(r["sst_dt"][i]) == pytest.approx(dts[n], abs=MAX_DT_ERROR_S), where
         assert r["sources"][int(r["sst_granule"][i])] == names[pixels.granule[j]], where
         assert (int(r["sst_pixel_nj"][i]), int(r["sst_pixel_ni"][i])) == (pixels.nj[j], pixels.ni[j]), where
+        _assert_match_flags(r, i, pixels.ice[j], raw_atl07[r["granule"]][r["beam"]], where)
     # what was around each sampled segment: every valid pixel (any quality) within radius and Δt
     around = tables[0]
     several = 0
@@ -288,8 +292,106 @@ def test_seed_case_matches_brute_force_oracle(which, request, sandbox, raw_atl07
         mine = ok & (around.granule == pixels.granule[idx[n]])  # the matched pixel's granule
         assert int(r["sst_n_valid"][i]) == int(mine.sum()), where
         assert float(r["sst_median"][i]) == pytest.approx(float(np.median(around.sst[mine])), abs=1e-3), where
+        if mine.sum() < 2:  # the spread of one pixel is undefined
+            assert np.isnan(r["sst_stddev"][i]), where
+        else:
+            assert float(r["sst_stddev"][i]) == pytest.approx(float(np.std(around.sst[mine])), abs=1e-3), where
         several += int(mine.sum() > 1)
     assert several > 0, "the sample must include segments with several valid pixels around"
+
+
+def _assert_match_flags(r, i, ice: bool, raw, where: str) -> None:
+    """sst_match_flags of a screened match, and the fit flag as the raw file has it (-1 = invalid
+    is a flag value, not the fill), from the raw files."""
+    j = int(np.flatnonzero(raw.id == r["height_segment_id"][i])[0])
+    flags = int(r["sst_match_flags"][i])
+    assert flags & 1 == int(ice), f"{where}: ice_flagged"
+    assert bool(flags & 2) == (float(r["sst"][i]) < 271.35), f"{where}: below_freezing"
+    assert not flags & 4, f"{where}: unscreened"
+    assert bool(flags & 8) == bool(np.isnan(raw.height[j])), f"{where}: height_invalid"
+    assert int(r["height_segment_fit_quality_flag"][i]) == int(raw.fit[j]), f"{where}: fit flag"
+
+
+@pytest.fixture(scope="module")
+def exclude_ice_run(sandbox):
+    task = _task(sandbox, exclude_ice=True)
+    return task, run_date(task, _services(sandbox))
+
+
+def test_exclude_ice_matches_brute_force_oracle(seed_run, exclude_ice_run, sandbox, raw_atl07, raw_l2p, tmp_path):
+    """exclude_ice: the segments the seed run matched (all on ice-flagged pixels) against every
+    pixel that is not: the match or its absence, and how many pixels were excluded as ice."""
+    task, manifest = exclude_ice_run
+    assert manifest["parameters"]["exclude_ice"] is True
+    req = task.request
+    names, tables, _ = raw_l2p
+    rows, seed_rows = _products(_download(sandbox, manifest, tmp_path)), _products(seed_run[3])
+    flat = [(r, i) for r in rows for i in range(len(r["sst"]))]
+    seed_matched = {(r["granule"], r["beam"], int(r["height_segment_id"][i]))
+                    for r in seed_rows for i in np.flatnonzero(np.isfinite(r["sst"]))}
+    pool = [k for k, (r, i) in enumerate(flat) if (r["granule"], r["beam"], int(r["height_segment_id"][i])) in seed_matched]
+    sample = np.random.default_rng(11).choice(pool, 40, replace=False)
+    seg = []
+    for k in sample:
+        r, i = flat[k]
+        raw = raw_atl07[r["granule"]][r["beam"]]
+        j = int(np.flatnonzero(raw.id == r["height_segment_id"][i])[0])
+        seg.append((raw.lat[j], raw.lon[j], raw.time[j]))
+    lat, lon, t = (np.array(v) for v in zip(*seg))
+    pixels, around = tables["no ice"], tables[4]
+    idx, _, _ = nearest(lat, lon, t, pixels, req.radius_m, req.max_dt_s)
+    excluded = 0
+    for n, k in enumerate(sample):
+        r, i = flat[k]
+        where = f"{r['granule']} {r['beam']} segment {r['height_segment_id'][i]}"
+        d = haversine(lat[n], lon[n], around.lat, around.lon)
+        near = (d <= req.radius_m) & (np.abs((around.t - np.datetime64(t[n], "ns").astype(np.int64)) / 1e9)
+                                      <= req.max_dt_s)
+        if idx[n] < 0:
+            assert np.isnan(r["sst"][i]) and int(r["sst_n_valid"][i]) == 0, where
+            assert int(r["sst_n_excluded_ice"][i]) == int((near & around.ice).sum()), where
+        else:
+            assert float(r["sst"][i]) == pytest.approx(pixels.sst[idx[n]], abs=1e-3), where
+            assert not int(r["sst_match_flags"][i]) & 1, where
+            mine = near & (around.granule == pixels.granule[idx[n]])
+            assert int(r["sst_n_excluded_ice"][i]) == int((mine & around.ice).sum()), where
+        excluded += int(r["sst_n_excluded_ice"][i])
+    assert excluded > 0
+    flags = np.concatenate([r["sst_match_flags"] for r in rows])
+    assert not (flags[np.isfinite(np.concatenate([r["sst"] for r in rows]))] & 1).any()
+
+
+def test_seed_case_pixel_table_counts_the_matches(seed_run):
+    """Each product's _pixels.nc: one row per matched pixel, its segment counts, heights and flags
+    recomputed from the product's own matches."""
+    _, _, manifest, files = seed_run
+    pixels = 0
+    for name in sorted(n for n in files if n.endswith("_sst.nc")):
+        with xr.open_dataset(files[name]) as ds, xr.open_dataset(files[name.replace(".nc", "_pixels.nc")]) as px:
+            hit = ds["sst_granule"].values >= 0
+            sources = np.array([str(s) for s in ds["sst_source_name"].values], dtype=object)
+            key = list(zip(sources[ds["sst_granule"].values[hit]], ds["sst_pixel_nj"].values[hit].astype(int),
+                           ds["sst_pixel_ni"].values[hit].astype(int)))
+            height = ds["height_segment_height"].values[hit]
+            flags = ds["sst_match_flags"].values[hit]
+            groups: dict = {}
+            for k, h, f in zip(key, height, flags):
+                groups.setdefault(k, []).append((h, f))
+            assert px.sizes["pixel"] == len(groups)
+            pixels += len(groups)
+            assert int(px["n_segments"].sum()) == int(hit.sum()) == ds.attrs["segments_matched_any_height"]
+            assert int(px["n_segments_valid_height"].sum()) == ds.attrs["segments_matched"]
+            for p in range(px.sizes["pixel"]):
+                k = (str(px["sst_source_name"].values[p]), int(px["sst_pixel_nj"].values[p]),
+                     int(px["sst_pixel_ni"].values[p]))
+                h = np.array([g[0] for g in groups[k]], np.float64)
+                assert int(px["n_segments"].values[p]) == len(h) and \
+                    int(px["n_segments_valid_height"].values[p]) == int(np.isfinite(h).sum()), k
+                if np.isfinite(h).any():
+                    assert float(px["height_median"].values[p]) == pytest.approx(np.nanmedian(h), abs=1e-4), k
+                assert np.isnan(px["height_stddev"].values[p]) == (np.isfinite(h).sum() < 2), k
+                assert int(px["sst_match_flags"].values[p]) == int(np.bitwise_or.reduce([g[1] for g in groups[k]])) & 7
+    assert pixels > 0
 
 
 def test_rerun_returns_stored_result_without_recomputing(seed_run, sandbox):

@@ -107,3 +107,15 @@ def test_product_of_every_new_field_passes(suite, offline, tmp_path):
     path = write_netcdf(ds, tmp_path / "new.nc")
     failures, errors = compliance_failures(suite, path)
     assert not errors and not failures, "\n".join(errors + failures)
+
+
+def test_pixel_table_passes(suite, offline, tmp_path):
+    """The pixel-scale table (X_pixels.nc) of a product with every field: no high-priority failure."""
+    from core.products.pixel_table import write_pixel_table
+    from tests.product_fixtures import every_field_pairing
+
+    pairing, params = every_field_pairing(tmp_path)
+    ds = build_dataset(pairing.tracks, pairing.source_info(), params, request_id="cc-px", now=NOW)
+    path = write_pixel_table(ds, tmp_path / "new_pixels.nc")
+    failures, errors = compliance_failures(suite, path)
+    assert not errors and not failures, "\n".join(errors + failures)

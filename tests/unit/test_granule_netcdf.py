@@ -27,10 +27,13 @@ OBS_VARS = {
     "sst_l2p_flags", "sst_granule", "sst_radius", "sst_pixel_nj", "sst_pixel_ni", "sst_ice",
     "sst_sses_bias", "sst_sses_standard_deviation", "sst_n_valid", "sst_n_rejected_quality",
     "sst_n_out_of_range", "sst_n_ice", "sst_n_outside_dt", "sst_median", "sst_stddev", "sst_collection",
+    "sst_n_excluded_ice", "sst_bias_corrected", "sst_pixel_lat", "sst_pixel_lon", "sst_match_flags",
 }
 TRAJ_VARS = {"trajectory_id", "atl07_granule", "beam", "beam_strength", "rowSize"}
 SOURCE_VARS = {"sst_source_name", "sst_source_platform", "sst_source_sensor", "sst_source_standard_name",
-               "sst_collection_name"}
+               "sst_collection_name", "sst_collection_standard_name", "sst_collection_quality_flag_values",
+               "sst_collection_quality_flag_meanings", "sst_collection_l2p_flag_masks",
+               "sst_collection_l2p_flag_meanings", "sst_collection_citation"}
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
@@ -106,7 +109,10 @@ def test_global_attributes(seed):
     assert a["geospatial_lat_min"] == lat.min() and a["geospatial_lat_max"] == lat.max()
     assert a["geospatial_lon_min"] == lon.min() and a["geospatial_lon_max"] == lon.max()
     assert a["time_coverage_start"] == np.datetime_as_string(t.min(), "us") + "Z"
-    assert a["segments_matched"] == int((ds["sst_granule"] >= 0).sum())
+    # a match counts where its segment has a height; the count without that condition beside it
+    matched = ds["sst_granule"].values >= 0
+    assert a["segments_matched"] == int((matched & np.isfinite(ds["height_segment_height"].values)).sum())
+    assert a["segments_matched_any_height"] == int(matched.sum()) > a["segments_matched"]
 
 
 def test_round_trip_xarray(seed, seed_file):

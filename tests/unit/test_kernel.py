@@ -244,10 +244,10 @@ def test_real_subset_agrees_with_oracle(realdata, name):
                          - m.distance_m[hit]) <= 1.0)
 
 
-def assert_neighbourhood_agrees(lat, lon, t, swath, m: Matches, radius, max_dt, min_ql):
+def assert_neighbourhood_agrees(lat, lon, t, swath, m: Matches, radius, max_dt, min_ql, exclude_ice=False):
     """Counts, median, std and the radius used, against brute force over every pixel."""
     want = neighbourhood_oracle(lat, lon, t, swath, radius, max_dt, min_ql, ice_mask=swath.ice_mask,
-                                out_of_range=swath.sst_out_of_range)
+                                out_of_range=swath.sst_out_of_range, exclude_ice=exclude_ice)
     for name in Matches.COUNTS:
         np.testing.assert_array_equal(getattr(m, name), want[name], err_msg=name)
     np.testing.assert_array_equal(m.matched, want["n_valid"] > 0)  # a match iff a valid pixel was near
@@ -255,6 +255,21 @@ def assert_neighbourhood_agrees(lat, lon, t, swath, m: Matches, radius, max_dt, 
     np.testing.assert_allclose(m.sst_std, want["std"], atol=1e-4)
     np.testing.assert_allclose(m.radius_m, want["radius"], rtol=1e-5)
     return want
+
+
+@pytest.mark.parametrize("lat0,lon0", CENTRES[:2])
+def test_exclude_ice_makes_ice_flagged_pixels_ineligible(lat0, lon0):
+    """exclude_ice: no match is an ice-flagged pixel, the excluded ones are counted, and the rest
+    (counts, nearest, median, std with NaN below two pixels) agrees with brute force."""
+    swath = make_swath(lat0, lon0, seed=int(abs(lat0 * 7 + lon0)) + 5)
+    lat, lon, t = make_track(lat0, lon0)
+    kept = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=10800.0, min_quality_level=3)
+    m = colocate(lat, lon, t, swath, radius_m=1500.0, max_dt_s=10800.0, min_quality_level=3, exclude_ice=True)
+    want = assert_neighbourhood_agrees(lat, lon, t, swath, m, 1500.0, 10800.0, 3, exclude_ice=True)
+    assert (want["n_excluded_ice"] > 0).any() and (kept.ice[kept.matched] == 1).any()
+    assert not (m.ice[m.matched] == 1).any()
+    np.testing.assert_array_equal(m.n_valid + m.n_excluded_ice, kept.n_valid)
+    assert np.isnan(m.sst_std[m.n_valid == 1]).all() and (m.n_valid == 1).any()
 
 
 @pytest.mark.parametrize("max_dt", [300.0, 10800.0])  # 3 h: every fill pixel is within Δt of every segment

@@ -182,3 +182,31 @@ def test_tracks_without_matches_say_why(tmp_path):
     assert lines[2].endswith("no L2P pixel within the radius")
     path = render_quicklook(ds, tmp_path / "why.png")
     assert path.stat().st_size > 20_000
+
+
+def test_the_figure_states_how_pixels_were_chosen(seed, tmp_path):
+    """Third title line: radius, Δt, the minimum quality level in the producer's words and the
+    ice rule with the share of ice-flagged matches; "NOT SCREENED" when nothing was screened;
+    matches are counted with a valid height; the legend names the grey and the request box."""
+    from core.products.quicklook import _map_legend, _rules, _Segments, _suptitle, preload
+
+    ds, swaths = seed
+    seg = _Segments(ds)
+    rules = _rules(ds, seg)
+    assert rules.startswith("radius 1000 m, |Δt| ≤ 6 h, quality_level ≥ 4 (acceptable_quality)"), rules
+    n_ice = int((ds["sst_match_flags"].values[seg.matched] & 1).sum())
+    assert f"ice-flagged pixels allowed ({n_ice} of {int(seg.matched.sum())} matches)" in rules
+    valid = int((seg.matched & np.isfinite(seg.height)).sum())
+    assert f"{valid} matched with a valid height" in _suptitle(ds, seg, swaths) and valid < seg.matched.sum()
+    unscreened = ds.assign_attrs(colocation_quality_screening="none: no quality screening was applied",
+                                 colocation_exclude_ice="true")
+    assert "NOT SCREENED on quality_level, ice-flagged pixels excluded" in _rules(unscreened, seg)
+    preload()
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", label="request bbox")
+    _map_legend(ax, unscreened, swaths=True)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["request bbox", "L2P pixel without valid SST or failing quality_level or ice bit"]
+    assert "NOT SCREENED" in [t.get_text() for t in ax.texts]

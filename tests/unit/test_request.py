@@ -222,3 +222,15 @@ def test_fuzz_parsing_never_crashes(data):
 @given(json_values)
 def test_fuzz_arbitrary_json_is_rejected_cleanly(data):
     _check_total(data)
+
+
+def test_exclude_ice_is_a_science_parameter_whose_default_keeps_the_request_id():
+    """exclude_ice: true reaches ColocationParams and changes the request id; false is the
+    default and keeps the id of a request that does not name it; a non-boolean is refused."""
+    s = Settings()
+    plain, off, on = (parse_request({**SEED, **extra}, s) for extra in ({}, {"exclude_ice": False},
+                                                                        {"exclude_ice": True}))
+    assert plain.request_id() == off.request_id() != on.request_id()
+    assert (plain.colocation_params().exclude_ice, on.colocation_params().exclude_ice) == (False, True)
+    assert on.colocation_params().as_attrs()["exclude_ice"] is True
+    assert [f["field"] for f in fields_of({**SEED, "exclude_ice": "yes"})] == ["exclude_ice"]

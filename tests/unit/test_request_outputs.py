@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import duckdb  # pinned dev dependency: a missing one is a failure, not a skip
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -87,7 +88,9 @@ def test_netcdf_holds_every_matched_segment_of_every_product(products, merged):
                 for key in ("flag_values", "flag_masks", "flag_meanings"):
                     if key in prod[name].attrs:
                         np.testing.assert_array_equal(req[name].attrs[key], prod[name].attrs[key])
-        assert req.attrs["segments_matched"] == start and req.attrs["segments_total"] == total
+        assert req.attrs["segments_matched_any_height"] == start and req.attrs["segments_total"] == total
+        # segments_matched counts the matches with a height
+        assert req.attrs["segments_matched"] == int(np.isfinite(req["height_segment_height"].values).sum()) < start
         assert req.attrs["request_start"] == REQUEST["start"] and req.attrs["featureType"] == "trajectory"
         assert req.attrs["colocation_dates"] == "2019-06-22,2019-06-23,2019-06-24"
         assert req.attrs["time_coverage_start"] < req.attrs["time_coverage_end"]
@@ -212,3 +215,75 @@ def test_a_granule_on_two_dates_gives_two_trajectories_and_in_memory_products_me
 def test_no_product_writes_nothing(tmp_path):
     result = write_request_products([("2019-06-22", [])], tmp_path / "r.nc", tmp_path / "pq", request_id="r")
     assert result.netcdf is None and result.partitions == {} and not list(tmp_path.rglob("*"))
+
+
+NAVO_QUALITY = "not_used not_used not_used cloudy probably_cloudy clear"  # NAVO VIIRS L2P's own table
+GHRSST_QUALITY = "no_data bad_data worst_quality low_quality acceptable_quality best_quality"
+
+
+def _collection_product(tmp_path, name, collection, standard_name, meanings, lon0):
+    """One ATL07 granule against one L2P granule of ``collection``, as its product."""
+    from core.params import ColocationParams
+    from core.science.atl07 import read_atl07
+    from core.science.pairing import pair_granule, read_local_windows
+    from tests.science_fixtures import delta_time_for, synthetic_swath_file, track_geometry, write_atl07
+
+    folder = tmp_path / name
+    folder.mkdir()
+    l2p, _ = synthetic_swath_file(folder, 82.3, lon0, rows=40, cols=30, name=f"{name}_L2P.nc", sses=True,
+                                  global_attrs={"id": collection}, sst_standard_name=standard_name,
+                                  quality_meanings=meanings)
+    lat, lon = track_geometry(82.3, lon0, n=200, length_m=30_000, angle_deg=20)
+    atl = write_atl07(folder / f"ATL07-01_2019062209500{len(name)}_13070301_006_01.h5",
+                      {"gt1l": dict(lat=lat, lon=lon, delta_time=delta_time_for("2019-06-22T10:02:00")
+                                    + np.arange(200) * 0.5)}, beam_type_attr=True)
+    params = ColocationParams(radius_m=1500.0, max_dt_s=3600.0, min_quality_level=4)
+    granule = read_atl07(atl)
+    pairing = pair_granule(granule, read_local_windows(granule, [(l2p, None)], params), params)
+    assert pairing.matched > 0
+    ds = build_dataset(pairing.tracks, pairing.source_info(), params.as_attrs(), warnings=pairing.warnings, now=NOW)
+    return ds, pairing
+
+
+def test_mixed_collections_keep_each_collections_semantics(tmp_path):
+    """A MODIS-like (skin, GHRSST quality words) and a NAVO-like (sea_water_temperature, its own
+    quality words) product merged: each row's standard name and quality table are its
+    collection's, no single table is claimed, the screening parameters stay, and NAVO's
+    "probably_cloudy" at the minimum level is warned about in the product and the merge."""
+    modis, _ = _collection_product(tmp_path, "modis", "MODIS_A-JPL-L2P-v2019.0", "sea_surface_skin_temperature",
+                                   GHRSST_QUALITY, -60.0)
+    navo, pairing = _collection_product(tmp_path, "navo", "VIIRS_NPP-NAVO-L2P-v3.0", "sea_water_temperature",
+                                        NAVO_QUALITY, -40.0)
+    # the NAVO product alone: its own words, a warning, no "skin" claimed, cited from its file
+    assert navo["sst"].attrs["standard_name"] == "sea_water_temperature" and "skin" not in navo.attrs["title"]
+    assert "probably_cloudy" in navo.attrs["colocation_quality_warning"]
+    assert any("probably_cloudy" in w for w in pairing.warnings)
+    assert navo["sst_quality_level"].attrs["flag_meanings"] == NAVO_QUALITY
+    assert list(navo["sst_collection_name"].values) == ["VIIRS_NPP-NAVO-L2P-v3.0"]
+    assert "none" not in navo.attrs["references"] and "VIIRS_NPP-NAVO-L2P-v3.0" in navo.attrs["references"]
+    assert "colocation_quality_warning" not in modis.attrs
+    request = {"min_quality_level": 4, "start": "2019-06-22T00:00:00Z"}
+    result = write_request_products([("2019-06-22", [modis, navo])], tmp_path / "r.nc", tmp_path / "pq",
+                                    request_id="rmix", request=request, now=NOW, pixels_dir=tmp_path / "px")
+    with xr.open_dataset(result.netcdf) as req:
+        coll = [str(c) for c in req["sst_collection_name"].values]
+        row = req["sst_collection"].values
+        by_row = {c: {k: str(req[f"sst_collection_{k}"].values[coll.index(c)])
+                      for k in ("standard_name", "quality_flag_meanings")} for c in coll}
+        assert by_row["VIIRS_NPP-NAVO-L2P-v3.0"] == {"standard_name": "sea_water_temperature",
+                                                     "quality_flag_meanings": NAVO_QUALITY}
+        assert by_row["MODIS_A-JPL-L2P-v2019.0"]["quality_flag_meanings"] == GHRSST_QUALITY
+        assert {coll[i] for i in np.unique(row)} == set(coll)  # rows of both collections
+        assert "flag_meanings" not in req["sst_quality_level"].attrs  # no one table claimed
+        assert "sst_collection_quality_flag_meanings" in req["sst_quality_level"].attrs["comment"]
+        assert req["sst"].attrs["standard_name"] == "sea_surface_temperature"
+        assert "sst_collection_standard_name" in req["sst"].attrs["comment"]
+        assert req.attrs["colocation_min_quality_level"] == 4
+        assert req.attrs["colocation_quality_screening"] == "quality_level >= 4"
+        assert "probably_cloudy" in req.attrs["colocation_quality_warning"] and req.attrs["title"]
+    frame = pd.read_parquet(result.partitions["2019-06-22"])
+    navo_rows = frame[frame["sst_collection_name"] == "VIIRS_NPP-NAVO-L2P-v3.0"]
+    assert len(navo_rows) and (navo_rows["sst_collection_quality_flag_meanings"] == NAVO_QUALITY).all()
+    pixels = pd.read_parquet(tmp_path / "px" / "date=2019-06-22" / "part-0.parquet")
+    assert int(pixels["n_segments"].sum()) == len(frame)
+    assert set(pixels["sst_collection_name"]) == set(coll)

@@ -15,6 +15,7 @@ from core.pipeline.atl07_inputs import Atl07Read
 from core.pipeline.date_context import DateContext
 from core.pipeline.workdir import disk_usage
 from core.products.granule_netcdf import build_dataset, write_netcdf
+from core.products.pixel_table import PIXELS_SUFFIX, write_pixel_table
 from core.science.pairing import SstWindow, pair_granule
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def make_granule_product(granule: Granule, atl07_read: Atl07Read, windows: list[
                            request_id=ctx.task.request_id,
                            warnings=[*(f"{atl07.name}: {w}" for w in atl07.warnings), *pairing.warnings])
         _check_space(ds, workdir, ctx)
-        files = {"netcdf": write_netcdf(ds, workdir / f"{stem}_sst.nc")}
+        files = {"netcdf": write_netcdf(ds, workdir / f"{stem}_sst.nc"),
+                 "pixels": write_pixel_table(ds, workdir / f"{stem}_sst{PIXELS_SUFFIX}")}
         png = _render(ds, workdir / f"{stem}_sst.png", pairing.swaths)
         if png is not None:
             files["png"] = png

@@ -159,7 +159,7 @@ class GranulePublisher:
         for kind, path in made.files.items():
             key = store.output_key(task.request_id, task.date.isoformat(), self.run_id, path.name)
             with self.ctx.timer("upload"):
-                store.upload(path, key, "application/x-netcdf" if kind == "netcdf" else "image/png")
+                store.upload(path, key, "image/png" if kind == "png" else "application/x-netcdf")
             self.uploaded.append(key)
             made.entry.outputs = {**made.entry.outputs, kind: key}
         self.products[granule.title] = made.entry

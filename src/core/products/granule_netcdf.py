@@ -57,7 +57,8 @@ from core.products.attributes import (
     scrub,
     utc_stamp,
 )
-from core.science.atl07 import ATL07_FIELDS, DOCUMENTED_FLAGS, ICE_CONC_FIELDS
+from core.science.atl07 import ATL07_FIELDS, DOCUMENTED_FLAGS, ICE_CONC_FIELDS, int_fill
+from core.science.pairing import ACCEPTABLE_WORDS, quality_meaning
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ _PARAM_ATTRS = {
     "radius_m": "colocation_radius_m",
     "max_dt_s": "colocation_max_dt_s",
     "min_quality_level": "colocation_min_quality_level",
+    "exclude_ice": "colocation_exclude_ice",
     "atl07_collection": "atl07_collection",
     "sst_collection": "sst_collection",
     "sst_collections": "sst_collections",
@@ -166,8 +168,21 @@ def _flat_attrs(prefix: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _atl07_fill(dtype):
-    return np.dtype(dtype).type(-1) if np.issubdtype(dtype, np.integer) else np.dtype(dtype).type(np.nan)
+def _atl07_fill(name: str, dtype):
+    """-1 for an integer field (FLAG_FILL where -1 is one of its flag values), NaN for a float."""
+    return np.dtype(dtype).type(int_fill(name)) if np.issubdtype(dtype, np.integer) else np.dtype(dtype).type(np.nan)
+
+
+# ATL07 data dictionary (v003-v006): ice concentration from passive microwave is in percent; the
+# v003 granules label it units "1" while holding 18.8-95.0. CF's sea_ice_area_fraction is a
+# fraction, so percent (declared, or "1"/none as in v003) is divided by 100.
+_PERCENT_UNITS = ("percent", "%", "1", "")
+
+
+def _ice_conc_scale(name: str, tracks: list[Track]) -> float:
+    """1/100 when the granule's ice concentration is percent (see _PERCENT_UNITS), else 1."""
+    src: dict[str, Any] = next((t.segments.field_attrs[name] for t in tracks if name in t.segments.field_attrs), {})
+    return 0.01 if str(src.get("units", "")).strip().lower() in _PERCENT_UNITS else 1.0
 
 
 def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
@@ -177,17 +192,18 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
     if name in DOCUMENTED_FLAGS and "flag_meanings" not in src:
         values, meanings = DOCUMENTED_FLAGS[name]
         src = {**src, "flag_values": np.array(values), "flag_meanings": meanings}
+    fill = _atl07_fill(name, dtype)
     attrs: dict[str, Any] = {"long_name": f"ATL07 {name}"}
     if src.get("long_name"):
         attrs["long_name"] = f"ATL07 {src['long_name']}"
     for key in ("flag_values", "flag_masks"):
         if key in src:
             typed = np.asarray(src[key]).astype(dtype)
-            attrs[key] = typed[typed != _atl07_fill(dtype)] if key == "flag_values" else typed
+            attrs[key] = typed[typed != fill] if key == "flag_values" else typed
     if "flag_meanings" in src:
         words = src["flag_meanings"].split()
         if "flag_values" in src and len(words) == np.size(src["flag_values"]):
-            keep = np.asarray(src["flag_values"]).astype(dtype) != _atl07_fill(dtype)
+            keep = np.asarray(src["flag_values"]).astype(dtype) != fill
             words = [w for w, k in zip(words, keep, strict=True) if k]  # the fill is no flag value
         attrs["flag_meanings"] = " ".join(flag_word(w) for w in words)
     if not any(k in attrs for k in ("flag_values", "flag_masks")):
@@ -195,14 +211,48 @@ def _atl07_attrs(name: str, dtype, tracks: list[Track]) -> dict:
         attrs["units"] = {"meters": "m", "meter": "m"}.get(units, units)
     if name == "height_segment_quality":
         attrs["standard_name"] = "quality_flag"
-    if name in ICE_CONC_FIELDS:
-        attrs["standard_name"] = "sea_ice_area_fraction"  # units as the granule gives them
+    if name == "height_segment_surface_error_est":  # the fit's error estimate of height_segment_height
+        attrs["standard_name"] = "height_above_mean_sea_level standard_error"
+        if attrs.get("units") in (None, "1"):  # ATL07 data dictionary: meters (a granule without units)
+            attrs["units"] = "m"
     where = next((var for out, var, _ in ATL07_FIELDS if out == name), f"heights/{name}")
     attrs["comment"] = (f"ATL07 gtx/sea_ice_segments/{where}, copied; flag table and units as in the granule "
                         "read; fill where the granule has no such variable")
+    if name in ICE_CONC_FIELDS and _ice_conc_scale(name, tracks) != 1.0:
+        attrs.update(standard_name="sea_ice_area_fraction", units="1", valid_min=np.float32(0), valid_max=np.float32(1))
+        attrs["comment"] = (f"ATL07 gtx/sea_ice_segments/{where} divided by 100: the ATL07 data dictionary gives "
+                            f"percent (the granule's units: {src.get('units', 'none')!r}); fill where absent")
+    elif name in ICE_CONC_FIELDS:  # a unit of its own: no fraction standard name
+        attrs["comment"] += f"; units {src.get('units')!r} as the granule declares them"
+    elif "flag_values" in attrs and name in DOCUMENTED_FLAGS and int(fill) != -1:
+        meaning = DOCUMENTED_FLAGS[name][1].split()[0]
+        attrs["comment"] += f"; -1 is a flag value here ({meaning}), the fill is {int(fill)}"
     attrs["coverage_content_type"] = ("qualityInformation" if "quality" in name or "confidence" in name
                                       else "physicalMeasurement")
     return attrs
+
+
+def _collection_of(info: SstSource) -> str:
+    """The collection a source came from: the request's, else the file's own GDS 2.0 ``id`` (its
+    collection's short name), else "unknown"."""
+    return str(info.collection or info.attrs.get("id") or "unknown")
+
+
+def _citation(info: SstSource, params: dict) -> str | None:
+    """How to cite the source's collection: its profile's DOI, else the DOI CMR gave for it
+    (params["sst_dois"]: collection -> DOI), else the file's own global attributes (ACDD/GDS 2.0
+    ``doi``/``identifier_product_doi``, or ``title``/``id`` with ``references``)."""
+    prof = profile(info.collection) or profile_for_file(info.attrs)
+    if prof:
+        return f"{prof['short_name']} https://doi.org/{prof['doi']}"
+    collection = _collection_of(info)
+    doi = (params.get("sst_dois") or {}).get(collection) or next(
+        (str(info.attrs[k]) for k in ("doi", "DOI", "identifier_product_doi") if info.attrs.get(k)), None)
+    if doi:
+        doi = doi if doi.startswith("http") else "https://doi.org/" + doi.removeprefix("doi:")
+        return f"{collection} {doi}"
+    words = [str(info.attrs[k]) for k in ("title", "id", "references", "creator_name") if info.attrs.get(k)]
+    return scrub(f"{collection}: " + "; ".join(words)) if words else None
 
 
 def _source_label(info: SstSource, key: str) -> str:
@@ -225,17 +275,54 @@ def _sst_standard_name(infos: list[SstSource], params: dict) -> str:
     return names.pop() if len(names) == 1 else "sea_surface_temperature"
 
 
+def _declared_table(info: SstSource, var: str, key: str) -> tuple[tuple, str] | None:
+    attrs = info.variable_attrs.get(var, {})
+    if attrs.get("flag_meanings") and attrs.get(key) is not None:
+        return tuple(np.atleast_1d(np.asarray(attrs[key])).tolist()), str(attrs["flag_meanings"])
+    return None
+
+
 def _flag_table(infos: list[SstSource], var: str, dtype, values, meanings, *, key="flag_values") -> dict:
-    """flag_values/flag_masks + flag_meanings as in the L2P files read, when they agree."""
-    tables = set()
-    for info in infos:
-        attrs = info.variable_attrs.get(var, {})
-        if attrs.get("flag_meanings") and attrs.get(key) is not None:
-            tables.add((tuple(np.atleast_1d(np.asarray(attrs[key])).tolist()), str(attrs["flag_meanings"])))
+    """flag_values/flag_masks + flag_meanings as in the L2P files read, when they agree; when the
+    producers' tables differ, none on the variable (each collection's table is in the
+    sst_collection_* variables, which sst_collection indexes)."""
+    tables = {t for info in infos if (t := _declared_table(info, var, key)) is not None}
     if len(tables) == 1:
         vals, words = tables.pop()
         return {key: np.asarray(vals).astype(dtype), "flag_meanings": words}
+    if len(tables) > 1:
+        per = "sst_collection_quality_flag_meanings" if var == "quality_level" else "sst_collection_l2p_flag_meanings"
+        return {"comment": f"the sources' producers declare different flag tables: each match's is {per}"
+                           "[sst_collection]"}
     return {key: np.asarray(values).astype(dtype), "flag_meanings": meanings}
+
+
+# What the SST is, by its source's standard name (CF standard name table; GDS 2.0 §5: skin,
+# sub-skin, foundation; NAVO's VIIRS L2P: sea_water_temperature, a regression to buoys at depth):
+# the words of the title and summary and the GCMD keyword.
+_SST_KIND = {
+    "sea_surface_skin_temperature": ("sea surface skin temperature", "SEA SURFACE SKIN TEMPERATURE"),
+    "sea_surface_subskin_temperature": ("sea surface sub-skin temperature", "SEA SURFACE SUBSKIN TEMPERATURE"),
+    "sea_surface_foundation_temperature": ("sea surface foundation temperature",
+                                           "SEA SURFACE FOUNDATION TEMPERATURE"),
+    "sea_water_temperature": ("bulk sea water temperature (regressed to buoys at depth)", None),
+}
+
+
+def sst_kind(standard_name: str) -> tuple[str, str]:
+    """(words for the title/summary, GCMD keyword path) of an SST standard name."""
+    words, leaf = _SST_KIND.get(standard_name, ("sea surface temperature", None))
+    path = "EARTH SCIENCE > OCEANS > OCEAN TEMPERATURE > SEA SURFACE TEMPERATURE"
+    return words, path + (f" > {leaf}" if leaf else "")
+
+
+FREEZING_K = 271.35  # seawater freezing point at salinity ~35 (-1.8 °C): colder is no open-water SST
+# sst_match_flags: bit -> meaning (what a match means, per segment)
+MATCH_FLAGS = (("ice_flagged", "the matched pixel's L2P ice bit is set (GDS 2.0 l2p_flags): an ice surface "
+                "temperature, not SST, may be reported"),
+               ("below_freezing", f"matched SST < {FREEZING_K} K (-1.8 C, seawater's freezing point)"),
+               ("unscreened", "no quality screening was applied (min_quality_level null)"),
+               ("height_invalid", "the segment's height_segment_height is missing"))
 
 
 def _screened(params: dict) -> bool:
@@ -297,6 +384,7 @@ _COUNT_DOC = {
     "n_rejected_quality": "pixels with an SST whose quality_level is below colocation_min_quality_level",
     "n_out_of_range": "pixels whose SST lies outside the L2P variable's valid_min/valid_max",
     "n_ice": "pixels whose l2p_flags ice bit is set (also counted in one of the above)",
+    "n_excluded_ice": "pixels that would be valid but are excluded as ice (colocation_exclude_ice; ice bit set)",
 }
 _OUTSIDE_DT = "geolocated L2P pixels within sst_radius but outside colocation_max_dt_s (or without a time)"
 
@@ -373,10 +461,10 @@ _MATCH_VARS = (
         "coverage_content_type": "qualityInformation"}, QL_FILL, matched_only=True),
     _Var("sst_l2p_flags", "obs", np.int16, "matches.l2p_flags", {
         "long_name": "GHRSST L2P flags of matched SST pixel",
-        _FLAG_TABLE: lambda p: _flag_table(p.infos, "l2p_flags", np.int16, GHRSST_L2P_FLAG_MASKS,
-                                           GHRSST_L2P_FLAG_MEANINGS, key="flag_masks"),
         "comment": "flag table copied from the L2P granules read (GDS 2.0: bits 0-4 generic, "
                    "bits 5-15 product specific)",
+        _FLAG_TABLE: lambda p: _flag_table(p.infos, "l2p_flags", np.int16, GHRSST_L2P_FLAG_MASKS,
+                                           GHRSST_L2P_FLAG_MEANINGS, key="flag_masks"),
         "coverage_content_type": "qualityInformation"}, FLAGS_FILL, matched_only=True),
     _Var("sst_ice", "obs", np.int8, "matches.ice", {
         "long_name": "ice bit of the matched pixel's l2p_flags",
@@ -394,6 +482,24 @@ _MATCH_VARS = (
         "comment": "GDS 2.0 Single Sensor Error Statistics: uncertainty of the bias-corrected SST",
         "standard_name": lambda p: f"{p.sst_standard_name} standard_error",
         "coverage_content_type": "qualityInformation"}, _F32_NAN, matched_only=True),
+    _Var("sst_bias_corrected", "obs", np.float32, lambda t: t.matches.sst - t.matches.sses_bias, {
+        "long_name": "bias-corrected SST of the matched pixel: sst - sst_sses_bias", "units": "K",
+        "comment": "GDS 2.0 Single Sensor Error Statistics: the SSES bias is subtracted; its uncertainty is "
+                   "sst_sses_standard_deviation; fill where the product has no sses_bias",
+        "coverage_content_type": "physicalMeasurement"}, _F32_NAN, matched_only=True),
+    _Var("sst_pixel_lat", "obs", np.float32, "matches.pixel_lat", {
+        "long_name": "centre latitude of the matched SST pixel", "units": "degrees_north",
+        "coverage_content_type": "referenceInformation"}, _F32_NAN, matched_only=True),
+    _Var("sst_pixel_lon", "obs", np.float32, lambda t: (t.matches.pixel_lon + 180.0) % 360.0 - 180.0, {
+        "long_name": "centre longitude of the matched SST pixel", "units": "degrees_east",
+        "coverage_content_type": "referenceInformation"}, _F32_NAN, matched_only=True),
+    _Var("sst_match_flags", "obs", np.int8, None, {
+        "long_name": "what the match means: flags of the matched pixel and the segment",
+        "flag_masks": np.array([1 << i for i in range(len(MATCH_FLAGS))], np.int8),
+        "flag_meanings": " ".join(w for w, _ in MATCH_FLAGS),
+        "comment": "; ".join(f"{w}: {doc}" for w, doc in MATCH_FLAGS)
+                   + ". Without a match only height_invalid can be set",
+        "coverage_content_type": "qualityInformation"}),
     _Var("sst_dt_analysis", "obs", np.float32, "matches.dt_analysis", {
         "long_name": "matched pixel SST minus the L2P product's reference analysis", "units": "K",
         "comment": "L2P dt_analysis as in the source file (fill where the product has none)",
@@ -407,11 +513,12 @@ _MATCH_VARS = (
                "radius (all zero), only outside the time window, or only rejected pixels"),
     _Var("sst_median", "obs", np.float32, "matches.sst_median", {
         "long_name": "median SST of the valid pixels within sst_radius and colocation_max_dt_s",
-        "standard_name": _sst_std_name, "cell_methods": "area: median", "units": "K",
+        "cell_methods": "area: median", "units": "K",
         "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
     _Var("sst_stddev", "obs", np.float32, "matches.sst_std", {
         "long_name": "standard deviation (ddof 0) of the SST of those valid pixels",
-        "standard_name": _sst_std_name, "cell_methods": "area: standard_deviation", "units": "K",
+        "cell_methods": "area: standard_deviation", "units": "K",
+        "comment": "fill (NaN) where fewer than two valid pixels are in reach: the spread of one value is undefined",
         "coverage_content_type": "auxiliaryInformation"}, _F32_NAN),
     _Var("sst_granule", "obs", np.int32, None, {
         "long_name": "index of the L2P granule the SST came from",
@@ -429,6 +536,14 @@ _MATCH_VARS = (
 _SOURCE_VARS = (
     _Var("sst_collection_name", "sst_collection_dim", _STR, str, {
         "long_name": "SST collection (CMR concept id or short name)"}),
+    *(_Var(f"sst_collection_{key}", "sst_collection_dim", _STR, None, {"long_name": doc})
+      for key, doc in (("standard_name", "CF standard name of the collection's SST variable"),
+                       ("quality_flag_values", "quality_level flag_values of the collection's files"),
+                       ("quality_flag_meanings", "quality_level flag_meanings of the collection's files "
+                                                 "(the producer's own words for each level)"),
+                       ("l2p_flag_masks", "l2p_flags flag_masks of the collection's files"),
+                       ("l2p_flag_meanings", "l2p_flags flag_meanings of the collection's files"),
+                       ("citation", "how to cite the collection (DOI)"))),
     _Var("sst_source_name", "sst_source", _STR, lambda i: _basename(i.name), {
         "long_name": "GHRSST L2P source granule file name"}),
     _Var("sst_source_platform", "sst_source", _STR, lambda i: _source_label(i, "platform"), {
@@ -454,26 +569,38 @@ _COORDINATES = (
 # pixel index: they label the sample they belong to, as auxiliary coordinates
 _HEIGHT_COORDINATES = ("time", "lat", "lon", "height_segment_id", "seg_dist_x", "height_segment_length_seg",
                        "height_segment_confidence")
-_SST_COORDINATES = ("time", "lat", "lon", "sst_dt", "sst_distance", "sst_radius", "sst_pixel_nj", "sst_pixel_ni",
-                    "sst_sses_bias", "sst_dt_analysis")
-_SST_ANCILLARY = ("sst_quality_level", "sst_l2p_flags", "sst_ice", "sst_sses_bias", "sst_sses_standard_deviation",
-                  "sst_granule")
+# sst's coordinates are where and when it is reported (the segment's); where and when the pixel
+# was sampled relative to it, and its error statistics, are ancillary variables
+_SST_COORDINATES = ("time", "lat", "lon")
+# CF has no standard name for a pixel index, a radius, a sampling distance, an SSES bias, a
+# bias-corrected SST or a neighbourhood statistic (ACDD wants one on every data variable): they
+# describe the matched pixel's sample, so they are the auxiliary coordinates of sst_granule (the
+# index naming that pixel's granule), never of sst (whose coordinates say where it is reported)
+_SAMPLE_COORDINATES = ("sst_distance", "sst_radius", "sst_pixel_nj", "sst_pixel_ni", "sst_pixel_lat", "sst_pixel_lon",
+                       "sst_sses_bias", "sst_bias_corrected", "sst_dt_analysis", "sst_median", "sst_stddev")
+_SST_ANCILLARY = ("sst_quality_level", "sst_l2p_flags", "sst_ice", "sst_match_flags", "sst_sses_bias",
+                  "sst_sses_standard_deviation", "sst_granule", "sst_dt", "sst_distance", "sst_radius",
+                  "sst_pixel_nj", "sst_pixel_ni", "sst_dt_analysis")
 _HEIGHT_ANCILLARY = ("height_segment_quality", "height_segment_fit_quality_flag", "height_segment_confidence",
-                     "height_segment_type", "height_segment_ssh_flag")
+                     "height_segment_type", "height_segment_ssh_flag", "height_segment_surface_error_est",
+                     "layer_flag", "cloud_flag_asr", "msw_flag")
 
 
 def _atl07_vars(tracks: list[Track]) -> list[_Var]:
     """The ATL07 quality and type flags, and each optional ATL07_FIELDS field some granule read has."""
 
     def stored(n: str, dtype: type[np.generic]) -> Callable[[Track], np.ndarray]:
-        return lambda t: t.segments.fields.get(n, np.full(len(t.segments), _atl07_fill(dtype), dtype))
+        scale = _ice_conc_scale(n, tracks) if n in ICE_CONC_FIELDS else 1.0
+        if scale != 1.0:
+            return lambda t: t.segments.fields.get(n, np.full(len(t.segments), np.nan, dtype)) * dtype(scale)
+        return lambda t: t.segments.fields.get(n, np.full(len(t.segments), _atl07_fill(n, dtype), dtype))
 
     fields: list[tuple[str, type[np.generic], str | Callable[[Track], np.ndarray]]] = [
         ("height_segment_quality", np.int16, "segments.quality"),
         ("height_segment_type", np.int16, "segments.segment_type")]
     fields += [(n, dtype, stored(n, dtype)) for n, _, dtype in ATL07_FIELDS
                if any(n in t.segments.fields for t in tracks)]
-    return [_Var(name, "obs", dtype, get, _atl07_attrs(name, dtype, tracks), _atl07_fill(dtype))
+    return [_Var(name, "obs", dtype, get, _atl07_attrs(name, dtype, tracks), _atl07_fill(name, dtype))
             for name, dtype, get in fields]
 
 
@@ -488,7 +615,7 @@ class _Product:
         self.row_size = np.array([int(m.sum()) for m in self.masks], dtype=np.int32)
         self.dropped = int(sum(len(t.segments) for t in tracks) - self.row_size.sum())
         self.sources = [_basename(i.name) for i in infos]
-        self.collections = list(dict.fromkeys(i.collection or "unknown" for i in infos))
+        self.collections = list(dict.fromkeys(_collection_of(i) for i in infos))
         self.screened = _screened(params)
         self.sst_standard_name = _sst_standard_name(infos, params)
         self.sst_index = self.obs("matches.granule_index", np.int32)
@@ -504,18 +631,51 @@ class _Product:
         """The variables whose values are no attribute of a track or a source."""
         ns = self.obs("segments.time", "datetime64[ns]").astype(np.int64)
         lon = self.obs("segments.lon", np.float64)
-        source_collection = np.array([self.collections.index(i.collection or "unknown") for i in self.infos],
-                                     np.int32)
+        source_collection = np.array([self.collections.index(_collection_of(i)) for i in self.infos], np.int32)
         return {
             "rowSize": self.row_size,
             "height_segment_id": _int32(self.obs("segments.height_segment_id", np.int64), "height_segment_id"),
             "sst_granule": self.sst_index,
             "sst_collection": np.where(self.matched, source_collection[np.clip(self.sst_index, 0, None)]
                                        if self.infos else -1, -1).astype(np.int32),
+            "sst_match_flags": self._match_flags(),
+            **self._collection_table(),
             "time": (((ns + 500) // 1000) * 1000).astype("datetime64[ns]"),  # nearest microsecond
             "lat": self.obs("segments.lat", np.float64),
             "lon": ((lon + 180.0) % 360.0) - 180.0,
         }
+
+    def _match_flags(self) -> np.ndarray:
+        """sst_match_flags (MATCH_FLAGS' bits) per valid segment."""
+        sst = self.obs("matches.sst", np.float32)
+        with np.errstate(invalid="ignore"):
+            bits = (self.matched & (self.obs("matches.ice", np.int8) == 1),
+                    self.matched & (sst < FREEZING_K),
+                    self.matched & (not self.screened),
+                    ~np.isfinite(self.obs("segments.height", np.float32)))
+        return sum((b.astype(np.int8) << i for i, b in enumerate(bits)), np.zeros(self.matched.size, np.int8))
+
+    def _collection_table(self) -> dict[str, np.ndarray]:
+        """Per collection (sst_collection_dim): its SST standard name, quality and l2p flag tables and
+        citation, as its files declare them: what each match's sst_collection means."""
+        rows: dict[str, list[str]] = {k: [] for k in ("standard_name", "quality_flag_values", "quality_flag_meanings",
+                                                      "l2p_flag_masks", "l2p_flag_meanings", "citation")}
+        for collection in self.collections:
+            members = [i for i in self.infos if _collection_of(i) == collection]
+            info = next((i for i in members if i.variable_attrs), members[0])
+            quality = _declared_table(info, "quality_level", "flag_values")
+            flags = _declared_table(info, "l2p_flags", "flag_masks")
+            rows["standard_name"].append(_source_label(info, "standard_name"))
+            rows["quality_flag_values"].append(" ".join(map(str, quality[0])) if quality else "none")
+            rows["quality_flag_meanings"].append(quality[1] if quality else "none")
+            rows["l2p_flag_masks"].append(" ".join(map(str, flags[0])) if flags else "none")
+            rows["l2p_flag_meanings"].append(flags[1] if flags else "none")
+            rows["citation"].append(_citation(info, self.params) or "unknown")
+        return {f"sst_collection_{k}": np.array(v, dtype=object) for k, v in rows.items()}
+
+    @property
+    def matched_valid_height(self) -> np.ndarray:
+        return self.matched & np.isfinite(self.obs("segments.height", np.float32))
 
     def values(self, var: _Var) -> np.ndarray:
         """``var``'s values: along ``obs`` one per valid segment, else one per item of its dimension."""
@@ -602,6 +762,7 @@ def _link_auxiliaries(ds: xr.Dataset) -> None:
     ds["height_segment_height"].encoding["coordinates"] = " ".join(
         v for v in _HEIGHT_COORDINATES if v in ds.variables)
     ds["sst"].encoding["coordinates"] = " ".join(v for v in _SST_COORDINATES if v in ds.variables)
+    ds["sst_granule"].encoding["coordinates"] = " ".join(v for v in _SAMPLE_COORDINATES if v in ds.variables)
     ds["sst"].attrs["ancillary_variables"] = " ".join(v for v in _SST_ANCILLARY if v in ds)
     ds["height_segment_height"].attrs["ancillary_variables"] = " ".join(v for v in _HEIGHT_ANCILLARY if v in ds)
 
@@ -615,20 +776,28 @@ def _global_attrs(ds: xr.Dataset, p: _Product, *, atl07_attrs: dict | None, hist
     sensors = _source_labels(p.infos, "sensor")
     version = package_version()
     created = utc_stamp(now)
-    n_obs, n_matched = ds.sizes["obs"], int((ds["sst_granule"].values >= 0).sum())
-    done = f"colocated {len(p.tracks)} trajectories, {n_obs} segments, {n_matched} matched"
+    n_obs, n_any = ds.sizes["obs"], int(p.matched.sum())
+    n_matched = int(p.matched_valid_height.sum())
+    done = f"colocated {len(p.tracks)} trajectories, {n_obs} segments, {n_matched} matched with a valid height"
     attrs: dict[str, Any] = {
-        **_identification(sensors, _product_id(granules, p.sources, p.params, request_id), version),
+        **_identification(p, sensors, _product_id(granules, p.sources, p.params, request_id), version),
         **_inputs_and_credit(p, granules, sensors, _atl07_doi(atl07_attrs, p.params)),
         **date_attrs(created),
         "history": scrub((history.rstrip() + "\n" if history else "") + history_entry(created, version, done)),
         "trajectory_count": np.int32(len(p.tracks)),
         "segments_total": np.int64(n_obs),
+        # a match whose segment has no height pairs an SST with nothing: counted apart
         "segments_matched": np.int64(n_matched),
+        "segments_matched_any_height": np.int64(n_any),
         "segments_dropped_invalid_location_or_time": np.int64(p.dropped),
         "colocation_quality_screening": (f"quality_level >= {p.params.get('min_quality_level')}" if p.screened else
                                          "none: no quality screening was applied (min_quality_level null)"),
+        "colocation_ice_screening": ("pixels whose l2p_flags ice bit is set are never matched (exclude_ice)"
+                                     if p.params.get("exclude_ice") else
+                                     "none: ice-flagged pixels may be matched (sst_match_flags ice_flagged)"),
     }
+    if (warning := _quality_warning(p)) is not None:
+        attrs["colocation_quality_warning"] = warning
     if warnings:
         attrs["reader_warnings"] = joined(warnings)
     if request_id:
@@ -642,21 +811,52 @@ def _global_attrs(ds: xr.Dataset, p: _Product, *, atl07_attrs: dict | None, hist
     return mark_synthetic(attrs, p.params.get("data_mode"))
 
 
-def _identification(sensors: list[str], ident: str, version: str) -> dict[str, Any]:
-    """ACDD identification and description: what the file holds, its id and version."""
+def _quality_warning(p: _Product) -> str | None:
+    """Where the minimum quality level does not mean acceptable/best in a producer's own table."""
+    level = p.params.get("min_quality_level")
+    if not p.screened or level is None:
+        return None
+    found = []
+    for collection in p.collections:
+        info = next((i for i in p.infos if _collection_of(i) == collection and i.variable_attrs), None)
+        word = quality_meaning(info.variable_attrs, int(level)) if info else None
+        if word and ("probably" in word.lower() or not any(a in word.lower() for a in ACCEPTABLE_WORDS)):
+            found.append(f"{collection}: quality_level {level} means {word!r}")
+    return ("; ".join(found) + " in the producer's flag_meanings, not GHRSST's 'acceptable' (GDS 2.0): "
+            "matches of that level are included") if found else None
+
+
+def _ice_share(p: _Product) -> str:
+    """The share of matches on ice-flagged pixels, for the summary (none when ice is excluded)."""
+    if p.params.get("exclude_ice"):
+        return " Pixels whose L2P ice bit is set were excluded (exclude_ice)."
+    n = int(p.matched.sum())
+    if not n:
+        return ""
+    ice = int((p.computed["sst_match_flags"][p.matched] & 1).sum())
+    return (f" {ice} of the {n} matches ({100.0 * ice / n:.0f} %) are on pixels whose L2P ice bit is set: "
+            "an ice surface temperature may be reported (sst_match_flags ice_flagged; exclude_ice excludes them).")
+
+
+def _identification(p: _Product, sensors: list[str], ident: str, version: str) -> dict[str, Any]:
+    """ACDD identification and description: what the file holds, its id and version; the SST's
+    kind in the source's own words (its standard name)."""
+    words, keyword = sst_kind(p.sst_standard_name)
     return {
         "Conventions": CONVENTIONS,
         "featureType": "trajectory",
-        "title": "ICESat-2 ATL07 sea ice segments colocated with GHRSST L2P sea surface skin temperature",
+        "title": f"ICESat-2 ATL07 sea ice segments colocated with GHRSST L2P {words}",
         "summary": (
             "Every ATL07 sea-ice height segment (all beams) in the region and period of interest, "
-            "with the nearest valid GHRSST L2P skin SST pixel within the colocation radius and time "
-            "window (quality_level at least the configured minimum, pixel time = time + sst_dtime). "
+            f"with the nearest valid GHRSST L2P pixel ({words}, standard name {p.sst_standard_name}) "
+            "within the colocation radius and time window (pixel time = time + sst_dtime; "
+            + (f"quality_level at least {p.params.get('min_quality_level')}" if p.screened
+               else "NOT screened on quality_level") + "). "
             "Segments without a match are kept with fill values. CF contiguous ragged array: one "
-            "trajectory per ATL07 granule and beam."
+            "trajectory per ATL07 granule and beam." + _ice_share(p)
         ),
         "keywords": (
-            "EARTH SCIENCE > OCEANS > OCEAN TEMPERATURE > SEA SURFACE TEMPERATURE > SEA SURFACE SKIN TEMPERATURE, "
+            f"{keyword}, "
             "EARTH SCIENCE > CRYOSPHERE > SEA ICE > SEA ICE ELEVATION, ICESat-2, ATL07, GHRSST, L2P, "
             + "".join(f"{x}, " for x in sensors) + "colocation"
         ),
@@ -726,7 +926,11 @@ def _sst_references(infos: list[SstSource], params: dict) -> list[str]:
     profiles += [profile(i.collection) or profile_for_file(i.attrs) for i in infos]
     refs = [str(params["sst_doi"])] if params.get("sst_doi") else []
     refs += [f"{prof['short_name']} https://doi.org/{prof['doi']}" for prof in profiles if prof]
-    refs += [f"collection {c}" for c in [*requested, *collections] if c and not profile(c)]
+    # a collection without a profile: the DOI CMR gave, or the file's own attributes
+    refs += [c for i in infos if not (profile(i.collection) or profile_for_file(i.attrs))
+             and (c := _citation(i, params))]
+    cited = " ".join(refs)
+    refs += [f"collection {c}" for c in [*requested, *collections] if c and not profile(c) and c not in cited]
     return list(dict.fromkeys(refs))
 
 

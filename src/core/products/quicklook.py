@@ -38,16 +38,20 @@ K0 = 2.0 * 6371.0088  # stereographic scale (km) on a sphere
 # (map ticks to "−1000" km, colour bar "272.75", two-line title). A layout engine (constrained or
 # bbox_inches="tight") measures every tick label in an extra draw before the real one: ~30 % of
 # a render on the seed case, for the same picture (matplotlib backend_bases.print_figure).
-_MAP_PX = (72, 48, 430, 486)  # with a colour bar; the map is square (aspect "equal", box adjusted)
-_MAP_ALONE_PX = (72, 48, 560, 486)  # nothing was colour-mapped: the map takes the bar's room
-_CBAR_PX = (508, 84, 20, 413)
-_PROF_PX = (675, 48, 542, 486)
+# (three title lines: what, the granules, how it was screened)
+_MAP_PX = (72, 48, 430, 470)  # with a colour bar; the map is square (aspect "equal", box adjusted)
+_MAP_ALONE_PX = (72, 48, 560, 470)  # nothing was colour-mapped: the map takes the bar's room
+_CBAR_PX = (508, 84, 20, 398)
+_PROF_PX = (675, 48, 542, 470)
 # PNG deflate level: PIL's default 6 encodes a seed-case quicklook in ~49 ms, level 1 in ~32 ms
 # for 5 % more bytes (435 → 458 kB)
 PNG_COMPRESS_LEVEL = 1
 
 SWATH_ALPHA = 0.75  # SST pixels let the graticule and the grey of failing pixels show through
 GREY_FAILING = (0.72, 0.72, 0.72, 1.0)  # pixels whose quality_level fails the screening
+# one colour per ATLAS beam name (pairs: left strong/weak alike in hue), the same in every quicklook
+BEAM_COLOURS = {"gt1l": "#1f77b4", "gt1r": "#9ecae1", "gt2l": "#2ca02c", "gt2r": "#a1d99b",
+                "gt3l": "#d62728", "gt3r": "#fc9272"}
 
 _preload_lock = threading.Lock()
 _preloaded = threading.Event()
@@ -284,9 +288,10 @@ def render_quicklook(ds: xr.Dataset, path: str | os.PathLike, swaths: list[SstSw
     ax_prof = fig.add_axes(_px_rect(_PROF_PX))
     _draw_map(fig, ax_map, proj, seg, layers, norm, cmap)
     _set_view(ax_map, proj, ref_lat, ref_lon, ds.attrs.get("colocation_bbox"))
+    _map_legend(ax_map, ds, bool(layers))
     _draw_profile(ax_prof, ds, seg, south=proj.south)
     fig.suptitle(_suptitle(ds, seg, swaths),
-                 fontsize=10, y=0.995, va="top")  # two lines above the panel titles (_PROF_PX's top)
+                 fontsize=9.5, y=0.995, va="top")  # three lines above the panel titles (_PROF_PX's top)
     if ds.attrs.get("data_mode") == "synthetic":  # a sandbox product must not pass for NASA data
         fig.text(0.5, 0.5, "SYNTHETIC", fontsize=64, color="red", alpha=0.35, rotation=25,
                  ha="center", va="center", weight="bold", zorder=100)
@@ -324,6 +329,8 @@ def _swath_layers(swaths: list[SstSwath], proj: _Stereo, attrs: Mapping[str, Any
         passes = np.isfinite(t)
         if screened and min_ql is not None and sw.quality_level is not None:
             passes &= np.asarray(sw.quality_level[::step, ::step])[rows] >= int(min_ql)
+        if str(attrs.get("colocation_exclude_ice", "false")).lower() == "true":
+            passes &= ~sw.ice()[::step, ::step][rows]  # ineligible like a failed quality level
         t[~(valid & passes)] = np.nan
         x, y = proj(la, lo)
         layers.append(_SwathLayer(x, y, np.ma.masked_invalid(t), valid & ~passes))
@@ -369,12 +376,31 @@ def _draw_map(fig: Figure, ax: Axes, proj: _Stereo, seg: _Segments, layers: list
         miss = np.flatnonzero(~seg.matched)[_thin(int((~seg.matched).sum()))]
         ax.scatter(tx[every], ty[every], s=22, c="k", lw=0, zorder=2)  # outline: matched colours stand out
         ax.scatter(tx[miss], ty[miss], s=8, c="0.85", lw=0, zorder=3, label="segment, no SST match")
-        if seg.hit.size:
-            mappable, bar_alpha = ax.scatter(tx[seg.hit], ty[seg.hit], c=seg.sst[seg.hit], s=9, cmap=cmap, norm=norm,
-                                             lw=0, zorder=4, label="segment, matched SST"), None
-        ax.legend(loc="lower left", fontsize=7, markerscale=3, framealpha=0.8)
+        if seg.hit.size:  # above everything (the request box too), on the black outline of the tracks
+            mappable, bar_alpha = ax.scatter(tx[seg.hit], ty[seg.hit], c=seg.sst[seg.hit], s=10, cmap=cmap, norm=norm,
+                                             lw=0, zorder=6, label="segment, matched SST"), None
     if mappable is not None:
         fig.colorbar(mappable, cax=fig.add_axes(_px_rect(_CBAR_PX)), label="SST (K)", alpha=bar_alpha)
+
+
+def _map_legend(ax: Axes, ds: xr.Dataset, swaths: bool) -> None:
+    """The map's legend: segments, the grey of pixels that could not be matched, the request box;
+    "NOT SCREENED" across the map when no quality screening was applied."""
+    from matplotlib.patches import Patch
+
+    handles, _ = ax.get_legend_handles_labels()
+    if swaths:
+        rule = "quality_level" + (" or ice bit" if _attr_true(ds.attrs.get("colocation_exclude_ice")) else "")
+        handles.append(Patch(fc=GREY_FAILING, ec="none", label=f"L2P pixel without valid SST or failing {rule}"))
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=7, markerscale=2, framealpha=0.85)
+    if str(ds.attrs.get("colocation_quality_screening", "")).startswith("none"):
+        ax.text(0.5, 0.93, "NOT SCREENED", transform=ax.transAxes, ha="center", va="top", fontsize=13,
+                fontweight="bold", color="crimson", zorder=20, bbox=dict(fc="white", ec="crimson", alpha=0.85))
+
+
+def _attr_true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1")
 
 
 def _set_view(ax: Axes, proj: _Stereo, ref_lat: np.ndarray, ref_lon: np.ndarray, bbox_attr: Any) -> None:
@@ -408,19 +434,19 @@ def _draw_profile(ax: Axes, ds: xr.Dataset, seg: _Segments, *, south: bool) -> N
     if shown:
         ax.legend(loc="upper left", fontsize=7, markerscale=4, columnspacing=1.2, ncols=min(len(shown), 3),
                   title="height, beam", title_fontsize=7)
-    ax_sst = ax.twinx()
-    if seg.matched.any():
+    if seg.matched.any():  # an SST axis only when there is an SST to show
+        ax_sst = ax.twinx()
         ax_sst.plot(xprof[seg.hit], seg.sst[seg.hit], "o", ms=1.2, color="crimson", alpha=0.5, label="matched SST")
         ax_sst.legend(loc="upper right", fontsize=7, markerscale=3)
+        ax_sst.set_ylabel("matched L2P SST (K)", color="crimson")
+        ax_sst.tick_params(axis="y", colors="crimson")
     else:
-        ax_sst.text(0.5, 0.93, "no SST matches", ha="center", va="center", transform=ax.transAxes,
-                    fontsize=12, color="crimson", bbox=dict(fc="white", ec="crimson", alpha=0.9))
+        ax.text(0.5, 0.93, "no SST matches", ha="center", va="center", transform=ax.transAxes,
+                fontsize=12, color="crimson", bbox=dict(fc="white", ec="crimson", alpha=0.9))
     reasons = _no_match_reasons(ds, seg.starts, seg.row_size, seg.beams)
     if reasons:
         ax.text(0.01, 0.02, "\n".join(reasons), ha="left", va="bottom", transform=ax.transAxes,
                 fontsize=6.5, family="monospace", bbox=dict(fc="white", ec="0.6", alpha=0.85), zorder=10)
-    ax_sst.set_ylabel("matched L2P SST (K)", color="crimson")
-    ax_sst.tick_params(axis="y", colors="crimson")
     if not seg.lat.size:
         ax.text(0.5, 0.4, "no segments", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("Along track: height and matched SST", fontsize=10)
@@ -444,9 +470,6 @@ def _profile_axis(ds: xr.Dataset, seg: _Segments, south: bool) -> tuple[np.ndarr
 
 def _draw_heights(ax: Axes, seg: _Segments, xprof: np.ndarray) -> set[str]:
     """Height along track, a colour per trajectory; returns the beams labelled (once each)."""
-    import matplotlib
-
-    colours = matplotlib.colormaps["tab10"]
     shown: set[str] = set()
     for k, (s0, n) in enumerate(zip(seg.starts, seg.row_size, strict=True)):
         if n == 0:
@@ -454,7 +477,8 @@ def _draw_heights(ax: Axes, seg: _Segments, xprof: np.ndarray) -> set[str]:
         sl = slice(s0, s0 + n, max(1, int(np.ceil(seg.lat.size / MAX_POINTS))))
         label = seg.beams[k] if seg.beams[k] not in shown else None
         shown.add(seg.beams[k])
-        ax.plot(xprof[sl], seg.height[sl], ".", ms=1.5, color=colours(k % 6), alpha=0.6, label=label)
+        ax.plot(xprof[sl], seg.height[sl], ".", ms=1.5, color=BEAM_COLOURS.get(seg.beams[k], "0.4"), alpha=0.6,
+                label=label)
     return shown
 
 
@@ -467,7 +491,38 @@ def _suptitle(ds: xr.Dataset, seg: _Segments, swaths: list[SstSwath]) -> str:
         day = np.datetime_as_string(np.asarray(ds["time"].values).min(), unit="D")
     else:
         day = str(ds.attrs.get("time_coverage_start", ds.attrs.get("request_date", "")))[:10] or "no data"
-    n_match = int(seg.matched.sum())
-    return (f"ATL07 × GHRSST L2P colocation, {day}: {seg.lat.size} segments, {n_match} matched "
+    n_match = int((seg.matched & np.isfinite(seg.height)).sum())  # a match without a height pairs nothing
+    return (f"ATL07 × GHRSST L2P colocation, {day}: {seg.lat.size} segments, {n_match} matched with a valid height "
             f"({100.0 * n_match / max(seg.lat.size, 1):.1f} %)\n"
-            f"ATL07: {_names(granules)}   L2P: {_names(sources)}")
+            f"ATL07: {_names(granules)}   L2P: {_names(sources)}\n{_rules(ds, seg)}")
+
+
+def _rules(ds: xr.Dataset, seg: _Segments) -> str:
+    """How pixels were chosen: radius, Δt, the minimum quality level (in the producer's words) and the ice rule."""
+    a = ds.attrs
+    radius = a.get("colocation_radius_m", "?")
+    radius = f"{float(radius):g} m" if isinstance(radius, (int, float, np.number)) else str(radius)
+    dt = a.get("colocation_max_dt_s")
+    dt_text = f"|Δt| ≤ {float(dt) / 3600:g} h" if isinstance(dt, (int, float, np.number)) else "|Δt| ?"
+    if str(a.get("colocation_quality_screening", "")).startswith("none"):
+        quality = "NOT SCREENED on quality_level"
+    else:
+        level = a.get("colocation_min_quality_level", "?")
+        word = _quality_word(ds, level)
+        quality = f"quality_level ≥ {level}" + (f" ({word})" if word else "")
+    if _attr_true(a.get("colocation_exclude_ice")):
+        ice = "ice-flagged pixels excluded"
+    else:
+        flags = np.asarray(ds["sst_match_flags"].values) if "sst_match_flags" in ds else np.zeros(0, np.int8)
+        n_ice = int((flags[seg.matched] & 1).sum()) if flags.size == seg.matched.size else 0
+        ice = f"ice-flagged pixels allowed ({n_ice} of {int(seg.matched.sum())} matches)"
+    return f"radius {radius}, {dt_text}, {quality}, {ice}"
+
+
+def _quality_word(ds: xr.Dataset, level: Any) -> str | None:
+    """The producer's word for the minimum level (sst_quality_level's flag table), if one table."""
+    attrs = ds["sst_quality_level"].attrs if "sst_quality_level" in ds else {}
+    words, values = str(attrs.get("flag_meanings", "")).split(), attrs.get("flag_values")
+    if values is None or not words:
+        return None
+    return next((w for v, w in zip(np.atleast_1d(values).tolist(), words, strict=False) if str(v) == str(level)), None)

@@ -43,7 +43,7 @@ from core.products.attributes import (
     scrub,
     utc_stamp,
 )
-from core.products.tables import MATCHES, Table
+from core.products.tables import MATCHES, PIXELS, Table
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ MAX_FLAG_TABLE_BYTES = 48_000  # beyond this an index's flag table is left to it
 # global attributes recomputed for the merged file (the products' values are per granule)
 _RECOMPUTED = ("id", "summary", "source", "history", "date_created", "date_modified", "date_issued",
                "date_metadata_modified", "trajectory_count", "segments_total", "segments_matched",
+               "segments_matched_any_height", "colocation_quality_warning",
                "segments_dropped_invalid_location_or_time", "reader_warnings", "request_date",
                "request_start", "request_end", "geospatial_lat_min", "geospatial_lat_max",
                "geospatial_lon_min", "geospatial_lon_max", "time_coverage_start", "time_coverage_end",
@@ -163,6 +164,7 @@ class RequestNetcdf:
         self._file = h5netcdf.File(self._tmp, "w")
         self._file.dimensions = {OBS: None}
         self.n_obs = 0
+        self.n_valid_height = 0  # matched segments with a height (what segments_matched counts)
         self._obs: dict[str, _Obs] = {}
         self._traj: dict[str, list] = {}
         self._traj_attrs: dict[str, dict] = {}
@@ -173,7 +175,12 @@ class RequestNetcdf:
         self._global: dict | None = None
         self._sums = dict.fromkeys(_SUMMED, 0)
         self._warnings: list[str] = []
+        self._quality_warnings: list[str] = []
         self._conflicts: list[str] = []
+        # variables whose flag table / standard name differ between the merged products (different
+        # collections): per collection in the sst_collection_* table instead (_per_collection)
+        self._table_differs: set[str] = set()
+        self._standard_names: dict[str, set[str]] = {}
         self._lat = [np.inf, -np.inf]
         self._time = [np.inf, -np.inf]
         self._arcs: list[tuple[float, float]] = []
@@ -229,6 +236,8 @@ class RequestNetcdf:
         self._traj.setdefault(DATE_VAR, []).extend([date] * ds.sizes[TRAJ])
         if n:
             self._extent(ds)
+        if "height_segment_height" in ds:
+            self.n_valid_height += int(np.isfinite(np.asarray(ds["height_segment_height"].values, np.float64)).sum())
         self.n_obs += n
         return n
 
@@ -273,7 +282,9 @@ class RequestNetcdf:
                     v.attrs[k] = val
             meta = self._obs[name] = _Obs(dtype, fill, attrs)
         elif name not in self._index and not _same(_flag_attrs(meta.attrs), _flag_attrs(attrs)):
-            self._conflicts.append(f"{name}: {label} declares another flag table (the first one is kept)")
+            self._table_differs.add(name)
+        if "standard_name" in attrs:
+            self._standard_names.setdefault(name, set()).add(str(attrs["standard_name"]))
         if values.size:
             if values.dtype != meta.dtype and not np.can_cast(values.dtype, meta.dtype, "same_kind"):
                 raise MergeError(f"{name} is {values.dtype} in {label}, {meta.dtype} before")
@@ -307,6 +318,9 @@ class RequestNetcdf:
                 self._sums[key] += int(attrs[key])
         if attrs.get("reader_warnings"):
             self._warnings += [w for w in str(attrs["reader_warnings"]).split("; ") if w]
+        quality = str(attrs.get("colocation_quality_warning") or "")
+        if quality and quality not in self._quality_warnings:
+            self._quality_warnings.append(quality)
         if self._global is None:
             self._global = {k: v for k, v in attrs.items() if k not in _RECOMPUTED}
             return
@@ -380,8 +394,51 @@ class RequestNetcdf:
                     attrs[k] = val
             attrs["comment"] = (f"0-based index into {name_var} (re-indexed across the request's products); "
                                 "-1 where no match" + ("" if small else f"; {len(names)} names: see {name_var}"))
+        self._per_collection()
         for k, v in self._attributes().items():
             f.attrs[k] = v
+
+    def _per_collection(self) -> None:
+        """Variables the merged products describe differently (several collections: NAVO's quality
+        levels are not MODIS's, sea_water_temperature is not skin): no one table or standard name
+        on the variable, but each row's in the sst_collection_* table its sst_collection indexes."""
+        f = self._file
+        for name in sorted(self._table_differs):
+            attrs = f.variables[name].attrs
+            for key in [k for k in attrs if k.startswith("flag_")]:
+                del attrs[key]
+            table = {"sst_quality_level": "sst_collection_quality_flag_meanings",
+                     "sst_l2p_flags": "sst_collection_l2p_flag_meanings"}.get(name)
+            attrs["comment"] = ("the merged products declare different flag tables"
+                                + (f": each row's is {table}[sst_collection]" if table else ""))
+            self._conflicts.append(f"{name}: flag tables differ between products (per collection: "
+                                   f"{table or 'see the per-granule products'})")
+        for name, names in self._standard_names.items():
+            if len(names) < 2:
+                continue
+            attrs = f.variables[name].attrs
+            suffix = " standard_error" if all(n.endswith(" standard_error") for n in names) else ""
+            bases = {n.removesuffix(" standard_error") for n in names}
+            if all(b.startswith("sea_") and b.endswith("temperature") for b in bases):
+                attrs["standard_name"] = "sea_surface_temperature" + suffix  # CF's generic SST
+            else:
+                del attrs["standard_name"]
+            attrs["comment"] = (str(attrs.get("comment", "")) + "; " if attrs.get("comment") else "") + (
+                f"the collections' own standard names differ ({', '.join(sorted(names))}): each row's is "
+                "sst_collection_standard_name[sst_collection]")
+
+    def _screening(self) -> dict:
+        """The request's screening parameters (kept even where products' attributes differ)."""
+        out: dict[str, Any] = {}
+        if "min_quality_level" in self.request:
+            level = self.request["min_quality_level"]
+            out["colocation_quality_screening"] = (f"quality_level >= {level}" if level is not None else
+                                                   "none: no quality screening was applied (min_quality_level null)")
+            if level is not None:
+                out["colocation_min_quality_level"] = np.int64(level)
+        if self.request.get("exclude_ice"):
+            out["colocation_exclude_ice"] = "true"
+        return out
 
     def _attributes(self) -> dict:
         attrs = dict(self._global or {"Conventions": CONVENTIONS, "featureType": "trajectory"})
@@ -402,7 +459,8 @@ class RequestNetcdf:
                                      f"{self.n_products} products over {len(self.dates)} dates"),
             **date_attrs(created),
             "trajectory_count": np.int32(self.n_traj),
-            "segments_matched": np.int64(self.n_obs),
+            "segments_matched": np.int64(self.n_valid_height),
+            "segments_matched_any_height": np.int64(self.n_obs),
             **{k: np.int64(v) for k, v in self._sums.items()},
             "colocation_dates": ",".join(self.dates),
         })
@@ -412,6 +470,15 @@ class RequestNetcdf:
         mark_synthetic(attrs, self.request.get("data_mode"))
         if self._warnings:
             attrs["reader_warnings"] = joined(self._warnings)
+        if self._quality_warnings:
+            attrs["colocation_quality_warning"] = joined(self._quality_warnings)
+        attrs.update(self._screening())
+        # products of several kinds of SST disagree on their title and keywords
+        attrs.setdefault("title", "ICESat-2 ATL07 sea ice segments colocated with GHRSST L2P sea surface temperature "
+                                  "(each collection's kind: sst_collection_standard_name)")
+        attrs.setdefault("keywords", "EARTH SCIENCE > OCEANS > OCEAN TEMPERATURE > SEA SURFACE TEMPERATURE, "
+                                     "EARTH SCIENCE > CRYOSPHERE > SEA ICE > SEA ICE ELEVATION, ICESat-2, ATL07, "
+                                     "GHRSST, L2P, colocation")
         if self._conflicts:
             attrs["merge_warnings"] = joined(self._conflicts)
         if self.n_obs:
@@ -566,6 +633,8 @@ def write_request_products(
     now: datetime | None = None,
     run_ids: Mapping[str, str] | None = None,
     on_partition: Callable[[str, Path], None] | None = None,
+    pixels_dir: str | Path | None = None,
+    on_pixel_partition: Callable[[str, Path], None] | None = None,
 ) -> RequestProducts:
     """The request-level netCDF and the date-partitioned Parquet of one request.
 
@@ -573,23 +642,34 @@ def write_request_products(
     may be lazy (each product is read, added and released before the next is opened).
     ``run_ids``: the per-date run id naming each partition file (``part-<run_id>.parquet``).
     ``on_partition(date, path)`` is called once a date's Parquet file is complete (e.g. to upload
-    and delete it). No product at all: no netCDF (``netcdf`` is None).
+    and delete it). No product at all: no netCDF (``netcdf`` is None). ``pixels_dir``: the
+    pixel-scale table (core.products.pixel_table) of the same products, partitioned alike, its
+    own Glue table (``on_pixel_partition`` as ``on_partition``).
     """
+    from core.products.pixel_table import pixel_frame
+
     writer: RequestNetcdf | None = None
     partitions: dict[str, Path] = {}
     try:
         for date, products in dates:
-            frames = []
+            frames, pixel_frames = [], []
             for ds in products:
                 if writer is None:
                     writer = RequestNetcdf(netcdf_path, request_id=request_id, request=request, now=now)
                 writer.add(ds, date=date)
                 frames.append(matches_frame(ds))
-            path = write_parquet(frames, partition_path(parquet_dir, date, (run_ids or {}).get(date, "0")), MATCHES)
+                if pixels_dir is not None:
+                    pixel_frames.append(pixel_frame(ds))
+            run_id = (run_ids or {}).get(date, "0")
+            path = write_parquet(frames, partition_path(parquet_dir, date, run_id), MATCHES)
             if path is not None:
                 partitions[date] = path
                 if on_partition:
                     on_partition(date, path)
+            if pixels_dir is not None and (pixels := write_parquet(pixel_frames, partition_path(pixels_dir, date,
+                                                                                                run_id), PIXELS)):
+                if on_pixel_partition:
+                    on_pixel_partition(date, pixels)
         summary = writer.close() if writer else {}
     except BaseException:
         if writer is not None:

@@ -76,9 +76,9 @@ MATCHES = Table(
         Column("height_segment_ssh_flag", "smallint", "ATL07 height_segment_ssh_flag (sea surface)"),
         Column("height_segment_length_seg", "float", "ATL07 length of the segment", "m"),
         Column("seg_dist_x", "double", "ATL07 along-track distance", "m"),
-        Column("ice_conc_amsr2", "float", "ATL07 v006+ sea ice concentration from AMSR2 (units as the granule)", "1"),
-        Column("ice_conc_ssmi", "float", "ATL07 v006+ sea ice concentration from SSM/I (units as the granule)", "1"),
-        Column("sst", "float", "colocated GHRSST L2P sea surface skin temperature", "K"),
+        Column("ice_conc_amsr2", "float", "ATL07 v006+ sea ice concentration from AMSR2, as a fraction", "1"),
+        Column("ice_conc_ssmi", "float", "ATL07 v006+ sea ice concentration from SSM/I, as a fraction", "1"),
+        Column("sst", "float", "colocated GHRSST L2P SST, of the kind sst_collection_standard_name says", "K"),
         Column("sst_distance", "float", "great-circle distance from the segment to the matched pixel centre", "m"),
         Column("sst_dt", "double", "matched pixel time minus segment time", "s"),
         Column("sst_radius", "float", "colocation radius applied to the segment", "m"),
@@ -97,7 +97,8 @@ MATCHES = Table(
         Column("sst_n_outside_dt", "int", "number of L2P pixels within sst_radius but outside colocation_max_dt_s",
                "1"),
         Column("sst_median", "float", "median SST of the valid pixels within sst_radius and the time window", "K"),
-        Column("sst_stddev", "float", "standard deviation (ddof 0) of the SST of those valid pixels", "K"),
+        Column("sst_stddev", "float", "standard deviation (ddof 0) of the SST of those valid pixels; NULL with "
+               "fewer than two", "K"),
         Column("sst_source_name", "string", "GHRSST L2P granule of the match (file name)"),
         Column("sst_source_platform", "string", "platform of the L2P granule" + _FROM_FILE),
         Column("sst_source_sensor", "string", "sensor of the L2P granule" + _FROM_FILE),
@@ -106,7 +107,28 @@ MATCHES = Table(
         Column("time", "timestamp", "segment time, UTC (Parquet timestamp adjusted to UTC, microseconds)"),
         Column("lat", "double", "segment centre latitude", "degrees_north"),
         Column("lon", "double", "segment centre longitude", "degrees_east"),
-        Column("ice_conc", "float", "ATL07 v003-v005 sea ice concentration (NULL in rows from v006+ granules)", "1"),
+        Column("ice_conc", "float", "ATL07 v003-v005 sea ice concentration as a fraction (NULL in rows from v006+ "
+               "granules)", "1"),
+        Column("height_segment_surface_error_est", "float", "ATL07 error estimate of the segment's surface height "
+               "(NULL where the version lacks it)", "m"),
+        Column("layer_flag", "smallint", "ATL07 consolidated cloud flag (NULL where the version lacks it)"),
+        Column("cloud_flag_asr", "smallint", "ATL07 cloud probability from apparent surface reflectance"),
+        Column("msw_flag", "smallint", "ATL07 multiple-scattering warning flag"),
+        Column("sst_bias_corrected", "float", "sst minus sst_sses_bias (GDS 2.0); its uncertainty is "
+               "sst_sses_standard_deviation", "K"),
+        Column("sst_pixel_lat", "float", "matched pixel centre latitude", "degrees_north"),
+        Column("sst_pixel_lon", "float", "matched pixel centre longitude", "degrees_east"),
+        Column("sst_match_flags", "tinyint", "bits: 1 ice_flagged, 2 below_freezing (SST < 271.35 K), "
+               "4 unscreened (no quality screening), 8 height_invalid"),
+        Column("sst_n_excluded_ice", "int", _N + "that would be valid but are excluded as ice (exclude_ice)", "1"),
+        Column("sst_collection_standard_name", "string", "standard name of the match's SST in its collection "
+               "(skin, subskin, foundation or sea_water_temperature)"),
+        Column("sst_collection_quality_flag_values", "string", "quality_level flag values of the match's collection"),
+        Column("sst_collection_quality_flag_meanings", "string",
+               "quality_level flag meanings of the match's collection, in its producer's words"),
+        Column("sst_collection_l2p_flag_masks", "string", "l2p_flags flag masks of the match's collection"),
+        Column("sst_collection_l2p_flag_meanings", "string", "l2p_flags flag meanings of the match's collection"),
+        Column("sst_collection_citation", "string", "citation (DOI) of the match's collection"),
     ),
     # The folders ``request_id=<id>/date=<YYYY-MM-DD>/``: Hive readers (DuckDB, pyarrow, pandas)
     # find the same two columns, typed alike, as Athena's partition projection does.
@@ -116,7 +138,46 @@ MATCHES = Table(
     ),
 )
 
-TABLES: tuple[Table, ...] = (MATCHES,)
+_BY_PIXEL = "of the ATL07 segments paired with the pixel"
+
+PIXELS = Table(
+    name="pixels", resource="PixelsTable",
+    description="Every matched GHRSST L2P pixel with the statistics of the ATL07 segments paired with it",
+    columns=(
+        Column("atl07_granule", "string", "ATL07 granule whose segments were paired with the pixel"),
+        Column("sst_source_name", "string", "L2P granule of the pixel"),
+        Column("sst_collection_name", "string", "SST collection of the pixel"),
+        Column("sst_pixel_nj", "int", "row of the pixel in its L2P granule (0-based, full swath)", "1"),
+        Column("sst_pixel_ni", "int", "column of the pixel in its L2P granule (0-based, full swath)", "1"),
+        Column("lat", "float", "pixel centre latitude", "degrees_north"),
+        Column("lon", "float", "pixel centre longitude", "degrees_east"),
+        Column("time", "timestamp", "pixel time (L2P time + sst_dtime), UTC"),
+        Column("sst", "float", "the pixel's SST (its source's standard name: sst_source_standard_name in the products)",
+               "K"),
+        Column("sst_sses_bias", "float", "SSES bias of the pixel (GDS 2.0)", "K"),
+        Column("sst_sses_standard_deviation", "float", "SSES standard deviation: uncertainty of sst_bias_corrected",
+               "K"),
+        Column("sst_bias_corrected", "float", "sst - sst_sses_bias (GDS 2.0)", "K"),
+        Column("sst_quality_level", "tinyint", "the pixel's L2P quality_level (its producer's flag table)", "1"),
+        Column("sst_match_flags", "tinyint", "bits 1 ice_flagged, 2 below_freezing, 4 unscreened (as the products)",
+               "1"),
+        Column("n_segments", "int", "ATL07 segments paired with the pixel", "1"),
+        Column("n_segments_valid_height", "int", "of those, segments with a valid height_segment_height", "1"),
+        Column("n_beams", "int", "beams those segments belong to", "1"),
+        Column("lead_fraction", "float", "share of the valid-height segments that are leads "
+               "(height_segment_ssh_flag 1; else height_segment_type 2-9); NaN without a valid height", "1"),
+        Column("height_median", "float", "median height_segment_height " + _BY_PIXEL + " (valid heights)", "m"),
+        Column("height_stddev", "float", "standard deviation (ddof 0) of those heights; NaN with fewer than two", "m"),
+        Column("along_track_length", "float", "sum of height_segment_length_seg " + _BY_PIXEL + " (NaN without it)",
+               "m"),
+        Column("segment_time_mean", "timestamp", "mean time " + _BY_PIXEL + ", UTC"),
+        Column("dt_mean", "double", "pixel time minus segment_time_mean", "s"),
+        Column("distance_min", "float", "great-circle distance from the pixel centre to its nearest segment", "m"),
+    ),
+    partitions=MATCHES.partitions,  # the same request_id=<id>/date=<day>/ folders
+)
+
+TABLES: tuple[Table, ...] = (MATCHES, PIXELS)
 
 
 # ---------------------------------------------------------------------------- template.yaml

@@ -60,17 +60,43 @@ ATL07_FIELDS = (
     ("ice_conc", "stats/ice_conc", np.float32),
     ("ice_conc_amsr2", "stats/ice_conc_amsr2", np.float32),
     ("ice_conc_ssmi", "stats/ice_conc_ssmi", np.float32),
+    # uncertainty and cloud/scattering flags that travel with a match (data dictionary, v003-v006;
+    # as the granule has them): the fit's surface height error estimate (m), the consolidated
+    # cloud flag (0 likely_clear, 1 likely_cloudy), the ASR cloud flag (0-2 clear, 3-5 cloudy,
+    # 6 unknown), the multiple-scattering warning (-1 cannot_determine, 0 no_layers ... 5)
+    ("height_segment_surface_error_est", "heights/height_segment_surface_error_est", np.float32),
+    ("layer_flag", "stats/layer_flag", np.int16),
+    ("cloud_flag_asr", "stats/cloud_flag_asr", np.int16),
+    ("msw_flag", "stats/msw_flag", np.int16),
 )
+# read when present, no warning when absent (versions and subsets differ; none is essential)
+QUIET_FIELDS = ("ice_conc", "ice_conc_amsr2", "ice_conc_ssmi", "height_segment_surface_error_est", "layer_flag",
+                "cloud_flag_asr", "msw_flag")
 # Flag tables of the ATL07 data dictionary (v003-v006), used only where a granule read does not
 # declare its own (synthetic inputs); a granule's attributes always win.
 DOCUMENTED_FLAGS = {
     "height_segment_quality": ([0, 1], "bad_quality good_quality"),
-    "height_segment_fit_quality_flag": ([1, 2, 3, 4, 5], "best high med low poor"),
+    "height_segment_fit_quality_flag": ([-1, 1, 2, 3, 4, 5], "invalid best high med low poor"),
     "height_segment_ssh_flag": ([0, 1], "sea_ice sea_surface"),
     "height_segment_type": (list(range(10)), "cloud_covered other specular_lead_low_w_bkg specular_lead_low "
                             "specular_lead_high_w_bkg specular_lead_high dark_lead_smooth_w_bkg "
                             "dark_lead_smooth dark_lead_rough_w_bkg dark_lead_rough"),
+    "layer_flag": ([0, 1], "likely_clear likely_cloudy"),
+    "cloud_flag_asr": (list(range(7)), "clear_with_high_confidence clear_with_medium_confidence "
+                       "clear_with_low_confidence cloudy_with_low_confidence cloudy_with_medium_confidence "
+                       "cloudy_with_high_confidence unknown"),
+    "msw_flag": (list(range(-1, 6)), "cannot_determine no_layers layer_gt_3km layer_between_1_and_3_km "
+                 "layer_lt_1km blow_snow_od_lt_0.5 blow_snow_od_gt_0.5"),
 }
+# Integer fields for which -1 is a flag value (fit flag: invalid; msw_flag: cannot_determine), so
+# "missing" needs another code: this one (never a flag value of any ATL07 table).
+FLAG_FILL = -127
+
+
+def int_fill(name: str) -> int:
+    """The code an integer ATL07 field takes where the granule has no value: -1, unless -1 is one
+    of the field's flag values (then FLAG_FILL)."""
+    return FLAG_FILL if -1 in DOCUMENTED_FLAGS.get(name, ((),))[0] else -1
 ICE_CONC_FIELDS = ("ice_conc", "ice_conc_amsr2", "ice_conc_ssmi")  # one of them is enough
 # attributes of a read variable copied into the product
 COPIED_ATTRS = ("flag_values", "flag_meanings", "flag_masks", "units", "long_name", "description",
@@ -174,10 +200,12 @@ def _as_float(arr: np.ndarray, fill: Any, dtype=np.float64) -> np.ndarray:
     return out
 
 
-def _as_int(arr: np.ndarray, fill: Any, dtype) -> np.ndarray:
+def _as_int(arr: np.ndarray, fill: Any, dtype, missing: int = -1, flag_values: Any = None) -> np.ndarray:
+    """Integers with the file's fill set to ``missing``; a fill that is also a declared flag value
+    (v003's fit flag: _FillValue -1 = "invalid") stays what the flag table says it is."""
     out = np.asarray(arr).astype(dtype)
-    if fill is not None:
-        out[np.asarray(arr) == np.asarray(fill, dtype=arr.dtype)] = -1
+    if fill is not None and not (flag_values is not None and np.isin(fill, np.asarray(flag_values)).any()):
+        out[np.asarray(arr) == np.asarray(fill, dtype=arr.dtype)] = missing
     return out
 
 
@@ -306,6 +334,8 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
             warn(loc)
             continue
         beam_type = _attr_str(h5[beam].attrs["atlas_beam_type"]).lower() if "atlas_beam_type" in h5[beam].attrs else ""
+        if beam_type not in ("strong", "weak") and "orbit_info/sc_orient" not in h5:
+            warn(f"{beam}: no atlas_beam_type and orbit_info/sc_orient missing: beam strength unknown")
         beams.append(_read_beam(loc, beam, name, epoch, sc_orient, orient_of, beam_type, warn))
     return Atl07Granule(name=name, beams=beams, sc_orient=sc_orient, attrs=attrs, warnings=warnings)
 
@@ -316,8 +346,7 @@ def _orientation(h5: h5py.File, epoch: float, warn):
     ``orbit_info/sc_orient`` holds one value per orientation period and ``sc_orient_time`` the
     delta_time each began: with a yaw flip inside the granule, each segment takes the
     orientation in force at its own time (0 backward, 1 forward, 2 transition)."""
-    if "orbit_info/sc_orient" not in h5:
-        warn("orbit_info/sc_orient missing: beam strength unknown")
+    if "orbit_info/sc_orient" not in h5:  # warned by the caller if a beam has no atlas_beam_type either
         return None, None
     values = np.asarray(h5["orbit_info/sc_orient"][()]).ravel().astype(np.int64)
     if np.unique(values).size == 1:
@@ -425,10 +454,13 @@ def _read_beam(loc: _Located, beam, name, epoch, sc_orient, orient_of, beam_type
     for out, var, dtype in ATL07_FIELDS:
         if var in grp and grp[var].shape and grp[var].shape[0] == n:
             ds = grp[var]
-            convert = _as_int if np.issubdtype(dtype, np.integer) else _as_float
-            extra[out] = convert(_read(ds, runs), _fill_value(ds), dtype)
             field_attrs[out] = _h5_attrs(ds)
-        elif out not in ICE_CONC_FIELDS:
+            if np.issubdtype(dtype, np.integer):
+                extra[out] = _as_int(_read(ds, runs), _fill_value(ds), dtype, int_fill(out),
+                                     field_attrs[out].get("flag_values"))
+            else:
+                extra[out] = _as_float(_read(ds, runs), _fill_value(ds), dtype)
+        elif out not in QUIET_FIELDS:
             warn(f"{beam}: {var} missing, filled")
     if not any(f in extra for f in ICE_CONC_FIELDS):
         warn(f"{beam}: no ice concentration (stats/ice_conc, stats/ice_conc_amsr2, stats/ice_conc_ssmi)")

@@ -123,11 +123,13 @@ def colocate(
     max_dt_s: float = 3 * 3600.0,
     min_quality_level: int | None = 4,
     granule_index: int = 0,
+    exclude_ice: bool = False,
 ) -> Matches:
     """Per segment, the nearest valid pixel of ``swath`` within ``radius_m`` and ``max_dt_s``,
     and what else lay within that radius and Δt (valid, rejected by quality, outside the valid
     range, ice-flagged; median and standard deviation of the valid SSTs).
 
+    ``exclude_ice``: a pixel whose L2P ice bit is set is not valid (counted in n_excluded_ice).
     ``radius_m = FOOTPRINT``: each segment's radius is the footprint radius
     (:func:`footprint_radius_m`) of the pixel nearest to it, valid or not."""
     seg_lat = np.asarray(segments_lat, dtype=np.float64).ravel()
@@ -166,7 +168,7 @@ def colocate(
     p_time = swath.time.astype("datetime64[ns]", copy=False).ravel()[pix]
     p_ns = p_time.view(np.int64)
     p_sst = swath.sst.ravel()[pix].astype(np.float64)
-    classes = _pixel_classes(swath, pix, p_sst, min_quality_level)
+    classes = _pixel_classes(swath, pix, p_sst, min_quality_level, exclude_ice)
     if not footprint:  # (the footprint radius comes from the nearest pixel of any kind)
         # a pixel of no class (a fill) within Δt of every segment counts nowhere: leave it out
         t_lo, t_hi = seg_ns[seg_idx].min(), seg_ns[seg_idx].max()
@@ -200,9 +202,10 @@ def colocate(
     return out
 
 
-def _pixel_classes(swath: SstSwath, pix: np.ndarray, p_sst: np.ndarray, min_quality_level: int | None) -> np.ndarray:
+def _pixel_classes(swath: SstSwath, pix: np.ndarray, p_sst: np.ndarray, min_quality_level: int | None,
+                   exclude_ice: bool = False) -> np.ndarray:
     """Packed class bits per candidate pixel: 1 valid (may be matched), 2 rejected by quality
-    level, 4 SST outside the valid range, 8 ice bit set."""
+    level, 4 SST outside the valid range, 8 ice bit set, 16 excluded as ice (would be valid)."""
     sst_ok = np.isfinite(p_sst)
     if swath.quality_level is not None and min_quality_level is not None:
         quality_ok = swath.quality_level.ravel()[pix] >= min_quality_level
@@ -213,7 +216,11 @@ def _pixel_classes(swath: SstSwath, pix: np.ndarray, p_sst: np.ndarray, min_qual
     if swath.sst_out_of_range is not None:
         classes |= swath.sst_out_of_range.ravel()[pix].astype(np.uint8) << 2
     if swath.l2p_flags is not None:
-        classes |= swath.ice().ravel()[pix].astype(np.uint8) << 3
+        ice = swath.ice().ravel()[pix]
+        classes |= ice.astype(np.uint8) << 3
+        if exclude_ice:  # an ice-flagged pixel is ineligible like a failed quality level
+            excluded = ice & (classes & 1).astype(bool)
+            classes[excluded] = (classes[excluded] & ~np.uint8(1)) | np.uint8(16)
     return classes
 
 
@@ -236,6 +243,8 @@ def _record_matches(out: Matches, swath: SstSwath, seg_hit: np.ndarray, flat: np
         if values is not None:
             getattr(out, name)[seg_hit] = values.ravel()[flat]
     out.granule_index[seg_hit] = granule_index
+    out.pixel_lat[seg_hit] = swath.lat.ravel()[flat]
+    out.pixel_lon[seg_hit] = swath.lon.ravel()[flat]
 
 
 class CellRuns:
@@ -291,13 +300,13 @@ class _Neighbourhood:
 
     best: np.ndarray
     distance: np.ndarray  # m, great-circle, from the exact float64 chord
-    counts: np.ndarray  # (5, n) int32: valid, quality, range, ice (within radius and Δt), outside Δt
+    counts: np.ndarray  # (6, n) int32: valid, quality, range, ice (within radius and Δt), outside Δt, excluded ice
     median: np.ndarray
     std: np.ndarray
 
     @classmethod
     def empty(cls, n: int) -> _Neighbourhood:
-        return cls(np.full(n, -1, np.int64), np.full(n, np.nan), np.zeros((5, n), np.int32),
+        return cls(np.full(n, -1, np.int64), np.full(n, np.nan), np.zeros((6, n), np.int32),
                    np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
 
 
@@ -351,6 +360,7 @@ def _neighbourhood(tree, cells: CellRuns, s_xyz, t_ns, radius, p_xyz, p_ns, p_ti
         for c in range(4):
             res.counts[c, s] = np.bincount(local, weights=(bits >> c) & 1, minlength=s.size)
         res.counts[4, s] = np.bincount(local, weights=~in_time, minlength=s.size)  # why a segment may have none
+        res.counts[5, s] = np.bincount(local, weights=(bits >> 4) & 1, minlength=s.size)
         v = np.flatnonzero(bits & 1)
         if v.size:
             lv, pv, cv, dv = local[v], pix[v], chord[v], dt[v]
@@ -394,11 +404,13 @@ def _candidates(tree, centres: np.ndarray, reach: float) -> tuple[np.ndarray, np
 
 def _median_std(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and standard deviation (ddof 0) of each group ``values[starts[i]:starts[i + 1]]``
-    (the last group runs to the end; none is empty). Groups of one size are sorted together."""
+    (the last group runs to the end; none is empty). Groups of one size are sorted together.
+    The spread of a single value is undefined: NaN where a group has fewer than two."""
     size = np.diff(np.r_[starts, values.size])
     group = np.repeat(np.arange(size.size), size)
     mean = np.add.reduceat(values, starts) / size
     std = np.sqrt(np.add.reduceat((values - mean[group]) ** 2, starts) / size)
+    std[size < 2] = np.nan
     median = np.empty(size.size)
     for m in np.unique(size):
         g = np.flatnonzero(size == m)

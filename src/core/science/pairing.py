@@ -101,6 +101,37 @@ def restrict_to_window(granule: Atl07Granule, lo: np.datetime64, hi: np.datetime
     return granule
 
 
+# GDS 2.0 §7.9 (quality_level): 0 no data, 1 bad, 2 worst, 3 low, 4 acceptable,
+# 5 best. Producers write their own flag_meanings (NAVO VIIRS: "not_used not_used not_used cloudy
+# probably_cloudy clear"), so the minimum is read in the file's words, not assumed.
+ACCEPTABLE_WORDS = ("acceptable", "best", "good", "clear", "excellent", "high")
+
+
+def quality_meaning(variable_attrs: dict, level: int) -> str | None:
+    """The file's own flag_meanings word for quality level ``level`` (None when it declares none)."""
+    attrs = variable_attrs.get("quality_level") or {}
+    words = str(attrs.get("flag_meanings") or "").split()
+    values = attrs.get("flag_values")
+    values = list(np.atleast_1d(np.asarray(values)).tolist()) if values is not None else list(range(len(words)))
+    return next((w for v, w in zip(values, words, strict=False) if int(v) == level), None)
+
+
+def screening_warnings(swath: SstSwath, params: ColocationParams) -> list[str]:
+    """What the screening does not do as asked, in the file's own terms: a minimum quality level
+    whose producer meaning is not acceptable/best (e.g. NAVO's 4 = probably_cloudy), and an
+    ice exclusion the file cannot apply (no ice bit in l2p_flags)."""
+    out = []
+    level = params.min_quality_level
+    if level is not None and swath.quality_level is not None:
+        word = quality_meaning(swath.variable_attrs, level)
+        if word is not None and ("probably" in word.lower() or not any(a in word.lower() for a in ACCEPTABLE_WORDS)):
+            out.append(f"min_quality_level {level} means {word!r} in this file's quality_level flag_meanings, "
+                       "not GHRSST's 'acceptable' (GDS 2.0): pixels of that level are matched")
+    if params.exclude_ice and swath.ice_mask is None:
+        out.append("exclude_ice: no l2p_flags ice bit in this file, so no pixel of it could be excluded as ice")
+    return out
+
+
 def _concat(beams: list[BeamSegments], name: str, dtype) -> np.ndarray:
     return np.concatenate([getattr(b, name) for b in beams]).astype(dtype) if beams else np.empty(0, dtype)
 
@@ -137,10 +168,13 @@ def pair_granule(
                 f"{source.name} has no quality_level variable, so min_quality_level "
                 f"{params.min_quality_level} cannot be applied; request min_quality_level null "
                 "(--min-quality-level none) to colocate without quality screening", field="min_quality_level")
-        warnings.extend(f"{source.name}: {w}" for w in swath.warnings if f"{source.name}: {w}" not in warnings)
+        for w in [*swath.warnings, *screening_warnings(swath, params)]:
+            if f"{source.name}: {w}" not in warnings:
+                warnings.append(f"{source.name}: {w}")
         with timer("colocate"):
             found = colocate(lat, lon, time, swath, radius_m=params.radius_m, max_dt_s=params.max_dt_s,
-                             min_quality_level=params.min_quality_level, granule_index=index)
+                             min_quality_level=params.min_quality_level, granule_index=index,
+                             exclude_ice=params.exclude_ice)
             matches = best_of(matches, found)
         swaths.append(swath)
 
