@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from core.access.dmrpp import Range, metadata_ranges
-from core.access.inplace import ByteMap, dataset_ranges, open_in_place
+from core.access.inplace import PAGE_HINT, ByteMap, dataset_ranges, file_page_size, open_in_place
 from core.access.rangefile import RangeFile
 from core.errors import InputError, UnreadableFileError
 from core.model import BEAMS, Atl07Granule, BBox, BeamSegments
@@ -91,6 +91,13 @@ GRANULE_VARS = ("ancillary_data/atlas_sdp_gps_epoch", "orbit_info/sc_orient", "o
 # (bench/README.md "ATL07 read in place": 64 KiB 448 requests, 1 MiB 239, 4 MiB 122 for the two
 # seed granules). With a byte map the few misses left are group headers: RangeFile's 64 KiB.
 ATL07_READAHEAD = 4 << 20
+# A file object other than a RangeFile (an fsspec block-cached file, say) is opened with HDF5's page
+# buffer: on a paged granule (Release 007) every metadata read then costs at most one page read.
+# Several pages, since a one-page buffer thrashes (NSIDC UWG 2025 notebook: 32-64 MiB; HDF5 >= 1.14.4
+# ignores it on a non-paged file, requirements pin h5py >= 3.12.1). A RangeFile keeps the pages
+# itself: HDF5's page buffer reads raw data a whole page at a time too (measured on the scene: a 58 KB
+# chunk read became one 8 MiB read), which would defeat chunk-exact reads.
+PAGE_BUFFER_BYTES = 4 * PAGE_HINT
 
 
 def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
@@ -212,11 +219,13 @@ def read_atl07(
         raise InputError(f"ATL07 file not found: {os.fspath(source)}", field="atl07")
     waves = _Waves(source, byte_map)
     waves.opening()
+    buffered = not isinstance(source, (str, os.PathLike, RangeFile))
     try:
-        h5 = h5py.File(source, "r")
+        h5 = h5py.File(source, "r", **({"page_buf_size": PAGE_BUFFER_BYTES} if buffered else {}))
     except (OSError, ValueError) as exc:
         raise UnreadableFileError(f"{name} is not an HDF5 file (ATL07 expected): {exc}", field="atl07") from None
     with h5:
+        waves.opened(h5)
         return _read_granule(h5, name, bbox, margin_deg, waves)
 
 
@@ -251,6 +260,19 @@ class _Waves:
         (bench/README.md "ATL07 read in place")."""
         if self.file is not None and self.byte_map is not None:
             self._fetch(None, self._locations(BEAMS), metadata_ranges(self.byte_map.values(), self.file.size))
+        elif self.file is not None:
+            # no byte map: the first page, where a paged granule (Release 007) keeps all its
+            # metadata, in one wave; on an older granule it holds the superblock and root group
+            self.file.prefetch([(0, min(PAGE_HINT, self.file.size))])
+
+    def opened(self, h5: h5py.File) -> None:
+        """A paged granule: the rest of its first page if its pages are larger than the hint, and
+        any later metadata miss widened to whole pages (a second metadata page, if any)."""
+        page = file_page_size(h5) if self.file is not None else None
+        if page and self.file is not None:
+            self.file.align = self.file.readahead = page
+            if self.byte_map is None:
+                self.file.prefetch([(0, min(page, self.file.size))])
 
     def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
         """Without a byte map: the locations and granule-level variables, from the chunk index."""
