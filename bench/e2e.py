@@ -317,10 +317,17 @@ def run_floor(run: dict, l2p_files: dict[str, Path], config) -> dict:
                               "over_floor": round(got / max(cf["floor_bytes"], 1), 3),
                               "metadata_bytes": cf["metadata_bytes"], "per_variable": cf["per_variable"]}
     l2p_floor = sum(p["floor_bytes"] for p in per_granule.values())
+    # issue 26: longitude counted wherever latitude reaches the segments' band (bbox ± radius)
+    pad = SEED["radius_m"] / 111_195.0
+    band = (SEED["bbox"][1] - pad, SEED["bbox"][3] + pad)
+    info = {t: floor.l2p_information_floor(l2p_files[t], g.get("window"), band)["floor_bytes"]
+            for t, g in run["sst_per_granule"].items()}
     # a download moves the whole ATL07 file; read in place, what the reader fetched (not a floor)
     atl07 = run["reported_atl07_bytes"]
-    f = floor.wall_floor(atl07 + l2p_floor, run["timings_s"].get("colocate", 0.0), config)
+    chain = floor.CHAIN if run.get("atl07_access") != "direct" else floor.CHAIN_DIRECT
+    f = floor.wall_floor(atl07 + l2p_floor, run["timings_s"].get("colocate", 0.0), config, chain)
     return {**f.as_dict(), "atl07_bytes": atl07, "l2p_floor_bytes": l2p_floor, "l2p_fetched": fetched,
+            "l2p_information_floor_bytes": sum(info.values()),
             "l2p_metadata_bytes": sum(p["metadata_bytes"] for p in per_granule.values()),
             "per_granule": per_granule}
 
@@ -347,6 +354,7 @@ def measure(repeats: int = 3, workdir: Path | None = None, network: str | None =
                     env["BENCH_ONLY_GRANULES"] = ",".join(runs["service"][-1]["sst_per_granule"])
                 r = run_child("bench.e2e", ["--child", kind.split("_")[0]], env=env)
                 r.update(csb.counted())
+                r["atl07_access"] = "direct" if kind == "service_direct" else "download"
                 if kind.startswith("service"):
                     r["floor"] = run_floor(r, l2p_files, config)
                 runs[kind].append(r)
@@ -412,6 +420,8 @@ def summarize(runs: dict, config, label: str) -> dict:
     summary["floor_ratio"] = round(median([r["work_s"] / r["floor"]["floor_s"] for r in s]), 2)
     summary["l2p_bytes_over_floor"] = round(median([r["floor"]["l2p_fetched"] / r["floor"]["l2p_floor_bytes"]
                                                     for r in s]), 3)
+    summary["l2p_bytes_over_information_floor"] = round(median(
+        [r["floor"]["l2p_fetched"] / r["floor"]["l2p_information_floor_bytes"] for r in s]), 3)
     summary["service_direct_floor_ratio"] = round(median([r["work_s"] / r["floor"]["floor_s"] for r in direct]), 2)
     summary["speedup_process_wall"] = round(summary["baseline_process_wall_s"] / summary["service_process_wall_s"], 2)
     summary["speedup_cpu"] = round(summary["baseline_cpu_s"] / summary["service_cpu_s"], 2)
