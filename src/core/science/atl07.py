@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -98,6 +99,19 @@ ATL07_READAHEAD = 4 << 20
 # itself: HDF5's page buffer reads raw data a whole page at a time too (measured on the scene: a 58 KB
 # chunk read became one 8 MiB read), which would defeat chunk-exact reads.
 PAGE_BUFFER_BYTES = 4 * PAGE_HINT
+
+
+# Release 007 is ICESat-2's first cloud-optimized release: paged HDF5, all metadata in the first
+# 8 MiB page (NSIDC, nsidc/cloud-optimized-icesat2 paper.qmd; ATL03 confirmed, ATL07 likely).
+PAGED_FROM_RELEASE = 7
+# ATL07 file names: ATL07-hh_yyyymmddhhmmss_ttttccss_rrr_vv.h5 (ATL07 data dictionary: rrr release)
+_RELEASE = re.compile(r"^ATL\d\d-\d\d_\d{14}_\d{8}_(\d{3})_\d{2}")
+
+
+def release_of(name: str) -> int | None:
+    """The ICESat-2 release in a granule's file name or title, None where the name does not say."""
+    match = _RELEASE.match(os.path.basename(name))
+    return int(match.group(1)) if match else None
 
 
 def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
