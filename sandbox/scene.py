@@ -2,7 +2,8 @@
 
 Public API (used by ``sandbox.services``, the demo, the benchmarks and the tests)::
 
-    build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full") -> Scene
+    build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full",
+                atl07_layout: str = "v007", atl07_chunk: int = 10_000) -> Scene
     describe_scene(root: Path | None = None, *, extent: str = "full") -> Scene   # metadata only
 
 returns the granules of the tutorial's seed case (bbox -62.8,81.7,-56.4,83 on 2019-06-22).
@@ -21,9 +22,9 @@ ATL07 (two v007 granules, ``ATL07-01_20190622055317_12980301_007_01.h5`` and
   82.38 N -55.11 ... 72.61 N 145.1 E). A strong beam has 235,584 segments like the real gt1l
   (cell 31); each weak beam gets the count that brings the file to the real size (0.43-0.47 of a
   strong beam's here, ~100-110 k: its segments aggregate the same 150 photons from a quarter of
-  the energy, so they are longer). The written files are within 1 % of the real sizes.
+  the energy, so they are longer). The v006 twin is within 1 % of the real sizes; v007 rounds them up to whole pages.
   Pair centres are 3.3 km apart, pair members 90 m (ATL07/10 ATBD; ICESat-2 beam geometry).
-* Layout. Every group, variable, dtype, attribute, dimension scale, chunk shape (10000,) /
+* Variables. Every group, variable, dtype, attribute, dimension scale, chunk shape (10000,) /
   (10000, 100), gzip level 6 and shuffle setting (shuffle on integer variables only) is copied
   from the real v003 file in ``tests/data/realdata/atl07/``. Where v006/v007 differ, as far as
   public code shows: ``stats/ice_conc`` is replaced by ``stats/ice_conc_ssmi`` and
@@ -37,6 +38,28 @@ ATL07 (two v007 granules, ``ATL07-01_20190622055317_12980301_007_01.h5`` and
   still carry ``stats/hist_photon_heights`` (kept from v003); v007 attribute text (v003's kept,
   ``release``/``VersionID`` set to 007). We found no copy of the v006/v007 data dictionary
   itself (NSIDC's PDF was not in the searchable sources).
+* Layout (Release 007, ``atl07_layout="v007"``, the default). Written as NSIDC's production
+  recipe for ICESat-2 Release 007 writes ATL03: file space strategy PAGE with free-space
+  tracking persisted, 8 MiB (8,388,608-byte) pages, no COMPACT dataset (every small dataset
+  CONTIGUOUS), and no chunk above a page; the file's size is a whole number of pages (the real
+  size rounded up: 30 and 29 pages). All ~1.9 MB of metadata aggregates into the first page.
+  - Confirmed (for ATL03 v007): PAGE strategy, free-space tracking, COMPACT made CONTIGUOUS,
+    photon-rate chunks 10,000 -> 100,000 elements with none above a page, a final ``h5repack``
+    (github nsidc/cloud-optimized-icesat2, ``paper.qmd``, "Mission implementation"; NSIDC news
+    "Cloud-optimized HDF5 boosts access to ICESat-2 data", ATL03 released so on 2025-07-31); the
+    page is 8 MiB, not the paper's ``h5repack -G 8000000`` example (real v007 ATL03 sizes are
+    whole multiples of 8,388,608 B, earthaccess docs ``howto/fsspec.ipynb``: 570,425,344 B; NSIDC
+    user-working-group 2025 notebook: "ATL products use 8MB-size pages").
+  - Assumed: that ATL07 v007 follows the same recipe (likely by that notebook's wording; no
+    ATL07-specific statement found). We write the file paged in one pass, in its final order,
+    instead of running ``h5repack`` (not in the PyPI wheels): the result is what a repack leaves
+    (no free space but the first page's tail and the last raw page's).
+  - Unknown: ATL07 v007's segment-rate chunk size. ``atl07_chunk`` sets it: 10,000 (v003-v006's,
+    the default) or 100,000 (ATL03 v007's photon-rate choice); 2-D variables keep their columns
+    and are capped at a page of raw bytes. The bench reports both.
+  ``atl07_layout="v006"`` writes the v006-layout twin (file space strategy 0, metadata blocks
+  scattered between the chunks, as v003-v006 are published), named ``..._006_01.h5`` with
+  version 006, for the older collection; it is built only when asked for (the bench).
 * Bytes. The variables the service reads (times, positions, heights, quality, type, ssh flag,
   segment ids, ...) are modelled along the track (below). The ~65 others per beam are the real
   file's values resampled, with per-value jitter (smooth along track for geolocation and
@@ -106,7 +129,9 @@ granules get CMR-style bounding rectangles (``rectangles``, W,S,E,N; split at th
 Files are written by two worker processes (each has its own seeds, so the output does not depend
 on the worker count), with one progress line per file on stderr. Everything is written under
 ``cache_dir / f"scene-{SCENE_VERSION}-{extent}"`` (atomically, via a temporary directory) and
-reused by later calls.
+reused by later calls; a non-default ATL07 layout or chunk size gets its own folder
+(``...-full-v006``, ``...-full-c100000``). The L2P files are hard-linked from any other scene in
+the cache (they are the same in all).
 """
 from __future__ import annotations
 
