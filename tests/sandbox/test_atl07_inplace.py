@@ -111,9 +111,9 @@ def test_in_place_without_sidecar_is_the_local_read(sandbox, index):
     assert_same_granule(got, read_atl07(g.path, bbox=SEED_BBOX, margin_deg=sandbox.settings.bbox_margin_deg))
     assert sum(len(b) for b in got.beams) > 0
     # h5py's reads one by one would be a round trip each: the scene's granules are paged (Release
-    # 007), so the first page (all the metadata), the locations' chunks, the rows' chunks: three
-    # calls side by side, nothing on demand; less than the granule
-    assert len(log.calls) == 3, log.calls
+    # 007), so the first page (all the metadata), latitude, longitude where latitude reaches the
+    # bbox, the rows' chunks: four calls side by side, nothing on demand; less than the granule
+    assert len(log.calls) == 4, log.calls
     assert fh.bytes_fetched < 0.9 * fh.size
 
 
@@ -126,10 +126,10 @@ def test_in_place_with_sidecar_is_the_local_read_in_few_fetches(sidecar_sandbox,
     assert_same_granule(got, read_atl07(g.path, bbox=SEED_BBOX, margin_deg=sb.settings.bbox_margin_deg))
     # two waves (metadata + locations before h5py opens the file; the rows' chunks) and nothing
     # on demand; without the sidecar, on the paged scene, the first page holds the metadata:
-    # one more call, and the page's free space fetched too
+    # then latitude, longitude in the bbox's band, the rows
     assert len(log.waves) == 2 and log.misses == 0, log.calls
     _, fh_plain, _, log_plain = _read_in_place(sb, g, use_sidecar=False)
-    assert len(log_plain.calls) == 3, log_plain.calls
+    assert len(log_plain.calls) == 4, log_plain.calls
     # every gap between the chunks: the first page, and the last page's free tail (< a page) besides
     assert fh.bytes_fetched < fh_plain.bytes_fetched + (8 << 20)
 

@@ -289,9 +289,15 @@ class _Waves:
                 self.file.prefetch([(0, min(page, self.file.size))])
 
     def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
-        """Without a byte map: the locations and granule-level variables, from the chunk index."""
+        """Without a byte map: every beam's latitude and the granule-level variables, from the chunk index."""
         if self.byte_map is None:
-            self._fetch(h5, self._locations(beams))
+            self._fetch(h5, [(f"{b}/sea_ice_segments/latitude", None) for b in beams] +
+                        [(p, None) for p in GRANULE_VARS])
+
+    def longitudes(self, h5: h5py.File, runs_by_beam: dict[str, list[slice] | None]) -> None:
+        """Longitude's chunks where latitude reaches the bbox (held already with a byte map)."""
+        self._fetch(h5, [(f"{beam}/sea_ice_segments/longitude", runs)
+                         for beam, runs in runs_by_beam.items() if runs != []])
 
     def rows(self, h5: h5py.File, runs_by_beam: dict[str, list[slice] | None]) -> None:
         """Every per-row variable's chunks holding the selected rows, all beams together."""
@@ -329,8 +335,12 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
         if f"ancillary_data/{key}" in h5:
             attrs[key] = _attr_str(h5[f"ancillary_data/{key}"][()])
 
-    # every beam's rows first, so that their variables are fetched in one wave
-    located = {beam: _locate(h5, beam, bbox, margin_deg) for beam in BEAMS}
+    # every beam's latitude, then longitude where latitude reaches the bbox, then the rows in
+    # it: each step for all beams together, so that it is fetched in one wave
+    latitudes = {beam: _latitudes(h5, beam, bbox, margin_deg) for beam in BEAMS}
+    waves.longitudes(h5, {beam: lat.runs for beam, lat in latitudes.items() if isinstance(lat, _Latitudes)})
+    located = {beam: lat if isinstance(lat, str) else _locate(lat, bbox, margin_deg)
+               for beam, lat in latitudes.items()}
     waves.rows(h5, {beam: loc.runs for beam, loc in located.items() if isinstance(loc, _Located)})
     beams: list[BeamSegments] = []
     for beam in BEAMS:
@@ -401,8 +411,17 @@ class _Located:
     valid_loc: np.ndarray  # of all segments (bbox None)
 
 
-def _locate(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _Located | str:
-    """The beam's rows in ``bbox``, or why the beam is skipped."""
+@dataclass
+class _Latitudes:
+    """One beam's latitude and the index runs where it reaches the bbox (None: no bbox, all)."""
+
+    grp: h5py.Group
+    lat: np.ndarray
+    runs: list[slice] | None
+
+
+def _latitudes(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _Latitudes | str:
+    """The beam's latitude whole (where is the track?), or why the beam is skipped."""
     path = f"{beam}/sea_ice_segments"
     if path not in h5:
         return f"{beam}: no sea_ice_segments group, beam skipped"
@@ -410,12 +429,30 @@ def _locate(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _
     missing = [v for v in ("latitude", "longitude", "delta_time") if v not in grp]
     if missing:
         return f"{beam}: {', '.join(missing)} missing, beam skipped"
-    lat_ds, lon_ds = grp["latitude"], grp["longitude"]
+    lat_ds = grp["latitude"]
     lat = _as_float(lat_ds[()], _fill_value(lat_ds))
-    lon = _as_float(lon_ds[()], _fill_value(lon_ds))
     n = lat.shape[0]
-    if lon.shape[0] != n or grp["delta_time"].shape[0] != n:
+    if grp["longitude"].shape[0] != n or grp["delta_time"].shape[0] != n:
         return f"{beam}: latitude/longitude/delta_time lengths differ, beam skipped"
+    if bbox is None:
+        return _Latitudes(grp, lat, None)
+    with np.errstate(invalid="ignore"):  # NaN (fill) latitudes are outside any band
+        band = (lat >= bbox.south - margin_deg) & (lat <= bbox.north + margin_deg)
+    return _Latitudes(grp, lat, _runs(band))
+
+
+def _locate(latitudes: _Latitudes, bbox: BBox | None, margin_deg: float) -> _Located:
+    """The beam's rows in ``bbox``: longitude read only where latitude reaches it (the rest of the
+    track cannot be in the box whatever its longitude)."""
+    grp, lat, band = latitudes.grp, latitudes.lat, latitudes.runs
+    lon_ds = grp["longitude"]
+    n = lat.shape[0]
+    if band is None:
+        lon = _as_float(lon_ds[()], _fill_value(lon_ds))
+    else:
+        lon = np.full(n, np.nan)
+        for run, part in zip(band, [_as_float(_read(lon_ds, [r]), _fill_value(lon_ds)) for r in band], strict=True):
+            lon[run] = part
     valid_loc = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0)
     runs: list[slice] | None = None
     keep = valid_loc
