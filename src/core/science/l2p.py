@@ -293,8 +293,8 @@ class L2PGranule:
                              *self.optional_vars.values()) if v]
         time_name = _find(self.ds, ("time",))
         loc_lat, loc_lon = self._location()
-        self._prefetch([r for v in names for r in self._chunk_ranges(v, (rows, cols))]
-                       + (self._chunk_ranges(time_name) if time_name else []))
+        window_ranges = [r for v in names for r in self._chunk_ranges(v, (rows, cols))]
+        self._prefetch(window_ranges + (self._chunk_ranges(time_name) if time_name else []))
         sub = self.ds[names].isel({d0: rows, d1: cols})
         extra = {d: 0 for d in sub.dims if d not in self.dims}
         sub = sub.isel(extra)
@@ -324,7 +324,7 @@ class L2PGranule:
             with np.errstate(invalid="ignore"):
                 values[(values < vlo) | (values > vhi)] = np.nan
             statistics[key] = values
-        return SstSwath(
+        swath = SstSwath(
             granule=self.name,
             # copies: views would keep the whole granule's geolocation alive
             lat=loc_lat[rows, cols].copy(),
@@ -342,6 +342,12 @@ class L2PGranule:
             variable_attrs=self.variable_attrs(),
             **statistics,
         )
+        # decoded into the swath: the location views (lat/lon copies, up to 2 x 11 MB a granule)
+        # and the window's compressed bytes go now, not when the date's last granule closes
+        # (issue 26); a later locate() rebuilds the views, a later window() fetches again
+        self._view = None
+        self._discard(window_ranges)
+        return swath
 
     @property
     def ice_mask(self) -> int | None:
