@@ -168,7 +168,11 @@ def _attr_str(value: Any) -> str:
 
 def _runs(mask: np.ndarray) -> list[slice]:
     """Index slices covering the True runs of ``mask``; nearby runs merged to limit reads."""
-    idx = np.flatnonzero(mask)
+    return _index_runs(np.flatnonzero(mask))
+
+
+def _index_runs(idx: np.ndarray) -> list[slice]:
+    """Index slices covering the sorted indexes ``idx``; nearby runs merged to limit reads."""
     if idx.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(idx) > _MERGE_GAP)
@@ -413,9 +417,11 @@ class _Located:
 
 @dataclass
 class _Latitudes:
-    """One beam's latitude and the index runs where it reaches the bbox (None: no bbox, all)."""
+    """One beam's latitude: whole (no bbox: ``runs`` None), else only in the index ``runs``
+    where it reaches the bbox's latitudes (concatenated)."""
 
     grp: h5py.Group
+    n: int
     lat: np.ndarray
     runs: list[slice] | None
 
@@ -430,39 +436,52 @@ def _latitudes(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -
     if missing:
         return f"{beam}: {', '.join(missing)} missing, beam skipped"
     lat_ds = grp["latitude"]
-    lat = _as_float(lat_ds[()], _fill_value(lat_ds))
-    n = lat.shape[0]
-    if grp["longitude"].shape[0] != n or grp["delta_time"].shape[0] != n:
+    n = lat_ds.shape[0] if lat_ds.shape else 0
+    if grp["longitude"].shape[:1] != (n,) or grp["delta_time"].shape[:1] != (n,):
         return f"{beam}: latitude/longitude/delta_time lengths differ, beam skipped"
+    fill = _fill_value(lat_ds)
     if bbox is None:
-        return _Latitudes(grp, lat, None)
-    with np.errstate(invalid="ignore"):  # NaN (fill) latitudes are outside any band
-        band = (lat >= bbox.south - margin_deg) & (lat <= bbox.north + margin_deg)
-    return _Latitudes(grp, lat, _runs(band))
+        return _Latitudes(grp, n, _as_float(lat_ds[()], fill), None)
+    # chunk by chunk: the whole track's latitude is never held, only where it reaches the bbox
+    step = lat_ds.chunks[0] if lat_ds.chunks else max(n, 1)
+    in_band = []
+    for start in range(0, n, step):
+        block = _as_float(lat_ds[start:start + step], fill)
+        with np.errstate(invalid="ignore"):  # NaN (fill) latitudes are outside any band
+            in_band.append(np.flatnonzero((block >= bbox.south - margin_deg) & (block <= bbox.north + margin_deg))
+                           + start)
+    runs = _index_runs(np.concatenate(in_band) if in_band else np.empty(0, np.int64))
+    return _Latitudes(grp, n, _as_float(_read(lat_ds, runs), fill), runs)
+
+
+def _rows(runs: list[slice]) -> np.ndarray:
+    return np.concatenate([np.arange(r.start, r.stop) for r in runs]) if runs else np.empty(0, np.int64)
 
 
 def _locate(latitudes: _Latitudes, bbox: BBox | None, margin_deg: float) -> _Located:
     """The beam's rows in ``bbox``: longitude read only where latitude reaches it (the rest of the
-    track cannot be in the box whatever its longitude)."""
-    grp, lat, band = latitudes.grp, latitudes.lat, latitudes.runs
+    track cannot be in the box whatever its longitude), both cut to the box's rows."""
+    grp, n, lat, band = latitudes.grp, latitudes.n, latitudes.lat, latitudes.runs
     lon_ds = grp["longitude"]
-    n = lat.shape[0]
-    if band is None:
-        lon = _as_float(lon_ds[()], _fill_value(lon_ds))
-    else:
-        lon = np.full(n, np.nan)
-        for run, part in zip(band, [_as_float(_read(lon_ds, [r]), _fill_value(lon_ds)) for r in band], strict=True):
-            lon[run] = part
+    if band is not None and bbox is not None:
+        lon = _as_float(_read(lon_ds, band), _fill_value(lon_ds))
+        held = _rows(band)  # the rows lat and lon hold
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & \
+                bbox.contains(np.nan_to_num(lon), np.nan_to_num(lat), margin_deg)
+        runs = _index_runs(held[inside])
+        rows = _rows(runs)
+        if not rows.size:
+            return _Located(grp, n, runs, lat[:0], lon[:0], inside[:0], inside[:0])
+        # rows merged in between two of the box's runs but outside the band are not held:
+        # never kept (no location), their other variables read with the run
+        pos = np.minimum(np.searchsorted(held, rows), held.size - 1)
+        there = held[pos] == rows
+        return _Located(grp, n, runs, np.where(there, lat[pos], np.nan), np.where(there, lon[pos], np.nan),
+                        there & inside[pos], inside[:0])
+    lon = _as_float(lon_ds[()], _fill_value(lon_ds))
     valid_loc = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0)
-    runs: list[slice] | None = None
-    keep = valid_loc
-    if bbox is not None:
-        keep = valid_loc & bbox.contains(np.nan_to_num(lon), np.nan_to_num(lat), margin_deg)
-        runs = _runs(keep)
-        lat = np.concatenate([lat[r] for r in runs]) if runs else lat[:0]
-        lon = np.concatenate([lon[r] for r in runs]) if runs else lon[:0]
-        keep = np.concatenate([keep[r] for r in runs]) if runs else keep[:0]
-    return _Located(grp, n, runs, lat, lon, keep, valid_loc)
+    return _Located(grp, n, None, lat, lon, valid_loc, valid_loc)
 
 
 def _read_beam(loc: _Located, beam, name, epoch, sc_orient, orient_of, beam_type, warn) -> BeamSegments:
