@@ -33,6 +33,7 @@ class Services:
     progress: Callable[[str, dict], None] | None = None
     _filesystems: dict = field(default_factory=dict, repr=False)
     _filesystems_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _endpoint_locks: dict = field(default_factory=dict, repr=False)
 
     def report(self, event: str, **info) -> None:
         if self.progress is not None:
@@ -40,8 +41,11 @@ class Services:
 
     def s3_filesystem(self, endpoint: str):
         """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves); the
-        granules read side by side share it (one credentials request, one botocore client)."""
+        granules read side by side share it (one credentials request, one botocore client). One
+        lock per endpoint: NSIDC's and PO.DAAC's credentials are fetched side by side (issue 26)."""
         with self._filesystems_lock:
+            lock = self._endpoint_locks.setdefault(endpoint, threading.Lock())
+        with lock:
             if endpoint not in self._filesystems:
                 provider = self.credentials.provider(endpoint)
                 self._filesystems[endpoint] = open_s3_filesystem(provider, self.settings)
