@@ -1187,7 +1187,7 @@ def _atl07_job(spec: _Atl07Spec, path: Path, extent: str, layout: str = "v007", 
     t = _time.perf_counter()
     counts = _write_atl07(spec, path, extent, layout, chunk)
     took = round(_time.perf_counter() - t, 2)
-    _progress(f"{spec.file_name}: {path.stat().st_size / 1e6:.1f} MB, {sum(counts.values())} segments in {took} s")
+    _progress(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB, {sum(counts.values())} segments in {took} s")
     return counts, took
 
 
