@@ -71,7 +71,8 @@ def modelled_s(calls: list[list[int]], parallel: int) -> float:
     return round(total, 3)
 
 
-def child(way: str, threads: bool, readahead: int | None, parallel: int | None, workdir: Path) -> dict:
+def child(way: str, threads: bool, readahead: int | None, parallel: int | None, workdir: Path,
+          layout: str = "v007", chunk: int | None = None) -> dict:
     from core.access.credentials import S3CredentialsProvider
     from core.access.earthdata import EarthdataSession, StaticToken
     from core.access.s3access import open_granule, open_s3_filesystem
@@ -80,7 +81,9 @@ def child(way: str, threads: bool, readahead: int | None, parallel: int | None, 
     from sandbox.scene import build_scene
     from sandbox.services import Sandbox
 
-    scene = build_scene(REPO / ".sandbox-cache", extent="full")
+    from sandbox.scene import ATL07_CHUNK
+
+    scene = build_scene(REPO / ".sandbox-cache", extent="full", atl07_layout=layout, atl07_chunk=chunk or ATL07_CHUNK)
     atl07 = sorted((g for g in scene.granules if g.daac == "nsidc"), key=lambda g: g.file_name)
     bbox = BBox(*SEED_BBOX)
     daacs = ("podaac", "nsidc") if way == "sidecar" else ("podaac",)
@@ -138,11 +141,31 @@ def child(way: str, threads: bool, readahead: int | None, parallel: int | None, 
         wall = time.perf_counter() - t0
         s3 = sb.netmodel.ledger.summary()["by_app"].get("aws", {})
         s3["network_path_s"] = network_path_s(sb.netmodel.ledger.snapshot("aws"))
-    return {"way": way, "threads": threads, "readahead": readahead, "parallel": settings.s3_parallel,
+    return {"way": way, "layout": layout, "chunk": chunk or ATL07_CHUNK, "threads": threads, "readahead": readahead,
+            "parallel": settings.s3_parallel, "file_bytes": sum(g.size_bytes for g in atl07),
             "wall_s": round(wall, 3), "granules": per, "bytes": sum(p["bytes"] for p in per.values()),
             "requests": sum(p["requests"] for p in per.values()), "s3_ledger": s3,
             "modelled_s": round(sum(p["modelled_s"] for p in per.values()), 3),
             "identical": all(p["identical"] for p in per.values()), "peak_rss_mb": peak_rss_mb()}
+
+
+LAYOUTS = (("v006", 10_000), ("v007", 10_000), ("v007", 100_000))
+
+
+def layouts() -> list[dict]:
+    """The two granules read in place, both side by side, from each scene layout (issue 26): the
+    v006 twin, Release 007 paged with 10,000-segment chunks (v006's) and with 100,000 (ATL03
+    v007's photon-rate chunks). One fresh interpreter each; the scene variants are built on first use."""
+    out = []
+    for layout, chunk in LAYOUTS:
+        r = run_child("bench.atl07_direct", ["--child", "rangefile", "--threads", "--layout", layout,
+                                             "--chunk", str(chunk)], timeout=1800)
+        out.append({k: r[k] for k in ("layout", "chunk", "wall_s", "bytes", "requests", "file_bytes", "modelled_s",
+                                      "identical")} | {"network_path_s": r["s3_ledger"].get("network_path_s"),
+                                                       "s3_requests": r["s3_ledger"].get("requests")})
+        print(f"  atl07 in place, {layout} chunks {chunk}: {r['wall_s']:.2f} s, {r['bytes'] / 1e6:.1f} MB of "
+              f"{r['file_bytes'] / 1e6:.0f} MB in {r['requests']} requests", file=sys.stderr, flush=True)
+    return out
 
 
 def main(argv=None) -> int:
@@ -152,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--readahead", default="", help="child: bytes; parent: comma-separated list for 'rangefile'")
     ap.add_argument("--parallel", type=int, default=None, help="settings.s3_parallel (default: the setting's)")
     ap.add_argument("--workdir", default="")
+    ap.add_argument("--layout", default="v007", help="child: the scene's ATL07 layout (v007 paged, v006)")
+    ap.add_argument("--chunk", type=int, default=None, help="child: the scene's segment-rate chunk size")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
@@ -160,7 +185,7 @@ def main(argv=None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="atl07-direct-") as tmp:
             emit(child(args.child, args.threads, int(args.readahead) if args.readahead else None, args.parallel,
-                       Path(args.workdir or tmp)))
+                       Path(args.workdir or tmp), args.layout, args.chunk))
         return 0
 
     runs = [("blockcache", None), ("sidecar", None), ("rangefile", None)]

@@ -24,6 +24,10 @@ chunks that intersect the window, from the HDF5 chunk index (h5py ``get_chunk_in
 read without a window costs its latitude only. HDF5 metadata (superblock, object headers,
 chunk B-trees) is reported beside it, not inside: a reader working from a published ``.dmrpp``
 sidecar would not read it from the granule.
+
+L2P information floor (``l2p_information_floor``, issue 26): the chunk floor, with longitude counted
+in every chunk whose latitudes reach the segments' band (± the radius), not only in the window's:
+a reader that does not know the swath beforehand must read those to find the window's columns.
 """
 from __future__ import annotations
 
@@ -41,6 +45,19 @@ CHAIN = (
     ("s3", "HDF5 metadata of each L2P granule (superblock, object headers, chunk index)"),
     ("s3", "latitude chunks (where is the swath?)"),
     ("s3", "the window's chunks (needs latitude and the ATL07 segments)"),
+)
+
+
+# With ``atl07_access=direct`` the L2P windows also wait on the ATL07 read in place, itself a chain:
+# the NSIDC credentials, the granule's first page (a paged granule's metadata, core.science.atl07),
+# the chunks of the locations, then those of the box's rows (issue 26).
+CHAIN_DIRECT = (
+    ("cmr", "granule search (both collections at once)"),
+    ("tea", "/s3credentials for NSIDC and L2P side by side"),
+    ("s3", "ATL07 first page (all its metadata), beside the L2P metadata and latitude"),
+    ("s3", "ATL07 locations' chunks"),
+    ("s3", "ATL07 chunks of the box's rows"),
+    ("s3", "the window's chunks (needs the segments)"),
 )
 
 
@@ -124,6 +141,36 @@ def _intersects(offset, chunk_shape, window) -> bool:
     cr, cc = offset[-2], offset[-1]
     hr, hc = chunk_shape[-2], chunk_shape[-1]
     return cr < r1 and cr + hr > r0 and cc < c1 and cc + hc > c0
+
+
+def l2p_information_floor(path: Path, window: list[int] | None, band: tuple[float, float]) -> dict:
+    """What any reader without prior knowledge of the swath must fetch of one L2P file (issue 26):
+    latitude whole (where is the swath?), longitude in the chunks whose latitudes reach ``band``
+    (the segments' latitudes, ± the search radius: there the window's columns are found), and
+    only the window's chunks of the other variables the service reads."""
+    import h5py
+    import numpy as np
+
+    from core.science.l2p import LON_NAMES
+
+    base = l2p_chunk_floor(path, window)
+    per_var = dict(base["per_variable"])
+    with h5py.File(path, "r") as f:
+        names = {k for k, v in f.items() if isinstance(v, h5py.Dataset)}
+        lat_name, window_vars = _window_variables(names)
+        lon_name = next((v for v in window_vars if v in LON_NAMES), None)
+        if lat_name is not None and lon_name is not None and f[lat_name].chunks and f[lon_name].chunks:
+            lat, lon = f[lat_name], f[lon_name]
+            shape = lat.chunks
+            lo, hi = band
+            reach = set()
+            for off, _ in _chunks(lat):
+                block = lat[tuple(slice(o, o + c) for o, c in zip(off, shape))]
+                block = block * float(lat.attrs.get("scale_factor", 1.0)) + float(lat.attrs.get("add_offset", 0.0))
+                if np.any((block >= lo) & (block <= hi)):
+                    reach.add(off[-2:])
+            per_var[lon_name] = sum(n for off, n in _chunks(lon) if off[-2:] in reach)
+    return {**base, "floor_bytes": sum(per_var.values()), "per_variable": per_var, "band": list(band)}
 
 
 def l2p_chunk_floor(path: Path, window: list[int] | None) -> dict:

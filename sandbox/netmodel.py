@@ -149,6 +149,7 @@ class RequestRecord:
     body_s: float = 0.0  # the modelled body duration: first slice's release → end of the last one
     slices: list[tuple[float, int]] = field(default_factory=list)  # (release time, bytes) per slice
     done: bool = False
+    range: str = ""  # the request's Range header ("bytes=a-b"), if any
 
 
 class Ledger:
@@ -309,7 +310,7 @@ class ShapedApp:
         record = RequestRecord(
             self.name, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), conn.serial, new,
             connect_s=model.config.connect_ms / 1e3 if new else 0.0, first_byte_s=model.first_byte_s(),
-            started=model._clock(),
+            started=model._clock(), range=environ.get("HTTP_RANGE", ""),
         )
         model.ledger.add(record)
         model._sleep(record.connect_s + record.first_byte_s)

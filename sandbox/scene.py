@@ -2,7 +2,8 @@
 
 Public API (used by ``sandbox.services``, the demo, the benchmarks and the tests)::
 
-    build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full") -> Scene
+    build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full",
+                atl07_layout: str = "v007", atl07_chunk: int = 10_000) -> Scene
     describe_scene(root: Path | None = None, *, extent: str = "full") -> Scene   # metadata only
 
 returns the granules of the tutorial's seed case (bbox -62.8,81.7,-56.4,83 on 2019-06-22).
@@ -21,9 +22,9 @@ ATL07 (two v007 granules, ``ATL07-01_20190622055317_12980301_007_01.h5`` and
   82.38 N -55.11 ... 72.61 N 145.1 E). A strong beam has 235,584 segments like the real gt1l
   (cell 31); each weak beam gets the count that brings the file to the real size (0.43-0.47 of a
   strong beam's here, ~100-110 k: its segments aggregate the same 150 photons from a quarter of
-  the energy, so they are longer). The written files are within 1 % of the real sizes.
+  the energy, so they are longer). The v006 twin is within 1 % of the real sizes; v007 rounds them up to whole pages.
   Pair centres are 3.3 km apart, pair members 90 m (ATL07/10 ATBD; ICESat-2 beam geometry).
-* Layout. Every group, variable, dtype, attribute, dimension scale, chunk shape (10000,) /
+* Variables. Every group, variable, dtype, attribute, dimension scale, chunk shape (10000,) /
   (10000, 100), gzip level 6 and shuffle setting (shuffle on integer variables only) is copied
   from the real v003 file in ``tests/data/realdata/atl07/``. Where v006/v007 differ, as far as
   public code shows: ``stats/ice_conc`` is replaced by ``stats/ice_conc_ssmi`` and
@@ -37,6 +38,28 @@ ATL07 (two v007 granules, ``ATL07-01_20190622055317_12980301_007_01.h5`` and
   still carry ``stats/hist_photon_heights`` (kept from v003); v007 attribute text (v003's kept,
   ``release``/``VersionID`` set to 007). We found no copy of the v006/v007 data dictionary
   itself (NSIDC's PDF was not in the searchable sources).
+* Layout (Release 007, ``atl07_layout="v007"``, the default). Written as NSIDC's production
+  recipe for ICESat-2 Release 007 writes ATL03: file space strategy PAGE with free-space
+  tracking persisted, 8 MiB (8,388,608-byte) pages, no COMPACT dataset (every small dataset
+  CONTIGUOUS), and no chunk above a page; the file's size is a whole number of pages (the real
+  size rounded up: 30 and 29 pages). All ~1.9 MB of metadata aggregates into the first page.
+  - Confirmed (for ATL03 v007): PAGE strategy, free-space tracking, COMPACT made CONTIGUOUS,
+    photon-rate chunks 10,000 -> 100,000 elements with none above a page, a final ``h5repack``
+    (github nsidc/cloud-optimized-icesat2, ``paper.qmd``, "Mission implementation"; NSIDC news
+    "Cloud-optimized HDF5 boosts access to ICESat-2 data", ATL03 released so on 2025-07-31); the
+    page is 8 MiB, not the paper's ``h5repack -G 8000000`` example (real v007 ATL03 sizes are
+    whole multiples of 8,388,608 B, earthaccess docs ``howto/fsspec.ipynb``: 570,425,344 B; NSIDC
+    user-working-group 2025 notebook: "ATL products use 8MB-size pages").
+  - Assumed: that ATL07 v007 follows the same recipe (likely by that notebook's wording; no
+    ATL07-specific statement found). We write the file paged in one pass, in its final order,
+    instead of running ``h5repack`` (not in the PyPI wheels): the result is what a repack leaves
+    (no free space but the first page's tail and the last raw page's).
+  - Unknown: ATL07 v007's segment-rate chunk size. ``atl07_chunk`` sets it: 10,000 (v003-v006's,
+    the default) or 100,000 (ATL03 v007's photon-rate choice); 2-D variables keep their columns
+    and are capped at a page of raw bytes. The bench reports both.
+  ``atl07_layout="v006"`` writes the v006-layout twin (file space strategy 0, metadata blocks
+  scattered between the chunks, as v003-v006 are published), named ``..._006_01.h5`` with
+  version 006, for the older collection; it is built only when asked for (the bench).
 * Bytes. The variables the service reads (times, positions, heights, quality, type, ssh flag,
   segment ids, ...) are modelled along the track (below). The ~65 others per beam are the real
   file's values resampled, with per-value jitter (smooth along track for geolocation and
@@ -106,7 +129,9 @@ granules get CMR-style bounding rectangles (``rectangles``, W,S,E,N; split at th
 Files are written by two worker processes (each has its own seeds, so the output does not depend
 on the worker count), with one progress line per file on stderr. Everything is written under
 ``cache_dir / f"scene-{SCENE_VERSION}-{extent}"`` (atomically, via a temporary directory) and
-reused by later calls.
+reused by later calls; a non-default ATL07 layout or chunk size gets its own folder
+(``...-full-v006``, ``...-full-c100000``). The L2P files are hard-linked from any other scene in
+the cache (they are the same in all).
 """
 from __future__ import annotations
 
@@ -132,8 +157,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCENE_VERSION = "seed-2019-06-22-v6"
+SCENE_VERSION = "seed-2019-06-22-v7"
 EXTENTS = ("full", "cut")
+# ATL07 file layouts: Release 007 as NSIDC publishes it (paged, cloud-optimized) and the v003-v006
+# layout (file space strategy 0, metadata scattered through the file), kept as the twin for the
+# older collection; see "Layout (Release 007)" in the module docstring
+ATL07_LAYOUTS = ("v007", "v006")
+ATL07_PAGE_BYTES = 8 * 1024 * 1024  # 8 MiB = 8,388,608 B: real v007 ATL03 sizes are whole multiples of it
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO / "tests" / "data" / "realdata"
 ATL07_TEMPLATE = REALDATA / "atl07" / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
@@ -478,13 +508,21 @@ def _atl07_beam_values(spec: _Atl07Spec, beam_name: str, beam: dict, first_id: i
     }
 
 
-def _payloads(obj: h5py.Dataset, rel: str, seed: list[int]) -> dict[tuple[int, ...], list[bytes]]:
+def _seg_chunks(obj: h5py.Dataset, rows: int) -> tuple[int, ...]:
+    """A segment-rate variable's chunk shape with ``rows`` segments per chunk, capped so that no
+    chunk holds more than a page of raw bytes (NSIDC's recipe: no chunk above a page)."""
+    per_row = obj.dtype.itemsize * int(np.prod(obj.chunks[1:], dtype=np.int64))
+    return (max(1, min(rows, ATL07_PAGE_BYTES // per_row)),) + tuple(obj.chunks[1:])
+
+
+def _payloads(obj: h5py.Dataset, rel: str, seed: list[int],
+              rows: int = ATL07_CHUNK) -> dict[tuple[int, ...], list[bytes]]:
     """ATL07_PAYLOADS compressed chunks per chunk column of a variable we do not model: the real
     file's values resampled with per-value jitter (smooth along track for slowly varying fields)."""
     rng = np.random.default_rng(seed)
     real = obj[()]
     fill = obj.fillvalue
-    rows = ATL07_CHUNK
+    rows = _seg_chunks(obj, rows)[0]
     out: dict[tuple[int, ...], list[bytes]] = {}
     col_offsets = [()] if obj.ndim == 1 else [(0, c) for c in range(0, obj.shape[1], obj.chunks[1])]
     for col in col_offsets:
@@ -542,8 +580,28 @@ def _is_segment_rate(src: h5py.File, template_path: str) -> bool:
                  or (len(obj.dims[0]) > 0 and obj.dims[0][0].name.endswith("/sea_ice_segments/delta_time"))))
 
 
-def _write_atl07(spec: _Atl07Spec, out: Path, extent: str) -> dict:
-    with h5py.File(ATL07_TEMPLATE, "r") as src, h5py.File(out, "w", libver=("earliest", "v110")) as dst:
+def _atl07_file(out: Path, layout: str) -> h5py.File:
+    """The destination file: v007 paged like NSIDC's Release 007 recipe (PAGE strategy, free-space
+    tracking persisted, 8 MiB pages; all metadata aggregates into metadata pages, which with
+    ~2 MB of it is the first page), v006 with the library's default strategy (metadata blocks
+    of 2 KiB scattered between the chunks)."""
+    if layout == "v006":
+        return h5py.File(out, "w", libver=("earliest", "v110"))
+    return h5py.File(out, "w", libver=("earliest", "v110"), fs_strategy="page", fs_persist=True, fs_threshold=1,
+                     fs_page_size=ATL07_PAGE_BYTES)
+
+
+def _atl07_data_budget(size_bytes: int, layout: str) -> float:
+    """Bytes of chunks that bring the file to the real granule's size: v006 less its metadata; v007
+    (paged) to the real size rounded up to whole pages, less the metadata page and the ends of the
+    raw-data pages a chunk does not fit in (~2.5 MB measured over 30 pages)."""
+    if layout == "v006":
+        return size_bytes - ATL07_FILE_OVERHEAD
+    return -(-size_bytes // ATL07_PAGE_BYTES) * ATL07_PAGE_BYTES - ATL07_PAGE_BYTES - 2_500_000
+
+
+def _write_atl07(spec: _Atl07Spec, out: Path, extent: str, layout: str = "v007", chunk: int = ATL07_CHUNK) -> dict:
+    with h5py.File(ATL07_TEMPLATE, "r") as src, _atl07_file(out, layout) as dst:
         plan, _ = _atl07_plan(src)
         seg_paths = {n for n, t in plan.items() if n.startswith("gt") and _is_segment_rate(src, t)}
         rel_of = {n: n.split("/sea_ice_segments/", 1)[1] for n in seg_paths}
@@ -562,15 +620,17 @@ def _write_atl07(spec: _Atl07Spec, out: Path, extent: str) -> dict:
             for strength, donor in (("strong", "gt1l"), ("weak", "gt1r")):
                 template = plan.get(f"{donor}/sea_ice_segments/{rel}")
                 if template is not None:
-                    payloads[(strength, rel)] = _payloads(src[template], rel, [spec.seed, 99, i, strength == "weak"])
+                    payloads[(strength, rel)] = _payloads(src[template], rel, [spec.seed, 99, i, strength == "weak"],
+                                                          chunk)
 
         def encode_beam(beam: str) -> dict[str, list[tuple[tuple[int, ...], bytes]]]:
             jobs = []
             for rel, data in values[beam].items():
                 obj = src[plan[f"{beam}/sea_ice_segments/{rel}"]]
                 data = np.asarray(data, dtype=obj.dtype)
-                for off in _chunk_slices(data.shape, obj.chunks):
-                    jobs.append((rel, off, _padded(data, off, obj.chunks, obj.fillvalue), obj.shuffle,
+                shape = _seg_chunks(obj, chunk)
+                for off in _chunk_slices(data.shape, shape):
+                    jobs.append((rel, off, _padded(data, off, shape, obj.fillvalue), obj.shuffle,
                                  obj.compression_opts or ATL07_GZIP))
             with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL
                 encoded = list(pool.map(lambda j: _encode_chunk(j[2], j[3], j[4]), jobs))
@@ -588,7 +648,7 @@ def _write_atl07(spec: _Atl07Spec, out: Path, extent: str) -> dict:
                               if s == k for blobs in p.values()) for k in ("strong", "weak")}
 
         def beam_bytes(n: int, strength: str, model_per_seg: float) -> float:
-            return model_per_seg * n + -(-n // ATL07_CHUNK) * payload_row[strength]
+            return model_per_seg * n + -(-n // chunk) * payload_row[strength]
 
         strong_model = sum(len(b) for beam in chunks for lst in chunks[beam].values() for _, b in lst) / sum(
             beams[b]["s"].size for b in beams)
@@ -598,7 +658,7 @@ def _write_atl07(spec: _Atl07Spec, out: Path, extent: str) -> dict:
         trial = _atl07_beam(spec, "gt1r", "cut", weak_gap)
         beams["gt1r"], values["gt1r"] = trial, _atl07_beam_values(spec, "gt1r", trial, first_ids["gt1"] + 50_000)
         weak_model = sum(len(b) for lst in encode_beam("gt1r").values() for _, b in lst) / trial["s"].size
-        per_beam = (spec.size_bytes - ATL07_FILE_OVERHEAD - strong_full) / 3
+        per_beam = (_atl07_data_budget(spec.size_bytes, layout) - strong_full) / 3
         candidates = np.arange(int(0.15 * ATL07_STRONG_SEGMENTS), int(0.6 * ATL07_STRONG_SEGMENTS), 100)
         fits = [n for n in candidates if beam_bytes(int(n), "weak", weak_model) <= per_beam]
         weak_gap = (s1 - s0) / float(fits[-1] if fits else candidates[0])
@@ -631,7 +691,8 @@ def _write_atl07(spec: _Atl07Spec, out: Path, extent: str) -> dict:
             if name in seg_paths:
                 beam, rel = name.split("/")[0], rel_of[name]
                 m = beams[beam]["s"].size
-                ds = dst.create_dataset(name, shape=(m,) + obj.shape[1:], dtype=obj.dtype, chunks=obj.chunks,
+                ds = dst.create_dataset(name, shape=(m,) + obj.shape[1:], dtype=obj.dtype,
+                                        chunks=_seg_chunks(obj, chunk),
                                         maxshape=(None,) + obj.shape[1:], compression=obj.compression,
                                         compression_opts=obj.compression_opts, shuffle=obj.shuffle,
                                         fillvalue=obj.fillvalue)
@@ -640,7 +701,7 @@ def _write_atl07(spec: _Atl07Spec, out: Path, extent: str) -> dict:
                         ds.id.write_direct_chunk(off, blob)
                 else:
                     cycle = payloads[("strong" if beam.endswith("l") else "weak", rel)]
-                    for k, off in enumerate(_chunk_slices(ds.shape, obj.chunks)):
+                    for k, off in enumerate(_chunk_slices(ds.shape, ds.chunks)):
                         blobs = cycle[() if obj.ndim == 1 else (0, off[1])]
                         ds.id.write_direct_chunk(off, blobs[(k // max(1, len(cycle))) % len(blobs)])
             else:
@@ -1036,13 +1097,19 @@ def _l2p_siblings(g: SceneGranule, folder: Path) -> list[dict]:
 # scene assembly and cache
 
 
-def _atl07_granule(spec: _Atl07Spec, extent: str, path: Path, size_bytes: int) -> SceneGranule:
+def _atl07_name(spec: _Atl07Spec, layout: str) -> str:
+    """The granule's file name: the v006 twin carries release 006 in it (``..._006_01.h5``)."""
+    return spec.file_name if layout == "v007" else spec.file_name.replace("_007_", "_006_")
+
+
+def _atl07_granule(spec: _Atl07Spec, extent: str, path: Path, size_bytes: int, layout: str = "v007") -> SceneGranule:
     ring, start, end = _atl07_footprint(spec, extent)
+    name, version = _atl07_name(spec, layout), layout[1:]
     return SceneGranule(
-        concept_id=spec.concept_id, collection_concept_id=ATL07_COLLECTION, short_name="ATL07", version="007",
-        provider="NSIDC_CPRD", title=spec.file_name, file_name=spec.file_name, path=path, size_bytes=size_bytes,
+        concept_id=spec.concept_id, collection_concept_id=ATL07_COLLECTION, short_name="ATL07", version=version,
+        provider="NSIDC_CPRD", title=name, file_name=name, path=path, size_bytes=size_bytes,
         start=start, end=end, polygon=ring, bucket=NSIDC_BUCKET,
-        key=f"ATLAS/ATL07/007/2019/06/22/{spec.file_name}", daac="nsidc")
+        key=f"ATLAS/ATL07/{version}/2019/06/22/{name}", daac="nsidc")
 
 
 def _l2p_granule(i: int, title: str, path: Path, size_bytes: int) -> SceneGranule:
@@ -1086,16 +1153,25 @@ def _manifest(scene_granules: list[SceneGranule], root: Path, extent: str, extra
             "granules": rows, **extra}
 
 
-def scene_root(cache_dir: Path, extent: str = "full") -> Path:
-    return Path(cache_dir) / f"scene-{SCENE_VERSION}-{extent}"
+def scene_root(cache_dir: Path, extent: str = "full", atl07_layout: str = "v007", atl07_chunk: int = ATL07_CHUNK) -> Path:
+    """The scene's folder; a non-default ATL07 layout or chunk size gets its own."""
+    variant = ("" if atl07_layout == "v007" else f"-{atl07_layout}") + \
+        ("" if atl07_chunk == ATL07_CHUNK else f"-c{atl07_chunk}")
+    return Path(cache_dir) / f"scene-{SCENE_VERSION}-{extent}{variant}"
 
 
-def build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full") -> Scene:
-    """Generate (or reuse from ``cache_dir``) the seed-case scene; see the module docstring."""
+def build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full", atl07_layout: str = "v007",
+                atl07_chunk: int = ATL07_CHUNK) -> Scene:
+    """Generate (or reuse from ``cache_dir``) the seed-case scene; see the module docstring.
+    ``atl07_layout`` "v007" (paged, as Release 007 publishes it) or "v006" (the older layout's
+    twin); ``atl07_chunk``: segments per segment-rate chunk (10,000 as v003-v006; 100,000 as
+    ATL03 v007's photon-rate chunks)."""
     if extent not in EXTENTS:
         raise ValueError(f"extent must be one of {EXTENTS}, not {extent!r}")
+    if atl07_layout not in ATL07_LAYOUTS:
+        raise ValueError(f"atl07_layout must be one of {ATL07_LAYOUTS}, not {atl07_layout!r}")
     cache_dir = Path(cache_dir)
-    root = scene_root(cache_dir, extent)
+    root = scene_root(cache_dir, extent, atl07_layout, atl07_chunk)
     if root.is_dir() and (root / "scene.json").is_file() and not force:
         return _scene_from_manifest(root)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -1104,14 +1180,14 @@ def build_scene(cache_dir: Path, *, force: bool = False, extent: str = "full") -
         fcntl.flock(lock, fcntl.LOCK_EX)
         if root.is_dir() and (root / "scene.json").is_file() and not force:
             return _scene_from_manifest(root)
-        return _build(cache_dir, root, extent)
+        return _build(cache_dir, root, extent, atl07_layout, atl07_chunk)
 
 
-def _atl07_job(spec: _Atl07Spec, path: Path, extent: str):
+def _atl07_job(spec: _Atl07Spec, path: Path, extent: str, layout: str = "v007", chunk: int = ATL07_CHUNK):
     t = _time.perf_counter()
-    counts = _write_atl07(spec, path, extent)
+    counts = _write_atl07(spec, path, extent, layout, chunk)
     took = round(_time.perf_counter() - t, 2)
-    _progress(f"{spec.file_name}: {path.stat().st_size / 1e6:.1f} MB, {sum(counts.values())} segments in {took} s")
+    _progress(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB, {sum(counts.values())} segments in {took} s")
     return counts, took
 
 
@@ -1126,10 +1202,10 @@ def _l2p_job(title: str, t_start: datetime, day_night: str, path: Path, seed: in
 
 
 def _reuse_l2p(cache_dir: Path, extent: str, folder: Path) -> bool:
-    """Hard-link the L2P files of the other extent's scene (they are identical) if it exists."""
-    for other in EXTENTS:
-        src = scene_root(cache_dir, other) / "podaac"
-        if other == extent or not (src.parent / "scene.json").is_file():
+    """Hard-link the L2P files of another scene in the cache (another extent, ATL07 layout or
+    scene version: the L2P files are identical in all of them) if one exists."""
+    for src in sorted(Path(cache_dir).glob("scene-*/podaac")):
+        if src.parent.name.startswith(".") or not (src.parent / "scene.json").is_file():
             continue
         names = [f"{title}.nc" for title, _ in L2P_RECORDED]
         if all((src / n).is_file() for n in names):
@@ -1142,7 +1218,7 @@ def _reuse_l2p(cache_dir: Path, extent: str, folder: Path) -> bool:
     return False
 
 
-def _build(cache_dir: Path, root: Path, extent: str) -> Scene:
+def _build(cache_dir: Path, root: Path, extent: str, layout: str = "v007", chunk: int = ATL07_CHUNK) -> Scene:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -1161,7 +1237,8 @@ def _build(cache_dir: Path, root: Path, extent: str) -> Scene:
         # spawn, not fork: the caller may be running server threads
         workers = max(1, min(2, os.cpu_count() or 1))
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            atl07_jobs = [(spec, pool.submit(_atl07_job, spec, tmp / "nsidc" / spec.file_name, extent))
+            atl07_jobs = [(spec, pool.submit(_atl07_job, spec, tmp / "nsidc" / _atl07_name(spec, layout), extent,
+                                             layout, chunk))
                           for spec in ATL07_SPECS]
             l2p_jobs = []
             for i, (title, _) in enumerate(L2P_RECORDED):
@@ -1173,10 +1250,10 @@ def _build(cache_dir: Path, root: Path, extent: str) -> Scene:
             granules: list[SceneGranule] = []
             for spec, job in atl07_jobs:
                 counts, took = job.result()
-                path = tmp / "nsidc" / spec.file_name
-                timings[spec.file_name] = took
-                segments[spec.file_name] = counts
-                granules.append(_atl07_granule(spec, extent, path, path.stat().st_size))
+                path = tmp / "nsidc" / _atl07_name(spec, layout)
+                timings[path.name] = took
+                segments[path.name] = counts
+                granules.append(_atl07_granule(spec, extent, path, path.stat().st_size, layout))
             for i, title, path, job in l2p_jobs:
                 if job is not None:
                     l2p_storage[path.name], timings[path.name] = job.result()
@@ -1188,7 +1265,8 @@ def _build(cache_dir: Path, root: Path, extent: str) -> Scene:
                 g.siblings = _l2p_siblings(g, tmp / "podaac")
         total = round(_time.perf_counter() - t0, 2)
         (tmp / "scene.json").write_text(json.dumps(
-            _manifest(granules, tmp, extent, {"segments": segments, "l2p_storage_bytes": l2p_storage,
+            _manifest(granules, tmp, extent, {"atl07_layout": layout, "atl07_chunk": chunk,
+                                              "segments": segments, "l2p_storage_bytes": l2p_storage,
                                               "timings_s": timings, "total_s": total}), indent=1, default=str))
         if root.exists():  # force=True: move the old one aside first, then drop it
             old = Path(tempfile.mkdtemp(prefix=".scene-old-", dir=cache_dir))

@@ -85,12 +85,13 @@ def test_cold_import_child_and_sizes():
 
 def test_table_marks_pass_and_fail():
     results = {"end_to_end_speedup": 4.5, "speedup_same_granules": 2.0, "speedup_direct_atl07": 9.0,
-               "floor_ratio": 1.2, "l2p_bytes_over_floor": 1.5, "peak_rss_ratio": 0.5, "task_peak_rss_mb": 1200.0,
+               "direct_floor_ratio": 1.4, "floor_ratio": 1.2, "l2p_bytes_over_information_floor": 1.1,
+               "l2p_bytes_over_floor": 1.5, "peak_rss_ratio": 0.5, "task_peak_rss_mb": 1200.0,
                "cold_import_s": 0.9, "function_size_mb": 150.0, "kernel_speedup_min": 2.0, "s3_bytes_fraction": 0.4,
                "details": {"kernel": {"oracle_identical": True}}}
     rows = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in run.table(results).splitlines()[2:]}
     assert [rows[run.TARGETS[k][0]] for k in run.TARGETS] == [
-        "PASS", "FAIL", "PASS", "PASS", "FAIL", "FAIL", "FAIL", "PASS", "PASS", "PASS", "info"]
+        "PASS", "FAIL", "FAIL", "PASS", "PASS", "FAIL", "info", "PASS", "FAIL", "PASS", "PASS", "PASS", "info"]
     results["details"]["kernel"]["oracle_identical"] = False
     assert "MISMATCH" in run.table(results)
 
@@ -148,6 +149,19 @@ def test_chunk_floor_matches_a_hand_count(tmp_path):
     with h5py.File(path, "r") as f:
         assert one["per_variable"]["lon"] == len(f["lon"].id.read_direct_chunk((0, 0))[1])
     assert floor.l2p_chunk_floor(path, None)["floor_bytes"] == lat_all
+    # the information floor: longitude wherever latitude reaches the band, not only in the window
+    with h5py.File(path, "r") as f:
+        lat = f["lat"][()]
+        lon_in = {(r, c): len(f["lon"].id.read_direct_chunk((r, c))[1]) for r in (0, 4, 8) for c in (0, 5, 10)}
+    band = (float(lat[0:4, 0:5].max()) - 1e-6, float(lat[0:4, 0:5].max()) + 1e-6)  # one chunk's value
+    reach = [rc for rc in lon_in if ((lat[rc[0]:rc[0] + 4, rc[1]:rc[1] + 5] >= band[0])
+                                     & (lat[rc[0]:rc[0] + 4, rc[1]:rc[1] + 5] <= band[1])).any()]
+    assert (0, 0) in reach
+    info = floor.l2p_information_floor(path, [3, 7, 4, 10], band)
+    assert info["per_variable"]["lon"] == sum(lon_in[rc] for rc in reach)
+    assert floor.l2p_information_floor(path, None, (50.0, 60.0))["floor_bytes"] == lat_all  # no chunk reaches
+    everywhere = floor.l2p_information_floor(path, [3, 7, 4, 10], (-1e9, 1e9))
+    assert everywhere["per_variable"]["lon"] == sum(lon_in.values())
 
 
 def test_committed_results_have_the_agreed_keys():

@@ -219,3 +219,29 @@ def test_strength_from_the_beam_attribute_and_v006_ice_concentration(tmp_path):
         np.testing.assert_array_equal(b.fields["ice_conc_amsr2"], np.full(len(b), 95.0, np.float32))
         assert b.fields["ice_conc_ssmi"].shape == (len(b),)
     assert not any("ice concentration" in w for w in g.warnings)
+
+
+@pytest.mark.parametrize("name, release", [
+    ("ATL07-01_20190622055317_12980301_007_01.h5", 7), ("ATL07-02_20190222003738_08490201_003_02.h5", 3),
+    ("processed_ATL07-01_20190222003738_08490201_003_02.h5", None), ("MODIS_A.nc", None)])
+def test_release_of_a_granule_name(name, release):
+    from core.science.atl07 import release_of
+
+    assert release_of(name) == release
+
+
+@pytest.mark.parametrize("mode, name, region, direct", [
+    ("auto", "ATL07-01_20190622055317_12980301_007_01.h5", "us-west-2", True),  # paged, in region
+    ("auto", "ATL07-01_20190622055317_12980301_006_01.h5", "us-west-2", False),  # older layout: download
+    ("auto", "ATL07-01_20190622055317_12980301_007_01.h5", "eu-west-1", False),  # out of region
+    ("download", "ATL07-01_20190622055317_12980301_007_01.h5", "us-west-2", False),
+    ("direct", "ATL07-01_20190622055317_12980301_006_01.h5", "eu-west-1", True)])
+def test_atl07_access_auto_reads_in_place_only_where_cheaper(monkeypatch, mode, name, region, direct):
+    from core.access.cmr import Granule
+    from core.config import Settings
+    from core.pipeline.atl07_inputs import use_direct_access
+
+    monkeypatch.setenv("AWS_REGION", region)
+    granule = Granule("G1-NSIDC_CPRD", name, name, 1, None, None, None, https_url="https://x/y.h5",
+                      s3_url="s3://b/y.h5", s3credentials_url="https://x/s3credentials")
+    assert use_direct_access(granule, Settings(atl07_access=mode)) is direct

@@ -298,3 +298,18 @@ def _lon_chunk_bytes(path, rows: slice) -> int:
         lon = f["lon"].id
         infos = [lon.get_chunk_info(i) for i in range(lon.get_num_chunks())]
         return sum(i.size for i in infos if rows.start <= i.chunk_offset[0] < rows.stop)
+
+
+def test_a_window_releases_the_coordinates_and_a_second_locate_reads_them_again(tmp_path):
+    """Issue 26: once a window is decoded the open granule holds no latitude/longitude (an open
+    granule kept ~45 MB until the date's end); a granule reached again locates and reads the same."""
+    path, truth = synthetic_swath_file(tmp_path, 70.0, 20.0, rows=400, cols=300, chunks=(200, 150))
+    q_lat, q_lon = truth["lat"][20:40, 150], truth["lon"][20:40, 150]
+    with open_l2p(CountingReader(path)) as g:
+        first = g.window(*g.locate(q_lat, q_lon, 1000))
+        assert g._lat is None and g._lon is None and g._view is None
+        again = g.window(*g.locate(q_lat, q_lon, 1000))
+        assert g._lat is None
+    assert (again.rows, again.cols) == (first.rows, first.cols)
+    for name in ("sst", "lat", "lon", "quality_level", "l2p_flags", "time"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))

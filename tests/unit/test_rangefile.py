@@ -126,6 +126,21 @@ def test_misses_are_fetched_on_demand_and_never_twice(tmp_path):
     assert seen.max() == 1
 
 
+def test_aligned_misses_fetch_whole_pages(tmp_path):
+    """``align`` (a paged HDF5 file's page size): a miss fetches the whole aligned page(s) it falls
+    in, as HDF5's own page buffer would, so the page's other metadata is held after one request."""
+    path = _l2p_file(tmp_path)
+    fetch = Recorder(path)
+    size = os.path.getsize(path)
+    f = RangeFile(fetch, size, readahead=1024)
+    f.align = 4096
+    f.seek(5000)
+    assert f.read(10) == fetch.data[5000:5010]
+    f.seek(8190)
+    assert f.read(4) == fetch.data[8190:8194]  # straddles two pages: the second one only is new
+    assert fetch.ranges == [(4096, 8192), (8192, min(12288, size))]
+
+
 def test_prefetch_splits_large_ranges_and_discard_frees_them(tmp_path):
     path = tmp_path / "blob"
     path.write_bytes(os.urandom(1 << 20))

@@ -146,6 +146,10 @@ class RangeFile(SeekableReader):
         self.size = int(size)
         self.name = name
         self.readahead = int(readahead)
+        # misses widened to whole aligned blocks of this size (0: not aligned): a paged HDF5 file's
+        # pages (core.access.inplace.file_page_size), so a metadata miss costs one page, as HDF5's
+        # own page buffer would read it
+        self.align = 0
         self.max_part = int(max_part)
         self.coalesce = int(coalesce)
         self.loc = 0
@@ -240,7 +244,10 @@ class RangeFile(SeekableReader):
     def _read_range(self, start: int, end: int) -> bytes:
         misses = self.missing([(start, end)])
         if misses:
-            # on demand: at least `readahead` bytes from each miss, never past the file's end
+            # on demand: at least `readahead` bytes from each miss (whole aligned blocks when
+            # `align`), never past the file's end
+            if self.align:
+                misses = [(a - a % self.align, b + -b % self.align) for a, b in misses]
             self.prefetch([(a, max(b, min(a + self.readahead, self.size))) for a, b in misses])
         with self._lock:
             i = max(bisect.bisect_right(self._starts, start) - 1, 0)

@@ -17,7 +17,7 @@ from core.model import Atl07Granule
 from core.pipeline.date_context import DateContext, read_errors, size_warning
 from core.pipeline.services import in_daac_region
 from core.pipeline.workdir import disk_usage
-from core.science.atl07 import open_atl07_in_place, read_atl07
+from core.science.atl07 import PAGED_FROM_RELEASE, open_atl07_in_place, read_atl07, release_of
 
 
 class Atl07Read(NamedTuple):
@@ -28,11 +28,17 @@ class Atl07Read(NamedTuple):
 
 
 def use_direct_access(granule: Granule, settings: Settings) -> bool:
+    """``direct``: in place; ``download``: streamed to /tmp; ``auto``: in place where it is cheaper,
+    i.e. on S3 in the DAACs' region and paged (Release 007 on: the metadata in one page, then only
+    the box's chunks, ~22 MB of a 250 MB granule), else the download (an older granule's metadata
+    read in place costs a round trip per miss: slower than the download, bench/README.md)."""
     mode = settings.atl07_access  # one of config.ATL07_ACCESS: Settings refuses anything else
     can_direct = bool(granule.s3_url and granule.s3credentials_url)
     if mode == "direct" and not can_direct:
         raise InputError(f"{granule.title} has no s3:// link; use atl07_access=download", "atl07_access")
-    return mode == "direct" or (mode == "auto" and can_direct and in_daac_region(settings))
+    release = release_of(granule.producer_granule_id or granule.title)
+    paged = release is not None and release >= PAGED_FROM_RELEASE
+    return mode == "direct" or (mode == "auto" and can_direct and paged and in_daac_region(settings))
 
 
 def fetch_atl07(granule: Granule, ctx: DateContext, workdir: Path) -> Atl07Read | Path:

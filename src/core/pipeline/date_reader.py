@@ -24,7 +24,7 @@ from core.access.cmr import Granule
 from core.errors import InputError, one_line
 from core.manifest import DroppedGranule
 from core.model import Atl07Granule, SstSwath
-from core.pipeline.atl07_inputs import Atl07Read, fetch_atl07, read_downloaded
+from core.pipeline.atl07_inputs import Atl07Read, fetch_atl07, read_downloaded, use_direct_access
 from core.pipeline.date_context import DateContext, np_utc
 from core.pipeline.services import preload
 from core.pipeline.sst_granules import open_for_date, read_window, time_candidates
@@ -79,7 +79,7 @@ class DateReader:
             # windows) as soon as it is downloaded instead of after the previous upload
             with ThreadPoolExecutor(max_workers=self.ctx.services.settings.l2p_parallel,
                                     thread_name_prefix="l2p") as self._l2p, \
-                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher, \
+                    ThreadPoolExecutor(max_workers=self._atl07_workers(), thread_name_prefix="atl07") as fetcher, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as self._publisher:
                 self.opening.update({t: self._l2p.submit(open_for_date, self.by_title[t], self.ctx)
                                      for t, reach in self.reach_cmr.items() if reach})
@@ -88,6 +88,15 @@ class DateReader:
         finally:
             self._close_opened()
         return self._dropped()
+
+    def _atl07_workers(self) -> int:
+        """Downloads one at a time (the first granule's segments come sooner, the bandwidth is
+        shared anyway); reads in place all side by side: each is a few waves of small GETs (a
+        paged granule: ~18 MB in 4 waves), whose round trips then overlap (issue 26)."""
+        with contextlib.suppress(InputError):  # raised again, for its granule, by fetch_atl07
+            if self.atl07 and all(use_direct_access(g, self.ctx.services.settings) for g in self.atl07):
+                return len(self.atl07)
+        return 1
 
     def _read_all(self, fetches: list[Future[Atl07Read | Path]]) -> None:
         try:

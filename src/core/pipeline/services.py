@@ -33,6 +33,7 @@ class Services:
     progress: Callable[[str, dict], None] | None = None
     _filesystems: dict = field(default_factory=dict, repr=False)
     _filesystems_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _endpoint_locks: dict = field(default_factory=dict, repr=False)
 
     def report(self, event: str, **info) -> None:
         if self.progress is not None:
@@ -40,8 +41,11 @@ class Services:
 
     def s3_filesystem(self, endpoint: str):
         """One s3fs filesystem per /s3credentials endpoint (credentials refresh themselves); the
-        granules read side by side share it (one credentials request, one botocore client)."""
+        granules read side by side share it (one credentials request, one botocore client). One
+        lock per endpoint: NSIDC's and PO.DAAC's credentials are fetched side by side (issue 26)."""
         with self._filesystems_lock:
+            lock = self._endpoint_locks.setdefault(endpoint, threading.Lock())
+        with lock:
             if endpoint not in self._filesystems:
                 provider = self.credentials.provider(endpoint)
                 self._filesystems[endpoint] = open_s3_filesystem(provider, self.settings)
@@ -62,6 +66,22 @@ def quiet_secret_bearing_loggers() -> None:
             logger.setLevel(logging.INFO)
 
 
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """At most MALLOC_ARENAS glibc malloc arenas in this process (``mallopt(M_ARENA_MAX)``, glibc
+    mallopt(3); the same as the MALLOC_ARENA_MAX environment variable, set after start). A date's
+    ~10 reader threads otherwise get an arena each (up to 8 per core), and each keeps the memory its
+    thread freed: measured on the seed case, peak RSS 748 -> 668 MB with no change in wall time
+    (issue 26). Nothing happens where the C library is not glibc."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        # the process's own symbols (no ldconfig subprocess at cold start): glibc's mallopt
+        ctypes.CDLL(None).mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX (malloc.h)
+
+
 def build_services(settings: Settings, *, token_provider=None, s3_client=None,
                    output: ResultStore | None = None) -> Services:
     """Production wiring: EDL token from the environment / netrc / Secrets Manager. The output
@@ -73,6 +93,7 @@ def build_services(settings: Settings, *, token_provider=None, s3_client=None,
         output = OutputStore(s3_client, settings.output_bucket, settings.output_prefix)
 
     quiet_secret_bearing_loggers()
+    limit_malloc_arenas()
 
     from core.access.earthdata import EarthdataSession, token_provider_from_env
 

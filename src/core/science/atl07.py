@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -21,7 +22,7 @@ import h5py
 import numpy as np
 
 from core.access.dmrpp import Range, metadata_ranges
-from core.access.inplace import ByteMap, dataset_ranges, open_in_place
+from core.access.inplace import PAGE_HINT, ByteMap, dataset_ranges, file_page_size, open_in_place
 from core.access.rangefile import RangeFile
 from core.errors import InputError, UnreadableFileError
 from core.model import BEAMS, Atl07Granule, BBox, BeamSegments
@@ -117,6 +118,26 @@ GRANULE_VARS = ("ancillary_data/atlas_sdp_gps_epoch", "orbit_info/sc_orient", "o
 # (bench/README.md "ATL07 read in place": 64 KiB 448 requests, 1 MiB 239, 4 MiB 122 for the two
 # seed granules). With a byte map the few misses left are group headers: RangeFile's 64 KiB.
 ATL07_READAHEAD = 4 << 20
+# A file object other than a RangeFile (an fsspec block-cached file, say) is opened with HDF5's page
+# buffer: on a paged granule (Release 007) every metadata read then costs at most one page read.
+# Several pages, since a one-page buffer thrashes (NSIDC UWG 2025 notebook: 32-64 MiB; HDF5 >= 1.14.4
+# ignores it on a non-paged file, requirements pin h5py >= 3.12.1). A RangeFile keeps the pages
+# itself: HDF5's page buffer reads raw data a whole page at a time too (measured on the scene: a 58 KB
+# chunk read became one 8 MiB read), which would defeat chunk-exact reads.
+PAGE_BUFFER_BYTES = 4 * PAGE_HINT
+
+
+# Release 007 is ICESat-2's first cloud-optimized release: paged HDF5, all metadata in the first
+# 8 MiB page (NSIDC, nsidc/cloud-optimized-icesat2 paper.qmd; ATL03 confirmed, ATL07 likely).
+PAGED_FROM_RELEASE = 7
+# ATL07 file names: ATL07-hh_yyyymmddhhmmss_ttttccss_rrr_vv.h5 (ATL07 data dictionary: rrr release)
+_RELEASE = re.compile(r"^ATL\d\d-\d\d_\d{14}_\d{8}_(\d{3})_\d{2}")
+
+
+def release_of(name: str) -> int | None:
+    """The ICESat-2 release in a granule's file name or title, None where the name does not say."""
+    match = _RELEASE.match(os.path.basename(name))
+    return int(match.group(1)) if match else None
 
 
 def gps_to_utc(gps_seconds: np.ndarray) -> np.ndarray:
@@ -176,7 +197,11 @@ def _attr_str(value: Any) -> str:
 
 def _runs(mask: np.ndarray) -> list[slice]:
     """Index slices covering the True runs of ``mask``; nearby runs merged to limit reads."""
-    idx = np.flatnonzero(mask)
+    return _index_runs(np.flatnonzero(mask))
+
+
+def _index_runs(idx: np.ndarray) -> list[slice]:
+    """Index slices covering the sorted indexes ``idx``; nearby runs merged to limit reads."""
     if idx.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(idx) > _MERGE_GAP)
@@ -243,11 +268,13 @@ def read_atl07(
         raise InputError(f"ATL07 file not found: {os.fspath(source)}", field="atl07")
     waves = _Waves(source, byte_map)
     waves.opening()
+    buffered = not isinstance(source, (str, os.PathLike, RangeFile))
     try:
-        h5 = h5py.File(source, "r")
+        h5 = h5py.File(source, "r", **({"page_buf_size": PAGE_BUFFER_BYTES} if buffered else {}))
     except (OSError, ValueError) as exc:
         raise UnreadableFileError(f"{name} is not an HDF5 file (ATL07 expected): {exc}", field="atl07") from None
     with h5:
+        waves.opened(h5)
         return _read_granule(h5, name, bbox, margin_deg, waves)
 
 
@@ -282,11 +309,30 @@ class _Waves:
         (bench/README.md "ATL07 read in place")."""
         if self.file is not None and self.byte_map is not None:
             self._fetch(None, self._locations(BEAMS), metadata_ranges(self.byte_map.values(), self.file.size))
+        elif self.file is not None:
+            # no byte map: the first page, where a paged granule (Release 007) keeps all its
+            # metadata, in one wave; on an older granule it holds the superblock and root group
+            self.file.prefetch([(0, min(PAGE_HINT, self.file.size))])
+
+    def opened(self, h5: h5py.File) -> None:
+        """A paged granule: the rest of its first page if its pages are larger than the hint, and
+        any later metadata miss widened to whole pages (a second metadata page, if any)."""
+        page = file_page_size(h5) if self.file is not None else None
+        if page and self.file is not None:
+            self.file.align = self.file.readahead = page
+            if self.byte_map is None:
+                self.file.prefetch([(0, min(page, self.file.size))])
 
     def locations(self, h5: h5py.File, beams: Iterable[str]) -> None:
-        """Without a byte map: the locations and granule-level variables, from the chunk index."""
+        """Without a byte map: every beam's latitude and the granule-level variables, from the chunk index."""
         if self.byte_map is None:
-            self._fetch(h5, self._locations(beams))
+            self._fetch(h5, [(f"{b}/sea_ice_segments/latitude", None) for b in beams] +
+                        [(p, None) for p in GRANULE_VARS])
+
+    def longitudes(self, h5: h5py.File, runs_by_beam: dict[str, list[slice] | None]) -> None:
+        """Longitude's chunks where latitude reaches the bbox (held already with a byte map)."""
+        self._fetch(h5, [(f"{beam}/sea_ice_segments/longitude", runs)
+                         for beam, runs in runs_by_beam.items() if runs != []])
 
     def rows(self, h5: h5py.File, runs_by_beam: dict[str, list[slice] | None]) -> None:
         """Every per-row variable's chunks holding the selected rows, all beams together."""
@@ -324,8 +370,12 @@ def _read_granule(h5: h5py.File, name: str, bbox: BBox | None, margin_deg: float
         if f"ancillary_data/{key}" in h5:
             attrs[key] = _attr_str(h5[f"ancillary_data/{key}"][()])
 
-    # every beam's rows first, so that their variables are fetched in one wave
-    located = {beam: _locate(h5, beam, bbox, margin_deg) for beam in BEAMS}
+    # every beam's latitude, then longitude where latitude reaches the bbox, then the rows in
+    # it: each step for all beams together, so that it is fetched in one wave
+    latitudes = {beam: _latitudes(h5, beam, bbox, margin_deg) for beam in BEAMS}
+    waves.longitudes(h5, {beam: lat.runs for beam, lat in latitudes.items() if isinstance(lat, _Latitudes)})
+    located = {beam: lat if isinstance(lat, str) else _locate(lat, bbox, margin_deg)
+               for beam, lat in latitudes.items()}
     waves.rows(h5, {beam: loc.runs for beam, loc in located.items() if isinstance(loc, _Located)})
     beams: list[BeamSegments] = []
     for beam in BEAMS:
@@ -397,8 +447,19 @@ class _Located:
     valid_loc: np.ndarray  # of all segments (bbox None)
 
 
-def _locate(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _Located | str:
-    """The beam's rows in ``bbox``, or why the beam is skipped."""
+@dataclass
+class _Latitudes:
+    """One beam's latitude: whole (no bbox: ``runs`` None), else only in the index ``runs``
+    where it reaches the bbox's latitudes (concatenated)."""
+
+    grp: h5py.Group
+    n: int
+    lat: np.ndarray
+    runs: list[slice] | None
+
+
+def _latitudes(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _Latitudes | str:
+    """The beam's latitude whole (where is the track?), or why the beam is skipped."""
     path = f"{beam}/sea_ice_segments"
     if path not in h5:
         return f"{beam}: no sea_ice_segments group, beam skipped"
@@ -406,22 +467,53 @@ def _locate(h5: h5py.File, beam: str, bbox: BBox | None, margin_deg: float) -> _
     missing = [v for v in ("latitude", "longitude", "delta_time") if v not in grp]
     if missing:
         return f"{beam}: {', '.join(missing)} missing, beam skipped"
-    lat_ds, lon_ds = grp["latitude"], grp["longitude"]
-    lat = _as_float(lat_ds[()], _fill_value(lat_ds))
-    lon = _as_float(lon_ds[()], _fill_value(lon_ds))
-    n = lat.shape[0]
-    if lon.shape[0] != n or grp["delta_time"].shape[0] != n:
+    lat_ds = grp["latitude"]
+    n = lat_ds.shape[0] if lat_ds.shape else 0
+    if grp["longitude"].shape[:1] != (n,) or grp["delta_time"].shape[:1] != (n,):
         return f"{beam}: latitude/longitude/delta_time lengths differ, beam skipped"
+    fill = _fill_value(lat_ds)
+    if bbox is None:
+        return _Latitudes(grp, n, _as_float(lat_ds[()], fill), None)
+    # chunk by chunk: the whole track's latitude is never held, only where it reaches the bbox
+    step = lat_ds.chunks[0] if lat_ds.chunks else max(n, 1)
+    in_band = []
+    for start in range(0, n, step):
+        block = _as_float(lat_ds[start:start + step], fill)
+        with np.errstate(invalid="ignore"):  # NaN (fill) latitudes are outside any band
+            in_band.append(np.flatnonzero((block >= bbox.south - margin_deg) & (block <= bbox.north + margin_deg))
+                           + start)
+    runs = _index_runs(np.concatenate(in_band) if in_band else np.empty(0, np.int64))
+    return _Latitudes(grp, n, _as_float(_read(lat_ds, runs), fill), runs)
+
+
+def _rows(runs: list[slice]) -> np.ndarray:
+    return np.concatenate([np.arange(r.start, r.stop) for r in runs]) if runs else np.empty(0, np.int64)
+
+
+def _locate(latitudes: _Latitudes, bbox: BBox | None, margin_deg: float) -> _Located:
+    """The beam's rows in ``bbox``: longitude read only where latitude reaches it (the rest of the
+    track cannot be in the box whatever its longitude), both cut to the box's rows."""
+    grp, n, lat, band = latitudes.grp, latitudes.n, latitudes.lat, latitudes.runs
+    lon_ds = grp["longitude"]
+    if band is not None and bbox is not None:
+        lon = _as_float(_read(lon_ds, band), _fill_value(lon_ds))
+        held = _rows(band)  # the rows lat and lon hold
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & \
+                bbox.contains(np.nan_to_num(lon), np.nan_to_num(lat), margin_deg)
+        runs = _index_runs(held[inside])
+        rows = _rows(runs)
+        if not rows.size:
+            return _Located(grp, n, runs, lat[:0], lon[:0], inside[:0], inside[:0])
+        # rows merged in between two of the box's runs but outside the band are not held:
+        # never kept (no location), their other variables read with the run
+        pos = np.minimum(np.searchsorted(held, rows), held.size - 1)
+        there = held[pos] == rows
+        return _Located(grp, n, runs, np.where(there, lat[pos], np.nan), np.where(there, lon[pos], np.nan),
+                        there & inside[pos], inside[:0])
+    lon = _as_float(lon_ds[()], _fill_value(lon_ds))
     valid_loc = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0)
-    runs: list[slice] | None = None
-    keep = valid_loc
-    if bbox is not None:
-        keep = valid_loc & bbox.contains(np.nan_to_num(lon), np.nan_to_num(lat), margin_deg)
-        runs = _runs(keep)
-        lat = np.concatenate([lat[r] for r in runs]) if runs else lat[:0]
-        lon = np.concatenate([lon[r] for r in runs]) if runs else lon[:0]
-        keep = np.concatenate([keep[r] for r in runs]) if runs else keep[:0]
-    return _Located(grp, n, runs, lat, lon, keep, valid_loc)
+    return _Located(grp, n, None, lat, lon, valid_loc, valid_loc)
 
 
 def _read_beam(loc: _Located, beam, name, epoch, sc_orient, orient_of, beam_type, warn) -> BeamSegments:

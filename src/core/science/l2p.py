@@ -139,7 +139,7 @@ class L2PGranule:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self._lat.shape)
+        return tuple(self._latitude().shape)
 
     # --- what the file fetched (core.pipeline.sst_granules's files; 0 for a local path) -------------------
     @property
@@ -188,6 +188,9 @@ class L2PGranule:
     def _location(self) -> tuple[np.ndarray, np.ndarray]:
         if self._exposed is None:  # never located: the whole granule (local reads, tests)
             self._expose(list(self._blocks()))
+        elif self._lon is None:  # released after a window (_release_coordinates): decoded again
+            exposed = self._exposed
+            self._expose([b for b in self._blocks() if (b[0].start, b[1].start) in exposed])
         if self._view is None:
             lat = np.full(self._lat.shape, np.nan, dtype=self._lat.dtype)
             # every decoded chunk shown: longitude as decoded (NaN elsewhere already), no copy
@@ -212,8 +215,21 @@ class L2PGranule:
             lat[~np.isfinite(lat) | (np.abs(lat) > 90.0)] = np.nan
         return lat
 
+    def _latitude(self) -> np.ndarray:
+        """Latitude, read again if a window released it (:meth:`_release_coordinates`)."""
+        if self._lat is None:
+            self._lat = self._read_lat()
+        return self._lat
+
+    def _release_coordinates(self) -> None:
+        """Latitude, longitude and their views dropped once a window is decoded (issue 26: an open
+        granule held ~45 MB until the date's end); a later locate() or window() reads them again
+        (their bytes too: discarded once decoded), which only a granule reached again needs."""
+        self._lat = self._lon = self._view = None
+        self._lon_read = set()
+
     def _blocks(self):
-        return _chunk_blocks(self.ds[self.lon_name], self._lat.shape)
+        return _chunk_blocks(self.ds[self.lon_name], self._latitude().shape)
 
     def _location_dtype(self) -> type:
         """float32 if both coordinates are stored as unscaled float32 (exact), else float64."""
@@ -228,7 +244,7 @@ class L2PGranule:
         ranges = [r for rows, cols in todo for r in self._chunk_ranges(self.lon_name, (rows, cols))]
         self._prefetch(ranges)
         if self._lon is None:  # allocated at the first locate: an open granule holds latitude only
-            self._lon = np.full(self._lat.shape, np.nan, dtype=self._lat.dtype)
+            self._lon = np.full(self._latitude().shape, np.nan, dtype=self._lat.dtype)
         d0, d1 = self.dims
         for rows, cols in todo:
             lon = _decoded(self.ds, self.lon_name, {d0: rows, d1: cols}, dtype=self._lat.dtype)
@@ -251,7 +267,7 @@ class L2PGranule:
             self.no_window_reason = "no segment with a valid latitude"
             return None
         with np.errstate(invalid="ignore"):
-            in_band = (self._lat >= band[0]) & (self._lat <= band[1])
+            in_band = (self._latitude() >= band[0]) & (self._lat <= band[1])
         blocks = [(rows, cols) for rows, cols in self._blocks() if in_band[rows, cols].any()]
         self._expose(blocks)
         if not blocks:
@@ -293,8 +309,8 @@ class L2PGranule:
                              *self.optional_vars.values()) if v]
         time_name = _find(self.ds, ("time",))
         loc_lat, loc_lon = self._location()
-        self._prefetch([r for v in names for r in self._chunk_ranges(v, (rows, cols))]
-                       + (self._chunk_ranges(time_name) if time_name else []))
+        window_ranges = [r for v in names for r in self._chunk_ranges(v, (rows, cols))]
+        self._prefetch(window_ranges + (self._chunk_ranges(time_name) if time_name else []))
         sub = self.ds[names].isel({d0: rows, d1: cols})
         extra = {d: 0 for d in sub.dims if d not in self.dims}
         sub = sub.isel(extra)
@@ -324,7 +340,7 @@ class L2PGranule:
             with np.errstate(invalid="ignore"):
                 values[(values < vlo) | (values > vhi)] = np.nan
             statistics[key] = values
-        return SstSwath(
+        swath = SstSwath(
             granule=self.name,
             # copies: views would keep the whole granule's geolocation alive
             lat=loc_lat[rows, cols].copy(),
@@ -342,6 +358,11 @@ class L2PGranule:
             variable_attrs=self.variable_attrs(),
             **statistics,
         )
+        # decoded into the swath: the coordinates and their views (up to 4 x 11 MB a granule) and
+        # the window's compressed bytes go now, not when the date's last granule closes (issue 26)
+        self._release_coordinates()
+        self._discard(window_ranges)
+        return swath
 
     @property
     def ice_mask(self) -> int | None:
