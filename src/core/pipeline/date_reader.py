@@ -45,7 +45,13 @@ class DateReader:
 
     ``read()`` runs three pools: ``fetcher`` downloads ATL07 granules in order, ``l2p`` opens and
     windows L2P granules side by side, ``publisher`` makes each granule's products in order
-    (``on_ready``). It returns the L2P granules not colocated and why."""
+    (``on_ready``). It returns the L2P granules not colocated and why.
+
+    Memory stays flat in the number of granules (bench/README.md, "A scientist's study"): one
+    ATL07 granule downloads while the one before is read (never the whole date ahead); a
+    granule's segments are let go once its product is handed on (at most one waits behind the
+    one being made); an L2P granule is closed (file, latitude) once its last window is read, and
+    its window let go once every ATL07 granule it reaches has been handed on."""
 
     def __init__(self, atl07: list[Granule], sst: list[Granule], ctx: DateContext, workdir: Path,
                  on_ready: OnReady):
@@ -53,17 +59,25 @@ class DateReader:
         max_dt = timedelta(seconds=ctx.science.max_dt_s)
         self.reach_cmr = {s.title: {a.title for a in atl07 if might_reach(s, a, max_dt)} for s in sst}
         self.by_title = {g.title: g for g in sst}
-        self.read_granules: list[tuple[Granule, Atl07Read]] = []  # in the order they were read
+        self.read_titles: set[str] = set()  # ATL07 granules read so far
+        self.waiting: list[tuple[Granule, Atl07Read]] = []  # read, not yet handed on (in read order)
         self.candidates: dict[str, list[Granule]] = {}  # ATL07 title -> the L2P granules within its ±Δt
-        self.reaching: dict[str, list[tuple[str, Atl07Granule]]] = {}  # L2P title -> (ATL07 title, segments)
+        # L2P title -> (ATL07 title, segments) of the granules its next window is read for
+        self.reaching: dict[str, list[tuple[str, Atl07Granule]]] = {}
         self.opening: dict[str, Future[L2PGranule]] = {}
+        self.opened: set[str] = set()  # every L2P granule opened (its metadata and latitude read)
+        self.closed: set[int] = set()  # ids of the L2PGranule objects closed after their last window
         # L2P title -> (the ATL07 granules it was read for, its window; None: no pixel reaches a segment)
         self.windows: dict[str, tuple[frozenset[str], Future[SstSwath | None]]] = {}
-        self.swaths: dict[str, SstSwath | None] = {}
+        self.final: set[str] = set()  # L2P granules whose window no later ATL07 granule changes
+        self.swaths: dict[str, SstSwath | None] = {}  # windows of ATL07 granules not yet all handed on
+        self.had_window: dict[str, bool] = {}  # L2P title -> whether a window reached a segment
         self.handed: set[str] = set()
+        self.fetches: list[Future[Atl07Read | Path]] = []
         self.published: list[Future[None]] = []
         self.failed = threading.Event()  # a product failed: the date fails, nothing more is made
         self._l2p: ThreadPoolExecutor | None = None
+        self._fetcher: ThreadPoolExecutor | None = None
         self._publisher: ThreadPoolExecutor | None = None
 
     def read(self) -> list[DroppedGranule]:
@@ -74,28 +88,37 @@ class DateReader:
             # windows) as soon as it is downloaded instead of after the previous upload
             with ThreadPoolExecutor(max_workers=self.ctx.services.settings.l2p_parallel,
                                     thread_name_prefix="l2p") as self._l2p, \
-                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as fetcher, \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as self._fetcher, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as self._publisher:
-                self.opening.update({t: self._l2p.submit(open_for_date, self.by_title[t], self.ctx)
+                self.opening.update({t: self._l2p.submit(self._open, t)
                                      for t, reach in self.reach_cmr.items() if reach})
-                fetches = [fetcher.submit(fetch_atl07, g, self.ctx, self.workdir) for g in self.atl07]
-                self._read_all(fetches)
+                self._read_all()
         finally:
             self._close_opened()
         return self._dropped()
 
-    def _read_all(self, fetches: list[Future[Atl07Read | Path]]) -> None:
+    def _fetch_until(self, index: int) -> None:
+        """Downloads asked for up to granule ``index``: one ahead of the read, not the whole date
+        (a date of 16 granules would otherwise hold them all on disk, or in memory read in place)."""
+        assert self._fetcher is not None
+        while len(self.fetches) <= min(index, len(self.atl07) - 1):
+            self.fetches.append(self._fetcher.submit(fetch_atl07, self.atl07[len(self.fetches)], self.ctx,
+                                                     self.workdir))
+
+    def _read_all(self) -> None:
         try:
-            for granule, fetch in zip(self.atl07, fetches, strict=True):
-                got = fetch.result()
+            for i, granule in enumerate(self.atl07):
+                self._fetch_until(i + 1)
+                got = self.fetches[i].result()
                 self._take(granule, read_downloaded(granule, got, self.ctx) if isinstance(got, Path) else got)
+                del got
                 self._advance(all_read=False)
             self._advance(all_read=True)
             for product in self.published:
                 product.result()
         except BaseException:
             self.failed.set()
-            pending: list[Future[Any]] = [*fetches, *self.opening.values()]
+            pending: list[Future[Any]] = [*self.fetches, *self.opening.values()]
             for future in pending:
                 future.cancel()
             raise
@@ -103,7 +126,8 @@ class DateReader:
     def _take(self, granule: Granule, atl07_read: Atl07Read) -> None:
         """One more ATL07 granule read: its segments in the date's window, and the L2P granules it reaches."""
         restrict_to_window(atl07_read.granule, np_utc(self.ctx.lo), np_utc(self.ctx.hi))
-        self.read_granules.append((granule, atl07_read))
+        self.read_titles.add(granule.title)
+        self.waiting.append((granule, atl07_read))
         if any(len(b) for b in atl07_read.granule.beams):
             self.candidates[granule.title] = time_candidates(atl07_read.granule, self.sst, self.ctx.science.max_dt_s)
             for sst in self.candidates[granule.title]:
@@ -111,13 +135,15 @@ class DateReader:
 
     def _advance(self, all_read: bool) -> None:
         """Window every L2P granule whose reaching ATL07 granules are all read, hand on every ATL07
-        granule whose windows are all asked for, and fail now if a product failed."""
+        granule whose windows are all asked for, let go of what no granule still needs, and fail
+        now if a product failed."""
         for title, pairs in self.reaching.items():
-            if all_read or self.reach_cmr[title] <= {g.title for g, _ in self.read_granules}:
+            if pairs and (all_read or self.reach_cmr[title] <= self.read_titles):
                 self._read_window(title, pairs)
-        for granule, atl07_read in self.read_granules:
-            if granule.title not in self.handed and self._windows_asked(granule.title):
+        for granule, atl07_read in list(self.waiting):
+            if self._windows_asked(granule.title):
                 self._hand_on(granule, atl07_read)
+        self._release()
         for product in self.published:  # a product that failed fails the date now, not after the next download
             if product.done() and product.exception() is not None:
                 product.result()
@@ -127,12 +153,34 @@ class DateReader:
         if title in self.windows and self.windows[title][0] == names:
             return
         assert self._l2p is not None
-        if title not in self.opening:  # no CMR extent matched: opened only now
-            self.opening[title] = self._l2p.submit(open_for_date, self.by_title[title], self.ctx)
+        if title not in self.opening:  # no CMR extent matched, or closed after its last window: opened now
+            self.opening[title] = self._l2p.submit(self._open, title)
         if title in self.windows:  # reached by one more ATL07 granule than CMR's extents said:
             self.windows[title][1].result()  # one read of an open granule at a time, then again
-        self.windows[title] = names, self._l2p.submit(read_window, self.by_title[title],
-                                                      self.opening[title].result(), [g for _, g in pairs], self.ctx)
+            if title in self.final:  # closed after what was to be its last window: opened again
+                self.opening[title] = self._l2p.submit(self._open, title)
+        # no ATL07 granule still to read can reach it (by CMR's extents): its last window
+        final = self.reach_cmr[title] <= self.read_titles
+        if final:
+            self.final.add(title)
+        self.windows[title] = names, self._l2p.submit(self._window, title, self.opening[title],
+                                                      [g for _, g in pairs], final)
+
+    def _open(self, title: str) -> L2PGranule:
+        granule = open_for_date(self.by_title[title], self.ctx)
+        self.opened.add(title)
+        return granule
+
+    def _window(self, title: str, opening: Future[L2PGranule], segments: list[Atl07Granule],
+                final: bool) -> SstSwath | None:
+        granule = opening.result()
+        try:
+            return read_window(self.by_title[title], granule, segments, self.ctx)
+        finally:
+            if final:  # its latitude and file are let go now, not when the date ends
+                self.closed.add(id(granule))
+                with contextlib.suppress(Exception):
+                    granule.close()
 
     def _windows_asked(self, atl07_title: str) -> bool:
         return all(c.title in self.windows and atl07_title in self.windows[c.title][0]
@@ -142,11 +190,26 @@ class DateReader:
         cands = self.candidates.get(granule.title, [])
         for c in cands:
             self.swaths[c.title] = self.windows[c.title][1].result()
+            self.had_window[c.title] = self.had_window.get(c.title, False) or self.swaths[c.title] is not None
         self.handed.add(granule.title)
+        self.waiting.remove((granule, atl07_read))
         # the windows as they are now: this thread may re-read one for a later granule meanwhile
         windows = [SstWindow(c.title, self.swaths[c.title], self.ctx.collection_of.get(c.title)) for c in cands]
         assert self._publisher is not None
+        if len(self.published) >= 2:  # at most one product waits behind the one being made
+            self.published[-2].result()
         self.published.append(self._publisher.submit(self._publish, granule, atl07_read, windows))
+
+    def _release(self) -> None:
+        """Let go of the L2P granules whose last window is read and handed to every ATL07 granule
+        it reaches (the publisher holds what it still needs)."""
+        for title in [t for t in self.final if t in self.windows]:
+            names, window = self.windows[title]
+            if window.done() and names <= self.handed:
+                del self.windows[title]
+                self.swaths.pop(title, None)
+                self.reaching[title] = []
+                self.opening.pop(title, None)  # closed by its last window's read
 
     def _publish(self, granule: Granule, atl07_read: Atl07Read, windows: list[SstWindow]) -> None:
         if self.failed.is_set():
@@ -159,7 +222,7 @@ class DateReader:
 
     def _close_opened(self) -> None:
         for job in self.opening.values():  # every granule opened is closed, whatever happened
-            if job.done() and not job.cancelled() and job.exception() is None:
+            if job.done() and not job.cancelled() and job.exception() is None and id(job.result()) not in self.closed:
                 with contextlib.suppress(Exception):
                     job.result().close()
 
@@ -167,10 +230,10 @@ class DateReader:
         """The L2P granules found but not colocated, and why."""
         dt = f"{self.ctx.science.max_dt_s:g} s"
         dropped = [DroppedGranule(granule=g.title, reason=f"no segment within ±{dt} of its time span ("
-                                  + ("only its metadata and latitude read" if g.title in self.opening else "not read")
+                                  + ("only its metadata and latitude read" if g.title in self.opened else "not read")
                                   + ")") for g in self.sst if g.title not in self.reaching]
         for title in self.reaching:
-            if self.swaths.get(title) is None:
+            if not self.had_window.get(title):
                 report: dict[str, Any] = self.ctx.sst_report.get(title, {})
                 reason = report.get("no_window") or f"no valid pixel within {self.ctx.science.radius_m} m"
                 dropped.append(DroppedGranule(granule=title, reason=reason))
