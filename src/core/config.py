@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     presign_expiry_s: int = Field(3600, ge=1, le=7 * 86400)
     max_direct_dates: int = Field(3, ge=1)  # longer ranges go through the state machine
     max_dates: int = Field(3660, ge=1)  # ten years
+    # Pre-flight estimate (core.jobs.estimate, README "How large a request may be"): `colocate run`
+    # asks for --yes above estimate_confirm_gb to move; POST /colocations answers 413 above request_max_gb
+    estimate_confirm_gb: float = Field(100.0, ge=0)
+    request_max_gb: float = Field(5000.0, gt=0)
+    colocate_memory_mb: int = Field(2048, ge=128, le=10240)  # ColocateFunction's MemorySize (template.yaml)
     edl_secret_name: str = ""  # Secrets Manager secret holding the EDL token (Lambda)
 
     @classmethod
