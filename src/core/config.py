@@ -137,8 +137,10 @@ class Settings(BaseSettings):
     # prefix (AWS S3 performance guidelines), a Lambda's bandwidth is the limit (docs/NETWORK.md)
     s3_parallel: int = Field(16, ge=1, le=64)
     # L2P granules of a date read side by side (each with s3_parallel ranges in flight): 4 keep
-    # the network busy; 8 measured slower on 2 cores and ~180 MB more at peak (bench/README.md)
-    l2p_parallel: int = Field(4, ge=1, le=32)
+    # the network busy; 8 measured slower on 2 cores and ~180 MB more at peak (bench/README.md);
+    # 2: each open granule holds ~50 MB of location arrays, and the seed date peaks ~100 MB lower
+    # at 2 than at 4 (bench/README.md, "A scientist's study": the 512 MB target)
+    l2p_parallel: int = Field(2, ge=1, le=32)
     cmr_page_size: int = Field(2000, ge=1)
     http_timeout_s: float = Field(60.0, gt=0)
     http_retries: int = Field(5, ge=0)

@@ -6,7 +6,8 @@ thread reads the one before (or are read in place). Meanwhile every L2P granule 
 time extents reach within ±Δt is opened side by side (``settings.l2p_parallel``): its HDF5
 metadata and latitude, which need no segment. An L2P granule is located and windowed once every
 ATL07 granule that can reach it is read, for the segments of all of them within its ±Δt, so
-each L2P granule is read once however many ATL07 granules it pairs with, and the first ATL07
+each L2P granule is read once however many ATL07 granules it pairs with (unless more than
+``MAX_WAITING`` ATL07 granules would wait for it: then again for the later ones), and the first ATL07
 granule's products are made (in a thread of their own, one granule at a time, in order) while
 the next downloads.
 """
@@ -16,7 +17,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from core.pipeline.sst_granules import open_for_date, read_window, time_candidat
 from core.science.l2p import L2PGranule
 from core.science.pairing import SstWindow, restrict_to_window
 
+# at most this many ATL07 granules' segments wait for their L2P windows (DateReader._advance)
+MAX_WAITING = 2
 # on_ready(granule, its segments, the windows of the L2P granules within its ±Δt)
 OnReady = Callable[[Granule, Atl07Read, list[SstWindow]], None]
 
@@ -50,8 +53,8 @@ class DateReader:
     Memory stays flat in the number of granules (bench/README.md, "A scientist's study"): one
     ATL07 granule downloads while the one before is read (never the whole date ahead); a
     granule's segments are let go once its product is handed on (at most one waits behind the
-    one being made); an L2P granule is closed (file, latitude) once its last window is read, and
-    its window let go once every ATL07 granule it reaches has been handed on."""
+    one being made); an L2P granule is closed (file, latitude) once its window is read, and its
+    window let go once every ATL07 granule it was read for has been handed on."""
 
     def __init__(self, atl07: list[Granule], sst: list[Granule], ctx: DateContext, workdir: Path,
                  on_ready: OnReady):
@@ -65,11 +68,18 @@ class DateReader:
         # L2P title -> (ATL07 title, segments) of the granules its next window is read for
         self.reaching: dict[str, list[tuple[str, Atl07Granule]]] = {}
         self.opening: dict[str, Future[L2PGranule]] = {}
+        # L2P granules opened ahead of their window (metadata and latitude, ~50 MB each while open),
+        # a few at once (_open_ahead), in the order the ATL07 granules reaching them come
+        self.to_open = sorted((t for t, reach in self.reach_cmr.items() if reach),
+                              key=lambda t: (min(i for i, a in enumerate(atl07) if a.title in self.reach_cmr[t]),
+                                             self.by_title[t].start or datetime.min.replace(tzinfo=UTC), t))
+        self.live: set[str] = set()  # opened (or opening) and not yet closed
+        self.submitted: set[str] = set()
+        self.lock = threading.Lock()  # opening and live change in the l2p threads too
         self.opened: set[str] = set()  # every L2P granule opened (its metadata and latitude read)
         self.closed: set[int] = set()  # ids of the L2PGranule objects closed after their last window
         # L2P title -> (the ATL07 granules it was read for, its window; None: no pixel reaches a segment)
         self.windows: dict[str, tuple[frozenset[str], Future[SstSwath | None]]] = {}
-        self.final: set[str] = set()  # L2P granules whose window no later ATL07 granule changes
         self.swaths: dict[str, SstSwath | None] = {}  # windows of ATL07 granules not yet all handed on
         self.had_window: dict[str, bool] = {}  # L2P title -> whether a window reached a segment
         self.handed: set[str] = set()
@@ -90,8 +100,7 @@ class DateReader:
                                     thread_name_prefix="l2p") as self._l2p, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="atl07") as self._fetcher, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as self._publisher:
-                self.opening.update({t: self._l2p.submit(self._open, t)
-                                     for t, reach in self.reach_cmr.items() if reach})
+                self._open_ahead()
                 self._read_all()
         finally:
             self._close_opened()
@@ -118,7 +127,8 @@ class DateReader:
                 product.result()
         except BaseException:
             self.failed.set()
-            pending: list[Future[Any]] = [*self.fetches, *self.opening.values()]
+            with self.lock:
+                pending: list[Future[Any]] = [*self.fetches, *self.opening.values()]
             for future in pending:
                 future.cancel()
             raise
@@ -134,11 +144,15 @@ class DateReader:
                 self.reaching.setdefault(sst.title, []).append((granule.title, atl07_read.granule))
 
     def _advance(self, all_read: bool) -> None:
-        """Window every L2P granule whose reaching ATL07 granules are all read, hand on every ATL07
-        granule whose windows are all asked for, let go of what no granule still needs, and fail
-        now if a product failed."""
+        """Window every L2P granule whose reaching ATL07 granules are all read (or every one with a
+        segment waiting, once MAX_WAITING ATL07 granules wait), hand on every ATL07 granule whose
+        windows are all asked for, let go of what no granule still needs, and fail now if a product
+        failed."""
+        # an L2P granule is read once for every ATL07 granule CMR says it reaches, unless that
+        # would hold more than MAX_WAITING granules' segments: then it is read again for the rest
+        force = all_read or len(self.waiting) >= MAX_WAITING
         for title, pairs in self.reaching.items():
-            if pairs and (all_read or self.reach_cmr[title] <= self.read_titles):
+            if pairs and (force or self.reach_cmr[title] <= self.read_titles):
                 self._read_window(title, pairs)
         for granule, atl07_read in list(self.waiting):
             if self._windows_asked(granule.title):
@@ -153,34 +167,50 @@ class DateReader:
         if title in self.windows and self.windows[title][0] == names:
             return
         assert self._l2p is not None
-        if title not in self.opening:  # no CMR extent matched, or closed after its last window: opened now
-            self.opening[title] = self._l2p.submit(self._open, title)
         if title in self.windows:  # reached by one more ATL07 granule than CMR's extents said:
-            self.windows[title][1].result()  # one read of an open granule at a time, then again
-            if title in self.final:  # closed after what was to be its last window: opened again
-                self.opening[title] = self._l2p.submit(self._open, title)
-        # no ATL07 granule still to read can reach it (by CMR's extents): its last window
-        final = self.reach_cmr[title] <= self.read_titles
-        if final:
-            self.final.add(title)
-        self.windows[title] = names, self._l2p.submit(self._window, title, self.opening[title],
-                                                      [g for _, g in pairs], final)
+            self.windows[title][1].result()  # one read of a granule at a time, then again
+        self.submitted.add(title)  # not to be opened ahead any more
+        with self.lock:
+            opening = self.opening.get(title)
+        # (not opened ahead: opened, windowed and closed in one job, so that an L2P granule is open
+        # only while it is read; another window of it later opens it again)
+        self.windows[title] = names, self._l2p.submit(self._window, title, opening, [g for _, g in pairs])
+
+    def _submit_open(self, title: str) -> None:
+        assert self._l2p is not None
+        self.submitted.add(title)
+        with self.lock:
+            self.live.add(title)
+            self.opening[title] = self._l2p.submit(self._open, title)
+
+    def _open_ahead(self) -> None:
+        """Open the next L2P granules (metadata, latitude) while the network would idle: at most
+        half l2p_parallel ahead of their windows (each ~50 MB while open; the windows being read
+        hold as many again), never the hundreds a whole-Arctic day finds."""
+        budget = max(1, self.ctx.services.settings.l2p_parallel // 2)
+        while self.to_open and len(self.live) < budget:  # (self.live shrinks in the l2p threads)
+            title = self.to_open.pop(0)
+            if title not in self.submitted:
+                self._submit_open(title)
 
     def _open(self, title: str) -> L2PGranule:
         granule = open_for_date(self.by_title[title], self.ctx)
         self.opened.add(title)
         return granule
 
-    def _window(self, title: str, opening: Future[L2PGranule], segments: list[Atl07Granule],
-                final: bool) -> SstSwath | None:
-        granule = opening.result()
+    def _window(self, title: str, opening: Future[L2PGranule] | None,
+                segments: list[Atl07Granule]) -> SstSwath | None:
+        granule = self._open(title) if opening is None else opening.result()
         try:
             return read_window(self.by_title[title], granule, segments, self.ctx)
-        finally:
-            if final:  # its latitude and file are let go now, not when the date ends
-                self.closed.add(id(granule))
-                with contextlib.suppress(Exception):
-                    granule.close()
+        finally:  # its latitude and file are let go now, not when the date ends
+            self.closed.add(id(granule))
+            with contextlib.suppress(Exception):
+                granule.close()
+            with self.lock:  # nothing holds the granule (~50 MB of location arrays) any more
+                if opening is not None and self.opening.get(title) is opening:
+                    del self.opening[title]
+                self.live.discard(title)
 
     def _windows_asked(self, atl07_title: str) -> bool:
         return all(c.title in self.windows and atl07_title in self.windows[c.title][0]
@@ -201,15 +231,24 @@ class DateReader:
         self.published.append(self._publisher.submit(self._publish, granule, atl07_read, windows))
 
     def _release(self) -> None:
-        """Let go of the L2P granules whose last window is read and handed to every ATL07 granule
-        it reaches (the publisher holds what it still needs)."""
-        for title in [t for t in self.final if t in self.windows]:
+        """Let go of the L2P windows handed to every ATL07 granule they were read for (the
+        publisher holds what it still needs), and close the granules opened ahead that no segment
+        reaches; open the next ones ahead."""
+        for title in list(self.windows):
             names, window = self.windows[title]
             if window.done() and names <= self.handed:
                 del self.windows[title]
                 self.swaths.pop(title, None)
-                self.reaching[title] = []
-                self.opening.pop(title, None)  # closed by its last window's read
+                self.reaching[title] = [p for p in self.reaching[title] if p[0] not in names]
+        with self.lock:
+            unreached = [t for t in self.live if t not in self.reaching and self.reach_cmr[t] <= self.read_titles]
+            for title in unreached:
+                job = self.opening[title]  # opened, and no segment of the ATL07 granules CMR matched reaches it
+                if job.done():
+                    self._close(job)
+                    del self.opening[title]
+                    self.live.discard(title)
+        self._open_ahead()
 
     def _publish(self, granule: Granule, atl07_read: Atl07Read, windows: list[SstWindow]) -> None:
         if self.failed.is_set():
@@ -221,10 +260,16 @@ class DateReader:
             raise
 
     def _close_opened(self) -> None:
-        for job in self.opening.values():  # every granule opened is closed, whatever happened
-            if job.done() and not job.cancelled() and job.exception() is None and id(job.result()) not in self.closed:
-                with contextlib.suppress(Exception):
-                    job.result().close()
+        with self.lock:
+            jobs = list(self.opening.values())
+        for job in jobs:  # every granule opened is closed, whatever happened
+            self._close(job)
+
+    def _close(self, job: Future[L2PGranule]) -> None:
+        if job.done() and not job.cancelled() and job.exception() is None and id(job.result()) not in self.closed:
+            self.closed.add(id(job.result()))
+            with contextlib.suppress(Exception):
+                job.result().close()
 
     def _dropped(self) -> list[DroppedGranule]:
         """The L2P granules found but not colocated, and why."""
