@@ -165,6 +165,22 @@ def measure(quick: bool = False, network: str | None = None, workdir: Path | Non
     return out
 
 
+def result_keys(r: dict) -> dict:
+    """The study's keys of bench/results.json (targets in bench/run.py)."""
+    return {"rss_growth_16_granules": r["rss_growth"], "max_state_payload_fraction": r["max_state_payload_fraction"],
+            "season_cost_per_date_usd": r["season"]["cost"]["usd_per_date"]}
+
+
+def update_results(r: dict, path: Path) -> None:
+    """Run alone (``--results``): its keys and ``details.study`` into an existing results.json;
+    ``task_peak_rss_mb`` becomes the largest of the recorded one and the study's seed date."""
+    results = json.loads(path.read_text())
+    results.update(result_keys(r))
+    results["task_peak_rss_mb"] = r["seed_date_peak_rss_mb"]
+    results.setdefault("details", {})["study"] = r
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
 def markdown(r: dict) -> str:
     lines = ["| K ATL07 granules | status | segments | peak RSS MB | run s |", "|---|---|---|---|---|"]
     lines += [f"| {p['k']} | {p['status']} | {p['segments']} | {p['peak_rss_mb']:.0f} | {p['run_s']:.1f} |"
@@ -186,10 +202,13 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--network", default=None)
     p.add_argument("--out", default=None, help="write the figures as JSON here")
+    p.add_argument("--results", default=None, help="update this results.json's study keys (bench/results.json)")
     a = p.parse_args(argv)
     r = measure(a.quick, a.network)
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1, default=str) + "\n")
+    if a.results:
+        update_results(r, Path(a.results))
     print(markdown(r))
     return 0
 
