@@ -34,7 +34,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from bench.common import REPO, run_child
+from bench.common import run_child
 from bench.fanout import LAMBDA_GB_S_USD, LAMBDA_REQUEST_USD, colocate_memory_mb
 
 SEED_BBOX = [-62.8, 81.7, -56.4, 83.0]
@@ -144,11 +144,12 @@ def ten_years(scene, workdir: Path, network: str | None) -> dict:
 
 def measure(quick: bool = False, network: str | None = None, workdir: Path | None = None) -> dict:
     from sandbox.scene import build_scene
+    from sandbox.services import scene_cache
 
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="coloc-study-") as tmp:
             return measure(quick, network, Path(tmp))
-    scene = build_scene(REPO / ".sandbox-cache")
+    scene = build_scene(scene_cache())  # COLOC_SCENE_CACHE, else the checkout's .sandbox-cache
     t0 = time.perf_counter()
     per_k = [one_date(scene, k, workdir, network) for k in (KS_QUICK if quick else KS)]
     first, last = per_k[0], per_k[-1]
