@@ -177,6 +177,6 @@ def estimate(request: ColocationRequest, settings: Settings, *, http=None,
 
 def refusal(est: Estimate, limit_gb: float) -> dict[str, Any]:
     """The API's 413 body: the limit, the estimate, and what to do."""
-    return {"error": f"request too large: ≈ {est.gb_to_move:,.1f} GB to move, above the limit of {limit_gb:,.0f} GB "
+    return {"error": f"request too large: ≈ {est.gb_to_move:,.1f} GB to move, above the limit of {limit_gb:,g} GB "
                      "(COLOC_REQUEST_MAX_GB); split it into smaller boxes or shorter ranges",
             "limit_gb": limit_gb, "estimate": est.document()}
