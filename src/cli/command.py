@@ -397,7 +397,7 @@ def _preflight(args: argparse.Namespace, request: ColocationRequest, settings: S
     from core.jobs.preflight import estimate as make_estimate
 
     estimate = make_estimate(request, settings)
-    if not args.quiet or args.dry_run:
+    if args.dry_run or (not args.quiet and estimate.gb_to_move is not None):  # (None: CMR could not be asked)
         print(f"estimate: {estimate.summary()}", file=sys.stderr)
     if not args.dry_run and not args.yes and estimate.exceeds(settings.estimate_confirm_gb):
         raise UsageError(f"this request would move ≈ {estimate.gb_to_move:,.1f} GB, above "

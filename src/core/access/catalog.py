@@ -174,7 +174,9 @@ def _get_json(settings: Settings, path: str, params: dict, http=None) -> tuple[d
                                                                    "Accept": "application/json"})
         return (json.loads(resp.data) if resp.status == 200 else None), dict(resp.headers)
     except (urllib3.exceptions.HTTPError, ValueError) as exc:
-        log.warning("CMR %s failed (%s)", path, type(exc).__name__)
+        # not a warning: the caller says what it could not do (the estimate's notes; no trim), and
+        # a date's own search fails by name if CMR is really down
+        log.info("CMR %s failed (%s)", path, type(exc).__name__)
         return None, {}
 
 
@@ -198,7 +200,7 @@ def collection_extent(collection: str, settings: Settings, *, http=None) -> Temp
         starts = [_utc_time(r.get("BeginningDateTime")) for r in ranges]
         ends = [_utc_time(r.get("EndingDateTime")) for r in ranges]
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        log.warning("collection %s: unreadable TemporalExtents (%s); nothing trimmed", query, type(exc).__name__)
+        log.info("collection %s: unreadable TemporalExtents (%s); nothing trimmed", query, type(exc).__name__)
         return None
     if not ranges:
         return None
