@@ -200,7 +200,8 @@ def result_keys(r: dict) -> dict:
 
 def update_results(r: dict, path: Path) -> None:
     """Run alone (``--results``): its keys and ``details.study`` into an existing results.json;
-    ``task_peak_rss_mb`` becomes the largest of the recorded one and the study's seed date."""
+    ``task_peak_rss_mb`` becomes the study's seed date (the file's e2e and fan-out figures may be
+    of older code; ``make bench`` takes the largest of the three)."""
     results = json.loads(path.read_text())
     results.update(result_keys(r))
     results["task_peak_rss_mb"] = r["seed_date_peak_rss_mb"]
