@@ -69,7 +69,8 @@ def one_date(scene, k: int, workdir: Path, network: str | None) -> dict:
     from bench.e2e import CountedSandbox
 
     with CountedSandbox(workdir / f"k{k}", network, scene=named_copies(scene, k)) as csb:
-        env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-study-{uuid.uuid4().hex[:8]}")
+        # the ColocateFunction's environment (template.yaml) where it matters for memory
+        env = csb.env(COLOC_OUTPUT_PREFIX=f"bench-study-{uuid.uuid4().hex[:8]}", MALLOC_ARENA_MAX="2")
         event = {"bbox": SEED_BBOX, "date": scene.date.isoformat()}
         out = run_child("bench.fanout", ["--child", "colocate", json.dumps(event)], env=env, timeout=1800)
     day = ((out.get("result") or {}).get("dates") or [{}])[0]

@@ -40,7 +40,8 @@ FUNCTIONS = {"PlanFunction": "handlers.plan.handler", "ColocateFunction": "handl
              "SummarizeFunction": "handlers.summarize.handler"}
 # what template.yaml's Globals give every function besides the sandbox's endpoints
 FUNCTION_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_SERVICE_NAME": "atl07-sst-colocation",
-                        "POWERTOOLS_METRICS_NAMESPACE": "Atl07SstColocation", "LOG_LEVEL": "INFO"}
+                        "POWERTOOLS_METRICS_NAMESPACE": "Atl07SstColocation", "LOG_LEVEL": "INFO",
+                        "MALLOC_ARENA_MAX": "2"}  # ColocateFunction's (template.yaml): read by a new process
 
 # (logical id, Handler, event) → (the invocation's payload as JSON, whether it is an error)
 Runner = Callable[[str, str, dict], "tuple[str, bool]"]
