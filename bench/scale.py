@@ -175,7 +175,7 @@ def _environ(values: dict[str, str], drop: tuple[str, ...] = ()) -> Iterator[Non
 
 def run_request(sb, n_dates: int, *, start: date | None = None, concurrency: int | None = None,
                 cold_dates: set[str] | None = None, s3_counter: S3Requests | None = None,
-                timeout_s: float = 1800.0) -> dict:
+                timeout_s: float = 1800.0, bbox: list[float] | None = None) -> dict:
     """One N-date request through the Distributed Map path of the real definition in ``sb``'s
     moto; the raw measurements (see the module docstring)."""
     from core.jobs.date_plan import INLINE_MAX_DATES
@@ -183,7 +183,7 @@ def run_request(sb, n_dates: int, *, start: date | None = None, concurrency: int
 
     scene_dates = sorted({g.start.date() for g in sb.scene.granules if g.short_name.startswith("ATL07")})
     first, last = date_range(n_dates, start, scene_dates)
-    request = {"bbox": SEED_BBOX, "start": first.isoformat(), "end": last.isoformat(), "radius_m": 1000.0}
+    request = {"bbox": bbox or SEED_BBOX, "start": first.isoformat(), "end": last.isoformat(), "radius_m": 1000.0}
     data_dates = {d.isoformat() for d in scene_dates if first <= d <= last}
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
     env = {**lambda_environment(sb), "COLOC_OUTPUT_PREFIX": prefix, "HOME": str(sb.workdir)}

@@ -70,6 +70,18 @@ COLLECTIONS = {  # concept id -> facts CMR would return for the collection
                                 "Resolution Imaging Spectroradiometer (MODIS) on the NASA Aqua satellite (GDS2)"),
 }
 
+# UMM-C TemporalExtents of the collections above, as CMR's collection search returns them
+# (/search/collections.umm_json; NSIDC's ATL07 landing pages: data from 13 October 2018;
+# PO.DAAC's MODIS_A-JPL-L2P-v2019.0: from 4 July 2002, ongoing)
+TEMPORAL_EXTENTS = {
+    "C3564876395-NSIDC_CPRD": {"RangeDateTimes": [{"BeginningDateTime": "2018-10-13T00:00:00.000Z"}],
+                               "EndsAtPresentFlag": True},
+    "C2003771980-NSIDC_ECS": {"RangeDateTimes": [{"BeginningDateTime": "2018-10-13T00:00:00.000Z"}],
+                              "EndsAtPresentFlag": True},
+    "C1940473819-POCLOUD": {"RangeDateTimes": [{"BeginningDateTime": "2002-07-04T00:00:00.000Z"}],
+                            "EndsAtPresentFlag": True},
+}
+
 
 class BadRequest(Exception):
     pass
@@ -590,6 +602,27 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
                          "title": "ECHO dataset metadata", "entry": entries}}
         return respond(body, JSON_CONTENT_TYPE, extra={"CMR-Hits": str(len(entries))})
 
+    @app.get("/search/collections.umm_json")
+    def collections_umm():
+        """UMM-C records (``{"hits", "took", "items": [{"meta", "umm"}]}``) with TemporalExtents."""
+        items = [{"meta": {"concept-type": "collection", "concept-id": cid, "provider-id": c["data_center"],
+                           "revision-id": 1, "format": "application/vnd.nasa.cmr.umm+json"},
+                  "umm": {"ShortName": c["short_name"], "Version": c["version_id"], "EntryTitle": c["dataset_id"],
+                          "TemporalExtents": [TEMPORAL_EXTENTS[cid]] if cid in TEMPORAL_EXTENTS else []}}
+                 for cid, c in _collections_matching()]
+        return respond({"hits": len(items), "took": 1, "items": items}, UMM_CONTENT_TYPE,
+                       extra={"CMR-Hits": str(len(items))})
+
     if faults is not None:
         faults.install(app, "cmr")
     return app
+
+
+def _collections_matching() -> list[tuple[str, dict]]:
+    """COLLECTIONS matching the query's concept_id / short_name / version / provider."""
+    cid, short_name, version = _arg("concept_id"), _arg("short_name"), _arg("version")
+    provider = _arg("provider") or _arg("provider_short_name")
+    return [(concept_id, c) for concept_id, c in COLLECTIONS.items()
+            if (not cid or concept_id == cid) and (not short_name or c["short_name"] == short_name)
+            and (not version or c["version_id"].lstrip("0") == version.lstrip("0"))
+            and (not provider or c["data_center"] == provider)]

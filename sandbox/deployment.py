@@ -40,7 +40,8 @@ FUNCTIONS = {"PlanFunction": "handlers.plan.handler", "ColocateFunction": "handl
              "SummarizeFunction": "handlers.summarize.handler"}
 # what template.yaml's Globals give every function besides the sandbox's endpoints
 FUNCTION_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_SERVICE_NAME": "atl07-sst-colocation",
-                        "POWERTOOLS_METRICS_NAMESPACE": "Atl07SstColocation", "LOG_LEVEL": "INFO"}
+                        "POWERTOOLS_METRICS_NAMESPACE": "Atl07SstColocation", "LOG_LEVEL": "INFO",
+                        "MALLOC_ARENA_MAX": "2"}  # ColocateFunction's (template.yaml): read by a new process
 
 # what template.yaml gives the API function for its status's athena block (the stack's Glue database
 # by the AthenaDatabaseName default, the Glue table, the "<stack>-matches" workgroup); the sandbox

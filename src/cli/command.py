@@ -215,6 +215,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, metavar="DIR", help="folder for the products and manifests")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
     run.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the estimate (dates, granules, GB to move, Lambda cost) from CMR and exit")
+    run.add_argument("--yes", action="store_true",
+                     help=f"run a request estimated above COLOC_ESTIMATE_CONFIRM_GB ({s.estimate_confirm_gb:g} GB)")
     return parser
 
 
@@ -388,9 +392,12 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
             check_collections(request, settings)
         except InputError as exc:
             raise UsageError(_usage_message(exc)) from None
+        estimate = _preflight(args, request, settings)
+        if args.dry_run:
+            return {"request_id": request.request_id(), "dry_run": True, "estimate": estimate.document()}, True
         _claim_folder(out, settings.data_mode)
         store = LocalOutputStore(out, settings.output_prefix)
-        tasks = plan(request)
+        tasks = [t for t in plan(request) if t.date in estimate.kept_dates]  # the dates that can have data
         services = build_services(settings, token_provider=token_provider, output=store)
         results: list[dict] = []
         with ProgressReporter(len(tasks), enabled=not args.quiet and sys.stderr.isatty()) as progress:
@@ -424,9 +431,26 @@ def run_request(args: argparse.Namespace, settings: Settings, world: World = NAS
     }
     if request_outputs:
         summary["request_outputs"] = request_outputs
+    if estimate.trim.trimmed:
+        summary["trim"] = estimate.trim.document()
     if world is not NASA:
         summary[world.name] = True
     return summary, complete
+
+
+def _preflight(args: argparse.Namespace, request: ColocationRequest, settings: Settings):
+    """The estimate (core.jobs.preflight) on stderr; a request above COLOC_ESTIMATE_CONFIRM_GB
+    needs --yes (a global year is on the order of a terabyte of ATL07)."""
+    from core.jobs.preflight import estimate as make_estimate
+
+    estimate = make_estimate(request, settings)
+    if args.dry_run or (not args.quiet and estimate.gb_to_move is not None):  # (None: CMR could not be asked)
+        print(f"estimate: {estimate.summary()}", file=sys.stderr)
+    if not args.dry_run and not args.yes and estimate.exceeds(settings.estimate_confirm_gb):
+        raise UsageError(f"this request would move ≈ {estimate.gb_to_move:,.1f} GB, above "
+                         f"COLOC_ESTIMATE_CONFIRM_GB ({settings.estimate_confirm_gb:g} GB): run it again with --yes "
+                         "to go ahead (--dry-run prints the estimate)")
+    return estimate
 
 
 def _request_outputs(store, request: ColocationRequest, results: list[dict], settings: Settings) -> dict:

@@ -137,8 +137,10 @@ class Settings(BaseSettings):
     # prefix (AWS S3 performance guidelines), a Lambda's bandwidth is the limit (docs/NETWORK.md)
     s3_parallel: int = Field(16, ge=1, le=64)
     # L2P granules of a date read side by side (each with s3_parallel ranges in flight): 4 keep
-    # the network busy; 8 measured slower on 2 cores and ~180 MB more at peak (bench/README.md)
-    l2p_parallel: int = Field(4, ge=1, le=32)
+    # the network busy; 8 measured slower on 2 cores and ~180 MB more at peak (bench/README.md);
+    # 2: each open granule holds ~50 MB of location arrays, and the seed date peaks ~100 MB lower
+    # at 2 than at 4 (bench/README.md, "A scientist's study": the 512 MB target)
+    l2p_parallel: int = Field(2, ge=1, le=32)
     cmr_page_size: int = Field(2000, ge=1)
     # hard ceiling on the granules one CMR search may list (a date's ATL07 or one SST collection's
     # L2P within ±Δt: tens to a few hundred); past it the search fails as CmrPagingError
@@ -169,6 +171,11 @@ class Settings(BaseSettings):
     collection_latency_days: int = Field(45, ge=0, le=3660)
     max_direct_dates: int = Field(3, ge=1)  # longer ranges go through the state machine
     max_dates: int = Field(3660, ge=1)  # ten years
+    # Pre-flight estimate (core.jobs.estimate, README "How large a request may be"): `colocate run`
+    # asks for --yes above estimate_confirm_gb to move; POST /colocations answers 413 above request_max_gb
+    estimate_confirm_gb: float = Field(100.0, ge=0)
+    request_max_gb: float = Field(5000.0, gt=0)
+    colocate_memory_mb: int = Field(2048, ge=128, le=10240)  # ColocateFunction's MemorySize (template.yaml)
     edl_secret_name: str = ""  # Secrets Manager secret holding the EDL token (Lambda)
     # Where the data come from: "synthetic" (set by the offline sandbox, never in a deployment)
     # marks every product, manifest and PNG as such and gives a request another request id, so

@@ -133,10 +133,15 @@ class DateManifest(DocumentModel):
         copy.cached = True
         return copy
 
-    def result(self, manifest_key: str) -> DateResult:
-        """What travels back to the caller / the Map: keys and numbers only (the manifest is on S3)."""
+    def result(self, manifest_key: str, *, with_outputs: bool = True) -> DateResult:
+        """What travels back to the caller / the Map: keys and numbers only (the manifest is on S3).
+
+        A Map item's result leaves the product keys out (``with_outputs=False``): a date lists two
+        per ATL07 granule, and a state payload must not grow with the granules of a date (30 of
+        them made a 37-date inline run fail with States.DataLimitExceeded); Summarize reads
+        them from the manifest."""
         result = DateResult(request_id=self.request_id, date=self.date, status=self.status, cached=self.cached,
-                            manifest_key=manifest_key, outputs=list(self.outputs),
+                            manifest_key=manifest_key, outputs=list(self.outputs) if with_outputs else [],
                             counts=self.counts.model_dump(), bytes=self.bytes.model_dump(exclude={"sst_per_granule"}),
                             timings_s=dict(self.timings_s))
         if self.provisional:
@@ -198,3 +203,5 @@ class RunManifest(DocumentModel):
     counts: dict[str, Number] = Field(default_factory=dict)
     output_keys: list[str] = Field(default_factory=list)
     request_outputs: dict[str, Any] = Field(default_factory=dict)
+    # Plan's trim (core.jobs.preflight.DateTrim): the dates asked for, kept, and why others were not
+    trim: dict[str, Any] = Field(default_factory=dict)

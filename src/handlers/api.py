@@ -1,6 +1,7 @@
 """API Gateway (REST, proxy integration): start a colocation job, read its status (core.jobs.job_status).
 
-POST /colocations        body = ColocationRequest → 202 {"job_id", "status_url"} (Step Functions);
+POST /colocations        body = ColocationRequest → 202 {"job_id", "status_url", "estimate"} (Step
+                         Functions; core.jobs.preflight's estimate); 413 above COLOC_REQUEST_MAX_GB to move;
                          the same request again: 200 with the job when it is complete, 409 while
                          an attempt runs, 202 with a new attempt when the job ended with failed
                          dates (only those dates run again; docs/RERUNS.md)
@@ -22,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from core.access.catalog import check_collections
 from core.errors import ColocationError
-from core.jobs import job_status
+from core.jobs import job_status, preflight
 from core.request import ColocationRequest, fields_from_errors
 from handlers.runtime import client, error_body, logger, metrics, output_links, settings, state_machine_arn, tracer
 
@@ -68,8 +69,12 @@ def start_job(request: Annotated[ColocationRequest, Body(embed=False)]):
     check_collections(resolved, settings())  # 400 naming the field for a collection CMR does not know
     job_id = resolved.request_id()
     logger.set_correlation_id(job_id)
+    estimate = preflight.estimate(resolved, settings())  # dates, granules, GB to move, cost (README)
+    if estimate.exceeds(settings().request_max_gb):
+        return _json(413, preflight.refusal(estimate, settings().request_max_gb))
     answer = job_status.start_job(resolved, client("stepfunctions"), state_machine_arn(), _status_url(job_id))
     if answer.status == 202:
+        answer.body["estimate"] = estimate.document()
         metrics.add_metric(name="JobsStarted" if answer.body["attempt"] == 1 else "JobsRerun",
                            unit=MetricUnit.Count, value=1)
     return _json(answer.status, answer.body)

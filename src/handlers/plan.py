@@ -2,8 +2,9 @@
 (core.jobs.date_plan: only the dates without a published manifest, docs/RERUNS.md).
 
 Output (small: parameters and keys, never data):
-  {"request_id", "request": {...resolved...}, "count": n (all dates), "done": dates already
-  published, "pending": dates to run, "mode": "inline", "dates": [...pending...]}
+  {"request_id", "request": {...resolved...}, "count": n (the dates that can have data), "done":
+  dates already published, "pending": dates to run, "trim": {"requested", "kept", "first", "last",
+  "reasons"} (core.jobs.preflight), "mode": "inline", "dates": [...pending...]}
   or, above INLINE_MAX_DATES dates in the request, "mode": "distributed" with the pending dates
   written to S3 and "plan": {"bucket", "key"} for the Distributed Map's ItemReader.
 """

@@ -2,7 +2,8 @@
 build the request-level results (one netCDF of every matched segment, Parquet by date for Athena):
 core.jobs.run_summary.
 
-Input: {"request_id", "request", "execution", "results": [...]} where results is the inline
+Input: {"request_id", "request", "execution", "trim" (Plan's: the dates kept), "results": [...]}
+where results is the inline
 Map's array of per-date manifests / failure records of the dates this attempt ran, or the
 Distributed Map's ResultWriter details ({"ResultWriterDetails": {"Bucket", "Key"}}). Dates the
 attempt did not run (published by an earlier attempt, docs/RERUNS.md) come from their manifests
@@ -39,4 +40,4 @@ def handler(event: Any, context: Any) -> dict:
     execution = event.get("execution")
     return summarize(str(event["request_id"]), event.get("request") or {}, event["results"], store=output_store(),
                      download_dir=settings().download_dir, execution=str(execution) if execution else None,
-                     on_dates=_date_metrics)
+                     on_dates=_date_metrics, trim=event.get("trim"))

@@ -88,10 +88,12 @@ def test_table_marks_pass_and_fail():
                "direct_floor_ratio": 1.4, "floor_ratio": 1.2, "l2p_bytes_over_information_floor": 1.1,
                "l2p_bytes_over_floor": 1.5, "peak_rss_ratio": 0.5, "task_peak_rss_mb": 1200.0,
                "cold_import_s": 0.9, "function_size_mb": 150.0, "kernel_speedup_min": 2.0, "s3_bytes_fraction": 0.4,
+               "rss_growth_16_granules": 1.1, "max_state_payload_fraction": 0.2, "season_cost_per_date_usd": 0.001,
                "details": {"kernel": {"oracle_identical": True}}}
     rows = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in run.table(results).splitlines()[2:]}
     assert [rows[run.TARGETS[k][0]] for k in run.TARGETS] == [
-        "PASS", "FAIL", "FAIL", "PASS", "PASS", "FAIL", "info", "PASS", "FAIL", "PASS", "PASS", "PASS", "info"]
+        "PASS", "FAIL", "FAIL", "PASS", "PASS", "FAIL", "info", "PASS", "FAIL", "PASS", "PASS", "PASS", "info",
+        "PASS", "FAIL", "info"]
     results["details"]["kernel"]["oracle_identical"] = False
     assert "MISMATCH" in run.table(results)
 

@@ -38,6 +38,8 @@ def aws(handler_environment, mini_sandbox):
     handler_environment({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                          "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2",
                          "AWS_ENDPOINT_URL": mini_sandbox.moto_url,
+                         # Plan and POST ask CMR (collection extents, the estimate): the sandbox's, never the internet
+                         "COLOC_CMR_URL": mini_sandbox.url("cmr"),
                          "COLOC_OUTPUT_BUCKET": BUCKET, "POWERTOOLS_TRACE_DISABLED": "1",
                          "POWERTOOLS_DEV": "0"}, drop=("COLOC_S3_ENDPOINT_URL",))
     s3 = mini_sandbox.boto3_client("s3")

@@ -522,3 +522,31 @@ def test_run_stops_when_dates_keep_failing_alike(tmp_path, capsys, monkeypatch):
     assert lines[-1].startswith("colocate: error: 3 dates in a row failed with the same error, stopped before "
                                 "2019-06-23: cmr:") and len(lines) == 4
     assert "Traceback" not in err and "WARNING" not in err
+
+
+def test_run_dry_run_prints_the_estimate_and_asks_for_yes_above_the_threshold(sandbox, tmp_path, capsys):
+    """Issue 23: --dry-run prints the pre-flight estimate (CMR's counts) and runs nothing; above
+    COLOC_ESTIMATE_CONFIRM_GB a run stops before any work unless given --yes."""
+    import contextlib
+
+    from cli.command import World
+    from core.access.earthdata import StaticToken
+
+    def world(**changes):
+        @contextlib.contextmanager
+        def open_sandbox(_settings):
+            yield sandbox.settings.replace(**changes), StaticToken(sandbox.edl_token)
+
+        return World("sandbox", open_sandbox)
+
+    out = tmp_path / "o"
+    args = ["run", "--bbox", "-62.8,81.7,-56.4,83", "--date", "2019-06-22", "--out", str(out)]
+    code, stdout, err = run([*args, "--dry-run"], capsys, lambda a: main(a, world=world()))
+    assert code == 0, err
+    estimate = json.loads(stdout)["estimate"]
+    assert (estimate["dates"], estimate["atl07_granules"], estimate["sst_granules"]) == (1, 2, 14)
+    assert estimate["gb_to_move"] > 0 and estimate["usd"] > 0 and "estimate: 1 dates, 2 ATL07 and 14 L2P" in err
+    assert not out.exists()
+    code, stdout, err = run([*args, "--quiet"], capsys, lambda a: main(a, world=world(estimate_confirm_gb=0.001)))
+    assert code == 2 and stdout == "" and "COLOC_ESTIMATE_CONFIRM_GB" in err and "--yes" in err, err
+    assert not (out / "colocations").exists()

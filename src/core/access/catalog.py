@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from core.collections import COLLECTION_SYNTAX, CONCEPT_ID, NSIDC_VERSION, SLASHED, is_collection
@@ -132,3 +133,118 @@ def check_collections(request, settings: Settings, *, http=None) -> None:
                 f"nothing, so nothing would be colocated); the default is {getattr(settings, field)}",
                 field,
             )
+
+
+# --- what a request can reach: collection extents and granule counts ---------------------------
+@dataclass(frozen=True)
+class TemporalExtent:
+    """A collection's temporal extent from its UMM-C ``TemporalExtents`` (CMR collection search);
+    ``end`` None: the collection is ongoing (``EndsAtPresentFlag``, or no EndingDateTime)."""
+
+    collection: str
+    start: datetime | None
+    end: datetime | None
+
+
+_extents: dict[tuple[str, str], tuple[float, TemporalExtent | None]] = {}
+
+
+def _utc_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _pool(settings: Settings, http):
+    import urllib3
+
+    from core.http import retry_policy
+
+    return http or urllib3.PoolManager(retries=retry_policy(settings), timeout=settings.http_timeout_s)
+
+
+def _get_json(settings: Settings, path: str, params: dict, http=None) -> tuple[dict | None, dict]:
+    """One CMR search answer as (JSON body or None, headers); None when CMR could not answer."""
+    import urllib3
+
+    url = f"{settings.cmr_url.rstrip('/')}{path}?{urlencode(params)}"
+    try:
+        resp = _pool(settings, http).request("GET", url, headers={"Client-Id": settings.client_id,
+                                                                   "Accept": "application/json"})
+        return (json.loads(resp.data) if resp.status == 200 else None), dict(resp.headers)
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:
+        # not a warning: the caller says what it could not do (the estimate's notes; no trim), and
+        # a date's own search fails by name if CMR is really down
+        log.info("CMR %s failed (%s)", path, type(exc).__name__)
+        return None, {}
+
+
+def collection_extent(collection: str, settings: Settings, *, http=None) -> TemporalExtent | None:
+    """The collection's temporal extent: the union of its UMM-C ``TemporalExtents`` range(s)
+    (CMR Search API, ``/search/collections.umm_json``; UMM-C 1.17 "TemporalExtents"), cached per
+    process; None when CMR could not be asked or lists none (then nothing is trimmed)."""
+    query = parse_collection(collection, settings)
+    key = (settings.cmr_url, str(query))
+    now = time.monotonic()
+    with _known_lock:
+        cached = _extents.get(key)
+    if cached and cached[0] > now:
+        return cached[1]
+    params = {"concept_id": query.concept_id} if query.concept_id else query.params()
+    body, _ = _get_json(settings, "/search/collections.umm_json", {**params, "page_size": 1}, http)
+    try:
+        extents = (body["items"][0]["umm"].get("TemporalExtents") or []) if body and body.get("items") else []
+        ranges = [r for ext in extents for r in ext.get("RangeDateTimes") or []]
+        ongoing = any(ext.get("EndsAtPresentFlag") for ext in extents)
+        starts = [_utc_time(r.get("BeginningDateTime")) for r in ranges]
+        ends = [_utc_time(r.get("EndingDateTime")) for r in ranges]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        log.info("collection %s: unreadable TemporalExtents (%s); nothing trimmed", query, type(exc).__name__)
+        return None
+    if not ranges:
+        return None
+    extent = TemporalExtent(collection, None if None in starts else min(s for s in starts if s),
+                            None if ongoing or None in ends else max(e for e in ends if e))
+    with _known_lock:
+        _extents[key] = (now + CACHE_TTL_S, extent)
+    return extent
+
+
+@dataclass(frozen=True)
+class GranuleCount:
+    """What CMR lists for a collection in a box and time range: hits, and the mean size of a
+    sample page's granules (bytes; 0 when unknown)."""
+
+    hits: int
+    mean_bytes: float
+
+
+def _granule_bytes(item: dict) -> float | None:
+    """A UMM-G record's data size: its largest file (a record also lists its .md5 sidecar)."""
+    files = ((item.get("umm") or {}).get("DataGranule") or {}).get("ArchiveAndDistributionInformation") or []
+    units = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+    sizes = [float(f["SizeInBytes"]) if f.get("SizeInBytes") is not None
+             else float(f.get("Size") or 0) * units.get(str(f.get("SizeUnit", "MB")).upper(), 2**20) for f in files]
+    return max(sizes) if sizes else None
+
+
+def count_granules(collection: str, bbox: tuple[float, float, float, float], start: datetime, end: datetime,
+                   settings: Settings, *, sample: int = 20, http=None) -> GranuleCount | None:
+    """One UMM-G granule search (``page_size=sample``): ``CMR-Hits`` and the mean data size of the
+    sample's granules; None when CMR could not answer."""
+    query = parse_collection(collection, settings)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    params = {**query.params(), "bounding_box": ",".join(f"{v:g}" for v in bbox),
+              "temporal": f"{start.astimezone(UTC).strftime(stamp)},{end.astimezone(UTC).strftime(stamp)}",
+              "page_size": sample}
+    body, headers = _get_json(settings, "/search/granules.umm_json", params, http)
+    if body is None:
+        return None
+    try:
+        items = body["items"]
+        hits = int({k.lower(): v for k, v in headers.items()}.get("cmr-hits", body.get("hits", len(items))))
+        sizes = [b for b in (_granule_bytes(i) for i in items) if b]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return GranuleCount(hits, sum(sizes) / len(sizes) if sizes else 0.0)

@@ -1,6 +1,9 @@
 """Plan: a request's dates, and the dates an attempt of its job must still run.
 
-A date is done iff its manifest is in the output bucket (core.results), so a second attempt of
+Dates no collection can have data for (before ATL07's first, after today, outside every SST
+collection's extent: core.jobs.preflight) are trimmed, and the plan says how many and why
+(``trim``, which Summarize and the job status carry on). A date is done iff its manifest is in
+the output bucket (core.results), so a second attempt of
 a job (docs/RERUNS.md) runs only the dates the earlier attempts did not publish. The mode
 depends on the size of the request, not on what is left of it: every attempt of a job takes
 the same path through the state machine.
@@ -16,6 +19,7 @@ from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import InputError, InvalidTaskError
+from core.jobs.preflight import usable_dates
 from core.request import ColocationRequest, DateTask, error_fields, is_provisional
 from core.results import OutputStore
 
@@ -43,12 +47,14 @@ def make_plan(event: Any, settings: Settings, store: OutputStore) -> dict:
     except (ValidationError, InputError) as exc:
         raise InvalidTaskError(json.dumps(error_fields(exc))[:1000]) from None
     request_id = request.request_id()
-    dates = [d.isoformat() for d in request.dates()]
+    # only the dates that can have data: the collections' temporal extents (CMR) and today
+    kept, trim = usable_dates(request, settings)
+    dates = [d.isoformat() for d in kept]
     done = store.published_dates(request_id)
     # a date too recent for its result to be final (is_provisional) runs again on every attempt
     pending = [d for d in dates if d not in done or is_provisional(dt.date.fromisoformat(d), settings)]
     out: dict[str, Any] = {"request_id": request_id, "request": request.canonical(), "count": len(dates),
-                           "done": len(dates) - len(pending), "pending": len(pending)}
+                           "done": len(dates) - len(pending), "pending": len(pending), "trim": trim.document()}
     if len(dates) <= inline_max_dates():
         out.update(mode="inline", dates=pending)
         return out

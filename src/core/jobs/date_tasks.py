@@ -49,17 +49,19 @@ def item_task(event: Any, settings: Settings | None = None) -> DateTask:
 
 
 def run_date(task: DateTask, services: Callable[[], Services],
-             clock: Callable[[], float] = time.monotonic) -> tuple[DateResult, float]:
+             clock: Callable[[], float] = time.monotonic, *, with_outputs: bool = True) -> tuple[DateResult, float]:
     """Run one date (or find it published): what travels back to the caller / the Map (keys and
-    numbers only, the manifest is on S3), and the seconds it took from the services on (a cold
-    start's pipeline import is not the date's)."""
+    numbers only, the manifest is on S3; a Map item's without the product keys, which grow with
+    the date's granules), and the seconds it took from the services on (a cold start's pipeline
+    import is not the date's)."""
     from core.pipeline.task import run_task  # heavy imports stay off the validation path
 
     t0 = clock()
     built = services()
     manifest = run_task(task, built)
     seconds = clock() - t0
-    return manifest.result(built.output.manifest_key(task.request_id, task.date.isoformat())), seconds
+    return manifest.result(built.output.manifest_key(task.request_id, task.date.isoformat()),
+                           with_outputs=with_outputs), seconds
 
 
 def check_complete(task: DateTask, result: dict) -> dict:

@@ -193,6 +193,8 @@ def finished(output: dict, links: OutputLinks) -> dict:
     document = store.get_json(output["manifest_key"]) if output.get("manifest_key") else None
     out: dict[str, Any] = {"counts": output.get("counts", {}), "n_failed": output.get("n_failed", 0),
                            "failed_dates": output.get("failed_dates", []), "expires_in_s": expiry}
+    if output.get("trim"):  # Plan's: dates asked for, kept (those that can have data), and why
+        out["trim"] = output["trim"]
     if document is None:
         return out
     run = RunManifest.model_validate(document)

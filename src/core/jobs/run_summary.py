@@ -52,7 +52,16 @@ def _failure(day: str, error: Any, error_type: Any = None) -> dict:
     return out
 
 
-def merge_results(request_id: str, request: dict, ran: list[dict], store: OutputStore) -> list[dict]:
+def _kept(dates: list[str], trim: dict | None) -> list[str]:
+    """The dates Plan kept (``trim``: core.jobs.preflight.DateTrim's document); all without one."""
+    if not isinstance(trim, dict) or "kept" not in trim:
+        return dates
+    first, last = trim.get("first"), trim.get("last")
+    return [] if not first or not last else [d for d in dates if first <= d <= last]
+
+
+def merge_results(request_id: str, request: dict, ran: list[dict], store: OutputStore,
+                  trim: dict | None = None) -> list[dict]:
     """One result per date of the request: what this attempt reported, else the bucket.
 
     The bucket is the source of truth (a date is done iff its manifest exists): dates an earlier
@@ -61,15 +70,17 @@ def merge_results(request_id: str, request: dict, ran: list[dict], store: Output
     """
     by_date = {r.get("date"): r for r in ran if isinstance(r, dict)}
     try:
-        dates = [d.isoformat() for d in ColocationRequest.model_validate(request).dates()]
+        dates = _kept([d.isoformat() for d in ColocationRequest.model_validate(request).dates()], trim)
     except ValueError:
         raise InvalidTaskError("summarize needs the run's request to list its dates") from None
     results = []
     for day in dates:
         reported = by_date.get(day) or {}
-        if reported.get("status") == "complete":
+        if reported.get("status") == "complete" and reported.get("outputs"):
             results.append(reported)
             continue
+        # a Map item's result carries no product keys (they grow with the date's granules): the
+        # date's manifest lists them
         key = store.manifest_key(request_id, day)
         try:
             manifest = DateManifest.load(store, request_id, day)
@@ -108,7 +119,8 @@ def _add_counts(total: dict[str, float], counts: dict) -> None:
 
 
 def summarize(request_id: str, request: dict, results: Any, *, store: OutputStore, download_dir: str,
-              execution: str | None = None, on_dates: Callable[[int, int], None] | None = None) -> dict:
+              execution: str | None = None, on_dates: Callable[[int, int], None] | None = None,
+              trim: dict | None = None) -> dict:
     """Write the attempt's run manifest; returns the Step Functions output (small whatever the
     range). ``on_dates(complete, failed)`` hears the dates' outcome before the manifest is written."""
     if isinstance(results, dict) and "ResultWriterDetails" in results:
@@ -118,7 +130,7 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
     n_run = sum(1 for r in results if isinstance(r, dict) and r.get("date"))
     dates: list[RunDate] = []
     counts: dict[str, float] = {}
-    for r in merge_results(request_id, request, results, store):
+    for r in merge_results(request_id, request, results, store, trim):
         dates.append(_run_date(r))
         if r["status"] == "complete":
             _add_counts(counts, r.get("counts") or {})
@@ -134,7 +146,8 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
                                        run_id=execution or uuid.uuid4().hex[:12])
     manifest = RunManifest(request_id=request_id, request=request, execution=execution, dates=dates,
                            n_dates=len(dates), n_run=n_run, n_failed=len(failed), counts=counts,
-                           output_keys=sorted(k for d in dates for k in d.outputs), request_outputs=request_outputs)
+                           output_keys=sorted(k for d in dates for k in d.outputs), request_outputs=request_outputs,
+                           trim=trim if isinstance(trim, dict) else {})
     if on_dates is not None:
         on_dates(len(dates) - len(failed), len(failed))
     # the run manifest is written last: its presence means the attempt finished
@@ -148,6 +161,7 @@ def summarize(request_id: str, request: dict, results: Any, *, store: OutputStor
     return {"request_id": request_id, "bucket": store.bucket, "manifest_key": key, "execution": execution,
             "n_dates": len(dates), "n_run": n_run, "n_failed": len(failed), "counts": counts,
             "n_provisional": sum(1 for d in dates if d.provisional),
+            **({"trim": trim} if isinstance(trim, dict) else {}),
             "failed_dates": failed[:MAX_LISTED_FAILURES], "request_outputs": outputs}
 
 
