@@ -368,6 +368,7 @@ def _collection_umm(concept_id: str, c: dict) -> dict:
                      "native-id": f"{c['short_name']}_{c['version_id']}", "provider-id": c["data_center"],
                      "format": "application/vnd.nasa.cmr.umm+json", "revision-date": "2024-01-15T10:12:31.000Z"},
             "umm": {"ShortName": c["short_name"], "Version": c["version_id"], "EntryTitle": c["dataset_id"],
+                    "TemporalExtents": [TEMPORAL_EXTENTS[concept_id]] if concept_id in TEMPORAL_EXTENTS else [],
                     "DirectDistributionInformation": {"Region": "us-west-2"} if c["data_center"] != "NSIDC_ECS"
                     else None}}
 
@@ -581,48 +582,15 @@ def create_cmr_app(scene, links: Callable[[Any], dict], *, faults=None) -> Flask
 
     @app.get("/search/collections.json")
     def collections_json():
-        check_parameters(COLLECTION_PARAMS)
-        cid, short_name, version = _arg("concept_id"), _arg("short_name"), _arg("version")
-        provider = _arg("provider") or _arg("provider_short_name")
-        entries = []
-        for concept_id, c in COLLECTIONS.items():
-            if cid and concept_id != cid:
-                continue
-            if short_name and c["short_name"] != short_name:
-                continue
-            if version and c["version_id"].lstrip("0") != version.lstrip("0"):
-                continue
-            if provider and c["data_center"] != provider:
-                continue
-            entries.append({"id": concept_id, "title": c["dataset_id"], "dataset_id": c["dataset_id"],
-                            "short_name": c["short_name"], "version_id": c["version_id"],
-                            "data_center": c["data_center"], "archive_center": c["data_center"],
-                            "cloud_hosted": c["data_center"] != "NSIDC_ECS", "online_access_flag": True})
+        entries = [{"id": concept_id, "title": c["dataset_id"], "dataset_id": c["dataset_id"],
+                    "short_name": c["short_name"], "version_id": c["version_id"],
+                    "data_center": c["data_center"], "archive_center": c["data_center"],
+                    "cloud_hosted": c["data_center"] != "NSIDC_ECS", "online_access_flag": True}
+                   for concept_id, c in matching_collections()]
         body = {"feed": {"updated": _iso(datetime.now(UTC)), "id": request.url,
                          "title": "ECHO dataset metadata", "entry": entries}}
         return respond(body, JSON_CONTENT_TYPE, extra={"CMR-Hits": str(len(entries))})
 
-    @app.get("/search/collections.umm_json")
-    def collections_umm():
-        """UMM-C records (``{"hits", "took", "items": [{"meta", "umm"}]}``) with TemporalExtents."""
-        items = [{"meta": {"concept-type": "collection", "concept-id": cid, "provider-id": c["data_center"],
-                           "revision-id": 1, "format": "application/vnd.nasa.cmr.umm+json"},
-                  "umm": {"ShortName": c["short_name"], "Version": c["version_id"], "EntryTitle": c["dataset_id"],
-                          "TemporalExtents": [TEMPORAL_EXTENTS[cid]] if cid in TEMPORAL_EXTENTS else []}}
-                 for cid, c in _collections_matching()]
-        return respond({"hits": len(items), "took": 1, "items": items}, UMM_CONTENT_TYPE,
-                       extra={"CMR-Hits": str(len(items))})
-
     if faults is not None:
         faults.install(app, "cmr")
     return app
-
-
-def _collections_matching() -> list[tuple[str, dict]]:
-    """COLLECTIONS matching the query's concept_id / short_name / version / provider."""
-    cid, short_name, version = _arg("concept_id"), _arg("short_name"), _arg("version")
-    provider = _arg("provider") or _arg("provider_short_name")
-    return [(concept_id, c) for concept_id, c in COLLECTIONS.items()
-            if (not cid or concept_id == cid) and (not short_name or c["short_name"] == short_name)
-            and (not version or c["version_id"].lstrip("0") == version.lstrip("0"))
-            and (not provider or c["data_center"] == provider)]

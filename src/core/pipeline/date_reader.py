@@ -103,7 +103,8 @@ class DateReader:
             # windows) as soon as it is downloaded instead of after the previous upload
             with ThreadPoolExecutor(max_workers=self.ctx.services.settings.l2p_parallel,
                                     thread_name_prefix="l2p") as self._l2p, \
-                    ThreadPoolExecutor(max_workers=self._atl07_workers(), thread_name_prefix="atl07") as self._fetcher, \
+                    ThreadPoolExecutor(max_workers=self._atl07_workers(),
+                                       thread_name_prefix="atl07") as self._fetcher, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as self._publisher:
                 self._open_ahead()
                 self._read_all()
