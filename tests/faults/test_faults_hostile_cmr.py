@@ -85,7 +85,7 @@ def test_a_producer_granule_id_that_climbs_out_of_the_work_folder_stays_inside(s
     assert manifest["counts"]["matched"] > 0
     run_prefix = f"{sb.settings.output_prefix}/{t.request_id}/{t.date.isoformat()}/{manifest['run_id']}/"
     assert sorted(k for k in ff.request_keys(sb, t) if not k.endswith("manifest.json")) == [
-        run_prefix + "victim_sst.nc", run_prefix + "victim_sst.png"]
+        run_prefix + "victim_sst.nc", run_prefix + "victim_sst.png", run_prefix + "victim_sst_pixels.nc"]
 
 
 # (every kind of unsafe name: tests/unit/test_safe_basename.py; two through the whole date here)
