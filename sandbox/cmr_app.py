@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 from flask import Flask, Response, request
 
+from core.collections import profile
+
 DATA_REL = "http://esipfed.org/ns/fedsearch/1.1/data#"
 METADATA_REL = "http://esipfed.org/ns/fedsearch/1.1/metadata#"
 BROWSE_REL = "http://esipfed.org/ns/fedsearch/1.1/browse#"
@@ -62,12 +64,14 @@ MAX_PAGE_SIZE = 2000
 
 COLLECTIONS = {  # concept id -> facts CMR would return for the collection
     "C3564876395-NSIDC_CPRD": dict(short_name="ATL07", version_id="007", data_center="NSIDC_CPRD",
-                                   dataset_id="ATLAS/ICESat-2 L3A Sea Ice Height V007"),
+                                   dataset_id="ATLAS/ICESat-2 L3A Sea Ice Height V007",
+                                   doi="10.5067/ATLAS/ATL07.007"),
     "C2003771980-NSIDC_ECS": dict(short_name="ATL07", version_id="004", data_center="NSIDC_ECS",
                                   dataset_id="ATLAS/ICESat-2 L3A Sea Ice Height V004"),
     "C1940473819-POCLOUD": dict(short_name="MODIS_A-JPL-L2P-v2019.0", version_id="2019.0", data_center="POCLOUD",
                                 dataset_id="GHRSST Level 2P Global Sea Surface Skin Temperature from the Moderate "
-                                "Resolution Imaging Spectroradiometer (MODIS) on the NASA Aqua satellite (GDS2)"),
+                                "Resolution Imaging Spectroradiometer (MODIS) on the NASA Aqua satellite (GDS2)",
+                                doi=profile("MODIS_A-JPL-L2P-v2019.0")["doi"]),
 }
 
 # UMM-C TemporalExtents of the collections above, as CMR's collection search returns them
@@ -369,6 +373,9 @@ def _collection_umm(concept_id: str, c: dict) -> dict:
                      "format": "application/vnd.nasa.cmr.umm+json", "revision-date": "2024-01-15T10:12:31.000Z"},
             "umm": {"ShortName": c["short_name"], "Version": c["version_id"], "EntryTitle": c["dataset_id"],
                     "TemporalExtents": [TEMPORAL_EXTENTS[concept_id]] if concept_id in TEMPORAL_EXTENTS else [],
+                    # UMM-C 1.17 DOI: the DOI, or why there is none (CMR's MissingReason)
+                    "DOI": {"DOI": c["doi"]} if c.get("doi") else
+                    {"MissingReason": "Not Applicable", "Explanation": "no DOI is registered for this collection"},
                     "DirectDistributionInformation": {"Region": "us-west-2"} if c["data_center"] != "NSIDC_ECS"
                     else None}}
 

@@ -146,9 +146,6 @@ class TemporalExtent:
     end: datetime | None
 
 
-_extents: dict[tuple[str, str], tuple[float, TemporalExtent | None]] = {}
-
-
 def _utc_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -180,21 +177,57 @@ def _get_json(settings: Settings, path: str, params: dict, http=None) -> tuple[d
         return None, {}
 
 
-def collection_extent(collection: str, settings: Settings, *, http=None) -> TemporalExtent | None:
-    """The collection's temporal extent: the union of its UMM-C ``TemporalExtents`` range(s)
-    (CMR Search API, ``/search/collections.umm_json``; UMM-C 1.17 "TemporalExtents"), cached per
-    process; None when CMR could not be asked or lists none (then nothing is trimmed)."""
+@dataclass(frozen=True)
+class CollectionRecord:
+    """What a collection's UMM-C record says that the service uses: its temporal extent (None:
+    none listed or unreadable) and its DOI (UMM-C ``DOI.DOI``; None where CMR gives a
+    ``MissingReason`` instead)."""
+
+    collection: str
+    extent: TemporalExtent | None
+    doi: str | None
+
+
+_records: dict[tuple[str, str], tuple[float, CollectionRecord]] = {}
+
+
+def collection_record(collection: str, settings: Settings, *, http=None) -> CollectionRecord | None:
+    """The collection's UMM-C record (CMR Search API, ``/search/collections.umm_json``), asked
+    once per process for its extent and its DOI alike; None when CMR could not be asked or knows
+    no such collection (not cached: the next caller asks again)."""
     query = parse_collection(collection, settings)
     key = (settings.cmr_url, str(query))
     now = time.monotonic()
     with _known_lock:
-        cached = _extents.get(key)
+        cached = _records.get(key)
     if cached and cached[0] > now:
         return cached[1]
     params = {"concept_id": query.concept_id} if query.concept_id else query.params()
     body, _ = _get_json(settings, "/search/collections.umm_json", {**params, "page_size": 1}, http)
     try:
-        extents = (body["items"][0]["umm"].get("TemporalExtents") or []) if body and body.get("items") else []
+        umm = body["items"][0]["umm"] if body and body.get("items") else None
+    except (KeyError, TypeError, IndexError):
+        umm = None
+    if not isinstance(umm, dict):
+        return None
+    record = CollectionRecord(collection, _temporal_extent(collection, query, umm), _umm_doi(umm))
+    with _known_lock:
+        _records[key] = (now + CACHE_TTL_S, record)
+    return record
+
+
+def _umm_doi(umm: dict) -> str | None:
+    """UMM-C 1.17 ``DOI``: ``{"DOI": "10.5067/..."}``, or ``{"MissingReason": ...}`` when the
+    collection has none."""
+    doi = umm.get("DOI")
+    value = str(doi.get("DOI") or "").strip() if isinstance(doi, dict) else ""
+    return value or None
+
+
+def _temporal_extent(collection: str, query: CollectionQuery, umm: dict) -> TemporalExtent | None:
+    """The union of the UMM-C ``TemporalExtents`` range(s) (UMM-C 1.17); None when it lists none."""
+    try:
+        extents = umm.get("TemporalExtents") or []
         ranges = [r for ext in extents for r in ext.get("RangeDateTimes") or []]
         ongoing = any(ext.get("EndsAtPresentFlag") for ext in extents)
         starts = [_utc_time(r.get("BeginningDateTime")) for r in ranges]
@@ -204,11 +237,22 @@ def collection_extent(collection: str, settings: Settings, *, http=None) -> Temp
         return None
     if not ranges:
         return None
-    extent = TemporalExtent(collection, None if None in starts else min(s for s in starts if s),
-                            None if ongoing or None in ends else max(e for e in ends if e))
-    with _known_lock:
-        _extents[key] = (now + CACHE_TTL_S, extent)
-    return extent
+    return TemporalExtent(collection, None if None in starts else min(s for s in starts if s),
+                          None if ongoing or None in ends else max(e for e in ends if e))
+
+
+def collection_extent(collection: str, settings: Settings, *, http=None) -> TemporalExtent | None:
+    """The collection's temporal extent from its cached UMM-C record (:func:`collection_record`);
+    None when CMR could not be asked or lists none (then nothing is trimmed)."""
+    record = collection_record(collection, settings, http=http)
+    return record.extent if record else None
+
+
+def collection_doi(collection: str, settings: Settings, *, http=None) -> str | None:
+    """The collection's DOI from its cached UMM-C record; None when CMR has none or could not be
+    asked (the product then cites the file's own attributes)."""
+    record = collection_record(collection, settings, http=http)
+    return record.doi if record else None
 
 
 @dataclass(frozen=True)

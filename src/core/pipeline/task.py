@@ -14,11 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from core.access.catalog import collection_doi
 from core.access.cmr import CmrClient, Granule
+from core.collections import profile
+from core.config import Settings
 from core.errors import UpstreamError, is_out_of_space, out_of_space
 from core.manifest import DateManifest, DroppedGranule, GranuleProduct, SkippedGranule
 from core.pipeline.atl07_inputs import Atl07Read
@@ -95,9 +99,28 @@ def _date_context(task: DateTask, services: Services) -> DateContext:
         "atl07_collection": req.atl07_collection, "sst_collection": req.sst_collection,
         "sst_collections": list(req.collections),
         **({"data_mode": req.data_mode} if req.data_mode else {}),
+        **_cmr_dois(req.collections, settings),
     }
     timer = StageTimer(services.clock, services.report if services.progress else None)
     return DateContext(task=task, services=services, params=params, science=science, lo=lo, hi=hi, timer=timer)
+
+
+def _cmr_dois(collections: Sequence[str], settings: Settings) -> dict:
+    """``{"sst_dois": {collection: DOI}}`` for the requested SST collections without a profile,
+    from their UMM-C records (issue 25: cite any collection); CMR failing costs only the DOI (the
+    product then cites the files' own attributes), never the date."""
+    dois = {}
+    for collection in collections:
+        if profile(collection):
+            continue
+        try:
+            doi = collection_doi(collection, settings)
+        except Exception as exc:  # a citation is never worth a date
+            log.info("no DOI from CMR for %s (%s)", collection, type(exc).__name__)
+            continue
+        if doi:
+            dois[collection] = doi
+    return {"sst_dois": dois} if dois else {}
 
 
 @dataclass
