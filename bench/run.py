@@ -68,6 +68,8 @@ def passed(key: str, value) -> bool | None:
 
 
 def _fmt(x: float) -> str:
+    if 0 < abs(x) < 0.01:  # e.g. a cost per date in USD: two significant digits, not 0.00
+        return f"{x:.2g}"
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}"
 
 
@@ -90,13 +92,16 @@ def table(results: dict) -> str:
 
 
 def update_readme(text: str) -> None:
-    if not README.exists():
-        return
-    doc = README.read_text()
-    if TABLE_START in doc and TABLE_END in doc:
-        head, rest = doc.split(TABLE_START, 1)
-        _, tail = rest.split(TABLE_END, 1)
-        README.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{tail}")
+    """The table between the markers of bench/README.md and of the project's README.md, so both
+    always show the latest run."""
+    for readme in (README, REPO / "README.md"):
+        if not readme.exists():
+            continue
+        doc = readme.read_text()
+        if TABLE_START in doc and TABLE_END in doc:
+            head, rest = doc.split(TABLE_START, 1)
+            _, tail = rest.split(TABLE_END, 1)
+            readme.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{tail}")
 
 
 def run(quick: bool = False, network: str | None = None, *, repeats: int | None = None,
