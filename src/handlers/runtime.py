@@ -101,6 +101,11 @@ def reset() -> None:
     settings.cache_clear()
     _new_client.cache_clear()
     services.cache_clear()
+    # Powertools keeps one SecretsProvider (with its boto3 client, bound to the endpoint of its
+    # first use) per process: a later sandbox's secrets would be read from the first one's moto
+    from aws_lambda_powertools.utilities.parameters import base
+
+    base.DEFAULT_PROVIDERS.clear()
 
 
 def state_machine_arn() -> str:
